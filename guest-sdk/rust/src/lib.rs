@@ -1,0 +1,184 @@
+//! `tidings-guest`: write tidings formatters in Rust.
+//!
+//! A formatter is an ordinary WASI command (`wasm32-wasip1`): it reads one JSON request on stdin,
+//! writes one JSON result on stdout and exits 0; anything else is a failed call whose stderr the
+//! host logs. This crate adds the types of ABI v1 ([`abi`], [`build`]) and one macro that turns
+//! hook functions into `main`:
+//!
+//! ```no_run
+//! use tidings_guest::{Message, MessageArgs};
+//!
+//! fn format(args: MessageArgs) -> Result<Option<Message>, String> {
+//!     Ok(Some(Message::plain(format!("{} is {}", args.name, args.results_text))))
+//! }
+//!
+//! tidings_guest::main!(message_formatter = format);
+//! ```
+//!
+//! A hook function takes any `Deserialize` type (the argument structs here, or a smaller view of
+//! your own: fields you do not name are skipped, which is faster) and returns
+//! `Result<impl Serialize, impl Display>`. `Ok(None)` writes `null`: "send nothing". `Err(e)`
+//! prints `e` on stderr and exits 1, which the host reports as a failed call.
+//!
+//! The same crate builds natively, so a formatter's logic has ordinary `cargo test` unit tests,
+//! and the binary runs as `./my-formatter messageFormatter < request.json`.
+
+pub mod abi;
+pub mod build;
+pub mod text;
+
+pub use abi::{
+    ABI_VERSION, BuildInfo, Hook, Master, Message, MessageArgs, MessageType, ReporterInfo, Review,
+    ReviewArgs, StartArgs, StartMessage, SummaryArgs,
+};
+pub use build::{Build, Change, Log, Results, Step};
+pub use serde;
+pub use serde_json;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Display;
+use std::io::{Read, Write};
+
+/// Why a call failed before or after the hook function ran.
+#[derive(Debug)]
+pub struct Error(String);
+
+impl Error {
+    /// An error with a message for stderr.
+    pub fn new(message: impl Into<String>) -> Error {
+        Error(message.into())
+    }
+
+    /// The error for a hook this formatter does not implement.
+    pub fn unsupported(hook: Hook) -> Error {
+        Error(format!("this formatter does not implement the {hook} hook"))
+    }
+}
+
+impl Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Decodes `input` as `I`, calls `f`, and encodes its result: the glue [`main!`] generates for
+/// each hook. Public so a hand-written `main` can use it too.
+pub fn call<I, O, E>(input: &[u8], f: fn(I) -> Result<O, E>) -> Result<Vec<u8>, Error>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    E: Display,
+{
+    let args: I = serde_json::from_slice(input)
+        .map_err(|e| Error(format!("cannot decode the hook's arguments: {e}")))?;
+    let out = f(args).map_err(|e| Error(e.to_string()))?;
+    serde_json::to_vec(&out).map_err(|e| Error(format!("cannot encode the result: {e}")))
+}
+
+/// Reads the request from stdin, works out the hook, calls `dispatch` and writes its result to
+/// stdout. On any error it prints the error on stderr and exits with status 1. This is what
+/// [`main!`] expands to.
+///
+/// The hook is argv\[1\] (the host always passes it), else `TIDINGS_HOOK`, else the request's
+/// `hook` field, so a request file works with any WASI runtime or natively.
+pub fn run(dispatch: impl FnOnce(Hook, &[u8]) -> Result<Vec<u8>, Error>) {
+    let result = read_request().and_then(|(hook, input)| dispatch(hook, &input));
+    match result {
+        Ok(out) => {
+            // One write: each WASI call costs, and a partial write is retried by write_all.
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = stdout.write_all(&out).and_then(|_| stdout.flush()) {
+                fail(&format!("cannot write the result to stdout: {e}"));
+            }
+        }
+        Err(e) => fail(&e.0),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("tidings-guest: {message}");
+    std::process::exit(1)
+}
+
+/// The head of a request: what `run` needs before the hook's own types take over.
+#[derive(serde::Deserialize)]
+struct Head {
+    abi: Option<u32>,
+    hook: Option<String>,
+}
+
+fn read_request() -> Result<(Hook, Vec<u8>), Error> {
+    // Read stdin in large chunks: the host's pipe hands over the whole request in one read.
+    let mut input = Vec::with_capacity(64 * 1024);
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut input)
+        .map_err(|e| Error(format!("cannot read the request from stdin: {e}")))?;
+
+    let hook_name = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("TIDINGS_HOOK").ok());
+
+    // The host writes `{"abi":1,"hook":...` first; recognising that prefix saves parsing the
+    // whole request twice. Anything else (a hand-written file) gets a full look at its head.
+    let fast = input.starts_with(br#"{"abi":1,"#);
+    let (abi, hook_name) = if fast && hook_name.is_some() {
+        (Some(1), hook_name)
+    } else {
+        let head: Head = serde_json::from_slice(&input)
+            .map_err(|e| Error(format!("the request on stdin is not a JSON object: {e}")))?;
+        (head.abi, hook_name.or(head.hook))
+    };
+    match abi {
+        Some(ABI_VERSION) | None => {}
+        Some(other) => {
+            return Err(Error(format!(
+                "the host speaks ABI {other}; this formatter was built for ABI {ABI_VERSION}"
+            )));
+        }
+    }
+    let hook_name = hook_name.ok_or_else(|| {
+        Error("no hook given: pass it as the first argument or in the request's \"hook\"".into())
+    })?;
+    let hook = hook_name.parse::<Hook>().map_err(|e| Error(e.to_string()))?;
+    Ok((hook, input))
+}
+
+/// Turns hook functions into the program's `main`.
+///
+/// ```ignore
+/// tidings_guest::main!(message_formatter = format);
+/// tidings_guest::main!(review_cb = review, start_cb = start, summary_cb = summary);
+/// ```
+///
+/// Hook keys: `message_formatter`, `review_cb`, `start_cb`, `summary_cb`. A hook not listed
+/// fails with "this formatter does not implement the … hook".
+#[macro_export]
+macro_rules! main {
+    ($($hook:ident = $f:path),+ $(,)?) => {
+        fn main() {
+            $crate::run(|hook, input| {
+                $( if hook == $crate::__hook!($hook) { return $crate::call(input, $f); } )+
+                Err($crate::Error::unsupported(hook))
+            })
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hook {
+    (message_formatter) => {
+        $crate::Hook::MessageFormatter
+    };
+    (review_cb) => {
+        $crate::Hook::ReviewCb
+    };
+    (start_cb) => {
+        $crate::Hook::StartCb
+    };
+    (summary_cb) => {
+        $crate::Hook::SummaryCb
+    };
+}

@@ -1,0 +1,122 @@
+//! Text helpers that Buildbot's templates use and formatters keep needing: HTML escaping,
+//! Python's `str.title()`, and the "status detected" phrase of Buildbot's default mail.
+
+use crate::build::{Build, Results};
+
+/// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Python's `str.title()`: the first letter of every run of letters upper-cased, the rest
+/// lower-cased (`"not finished"` → `"Not Finished"`).
+pub fn title_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_word = false;
+    for c in s.chars() {
+        if c.is_alphabetic() {
+            if in_word {
+                out.extend(c.to_lowercase());
+            } else {
+                out.extend(c.to_uppercase());
+            }
+            in_word = true;
+        } else {
+            out.push(c);
+            in_word = false;
+        }
+    }
+    out
+}
+
+/// Buildbot's `status_detected` phrase for a build: `new failure`, `failed build`,
+/// `problem in the build`, `restored build`, `passing build`, `build exception`, or
+/// `<result> build`. `mode` is the reporter's mode words; `prev` the previous build's result.
+pub fn status_detected(mode: &[String], results: Option<i64>, prev: Option<i64>) -> String {
+    let has = |w: &str| mode.iter().any(|m| m == w);
+    match results.and_then(Results::from_code) {
+        Some(Results::Failure) => {
+            let prev_not_failure = prev.is_some_and(|p| p != Results::Failure.code());
+            if (has("change") || has("problem")) && prev_not_failure {
+                "new failure".into()
+            } else {
+                "failed build".into()
+            }
+        }
+        Some(Results::Warnings) => "problem in the build".into(),
+        Some(Results::Success) => {
+            if has("change") && prev.is_some_and(|p| p != Results::Success.code()) {
+                "restored build".into()
+            } else {
+                "passing build".into()
+            }
+        }
+        Some(Results::Exception) => "build exception".into(),
+        _ => format!("{} build", Results::text_for(results)),
+    }
+}
+
+/// Buildbot's `projects`: the distinct non-empty `project`s of the build's source stamps,
+/// joined by `", "`, or `fallback` (the master's title) when there are none.
+pub fn projects(build: &Build, fallback: &str) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    if let Some(bs) = &build.buildset {
+        for ss in &bs.sourcestamps {
+            if let Some(p) = ss.project.as_deref().filter(|p| !p.is_empty())
+                && !seen.contains(&p)
+            {
+                seen.push(p);
+            }
+        }
+    }
+    if seen.is_empty() {
+        fallback.to_owned()
+    } else {
+        seen.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn title_case_matches_python() {
+        assert_eq!(title_case("not finished"), "Not Finished");
+        assert_eq!(title_case("failure"), "Failure");
+        assert_eq!(title_case("unknown result 9"), "Unknown Result 9");
+        assert_eq!(title_case("it's"), "It'S");
+    }
+
+    #[test]
+    fn escapes_html() {
+        assert_eq!(
+            html_escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn status_detected_follows_buildbot() {
+        let m = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(status_detected(&m(&["failing"]), Some(2), Some(0)), "failed build");
+        assert_eq!(status_detected(&m(&["problem"]), Some(2), Some(0)), "new failure");
+        assert_eq!(status_detected(&m(&["change"]), Some(2), Some(2)), "failed build");
+        assert_eq!(status_detected(&m(&["change"]), Some(0), Some(2)), "restored build");
+        assert_eq!(status_detected(&m(&["passing"]), Some(0), Some(2)), "passing build");
+        assert_eq!(status_detected(&m(&[]), Some(1), None), "problem in the build");
+        assert_eq!(status_detected(&m(&[]), Some(4), None), "build exception");
+        assert_eq!(status_detected(&m(&[]), Some(6), None), "cancelled build");
+    }
+}

@@ -1,0 +1,287 @@
+//! ABI v1 on the host side: the request written to a guest's stdin, and the check of what it
+//! wrote to stdout. The types are `tidings-guest`'s, so guest and host cannot disagree; the
+//! JSON Schemas in `guest-sdk/schema/` describe the same shapes for other languages (a test
+//! checks that the schemas and these types accept and refuse the same documents).
+
+use super::FormatterError;
+use crate::event::{Build, Results};
+use serde::Serialize;
+use serde_json::Value;
+use tidings_guest::abi::{
+    BuildInfo, Hook, Master, Message, MessageArgs, MessageType, ReporterInfo, Review, ReviewArgs,
+    StartArgs, StartMessage, SummaryArgs,
+};
+
+/// One hook call's arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Message(Box<MessageArgs>),
+    Review(Box<ReviewArgs>),
+    Start(Box<StartArgs>),
+    Summary(Box<SummaryArgs>),
+}
+
+/// What the host knows besides the build when it wraps a bare build dict into a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrapContext {
+    /// The reporter's mode words.
+    pub mode: Vec<String>,
+    pub reporter: ReporterInfo,
+    pub master: Master,
+    /// `arg` for the Gerrit hooks.
+    pub arg: Value,
+}
+
+impl Default for WrapContext {
+    /// What `tidings render` and `tidings test` use: Buildbot's default mode and title.
+    fn default() -> WrapContext {
+        WrapContext {
+            mode: ["failing", "passing", "warnings"].map(String::from).to_vec(),
+            reporter: ReporterInfo {
+                name: "cli".into(),
+                kind: "cli".into(),
+            },
+            master: Master {
+                title: "Buildbot".into(),
+                buildbot_url: String::new(),
+            },
+            arg: Value::Null,
+        }
+    }
+}
+
+/// Why a request could not be built from the given JSON.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct RequestError(pub String);
+
+impl Request {
+    /// The hook this request is for.
+    pub fn hook(&self) -> Hook {
+        match self {
+            Request::Message(_) => Hook::MessageFormatter,
+            Request::Review(_) => Hook::ReviewCb,
+            Request::Start(_) => Hook::StartCb,
+            Request::Summary(_) => Hook::SummaryCb,
+        }
+    }
+
+    /// The bytes for the guest's stdin: `{"abi":1,"hook":"…",…arguments}`. `abi` and `hook`
+    /// come first, always in this form, so guests can recognise them without parsing it all.
+    pub fn to_stdin(&self) -> Vec<u8> {
+        let args = match self {
+            Request::Message(a) => to_json(a),
+            Request::Review(a) => to_json(a),
+            Request::Start(a) => to_json(a),
+            Request::Summary(a) => to_json(a),
+        };
+        let mut out = Vec::with_capacity(args.len() + 48);
+        out.extend_from_slice(br#"{"abi":1,"hook":""#);
+        out.extend_from_slice(self.hook().name().as_bytes());
+        out.push(b'"');
+        // `args` is a JSON object: splice its members after ours.
+        if args.len() > 2 {
+            out.push(b',');
+            out.extend_from_slice(&args[1..]);
+        } else {
+            out.push(b'}');
+        }
+        out
+    }
+
+    /// Wraps a bare build dict into `hook`'s arguments, filling in what the host derives from
+    /// it: the builder name, result code and text, build URL, blamelist (`owner`/`owners`
+    /// properties), logs that carry content, and `prev_build` when the dict has one.
+    pub fn from_build(hook: Hook, build: Build, ctx: &WrapContext) -> Request {
+        let name = build.builder_name().unwrap_or_default().to_owned();
+        let url = build.url.clone().unwrap_or_default();
+        match hook {
+            Hook::MessageFormatter => {
+                let mut master = ctx.master.clone();
+                if master.buildbot_url.is_empty() {
+                    master.buildbot_url = url.split("#/").next().unwrap_or_default().to_owned();
+                }
+                let prev_build = build
+                    .extra
+                    .get("prev_build")
+                    .and_then(|v| serde_json::from_value::<Build>(v.clone()).ok());
+                let logs = build
+                    .steps()
+                    .iter()
+                    .flat_map(|s| s.logs.iter())
+                    .filter(|l| l.content.is_some())
+                    .cloned()
+                    .collect();
+                Request::Message(Box::new(MessageArgs {
+                    mode: ctx.mode.clone(),
+                    name,
+                    results: build.results,
+                    results_text: Results::text_for(build.results),
+                    reporter: ctx.reporter.clone(),
+                    master,
+                    build_url: url,
+                    users: owners(&build),
+                    changes: Vec::new(),
+                    logs,
+                    prev_build,
+                    build,
+                    extra: Default::default(),
+                }))
+            }
+            Hook::ReviewCb => Request::Review(Box::new(ReviewArgs {
+                builder_name: name,
+                result: build.results,
+                build,
+                arg: ctx.arg.clone(),
+                extra: Default::default(),
+            })),
+            Hook::StartCb => Request::Start(Box::new(StartArgs {
+                builder_name: name,
+                build,
+                arg: ctx.arg.clone(),
+                extra: Default::default(),
+            })),
+            Hook::SummaryCb => {
+                let results = Results::text_for(build.results);
+                Request::Summary(Box::new(SummaryArgs {
+                    build_info_list: vec![BuildInfo {
+                        name,
+                        result: build.results,
+                        result_text: BuildInfo::result_text_for(build.results),
+                        text: build.state_string.clone().unwrap_or_default(),
+                        url: build.url.clone(),
+                        build,
+                    }],
+                    results,
+                    arg: ctx.arg.clone(),
+                    extra: Default::default(),
+                }))
+            }
+        }
+    }
+
+    /// Reads a request from JSON that is either a full request (`{"abi": 1, "hook": …}`) or a
+    /// bare build dict (wrapped with [`Request::from_build`] for `hook`, default
+    /// `messageFormatter`). A full request's hook must agree with `hook` when both are given.
+    pub fn parse(json: &[u8], hook: Option<Hook>, ctx: &WrapContext) -> Result<Request, RequestError> {
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|e| RequestError(format!("the input is not JSON: {e}")))?;
+        let Value::Object(mut obj) = value else {
+            return Err(RequestError("the input is not a JSON object".into()));
+        };
+        let Some(abi) = obj.remove("abi") else {
+            let build: Build = serde_json::from_value(Value::Object(obj))
+                .map_err(|e| RequestError(format!("the input is not a build dict: {e}")))?;
+            return Ok(Request::from_build(hook.unwrap_or(Hook::MessageFormatter), build, ctx));
+        };
+        if abi != Value::from(1) {
+            return Err(RequestError(format!("the request has abi {abi}; this host speaks 1")));
+        }
+        let named = match obj.remove("hook") {
+            Some(Value::String(s)) => s.parse::<Hook>().map_err(|e| RequestError(e.to_string()))?,
+            _ => return Err(RequestError("the request has no \"hook\" string".into())),
+        };
+        if let Some(h) = hook
+            && h != named
+        {
+            return Err(RequestError(format!("the request is for {named}, not {h}")));
+        }
+        let args = Value::Object(obj);
+        let bad = |e: serde_json::Error| RequestError(format!("bad {named} arguments: {e}"));
+        Ok(match named {
+            Hook::MessageFormatter => Request::Message(serde_json::from_value(args).map_err(bad)?),
+            Hook::ReviewCb => Request::Review(serde_json::from_value(args).map_err(bad)?),
+            Hook::StartCb => Request::Start(serde_json::from_value(args).map_err(bad)?),
+            Hook::SummaryCb => Request::Summary(serde_json::from_value(args).map_err(bad)?),
+        })
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own types into a Vec cannot fail: no maps with non-string keys.
+    serde_json::to_vec(v).expect("hook arguments serialise")
+}
+
+/// Buildbot's blamelist part that the build dict itself carries: the `owner` and `owners`
+/// properties, sorted and unique.
+fn owners(build: &Build) -> Vec<String> {
+    let mut users: Vec<String> = Vec::new();
+    if let Some(o) = build.property_str("owner") {
+        users.push(o.to_owned());
+    }
+    if let Some(Value::Array(list)) = build.property("owners") {
+        users.extend(list.iter().filter_map(Value::as_str).map(String::from));
+    }
+    users.sort();
+    users.dedup();
+    users
+}
+
+/// A hook's result, checked. `None` everywhere means "send nothing".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum HookOutput {
+    Message(Option<Message>),
+    Review(Option<Review>),
+    Start(Option<StartMessage>),
+}
+
+impl HookOutput {
+    /// The result as JSON, as the guest meant it.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("hook results serialise")
+    }
+}
+
+/// Checks a guest's stdout against `hook`'s result schema: exactly one JSON value (surrounding
+/// whitespace allowed), of the hook's shape, with no unknown fields.
+pub fn parse_output(hook: Hook, stdout: &[u8]) -> Result<HookOutput, FormatterError> {
+    let text = std::str::from_utf8(stdout)
+        .map_err(|e| FormatterError::bad_output(format!("stdout is not UTF-8: {e}")))?;
+    if text.trim().is_empty() {
+        return Err(FormatterError::bad_output(
+            "stdout is empty; a formatter must print its result, or null to send nothing",
+        ));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        FormatterError::bad_output(format!("stdout is not JSON ({e}): {}", snippet(text)))
+    })?;
+    let shape = |e: serde_json::Error| {
+        FormatterError::bad_output(format!(
+            "stdout is not a {hook} result ({e}): {}",
+            snippet(text)
+        ))
+    };
+    match hook {
+        Hook::MessageFormatter => {
+            let msg: Option<Message> = serde_json::from_value(value).map_err(shape)?;
+            if let Some(m) = &msg
+                && m.message_type != MessageType::Json
+                && !m.body.is_string()
+            {
+                return Err(FormatterError::bad_output(format!(
+                    "a {} message needs a string body; only type json takes any JSON",
+                    serde_json::to_string(&m.message_type).unwrap_or_default()
+                )));
+            }
+            Ok(HookOutput::Message(msg))
+        }
+        Hook::ReviewCb | Hook::SummaryCb => {
+            let review: Option<Review> = serde_json::from_value(value).map_err(shape)?;
+            Ok(HookOutput::Review(review.filter(|r| !r.is_empty())))
+        }
+        Hook::StartCb => {
+            let start: Option<StartMessage> = serde_json::from_value(value).map_err(shape)?;
+            Ok(HookOutput::Start(start))
+        }
+    }
+}
+
+/// The start of a guest's output, for error messages.
+fn snippet(text: &str) -> String {
+    let t = text.trim();
+    match t.char_indices().nth(120) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t.to_owned(),
+    }
+}

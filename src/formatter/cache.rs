@@ -1,0 +1,147 @@
+//! The on-disk cache of compiled modules.
+//!
+//! Compiling a module with Cranelift takes ~100 ms for a small Rust formatter and seconds for
+//! big ones; loading a precompiled artifact takes well under a millisecond. Artifacts are keyed
+//! by the module's SHA-256 and the engine's compatibility hash (wasmtime version, target and
+//! every setting that changes generated code), so a new tidings build or a changed engine
+//! setting never loads a stale artifact.
+//!
+//! Deserializing an artifact runs native code from it, so wasmtime marks it `unsafe`: only
+//! artifacts this host wrote may be loaded. Each file therefore starts with a magic line and
+//! the SHA-256 of the artifact; a file that fails either check (truncated, corrupted, or not
+//! ours) is discarded and rebuilt. The directory is created private to the user (0700).
+
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use wasmtime::{Engine, Module, Precompiled};
+
+const MAGIC: &[u8] = b"TIDINGS-CWASM-1\n";
+
+/// Where an artifact came from: how `load` got the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled now (no cache, a miss, or a discarded artifact).
+    Compiled,
+    /// Loaded from a valid cached artifact.
+    Cached,
+}
+
+/// A directory of precompiled artifacts written by this host.
+#[derive(Debug, Clone)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+impl ArtifactCache {
+    /// A cache in `dir` (created on first write) for artifacts of `engine`.
+    pub fn new(dir: PathBuf, engine: &Engine) -> ArtifactCache {
+        let mut h = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let engine_key = hex(&h.0.finalize()[..8]);
+        ArtifactCache { dir, engine_key }
+    }
+
+    /// The artifact file for a module with this SHA-256 (hex).
+    pub fn path_for(&self, module_sha256: &str) -> PathBuf {
+        self.dir
+            .join(format!("{module_sha256}-{}.cwasm", self.engine_key))
+    }
+
+    /// The compiled module for `wasm`: from a valid artifact if there is one, else compiled and
+    /// stored. A cache that cannot be written is logged and otherwise ignored: the module still
+    /// loads, it just compiles again next time.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        module_sha256: &str,
+    ) -> wasmtime::Result<(Module, Origin)> {
+        let path = self.path_for(module_sha256);
+        if let Some(module) = self.read(engine, &path) {
+            return Ok((module, Origin::Cached));
+        }
+        let artifact = engine.precompile_module(wasm)?;
+        if let Err(e) = self.write(&path, &artifact) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-module cache");
+        }
+        // SAFETY: `artifact` was produced by `precompile_module` on this very engine a moment ago.
+        let module = unsafe { Module::deserialize(engine, &artifact)? };
+        Ok((module, Origin::Compiled))
+    }
+
+    fn read(&self, engine: &Engine, path: &Path) -> Option<Module> {
+        let bytes = fs::read(path).ok()?;
+        let checked = bytes
+            .strip_prefix(MAGIC)
+            .filter(|rest| rest.len() > 32)
+            .map(|rest| rest.split_at(32))
+            .filter(|(sum, artifact)| Sha256::digest(artifact).as_slice() == *sum)
+            .map(|(_, artifact)| artifact)
+            .filter(|artifact| Engine::detect_precompiled(artifact) == Some(Precompiled::Module));
+        let Some(artifact) = checked else {
+            tracing::warn!(path = %path.display(), "discarding a damaged compiled-module artifact; recompiling");
+            let _ = fs::remove_file(path);
+            return None;
+        };
+        // SAFETY: the artifact carries our magic and its own SHA-256, so it is a file this host
+        // wrote with `precompile_module` (the cache directory is private to this user), and
+        // its name carries the engine's compatibility hash. wasmtime additionally checks the
+        // version and settings recorded inside and refuses a mismatch.
+        match unsafe { Module::deserialize(engine, artifact) } {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "discarding an unusable compiled-module artifact; recompiling");
+                let _ = fs::remove_file(path);
+                None
+            }
+        }
+    }
+
+    fn write(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+        create_private_dir(&self.dir)?;
+        // Write to a temporary name and rename, so a reader never sees half a file.
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(MAGIC)?;
+        f.write_all(&Sha256::digest(artifact))?;
+        f.write_all(artifact)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Feeds `Hash` output into SHA-256, giving a hash that is stable across processes (unlike
+/// `DefaultHasher`, whose algorithm may change between Rust releases).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+    }
+}

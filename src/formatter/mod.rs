@@ -1,0 +1,371 @@
+//! The formatter engine: the only module that knows wasmtime.
+//!
+//! A [`Host`] owns the process's one `wasmtime::Engine` (epoch interruption, pooling
+//! allocator), the ticker thread that drives time limits, the compiled-module cache, and the
+//! bound on concurrent calls (one per core). [`Host::load`] validates and compiles a module
+//! (or loads its cached artifact) into a [`Formatter`]; each [`Formatter::call`] then runs a
+//! fresh instance under the sandbox described in [`sandbox`], and [`abi`] turns its stdout
+//! into the hook's typed result.
+//!
+//! Callers: the CLI (`render`, `test`, `run`, `check`), and the dispatcher, which calls
+//! [`Formatter::call_async`] from tokio tasks; the call itself runs on a blocking thread.
+
+pub mod abi;
+mod cache;
+mod error;
+mod limits;
+mod sandbox;
+pub mod validate;
+
+pub use abi::{HookOutput, Request, WrapContext};
+pub use cache::Origin;
+pub use error::{FormatterError, Stream};
+pub use limits::{GUEST_DIR, Grants, Limits};
+pub use sandbox::TICK;
+
+use cache::ArtifactCache;
+use sandbox::{CallSpec, CallState, Stdio};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tidings_guest::Hook;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module};
+
+/// How a [`Host`] is set up.
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Where compiled artifacts are cached; `None` compiles every load.
+    pub cache_dir: Option<PathBuf>,
+    /// How many calls may run at once; `None` means one per core.
+    pub concurrency: Option<usize>,
+}
+
+/// The process's formatter engine. Create one and share it (it is cheap to clone).
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: Option<ArtifactCache>,
+    slots: Slots,
+    ticker_stop: Arc<AtomicBool>,
+    ticker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for HostInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The memory pages kept mapped in a pooled slot between instances. Reusing them instead of
+/// returning them to the kernel saves the page faults a fresh instance would take.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+impl Host {
+    /// Creates the engine, its pooling allocator and the epoch ticker.
+    pub fn new(options: HostOptions) -> Result<Host, FormatterError> {
+        let host_err = |e: wasmtime::Error| FormatterError::Host {
+            message: format!("cannot create the WebAssembly engine: {e:#}"),
+        };
+        let concurrency = options.concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        });
+        // Slots in the pool: every running call holds one; `tidings run` and instantiation
+        // races need a few more. Each reserves address space (not memory) for one instance.
+        let slots = (concurrency as u32) * 2 + 8;
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_component_instances(slots)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 << 10);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(host_err)?;
+        let linker = sandbox::linker(&engine).map_err(host_err)?;
+        let cache = options
+            .cache_dir
+            .map(|dir| ArtifactCache::new(dir, &engine));
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("tidings-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| FormatterError::Host {
+                    message: format!("cannot start the epoch ticker: {e}"),
+                })?
+        };
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                engine,
+                linker,
+                cache,
+                slots: Slots::new(concurrency),
+                ticker_stop,
+                ticker: Mutex::new(Some(ticker)),
+            }),
+        })
+    }
+
+    /// Loads the module at `path` as formatter `name`. See [`Host::load_bytes`].
+    pub fn load(
+        &self,
+        name: &str,
+        path: &Path,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Formatter, FormatterError> {
+        let wasm = std::fs::read(path).map_err(|e| {
+            FormatterError::invalid(format!("cannot read {}: {e}", path.display()))
+        })?;
+        self.load_bytes(name, &wasm, limits, grants)
+    }
+
+    /// Validates `wasm` (a WASI preview 1 command, see [`validate`]), compiles it or loads its
+    /// cached artifact, and resolves its imports once.
+    pub fn load_bytes(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Formatter, FormatterError> {
+        validate::check_header(wasm)?;
+        let sha256 = cache::hex(&Sha256::digest(wasm));
+        let started = Instant::now();
+        let compiled = match &self.inner.cache {
+            Some(cache) => cache.load(&self.inner.engine, wasm, &sha256),
+            None => Module::new(&self.inner.engine, wasm).map(|m| (m, Origin::Compiled)),
+        };
+        let (module, origin) =
+            compiled.map_err(|e| FormatterError::invalid(format!("does not compile: {e:#}")))?;
+        validate::check_command(&module, limits.memory)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| FormatterError::invalid(format!("cannot be linked: {e:#}")))?;
+        tracing::debug!(formatter = name, ?origin, elapsed = ?started.elapsed(), "loaded formatter module");
+        Ok(Formatter {
+            host: self.clone(),
+            name: name.to_owned(),
+            pre,
+            limits,
+            grants,
+            sha256,
+            origin,
+            deterministic: false,
+        })
+    }
+
+    /// Runs any WASI preview 1 command with the process's own stdio (`tidings run`): argv
+    /// `args`, environment `env`, an optional read-only directory, no time limit. Returns the
+    /// guest's exit status.
+    pub fn run_command(
+        &self,
+        wasm: &[u8],
+        args: &[String],
+        env: &[(String, String)],
+        grants: &Grants,
+        memory: u64,
+    ) -> Result<i32, FormatterError> {
+        let limits = Limits {
+            memory,
+            ..Limits::default()
+        };
+        let f = self.load_bytes(&args[0], wasm, limits.clone(), grants.clone())?;
+        let spec = CallSpec {
+            args,
+            env,
+            grants,
+            limits: &limits,
+            deterministic: false,
+            timeout: None,
+        };
+        let _slot = self.inner.slots.acquire();
+        match sandbox::run(&self.inner.engine, &f.pre, &spec, Stdio::Inherited) {
+            Ok(_) => Ok(0),
+            Err((FormatterError::Exit { code, .. }, _)) => Ok(code),
+            Err((e, _)) => Err(e),
+        }
+    }
+}
+
+/// A loaded formatter: a validated, compiled module ready to be instantiated per call.
+pub struct Formatter {
+    host: Host,
+    name: String,
+    pre: InstancePre<CallState>,
+    limits: Limits,
+    grants: Grants,
+    sha256: String,
+    origin: Origin,
+    deterministic: bool,
+}
+
+/// One successful call, with what it cost.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    /// The guest's stdout, as written.
+    pub stdout: Vec<u8>,
+    /// The largest linear memory the instance had, in bytes.
+    pub peak_memory: u64,
+    /// Wall time of the call, from store creation to the end of `_start`.
+    pub elapsed: Duration,
+}
+
+impl Formatter {
+    /// The formatter's name (argv\[0\] of the guest and the log target of its stderr).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the module, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Whether the module was compiled at load or came from the artifact cache.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The limits each call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Makes every call deterministic: fixed wall and monotonic clocks (2026-01-01T00:00:00Z,
+    /// not moving) and seeded randomness. `tidings test` uses this so outputs can be compared.
+    pub fn set_deterministic(&mut self, on: bool) {
+        self.deterministic = on;
+    }
+
+    /// Calls `hook` with `request` and checks the result against the hook's schema. Blocks the
+    /// current thread; from async code use [`Formatter::call_async`].
+    pub fn call(&self, request: &Request) -> Result<HookOutput, FormatterError> {
+        let hook = request.hook();
+        let report = self.call_raw(hook, &request.to_stdin())?;
+        abi::parse_output(hook, &report.stdout)
+    }
+
+    /// Runs one call with `stdin` as the request bytes and returns the raw stdout. The guest's
+    /// stderr goes to the log under the formatter's name either way.
+    pub fn call_raw(&self, hook: Hook, stdin: &[u8]) -> Result<CallReport, FormatterError> {
+        let args = [self.name.clone(), hook.name().to_owned()];
+        let mut env = Vec::with_capacity(2 + self.grants.env.len());
+        env.push(("TIDINGS_ABI".to_owned(), "1".to_owned()));
+        env.push(("TIDINGS_HOOK".to_owned(), hook.name().to_owned()));
+        env.extend(self.grants.env.iter().cloned());
+        let spec = CallSpec {
+            args: &args,
+            env: &env,
+            grants: &self.grants,
+            limits: &self.limits,
+            deterministic: self.deterministic,
+            timeout: Some(self.limits.timeout),
+        };
+        let _slot = self.host.inner.slots.acquire();
+        let started = Instant::now();
+        let result = sandbox::run(
+            &self.host.inner.engine,
+            &self.pre,
+            &spec,
+            Stdio::Captured { input: stdin },
+        );
+        let elapsed = started.elapsed();
+        match result {
+            Ok(out) => {
+                self.log_stderr(&out.stderr);
+                Ok(CallReport {
+                    stdout: out.stdout,
+                    peak_memory: out.peak_memory,
+                    elapsed,
+                })
+            }
+            Err((e, stderr)) => {
+                self.log_stderr(&stderr);
+                tracing::warn!(formatter = %self.name, hook = %hook, kind = e.kind(), error = %e, "formatter call failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Formatter::call`] from async code: the call runs on tokio's blocking pool (sync WASI
+    /// must not run on a runtime worker), and at most one call per core runs at a time.
+    pub async fn call_async(
+        self: &Arc<Self>,
+        request: Request,
+    ) -> Result<HookOutput, FormatterError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.call(&request))
+            .await
+            .map_err(|e| FormatterError::Host {
+                message: format!("the formatter call's thread failed: {e}"),
+            })?
+    }
+
+    fn log_stderr(&self, stderr: &[u8]) {
+        if stderr.is_empty() {
+            return;
+        }
+        for line in String::from_utf8_lossy(stderr).lines() {
+            tracing::info!(target: "tidings::formatter::stderr", formatter = %self.name, "{line}");
+        }
+    }
+}
+
+/// A counting semaphore for blocking threads: at most `n` calls run at once, whichever thread
+/// (tokio's blocking pool, the CLI, a test) makes them.
+struct Slots {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            free: Mutex::new(n.max(1)),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().expect("slots lock");
+        while *free == 0 {
+            free = self.cv.wait(free).expect("slots lock");
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().expect("slots lock") += 1;
+        self.0.cv.notify_one();
+    }
+}

@@ -1,0 +1,506 @@
+//! One call of a formatter: a fresh `Store` and instance, WASI wired to in-memory pipes, the
+//! limits applied, the guest run, and the way it ended turned into a result or a
+//! [`FormatterError`].
+//!
+//! How each limit is enforced, and how its breach is recognised (by flags the host itself sets,
+//! never by matching error text):
+//! - time: epoch interruption (a ticker thread advances the engine's epoch); `Trap::Interrupt`;
+//! - sleeping: `poll_oneoff` is shadowed ([`poll_oneoff`]): a wait that would end past the
+//!   deadline stops the guest at once, shorter waits return immediately (virtual time), so no
+//!   guest ever parks a host thread;
+//! - memory: [`Limiter`] denies growth past the limit by trapping, and records that it did;
+//! - stdout/stderr: [`CappedPipe`] traps on the write that would pass its cap, and records it;
+//! - stdin: checked before the guest starts.
+
+use super::error::{FormatterError, Stream, stderr_tail};
+use super::limits::{GUEST_DIR, Grants, Limits};
+use bytes::Bytes;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime::{Caller, Engine, Extern, InstancePre, Linker, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// How often the ticker advances the engine's epoch; the granularity of time limits.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// The store data of one call.
+pub struct CallState {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+    /// When the call must end; `poll_oneoff` measures waits against it.
+    deadline: Option<Instant>,
+    /// Set when the guest asked to sleep past the deadline.
+    slept_past_deadline: bool,
+}
+
+/// The linker every formatter instance is created with: WASI preview 1 (synchronous), with
+/// `poll_oneoff` replaced by [`poll_oneoff`].
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CallState| &mut s.wasi)?;
+    linker.allow_shadowing(true);
+    linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", poll_oneoff)?;
+    Ok(linker)
+}
+
+/// How the guest's stdio and clocks are set up for a call.
+pub enum Stdio<'a> {
+    /// Formatter calls: the request on stdin, stdout and stderr captured with caps.
+    Captured { input: &'a [u8] },
+    /// `tidings run`: the host process's own stdin, stdout and stderr.
+    Inherited,
+}
+
+/// Everything a call produced, when the guest ended normally (exit status 0).
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The largest linear memory the instance had, in bytes.
+    pub peak_memory: u64,
+}
+
+/// What one call is: argv, grants, limits, and whether the clocks and randomness are fixed
+/// (for reproducible tests).
+pub struct CallSpec<'a> {
+    pub args: &'a [String],
+    pub env: &'a [(String, String)],
+    pub grants: &'a Grants,
+    pub limits: &'a Limits,
+    pub deterministic: bool,
+    /// `None`: no time limit (only for `tidings run`).
+    pub timeout: Option<Duration>,
+}
+
+/// Runs `_start` of a fresh instance of `pre` under `spec`. On success returns the captured
+/// output; on any failure the matching [`FormatterError`], plus whatever stderr the guest
+/// wrote (for the log), plus the guest's exit code when it exited non-zero.
+pub fn run(
+    engine: &Engine,
+    pre: &InstancePre<CallState>,
+    spec: &CallSpec<'_>,
+    stdio: Stdio<'_>,
+) -> Result<Output, (FormatterError, Vec<u8>)> {
+    let limits = spec.limits;
+    let stdout = CappedPipe::new(limits.max_output);
+    let stderr = CappedPipe::new(limits.max_stderr);
+
+    let mut b = WasiCtxBuilder::new();
+    b.args(spec.args).envs(spec.env);
+    b.allow_blocking_current_thread(true);
+    match stdio {
+        Stdio::Captured { input } => {
+            if input.len() > limits.max_input {
+                return Err((
+                    FormatterError::InputTooLarge {
+                        size: input.len(),
+                        limit: limits.max_input,
+                    },
+                    Vec::new(),
+                ));
+            }
+            b.stdin(MemoryInputPipe::new(Bytes::copy_from_slice(input)));
+            b.stdout(stdout.clone()).stderr(stderr.clone());
+        }
+        Stdio::Inherited => {
+            b.inherit_stdio();
+        }
+    }
+    if spec.deterministic {
+        b.wall_clock(FixedClock).monotonic_clock(FixedClock);
+        b.secure_random(wasmtime_wasi::Deterministic::new(vec![42; 64]));
+        b.insecure_random(wasmtime_wasi::Deterministic::new(vec![7; 64]));
+        b.insecure_random_seed(0);
+    }
+    if let Some(dir) = &spec.grants.dir
+        && let Err(e) = b.preopened_dir(dir, GUEST_DIR, FsPerms::ReadOnly)
+    {
+        return Err((
+            FormatterError::Host {
+                message: format!("cannot open the granted directory {}: {e}", dir.display()),
+            },
+            Vec::new(),
+        ));
+    }
+
+    let started = Instant::now();
+    let state = CallState {
+        wasi: b.build_p1(),
+        limiter: Limiter::new(limits.memory),
+        deadline: spec.timeout.map(|t| started + t),
+        slept_past_deadline: false,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    match spec.timeout {
+        // The deadline passes between `timeout` and `timeout + TICK` from now.
+        Some(t) => store.set_epoch_deadline(t.as_nanos().div_ceil(TICK.as_nanos()) as u64 + 1),
+        None => store.set_epoch_deadline(u64::MAX),
+    }
+
+    let result = pre.instantiate(&mut store).and_then(|instance| {
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        start.call(&mut store, ())
+    });
+
+    let state = store.into_data();
+    let out = stdout.take();
+    let err = stderr.take();
+    let failure = match result {
+        Ok(()) => None,
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(I32Exit(0)) => None,
+            Some(I32Exit(code)) => Some(FormatterError::Exit {
+                code: *code,
+                stderr_tail: stderr_tail(&err, 512),
+            }),
+            None => Some(classify(&e, &state, spec, &stdout, &stderr, &err)),
+        },
+    };
+    match failure {
+        None => Ok(Output {
+            stdout: out,
+            stderr: err,
+            peak_memory: state.limiter.peak,
+        }),
+        Some(f) => Err((f, err)),
+    }
+}
+
+/// Names the way a call that did not exit ended. The flags set by the host come first: a guest
+/// stopped at the write that overflowed stdout is `OutputTooLarge`, whatever trap that caused.
+fn classify(
+    e: &wasmtime::Error,
+    state: &CallState,
+    spec: &CallSpec<'_>,
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+    err: &[u8],
+) -> FormatterError {
+    let limits = spec.limits;
+    if stdout.overflowed() {
+        return FormatterError::OutputTooLarge {
+            stream: Stream::Stdout,
+            limit: limits.max_output,
+        };
+    }
+    if stderr.overflowed() {
+        return FormatterError::OutputTooLarge {
+            stream: Stream::Stderr,
+            limit: limits.max_stderr,
+        };
+    }
+    if state.limiter.denied {
+        return FormatterError::MemoryLimit {
+            limit: limits.memory,
+        };
+    }
+    let timeout = spec.timeout.unwrap_or_default();
+    if state.slept_past_deadline {
+        return FormatterError::Timeout { limit: timeout };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => FormatterError::Timeout { limit: timeout },
+        Some(trap) => FormatterError::Trap {
+            message: trap.to_string(),
+            stderr_tail: stderr_tail(err, 512),
+        },
+        None => FormatterError::Trap {
+            message: format!("{e:#}"),
+            stderr_tail: stderr_tail(err, 512),
+        },
+    }
+}
+
+/// Bounds an instance's linear memory and tables, remembers the peak, and records a denial so
+/// the call is reported as `MemoryLimit` however the guest reacts to it.
+struct Limiter {
+    limit: u64,
+    peak: u64,
+    denied: bool,
+}
+
+impl Limiter {
+    fn new(limit: u64) -> Limiter {
+        Limiter {
+            limit,
+            peak: 0,
+            denied: false,
+        }
+    }
+}
+
+/// The error a denied growth traps with.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit reached: the guest asked for {desired} bytes, the limit is {limit}")]
+struct MemoryDenied {
+    desired: u64,
+    limit: u64,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let desired = desired as u64;
+        if desired > self.limit {
+            self.denied = true;
+            // Trap rather than return -1 from memory.grow: a guest that ignores the failure
+            // must not keep running, and the report must say why it stopped.
+            return Err(wasmtime::Error::new(MemoryDenied {
+                desired,
+                limit: self.limit,
+            }));
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // A table element costs a pointer; count tables against the same budget.
+        let bytes = (desired as u64).saturating_mul(8);
+        if bytes > self.limit {
+            self.denied = true;
+            return Err(wasmtime::Error::new(MemoryDenied {
+                desired: bytes,
+                limit: self.limit,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+    fn tables(&self) -> usize {
+        4
+    }
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+/// An in-memory stdout/stderr with a cap. The write that would pass the cap traps the guest
+/// (it cannot keep the host busy by ignoring write errors) and sets a flag the host reads.
+#[derive(Clone)]
+struct CappedPipe {
+    buf: Arc<Mutex<Vec<u8>>>,
+    cap: usize,
+    overflowed: Arc<AtomicBool>,
+}
+
+/// The error the overflowing write traps with.
+#[derive(Debug, thiserror::Error)]
+#[error("output cap of {0} bytes exceeded")]
+struct OutputCapExceeded(usize);
+
+impl CappedPipe {
+    fn new(cap: usize) -> CappedPipe {
+        CappedPipe {
+            buf: Arc::default(),
+            cap,
+            overflowed: Arc::default(),
+        }
+    }
+
+    fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.buf.lock().expect("pipe lock"))
+    }
+
+    /// Appends `bytes`, or records the overflow and refuses them whole.
+    fn append(&self, bytes: &[u8]) -> bool {
+        let mut buf = self.buf.lock().expect("pipe lock");
+        if buf.len() + bytes.len() > self.cap {
+            self.overflowed.store(true, Ordering::Relaxed);
+            return false;
+        }
+        buf.extend_from_slice(bytes);
+        true
+    }
+}
+
+impl IsTerminal for CappedPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedPipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CappedPipe {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        if self.append(&bytes) {
+            Ok(())
+        } else {
+            Err(StreamError::Trap(wasmtime::Error::new(OutputCapExceeded(
+                self.cap,
+            ))))
+        }
+    }
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        // Always accept the whole write, so the one that passes the cap reaches `write` and
+        // traps, instead of the guest being told "closed" and trying again forever.
+        Ok(usize::MAX)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedPipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CappedPipe {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.append(buf) {
+            Poll::Ready(Ok(buf.len()))
+        } else {
+            Poll::Ready(Err(io::Error::other(OutputCapExceeded(self.cap))))
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The clocks of deterministic calls (`tidings test`): 2026-01-01T00:00:00Z, never moving.
+struct FixedClock;
+
+impl wasmtime_wasi::HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_secs(1_767_225_600)
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The error a guest traps with when it asks to wait past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the guest asked to sleep past its deadline")]
+struct SleptPastDeadline;
+
+// WASI preview 1 numbers used by `poll_oneoff`.
+const ERRNO_SUCCESS: i32 = 0;
+const ERRNO_FAULT: i32 = 21;
+const ERRNO_INVAL: i32 = 28;
+const EVENTTYPE_CLOCK: u8 = 0;
+const SUBSCRIPTION_SIZE: usize = 48;
+const EVENT_SIZE: usize = 32;
+const CLOCK_REALTIME: u32 = 0;
+const SUBCLOCKFLAG_ABSTIME: u16 = 1;
+
+/// `poll_oneoff` for formatters. The stock WASI implementation blocks the calling thread for as
+/// long as the guest asks, and epochs cannot interrupt a host call. Here every subscription is
+/// answered at once: a clock that would fire before the call's deadline fires immediately
+/// (virtual time: sleeping costs nothing), one that would fire after it ends the call as a
+/// timeout right away, and fd subscriptions (in-memory pipes, always ready) are reported ready.
+fn poll_oneoff(
+    mut caller: Caller<'_, CallState>,
+    in_ptr: i32,
+    out_ptr: i32,
+    nsubscriptions: i32,
+    nevents_ptr: i32,
+) -> wasmtime::Result<i32> {
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        return Ok(ERRNO_FAULT);
+    };
+    let n = nsubscriptions as u32 as usize;
+    if n == 0 {
+        return Ok(ERRNO_INVAL);
+    }
+    let (mem, state) = memory.data_and_store_mut(&mut caller);
+    let range = |ptr: i32, len: usize| {
+        let start = ptr as u32 as usize;
+        start
+            .checked_add(len)
+            .filter(|end| *end <= mem.len())
+            .map(|end| start..end)
+    };
+    let (Some(subs), Some(events), Some(nevents)) = (
+        range(in_ptr, n.saturating_mul(SUBSCRIPTION_SIZE)),
+        range(out_ptr, n.saturating_mul(EVENT_SIZE)),
+        range(nevents_ptr, 4),
+    ) else {
+        return Ok(ERRNO_FAULT);
+    };
+    let subs = mem[subs].to_vec();
+    for (i, sub) in subs.chunks_exact(SUBSCRIPTION_SIZE).enumerate() {
+        let userdata = &sub[0..8];
+        let tag = sub[8];
+        if tag == EVENTTYPE_CLOCK {
+            let clock_id = u32::from_le_bytes(sub[16..20].try_into().expect("4 bytes"));
+            let timeout = u64::from_le_bytes(sub[24..32].try_into().expect("8 bytes"));
+            let flags = u16::from_le_bytes(sub[40..42].try_into().expect("2 bytes"));
+            let wait = if flags & SUBCLOCKFLAG_ABSTIME != 0 {
+                // Absolute deadlines are only comparable for the real-time clock; a monotonic
+                // one has a base the host does not share with the guest: treat it as due.
+                if clock_id == CLOCK_REALTIME {
+                    let now = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    Duration::from_nanos(timeout).saturating_sub(now)
+                } else {
+                    Duration::ZERO
+                }
+            } else {
+                Duration::from_nanos(timeout)
+            };
+            if let Some(deadline) = state.deadline
+                && Instant::now() + wait > deadline
+            {
+                state.slept_past_deadline = true;
+                return Err(wasmtime::Error::new(SleptPastDeadline));
+            }
+        }
+        let ev = &mut mem[events.start + i * EVENT_SIZE..events.start + (i + 1) * EVENT_SIZE];
+        ev.fill(0);
+        ev[0..8].copy_from_slice(userdata);
+        ev[8..10].copy_from_slice(&0u16.to_le_bytes());
+        ev[10] = tag;
+    }
+    mem[nevents].copy_from_slice(&(n as u32).to_le_bytes());
+    Ok(ERRNO_SUCCESS)
+}

@@ -1,0 +1,109 @@
+//! Load-time checks of a formatter binary: it must be a core WebAssembly module that is a
+//! WASI preview 1 *command* — it exports `_start` and `memory` and imports only from
+//! `wasi_snapshot_preview1`. Every refusal says what was found and what is expected, because
+//! the person reading it is usually a formatter author with the wrong build flags.
+
+use super::FormatterError;
+use wasmtime::{ExternType, Module};
+
+/// What kind of file `bytes` is, judged from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryKind {
+    /// A core WebAssembly module (what `wasm32-wasip1` produces).
+    CoreModule,
+    /// A component (WASI preview 2, what componentize-py and componentize-js produce).
+    Component,
+    /// An artifact precompiled by wasmtime (`.cwasm`): refused, only source modules are taken.
+    Precompiled,
+    /// Anything else.
+    NotWasm,
+}
+
+/// Classifies a binary by its header.
+pub fn binary_kind(bytes: &[u8]) -> BinaryKind {
+    if wasmtime::Engine::detect_precompiled(bytes).is_some() {
+        BinaryKind::Precompiled
+    } else if bytes.starts_with(b"\0asm\x0d\0\x01\0") {
+        // The binary preamble: magic, then version 0x0d and layer 1 for components.
+        BinaryKind::Component
+    } else if bytes.starts_with(b"\0asm\x01\0\0\0") {
+        BinaryKind::CoreModule
+    } else {
+        BinaryKind::NotWasm
+    }
+}
+
+/// Refuses anything but a core module, before spending time compiling it.
+pub fn check_header(bytes: &[u8]) -> Result<(), FormatterError> {
+    match binary_kind(bytes) {
+        BinaryKind::CoreModule => Ok(()),
+        BinaryKind::Component => Err(FormatterError::invalid(
+            "found a WebAssembly component (WASI preview 2); expected a core module that is a \
+             WASI preview 1 command (build for wasm32-wasip1)",
+        )),
+        BinaryKind::Precompiled => Err(FormatterError::invalid(
+            "found a precompiled wasmtime artifact (.cwasm); give the .wasm module instead: \
+             tidings compiles and caches it itself",
+        )),
+        BinaryKind::NotWasm => Err(FormatterError::invalid(format!(
+            "not a WebAssembly binary (it starts with {:02x?}); expected a .wasm module \
+             starting with \\0asm",
+            &bytes[..bytes.len().min(8)]
+        ))),
+    }
+}
+
+/// Checks imports and exports of a compiled module, and that its initial memory fits
+/// `memory_limit`.
+pub fn check_command(module: &Module, memory_limit: u64) -> Result<(), FormatterError> {
+    let foreign: Vec<String> = module
+        .imports()
+        .filter(|i| i.module() != "wasi_snapshot_preview1")
+        .map(|i| format!("{}::{}", i.module(), i.name()))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(FormatterError::invalid(format!(
+            "imports {} — a formatter may import only from wasi_snapshot_preview1",
+            foreign.join(", ")
+        )));
+    }
+
+    let start = module.get_export("_start");
+    match start {
+        Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
+        Some(_) => {
+            return Err(FormatterError::invalid(
+                "exports _start with a signature other than () -> (); expected a WASI command",
+            ));
+        }
+        None if module.get_export("_initialize").is_some() => {
+            return Err(FormatterError::invalid(
+                "is a WASI reactor (exports _initialize, no _start); expected a WASI command \
+                 with a main function",
+            ));
+        }
+        None => {
+            return Err(FormatterError::invalid(
+                "does not export _start; expected a WASI preview 1 command (a program with main)",
+            ));
+        }
+    }
+    match module.get_export("memory") {
+        Some(ExternType::Memory(m)) => {
+            let page = m.page_size();
+            let initial = m.minimum().saturating_mul(page);
+            if initial > memory_limit {
+                return Err(FormatterError::invalid(format!(
+                    "declares {initial} bytes of initial memory, more than its memory limit of \
+                     {memory_limit} bytes; raise the limit or shrink the module's memory"
+                )));
+            }
+        }
+        _ => {
+            return Err(FormatterError::invalid(
+                "does not export its memory as \"memory\"; expected a WASI command",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! tidings: CI build news, delivered natively, formatted by sandboxed WebAssembly.
+//!
+//! # Layout
+//!
+//! - [`event`]: Buildbot's build dict and result codes (the data every hook receives).
+//! - [`formatter`]: the only module that knows wasmtime — engine, module validation and cache,
+//!   the per-call sandbox, and ABI v1 (requests in, checked results out).
+//! - [`testing`]: `tidings test`'s case runner (case files, comparison, diffs).
+//!
+//! The binary (`src/main.rs`) is a thin CLI over these: `render`, `test`, `run`, `check`.
+//! The daemon's pieces (sources, store, dispatch, outbox, reporters) build on this crate.
+
+pub mod event;
+pub mod formatter;
+pub mod testing;

@@ -1,0 +1,351 @@
+//! The `tidings` command line: a thin layer over the library.
+//!
+//! - `render`: call one formatter once (or `--repeat N` times, with timings) and print its result;
+//! - `test`: run a formatter against its cases under the real sandbox;
+//! - `run`: run any WASI command under the same engine (a cargo runner for wasm32-wasip1);
+//! - `check`: validate a config's formatter entries (load, compile, one call on a sample).
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tidings::formatter::{Formatter, Grants, Host, HostOptions, Limits, Request, WrapContext};
+use tidings::testing::{self, Outcome};
+use tidings_guest::Hook;
+
+/// A failing build captured from a real Buildbot 4.3 master (steps, logs and log contents).
+const SAMPLE_BUILD: &str = include_str!("../tests/data/buildbot/failure-full.json");
+
+#[derive(Parser)]
+#[command(name = "tidings", version, about = "CI build news, formatted by sandboxed WebAssembly")]
+struct Cli {
+    /// Where compiled modules are cached [default: $TIDINGS_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/tidings/modules, else ~/.cache/tidings/modules].
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Call a formatter once and print its result as JSON.
+    Render(RenderArgs),
+    /// Run a formatter against test cases (<case>.input.json + <case>.expected.json).
+    Test {
+        /// A .wasm file, a directory with one, or a Rust formatter crate (built first).
+        formatter: PathBuf,
+        /// The cases directory [default: tests/ of the formatter].
+        #[arg(long)]
+        cases: Option<PathBuf>,
+    },
+    /// Run a WASI command with this terminal's stdio (usable as CARGO_TARGET_WASM32_WASIP1_RUNNER).
+    Run {
+        /// Grant a host directory, read-only, seen by the guest as /templates.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Pass an environment variable: NAME=VALUE (repeatable).
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
+        /// Memory limit in MiB.
+        #[arg(long, default_value_t = 1024)]
+        memory_mib: u64,
+        /// The module.
+        module: PathBuf,
+        /// Arguments for the module.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Validate a config file's formatters: each loads, compiles and answers a sample call.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// The formatter module (.wasm).
+    #[arg(long)]
+    formatter: PathBuf,
+    /// messageFormatter, reviewCB, startCB or summaryCB.
+    #[arg(long, default_value = "messageFormatter")]
+    hook: Hook,
+    /// A build dict or a full hook request, as a file or - for stdin.
+    #[arg(long)]
+    input: PathBuf,
+    /// JSON passed as `arg` to the Gerrit hooks.
+    #[arg(long)]
+    arg: Option<String>,
+    /// Call N times and print per-call timings on stderr.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Time limit per call, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    timeout_ms: u64,
+    /// Memory limit, in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mib: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TIDINGS_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let host = Host::new(HostOptions {
+        cache_dir: Some(cli.cache_dir.unwrap_or_else(default_cache_dir)),
+        concurrency: None,
+    })?;
+    match cli.command {
+        Command::Render(args) => render(&host, args),
+        Command::Test { formatter, cases } => test(&host, &formatter, cases),
+        Command::Run {
+            dir,
+            env,
+            memory_mib,
+            module,
+            args,
+        } => {
+            let wasm = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+            let env = env
+                .iter()
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+                    None => bail!("--env takes NAME=VALUE, got {kv:?}"),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut argv = vec![module.display().to_string()];
+            argv.extend(args);
+            let grants = Grants {
+                env: Vec::new(),
+                dir,
+            };
+            match host.run_command(&wasm, &argv, &env, &grants, memory_mib << 20) {
+                Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", e.kind());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Check { config } => check(&host, &config),
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TIDINGS_CACHE_DIR") {
+        return d.into();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("tidings").join("modules")
+}
+
+fn render(host: &Host, args: RenderArgs) -> Result<ExitCode> {
+    let input = if args.input == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        buf
+    } else {
+        std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?
+    };
+    let mut ctx = WrapContext::default();
+    if let Some(arg) = &args.arg {
+        ctx.arg = serde_json::from_str(arg).context("--arg is not JSON")?;
+    }
+    let request = Request::parse(&input, Some(args.hook), &ctx)?;
+    let limits = Limits {
+        timeout: Duration::from_millis(args.timeout_ms),
+        memory: args.memory_mib << 20,
+        ..Limits::default()
+    };
+    let name = module_name(&args.formatter);
+    let formatter = match host.load(&name, &args.formatter, limits, Grants::default()) {
+        Ok(f) => f,
+        Err(e) => return Ok(formatter_failure(&e)),
+    };
+    if args.repeat > 1 {
+        return render_repeat(&formatter, &request, args.repeat);
+    }
+    match formatter.call(&request) {
+        Ok(out) => {
+            println!("{}", serde_json::to_string_pretty(&out.to_json())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(formatter_failure(&e)),
+    }
+}
+
+fn formatter_failure(e: &tidings::formatter::FormatterError) -> ExitCode {
+    eprintln!("error: {}: {e}", e.kind());
+    ExitCode::from(1)
+}
+
+/// `render --repeat N`: N calls in one process; prints the last result and, on stderr,
+/// `per-call: min=… median=… p99=… peak_memory=…` (times in µs, memory in bytes).
+fn render_repeat(formatter: &Formatter, request: &Request, n: usize) -> Result<ExitCode> {
+    let stdin = request.to_stdin();
+    let hook = request.hook();
+    let mut times = Vec::with_capacity(n);
+    let mut peak = 0;
+    let mut last = None;
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let report = match formatter.call_raw(hook, &stdin) {
+            Ok(r) => r,
+            Err(e) => return Ok(formatter_failure(&e)),
+        };
+        let out = match tidings::formatter::abi::parse_output(hook, &report.stdout) {
+            Ok(o) => o,
+            Err(e) => return Ok(formatter_failure(&e)),
+        };
+        times.push(t.elapsed());
+        peak = peak.max(report.peak_memory);
+        last = Some(out);
+    }
+    times.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let p99 = times[((n * 99) / 100).min(n - 1)];
+    eprintln!(
+        "per-call: min={:.1} median={:.1} p99={:.1} peak_memory={peak} (µs, {n} calls)",
+        us(times[0]),
+        us(times[n / 2]),
+        us(p99)
+    );
+    if let Some(out) = last {
+        println!("{}", serde_json::to_string_pretty(&out.to_json())?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn module_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "formatter".into())
+}
+
+fn test(host: &Host, path: &Path, cases: Option<PathBuf>) -> Result<ExitCode> {
+    let target = testing::resolve(path).map_err(anyhow::Error::msg)?;
+    let cases_dir = cases.unwrap_or(target.default_cases);
+    let cases = testing::discover(&cases_dir).map_err(anyhow::Error::msg)?;
+    let mut formatter = host.load(
+        &module_name(&target.wasm),
+        &target.wasm,
+        Limits::default(),
+        Grants::default(),
+    )?;
+    formatter.set_deterministic(true);
+    let ctx = WrapContext::default();
+    let (mut passed, mut failed) = (0, 0);
+    for case in &cases {
+        match testing::run_case(&formatter, case, &ctx) {
+            Outcome::Pass => {
+                passed += 1;
+                println!("ok   {}", case.name);
+            }
+            Outcome::Mismatch(diff) => {
+                failed += 1;
+                println!("FAIL {}\n{diff}", case.name);
+            }
+            Outcome::Error(e) => {
+                failed += 1;
+                println!("FAIL {}: {e}", case.name);
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The part of the config file `check` validates today: the `[[formatter]]` entries. (The full
+/// config lands with the daemon; unknown top-level tables are left to it.)
+#[derive(Deserialize)]
+struct CheckConfig {
+    #[serde(default)]
+    formatter: Vec<FormatterEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormatterEntry {
+    /// Unique name, referenced by reporters.
+    name: String,
+    /// Path of the .wasm module, relative to the config file.
+    module: PathBuf,
+    /// Time limit per call in milliseconds.
+    timeout_ms: Option<u64>,
+    /// Memory limit in MiB.
+    memory_mib: Option<u64>,
+    /// Hooks to try with the bundled sample [default: messageFormatter].
+    hooks: Option<Vec<Hook>>,
+}
+
+fn check(host: &Host, path: &Path) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config: CheckConfig =
+        toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut problems = 0;
+    let mut seen = std::collections::HashSet::new();
+    for entry in &config.formatter {
+        if !seen.insert(entry.name.clone()) {
+            eprintln!("formatter {:?}: the name is used twice", entry.name);
+            problems += 1;
+            continue;
+        }
+        let mut limits = Limits::default();
+        if let Some(ms) = entry.timeout_ms {
+            limits.timeout = Duration::from_millis(ms);
+        }
+        if let Some(mib) = entry.memory_mib {
+            limits.memory = mib << 20;
+        }
+        let module = base.join(&entry.module);
+        let formatter = match host.load(&entry.name, &module, limits, Grants::default()) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("formatter {:?} ({}): {}: {e}", entry.name, module.display(), e.kind());
+                problems += 1;
+                continue;
+            }
+        };
+        for hook in entry.hooks.clone().unwrap_or(vec![Hook::MessageFormatter]) {
+            let request = Request::parse(SAMPLE_BUILD.as_bytes(), Some(hook), &WrapContext::default())?;
+            match formatter.call(&request) {
+                Ok(_) => println!("formatter {:?}: {hook} ok", entry.name),
+                Err(e) => {
+                    eprintln!("formatter {:?}: {hook} on the sample build: {}: {e}", entry.name, e.kind());
+                    problems += 1;
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        bail!("{problems} problem(s) in {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
