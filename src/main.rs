@@ -69,11 +69,12 @@ enum Command {
 #[derive(clap::Args)]
 struct RenderArgs {
     /// The formatter module (.wasm).
+    #[arg(long, required_unless_present = "show_request")]
+    formatter: Option<PathBuf>,
+    /// messageFormatter, reviewCB, startCB or summaryCB [default: the request's own hook, or
+    /// messageFormatter for a bare build dict].
     #[arg(long)]
-    formatter: PathBuf,
-    /// messageFormatter, reviewCB, startCB or summaryCB.
-    #[arg(long, default_value = "messageFormatter")]
-    hook: Hook,
+    hook: Option<Hook>,
     /// A build dict or a full hook request, as a file or - for stdin.
     #[arg(long)]
     input: PathBuf,
@@ -89,6 +90,9 @@ struct RenderArgs {
     /// Memory limit, in MiB.
     #[arg(long, default_value_t = 64)]
     memory_mib: u64,
+    /// Print the request the formatter would get on stdin, and do not call it.
+    #[arg(long)]
+    show_request: bool,
 }
 
 fn main() -> ExitCode {
@@ -173,14 +177,19 @@ fn render(host: &Host, args: RenderArgs) -> Result<ExitCode> {
     if let Some(arg) = &args.arg {
         ctx.arg = serde_json::from_str(arg).context("--arg is not JSON")?;
     }
-    let request = Request::parse(&input, Some(args.hook), &ctx)?;
+    let request = Request::parse(&input, args.hook, &ctx)?;
+    if args.show_request {
+        let v: serde_json::Value = serde_json::from_slice(&request.to_stdin())?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let limits = Limits {
         timeout: Duration::from_millis(args.timeout_ms),
         memory: args.memory_mib << 20,
         ..Limits::default()
     };
-    let name = module_name(&args.formatter);
-    let formatter = match host.load(&name, &args.formatter, limits, Grants::default()) {
+    let path = args.formatter.context("--formatter is required")?;
+    let formatter = match host.load(&module_name(&path), &path, limits, Grants::default()) {
         Ok(f) => f,
         Err(e) => return Ok(formatter_failure(&e)),
     };

@@ -2,6 +2,7 @@
 //! Python's `str.title()`, and the "status detected" phrase of Buildbot's default mail.
 
 use crate::build::{Build, Results};
+use serde_json::Value;
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.
 pub fn html_escape(s: &str) -> String {
@@ -68,23 +69,77 @@ pub fn status_detected(mode: &[String], results: Option<i64>, prev: Option<i64>)
 }
 
 /// Buildbot's `projects`: the distinct non-empty `project`s of the build's source stamps,
-/// joined by `", "`, or `fallback` (the master's title) when there are none.
+/// sorted and joined by `", "` (Buildbot joins a set, in no fixed order), or `fallback` (the
+/// master's title) when there are none.
 pub fn projects(build: &Build, fallback: &str) -> String {
     let mut seen: Vec<&str> = Vec::new();
     if let Some(bs) = &build.buildset {
         for ss in &bs.sourcestamps {
-            if let Some(p) = ss.project.as_deref().filter(|p| !p.is_empty())
-                && !seen.contains(&p)
-            {
+            if let Some(p) = ss.project.as_deref().filter(|p| !p.is_empty()) {
                 seen.push(p);
             }
         }
     }
+    seen.sort_unstable();
+    seen.dedup();
     if seen.is_empty() {
         fallback.to_owned()
     } else {
         seen.join(", ")
     }
+}
+
+/// How Python's `str()` (and so a Buildbot template) prints a JSON value: strings bare,
+/// `None`, `True`/`False`, and lists/dicts in Python's repr with single-quoted strings.
+pub fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+fn py_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            let mut out = String::with_capacity(s.len() + 2);
+            out.push(q);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == q => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(q);
+            out
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{}: {}", py_repr(&Value::String(k.clone())), py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Buildbot's `result_names[code]` in a template: the name for 0–6, Python's negative indexing
+/// for −7…−1, and the empty string (Jinja's undefined) for anything else, including `None`.
+pub fn result_name_in_template(code: Option<i64>) -> &'static str {
+    let Some(c) = code else { return "" };
+    let idx = if c < 0 { c + 7 } else { c };
+    Results::from_code(idx).map_or("", Results::name)
 }
 
 #[cfg(test)]
@@ -97,6 +152,20 @@ mod tests {
         assert_eq!(title_case("failure"), "Failure");
         assert_eq!(title_case("unknown result 9"), "Unknown Result 9");
         assert_eq!(title_case("it's"), "It'S");
+    }
+
+    #[test]
+    fn py_str_matches_python() {
+        use serde_json::json;
+        assert_eq!(py_str(&json!("x")), "x");
+        assert_eq!(py_str(&json!(null)), "None");
+        assert_eq!(py_str(&json!(true)), "True");
+        assert_eq!(py_str(&json!(["a", 1, null])), "['a', 1, None]");
+        assert_eq!(py_str(&json!({"k": "it's"})), r#"{'k': "it's"}"#);
+        assert_eq!(result_name_in_template(Some(2)), "failure");
+        assert_eq!(result_name_in_template(Some(-1)), "cancelled");
+        assert_eq!(result_name_in_template(None), "");
+        assert_eq!(result_name_in_template(Some(9)), "");
     }
 
     #[test]

@@ -1,0 +1,65 @@
+"""Regenerates formatters/default-mail/tests/ from Buildbot itself.
+
+Runs Buildbot 4.3's default plain MessageFormatter (the text MailNotifier users get with
+template_type='plain') on builds captured from a real master, and writes, per case, the tidings
+request (<case>.input.json) and Buildbot's output (<case>.expected.json). The default-mail
+formatter must reproduce Buildbot's text exactly.
+
+Usage: <venv with buildbot==4.3.0>/bin/python scripts/buildbot-default-mail-cases.py
+"""
+import copy, json, pathlib
+from types import SimpleNamespace
+from buildbot.process.results import Results
+from buildbot.reporters.message import MessageFormatter
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests/data/buildbot"
+OUT = ROOT / "formatters/default-mail/tests"
+TITLE, URL = "Bar CI", "http://127.0.0.1:8010/"
+master = SimpleNamespace(config=SimpleNamespace(title=TITLE, buildbotURL=URL))
+
+# case name, sample, mode, previous build's result (None: no previous build)
+CASES = [
+    ("success", "success-full.json", ["failing", "passing", "warnings"], None),
+    ("failure", "failure-full.json", ["failing", "passing", "warnings"], None),
+    ("failure-new", "failure-full.json", ["problem"], 0),
+    ("success-restored", "success-full.json", ["change"], 2),
+    ("cancelled", "cancelled-full.json", ["failing", "passing", "warnings", "exception", "cancelled"], None),
+    ("started", "started-full.json", ["failing", "passing", "warnings"], None),
+    ("no-steps", "failure-default.json", ["failing"], None),
+]
+
+def text(code):
+    return "not finished" if code is None else Results[code]
+
+for name, sample, mode, prev in CASES:
+    build = json.loads((DATA / sample).read_text())
+    prev_build = None
+    if prev is not None:
+        prev_build = {k: build[k] for k in ("builderid", "buildrequestid", "complete", "complete_at")}
+        prev_build.update(buildid=build["buildid"] - 1, number=build["number"] - 1,
+                          results=prev, state_string="build successful" if prev == 0 else "failed",
+                          properties={})
+    users = sorted({build["properties"]["owner"][0]} | set(build["properties"].get("owners", [[]])[0]))
+    request = {
+        "abi": 1, "hook": "messageFormatter", "mode": mode,
+        "name": build["builder"]["name"], "build": build,
+        "results": build["results"], "results_text": text(build["results"]),
+        "reporter": {"name": "mail", "kind": "mail"},
+        "master": {"title": TITLE, "buildbotURL": URL},
+        "build_url": build["url"], "users": users, "changes": [], "logs": [],
+        "prev_build": prev_build,
+    }
+    bb_build = copy.deepcopy(build)
+    bb_build["prev_build"] = prev_build
+    out = []
+    d = MessageFormatter(template_type="plain").format_message_for_build(
+        master, bb_build, is_buildset=False, users=users, mode=tuple(mode))
+    d.addCallback(out.append)
+    d.addErrback(lambda f: out.append(f))
+    msg = out[0]
+    assert isinstance(msg, dict), msg
+    expected = {"body": msg["body"], "type": msg["type"], "subject": msg["subject"]}
+    (OUT / f"{name}.input.json").write_text(json.dumps(request, indent=1, ensure_ascii=False) + "\n")
+    (OUT / f"{name}.expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+    print(name, "->", msg["subject"])

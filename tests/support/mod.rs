@@ -1,0 +1,105 @@
+//! Test support: builds the repository's formatters for `wasm32-wasip1` (once per machine and
+//! source state, shared by all test binaries), compiles WAT fixtures, and makes hosts.
+//!
+//! The guests are built by a nested `cargo build` into `<target>/guest-build` (a nested cargo
+//! cannot use the outer build's target directory: it holds the lock) and copied to
+//! `<target>/guests/<name>.wasm`. A missing `wasm32-wasip1` target is installed with rustup.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use tidings::formatter::{Formatter, Grants, Host, HostOptions, Limits};
+
+/// The formatter crates under `formatters/`, by package name.
+pub const FORMATTERS: &[&str] = &["short", "html-log-tail", "default-mail", "gerrit"];
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cargo target directory this test binary was built in.
+pub fn target_dir() -> PathBuf {
+    // <target>/debug/deps/<test-binary>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors().nth(3).expect("target dir").to_owned()
+}
+
+/// The path of formatter `name` built for wasm32-wasip1 (built on first use).
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(build_guests);
+    dir.join(format!("{name}.wasm"))
+}
+
+fn build_guests() -> PathBuf {
+    let target = target_dir();
+    let out = target.join("guests");
+    std::fs::create_dir_all(&out).expect("create guests dir");
+    // Test binaries run in parallel processes: one builds, the others wait on the lock.
+    let lock = std::fs::File::create(out.join(".lock")).expect("lock file");
+    lock.lock().expect("lock guests dir");
+    let build = || {
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.current_dir(repo())
+            .args(["build", "--release", "--target", "wasm32-wasip1", "--target-dir"])
+            .arg(target.join("guest-build"));
+        for f in FORMATTERS {
+            cmd.args(["-p", f]);
+        }
+        cmd.status().expect("run cargo")
+    };
+    let mut status = build();
+    if !status.success() {
+        // The usual cause on a fresh machine: the target is missing. Install it and retry.
+        let _ = Command::new("rustup").args(["target", "add", "wasm32-wasip1"]).status();
+        status = build();
+    }
+    assert!(
+        status.success(),
+        "building the formatters for wasm32-wasip1 failed (rustup target add wasm32-wasip1?)"
+    );
+    let built = target.join("guest-build/wasm32-wasip1/release");
+    for f in FORMATTERS {
+        let from = built.join(format!("{f}.wasm"));
+        std::fs::copy(&from, out.join(format!("{f}.wasm")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+    out
+}
+
+/// A host without a compiled-module cache.
+pub fn host() -> Host {
+    Host::new(HostOptions::default()).expect("host")
+}
+
+/// A host shared by a test binary (the engine and its ticker are made once).
+pub fn shared_host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(host)
+}
+
+/// Loads formatter `name` from the repository with default limits.
+pub fn load(name: &str) -> Formatter {
+    shared_host()
+        .load(name, &guest(name), Limits::default(), Grants::default())
+        .unwrap_or_else(|e| panic!("load {name}: {e}"))
+}
+
+/// Compiles WAT text to a binary.
+pub fn wat(src: &str) -> Vec<u8> {
+    wat::parse_str(src).unwrap_or_else(|e| panic!("bad WAT fixture: {e}"))
+}
+
+/// A captured Buildbot sample from `tests/data/buildbot/`.
+pub fn sample(name: &str) -> Vec<u8> {
+    let p = repo().join("tests/data/buildbot").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// A file under the repository, as text.
+pub fn read(path: impl AsRef<Path>) -> String {
+    let p = repo().join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
