@@ -20,7 +20,11 @@ use tidings_guest::Hook;
 const SAMPLE_BUILD: &str = include_str!("../tests/data/buildbot/failure-full.json");
 
 #[derive(Parser)]
-#[command(name = "tidings", version, about = "CI build news, formatted by sandboxed WebAssembly")]
+#[command(
+    name = "tidings",
+    version,
+    about = "CI build news, formatted by sandboxed WebAssembly"
+)]
 struct Cli {
     /// Where compiled modules are cached [default: $TIDINGS_CACHE_DIR, else
     /// $XDG_CACHE_HOME/tidings/modules, else ~/.cache/tidings/modules].
@@ -68,7 +72,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RenderArgs {
-    /// The formatter module (.wasm).
+    /// The formatter: a .wasm module, or a Rust formatter crate (built first).
     #[arg(long, required_unless_present = "show_request")]
     formatter: Option<PathBuf>,
     /// messageFormatter, reviewCB, startCB or summaryCB [default: the request's own hook, or
@@ -128,7 +132,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             module,
             args,
         } => {
-            let wasm = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+            let wasm =
+                std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
             let env = env
                 .iter()
                 .map(|kv| match kv.split_once('=') {
@@ -189,6 +194,11 @@ fn render(host: &Host, args: RenderArgs) -> Result<ExitCode> {
         ..Limits::default()
     };
     let path = args.formatter.context("--formatter is required")?;
+    let path = if path.is_dir() {
+        testing::resolve(&path).map_err(anyhow::Error::msg)?.wasm
+    } else {
+        path
+    };
     let formatter = match host.load(&module_name(&path), &path, limits, Grants::default()) {
         Ok(f) => f,
         Err(e) => return Ok(formatter_failure(&e)),
@@ -314,9 +324,10 @@ struct FormatterEntry {
 }
 
 fn check(host: &Host, path: &Path) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: CheckConfig =
-        toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config: CheckConfig = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid config", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut problems = 0;
     let mut seen = std::collections::HashSet::new();
@@ -337,17 +348,27 @@ fn check(host: &Host, path: &Path) -> Result<ExitCode> {
         let formatter = match host.load(&entry.name, &module, limits, Grants::default()) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("formatter {:?} ({}): {}: {e}", entry.name, module.display(), e.kind());
+                eprintln!(
+                    "formatter {:?} ({}): {}: {e}",
+                    entry.name,
+                    module.display(),
+                    e.kind()
+                );
                 problems += 1;
                 continue;
             }
         };
         for hook in entry.hooks.clone().unwrap_or(vec![Hook::MessageFormatter]) {
-            let request = Request::parse(SAMPLE_BUILD.as_bytes(), Some(hook), &WrapContext::default())?;
+            let request =
+                Request::parse(SAMPLE_BUILD.as_bytes(), Some(hook), &WrapContext::default())?;
             match formatter.call(&request) {
                 Ok(_) => println!("formatter {:?}: {hook} ok", entry.name),
                 Err(e) => {
-                    eprintln!("formatter {:?}: {hook} on the sample build: {}: {e}", entry.name, e.kind());
+                    eprintln!(
+                        "formatter {:?}: {hook} on the sample build: {}: {e}",
+                        entry.name,
+                        e.kind()
+                    );
                     problems += 1;
                 }
             }

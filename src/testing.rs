@@ -134,7 +134,10 @@ pub fn resolve(path: &Path) -> Result<Target, String> {
         });
     }
     if !path.is_dir() {
-        return Err(format!("{} is neither a .wasm file nor a directory", path.display()));
+        return Err(format!(
+            "{} is neither a .wasm file nor a directory",
+            path.display()
+        ));
     }
     let default_cases = path.join("tests");
     if path.join("Cargo.toml").is_file() {
@@ -158,20 +161,41 @@ pub fn resolve(path: &Path) -> Result<Target, String> {
             "{} has no Cargo.toml and no .wasm file: build the formatter first",
             path.display()
         )),
-        _ => Err(format!("{} has several .wasm files: name one", path.display())),
+        _ => Err(format!(
+            "{} has several .wasm files: name one",
+            path.display()
+        )),
     }
 }
 
 /// Builds the binary of the crate at `dir` for `wasm32-wasip1` and returns the `.wasm` path,
-/// read from cargo's own artifact messages.
+/// read from cargo's own artifact messages. If the build fails and rustup is there, the target
+/// is installed (the usual cause on a new machine) and the build tried once more.
 fn cargo_build_wasm(dir: &Path) -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip1", "--message-format=json-render-diagnostics", "--manifest-path"])
-        .arg(dir.join("Cargo.toml"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let build = || {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip1",
+                "--message-format=json-render-diagnostics",
+                "--manifest-path",
+            ])
+            .arg(dir.join("Cargo.toml"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))
+    };
+    let mut out = build()?;
+    if !out.status.success() && target_missing() {
+        eprintln!("installing the wasm32-wasip1 target with rustup");
+        let _ = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip1"])
+            .status();
+        out = build()?;
+    }
     if !out.status.success() {
         return Err(format!(
             "cargo build of {} failed (is the target installed? rustup target add wasm32-wasip1)",
@@ -191,4 +215,12 @@ fn cargo_build_wasm(dir: &Path) -> Result<PathBuf, String> {
         }
     }
     wasm.ok_or_else(|| format!("cargo built no .wasm binary for {}", dir.display()))
+}
+
+/// True when rustup is available and does not list wasm32-wasip1 as installed.
+fn target_missing() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip1"))
 }

@@ -43,7 +43,12 @@ fn limits() -> Limits {
 
 fn request() -> Request {
     let build = support::sample("failure-full.json");
-    Request::parse(&build, Some(Hook::MessageFormatter), &WrapContext::default()).unwrap()
+    Request::parse(
+        &build,
+        Some(Hook::MessageFormatter),
+        &WrapContext::default(),
+    )
+    .unwrap()
 }
 
 /// Runs `wasm` once and returns its error, checking the time bound and that a normal call on
@@ -62,7 +67,9 @@ fn run_hostile(wasm: &[u8]) -> FormatterError {
         err.kind()
     );
     let short = support::load("short");
-    let out = short.call(&request()).expect("normal call after a hostile one");
+    let out = short
+        .call(&request())
+        .expect("normal call after a hostile one");
     assert_eq!(out.to_json()["body"], "STATUS: Failure");
     err
 }
@@ -114,16 +121,16 @@ fn stderr_flood_is_output_too_large() {
 fn unreachable_is_a_trap() {
     let err = run_hostile(&module(r#"(func (export "_start") unreachable)"#));
     match err {
-        FormatterError::Trap { message, .. } => assert!(message.contains("unreachable"), "{message}"),
+        FormatterError::Trap { message, .. } => {
+            assert!(message.contains("unreachable"), "{message}")
+        }
         other => panic!("expected a trap, got {other:?}"),
     }
 }
 
 #[test]
 fn deep_recursion_is_a_stack_overflow_trap() {
-    let err = run_hostile(&module(
-        r#"(func $f (export "_start") (call $f))"#,
-    ));
+    let err = run_hostile(&module(r#"(func $f (export "_start") (call $f))"#));
     match err {
         FormatterError::Trap { message, .. } => assert!(message.contains("stack"), "{message}"),
         other => panic!("expected a trap, got {other:?}"),
@@ -199,8 +206,13 @@ fn a_short_sleep_returns_at_once() {
              (if (i32.ne (i32.load (i32.const 512)) (i32.const 1)) (then unreachable))
              (call $write (i32.const 1) (i32.const 1024) (i32.const 4)))"#,
     );
-    let f = host.load_bytes("sleeper", &wasm, limits(), Grants::default()).unwrap();
-    assert_eq!(f.call(&request()).unwrap().to_json(), serde_json::Value::Null);
+    let f = host
+        .load_bytes("sleeper", &wasm, limits(), Grants::default())
+        .unwrap();
+    assert_eq!(
+        f.call(&request()).unwrap().to_json(),
+        serde_json::Value::Null
+    );
 }
 
 /// Tries to read /etc/passwd, list /, and see more environment than the ABI's two variables;
@@ -277,7 +289,10 @@ fn reactors_modules_without_memory_and_non_wasm_are_refused() {
             support::wat(r#"(module (memory (export "memory") 1) (func (export "_initialize")))"#),
             "reactor",
         ),
-        (support::wat(r#"(module (func (export "_start")))"#), "memory"),
+        (
+            support::wat(r#"(module (func (export "_start")))"#),
+            "memory",
+        ),
         (b"#!/bin/sh\necho hi\n".to_vec(), "not a WebAssembly binary"),
         (
             support::wat(r#"(module (memory (export "memory") 2000) (func (export "_start")))"#),
@@ -336,10 +351,16 @@ fn a_granted_directory_is_readable_and_cannot_be_escaped() {
     let root = tempfile::tempdir().unwrap();
     let granted = root.path().join("templates");
     std::fs::create_dir(&granted).unwrap();
-    std::fs::write(granted.join("msg.json"), r#"{"body":"from a template","type":"plain"}"#)
-        .unwrap();
-    std::fs::write(root.path().join("secret.json"), r#"{"body":"secret","type":"plain"}"#)
-        .unwrap();
+    std::fs::write(
+        granted.join("msg.json"),
+        r#"{"body":"from a template","type":"plain"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("secret.json"),
+        r#"{"body":"secret","type":"plain"}"#,
+    )
+    .unwrap();
     let grants = Grants {
         env: Vec::new(),
         dir: Some(granted),
@@ -348,7 +369,10 @@ fn a_granted_directory_is_readable_and_cannot_be_escaped() {
     let ok = host
         .load_bytes("reader", &reader("msg.json"), limits(), grants.clone())
         .unwrap();
-    assert_eq!(ok.call(&request()).unwrap().to_json()["body"], "from a template");
+    assert_eq!(
+        ok.call(&request()).unwrap().to_json()["body"],
+        "from a template"
+    );
 
     let escape = host
         .load_bytes("escaper", &reader("../secret.json"), limits(), grants)

@@ -36,7 +36,9 @@ impl Default for WrapContext {
     /// What `tidings render` and `tidings test` use: Buildbot's default mode and title.
     fn default() -> WrapContext {
         WrapContext {
-            mode: ["failing", "passing", "warnings"].map(String::from).to_vec(),
+            mode: ["failing", "passing", "warnings"]
+                .map(String::from)
+                .to_vec(),
             reporter: ReporterInfo {
                 name: "cli".into(),
                 kind: "cli".into(),
@@ -163,7 +165,11 @@ impl Request {
     /// Reads a request from JSON that is either a full request (`{"abi": 1, "hook": …}`) or a
     /// bare build dict (wrapped with [`Request::from_build`] for `hook`, default
     /// `messageFormatter`). A full request's hook must agree with `hook` when both are given.
-    pub fn parse(json: &[u8], hook: Option<Hook>, ctx: &WrapContext) -> Result<Request, RequestError> {
+    pub fn parse(
+        json: &[u8],
+        hook: Option<Hook>,
+        ctx: &WrapContext,
+    ) -> Result<Request, RequestError> {
         let value: Value = serde_json::from_slice(json)
             .map_err(|e| RequestError(format!("the input is not JSON: {e}")))?;
         let Value::Object(mut obj) = value else {
@@ -172,10 +178,16 @@ impl Request {
         let Some(abi) = obj.remove("abi") else {
             let build: Build = serde_json::from_value(Value::Object(obj))
                 .map_err(|e| RequestError(format!("the input is not a build dict: {e}")))?;
-            return Ok(Request::from_build(hook.unwrap_or(Hook::MessageFormatter), build, ctx));
+            return Ok(Request::from_build(
+                hook.unwrap_or(Hook::MessageFormatter),
+                build,
+                ctx,
+            ));
         };
-        if abi != Value::from(1) {
-            return Err(RequestError(format!("the request has abi {abi}; this host speaks 1")));
+        if abi != 1 {
+            return Err(RequestError(format!(
+                "the request has abi {abi}; this host speaks 1"
+            )));
         }
         let named = match obj.remove("hook") {
             Some(Value::String(s)) => s.parse::<Hook>().map_err(|e| RequestError(e.to_string()))?,

@@ -77,9 +77,9 @@ impl Host {
         let host_err = |e: wasmtime::Error| FormatterError::Host {
             message: format!("cannot create the WebAssembly engine: {e:#}"),
         };
-        let concurrency = options.concurrency.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        });
+        let concurrency = options
+            .concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         // Slots in the pool: every running call holds one; `tidings run` and instantiation
         // races need a few more. Each reserves address space (not memory) for one instance.
         let slots = (concurrency as u32) * 2 + 8;
@@ -136,9 +136,8 @@ impl Host {
         limits: Limits,
         grants: Grants,
     ) -> Result<Formatter, FormatterError> {
-        let wasm = std::fs::read(path).map_err(|e| {
-            FormatterError::invalid(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let wasm = std::fs::read(path)
+            .map_err(|e| FormatterError::invalid(format!("cannot read {}: {e}", path.display())))?;
         self.load_bytes(name, &wasm, limits, grants)
     }
 

@@ -143,7 +143,8 @@ pub fn run(
     match spec.timeout {
         // The deadline passes between `timeout` and `timeout + TICK` from now.
         Some(t) => store.set_epoch_deadline(t.as_nanos().div_ceil(TICK.as_nanos()) as u64 + 1),
-        None => store.set_epoch_deadline(u64::MAX),
+        // wasmtime adds the current epoch to this: leave it room.
+        None => store.set_epoch_deadline(u64::MAX / 2),
     }
 
     let result = pre.instantiate(&mut store).and_then(|instance| {
@@ -381,7 +382,11 @@ impl Pollable for CappedPipe {
 }
 
 impl tokio::io::AsyncWrite for CappedPipe {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.append(buf) {
             Poll::Ready(Ok(buf.len()))
         } else {

@@ -43,7 +43,13 @@ fn build_guests() -> PathBuf {
     let build = || {
         let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         cmd.current_dir(repo())
-            .args(["build", "--release", "--target", "wasm32-wasip1", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip1",
+                "--target-dir",
+            ])
             .arg(target.join("guest-build"));
         for f in FORMATTERS {
             cmd.args(["-p", f]);
@@ -53,7 +59,9 @@ fn build_guests() -> PathBuf {
     let mut status = build();
     if !status.success() {
         // The usual cause on a fresh machine: the target is missing. Install it and retry.
-        let _ = Command::new("rustup").args(["target", "add", "wasm32-wasip1"]).status();
+        let _ = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip1"])
+            .status();
         status = build();
     }
     assert!(

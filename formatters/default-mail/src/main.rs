@@ -8,7 +8,9 @@ use tidings_guest::text::{projects, py_str, result_name_in_template, status_dete
 use tidings_guest::{Message, MessageArgs, Results};
 
 fn format(args: MessageArgs) -> Result<Option<Message>, String> {
-    Ok(Some(Message::plain(body(&args)).with_subject(subject(&args))))
+    Ok(Some(
+        Message::plain(body(&args)).with_subject(subject(&args)),
+    ))
 }
 
 /// A property's value as a template prints it, or `default` when the build lacks it.
@@ -107,8 +109,7 @@ mod tests {
             let Some(case) = path.to_str().and_then(|p| p.strip_suffix(".input.json")) else {
                 continue;
             };
-            let args: MessageArgs =
-                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let args: MessageArgs = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             let expected: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(format!("{case}.expected.json")).unwrap())
                     .unwrap();

@@ -27,7 +27,11 @@ fn review(args: ReviewArgs) -> Result<Option<Review>, String> {
     {
         message.push_str(&format!("\nFor more details visit:\n{url}\n"));
     }
-    let verified = if result == Some(Results::Success) { 1 } else { -1 };
+    let verified = if result == Some(Results::Success) {
+        1
+    } else {
+        -1
+    };
     Ok(Some(Review::new(message, "Verified", verified)))
 }
 

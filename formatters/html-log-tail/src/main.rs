@@ -50,7 +50,11 @@ fn body(args: &MessageArgs) -> String {
     let row = |o: &mut String, k: &str, v: &str| {
         let _ = writeln!(o, "<tr><th align=\"left\">{k}</th><td>{v}</td></tr>");
     };
-    row(&mut o, "Status", &esc(b.state_string.as_deref().unwrap_or("")));
+    row(
+        &mut o,
+        "Status",
+        &esc(b.state_string.as_deref().unwrap_or("")),
+    );
     let worker = b.property("workername").map_or("(unknown)".into(), py_str);
     row(&mut o, "Worker", &esc(&worker));
     let url = esc(&args.build_url);
@@ -65,7 +69,10 @@ fn body(args: &MessageArgs) -> String {
     row(&mut o, "Blamelist", &esc(&blame));
     o.push_str("</table>\n");
 
-    source_stamps(&mut o, b.buildset.as_ref().map_or(&[][..], |bs| &bs.sourcestamps));
+    source_stamps(
+        &mut o,
+        b.buildset.as_ref().map_or(&[][..], |bs| &bs.sourcestamps),
+    );
     changes(&mut o, args);
     log_tail(&mut o, args);
     o.push_str("</body></html>\n");
@@ -78,7 +85,9 @@ fn source_stamps(o: &mut String, stamps: &[SourceStamp]) {
         o.push_str("<p>None.</p>\n");
         return;
     }
-    o.push_str("<table>\n<tr><th>Codebase</th><th>Branch</th><th>Revision</th><th>Patch</th></tr>\n");
+    o.push_str(
+        "<table>\n<tr><th>Codebase</th><th>Branch</th><th>Revision</th><th>Patch</th></tr>\n",
+    );
     for ss in stamps {
         let patch = match &ss.patch {
             None => "none".to_owned(),
@@ -110,10 +119,18 @@ fn changes(o: &mut String, args: &MessageArgs) {
         let rev = c.revision.as_deref().unwrap_or("");
         let short = rev.get(..12).unwrap_or(rev);
         let rev_cell = match &c.revlink {
-            Some(link) if !link.is_empty() => format!("<a href=\"{}\">{}</a>", esc(link), esc(short)),
+            Some(link) if !link.is_empty() => {
+                format!("<a href=\"{}\">{}</a>", esc(link), esc(short))
+            }
             _ => esc(short),
         };
-        let first_line = c.comments.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        let first_line = c
+            .comments
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
         let _ = writeln!(
             o,
             "<tr><td>{rev_cell}</td><td>{}</td><td>{}</td></tr>",
@@ -149,7 +166,11 @@ fn log_tail(o: &mut String, args: &MessageArgs) {
     let link = log.url.as_deref().map(esc);
     match content {
         None => {
-            let _ = write!(o, "<p>The log of step {} was not attached.", esc(&step.name));
+            let _ = write!(
+                o,
+                "<p>The log of step {} was not attached.",
+                esc(&step.name)
+            );
         }
         Some(c) => {
             let lines: Vec<&str> = c.lines(log.log_type.as_deref() == Some("s")).collect();
@@ -178,8 +199,8 @@ tidings_guest::main!(message_formatter = format);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tidings_guest::build::LogContent;
     use tidings_guest::Build;
+    use tidings_guest::build::LogContent;
 
     fn args_with_log(content: &str) -> MessageArgs {
         let log = Log {

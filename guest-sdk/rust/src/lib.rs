@@ -141,7 +141,9 @@ fn read_request() -> Result<(Hook, Vec<u8>), Error> {
     let hook_name = hook_name.ok_or_else(|| {
         Error("no hook given: pass it as the first argument or in the request's \"hook\"".into())
     })?;
-    let hook = hook_name.parse::<Hook>().map_err(|e| Error(e.to_string()))?;
+    let hook = hook_name
+        .parse::<Hook>()
+        .map_err(|e| Error(e.to_string()))?;
     Ok((hook, input))
 }
 

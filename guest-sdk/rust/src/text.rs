@@ -105,7 +105,11 @@ fn py_repr(v: &Value) -> String {
         Value::Bool(false) => "False".into(),
         Value::Number(n) => n.to_string(),
         Value::String(s) => {
-            let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            let q = if s.contains('\'') && !s.contains('"') {
+                '"'
+            } else {
+                '\''
+            };
             let mut out = String::with_capacity(s.len() + 2);
             out.push(q);
             for c in s.chars() {
@@ -179,12 +183,30 @@ mod tests {
     #[test]
     fn status_detected_follows_buildbot() {
         let m = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(status_detected(&m(&["failing"]), Some(2), Some(0)), "failed build");
-        assert_eq!(status_detected(&m(&["problem"]), Some(2), Some(0)), "new failure");
-        assert_eq!(status_detected(&m(&["change"]), Some(2), Some(2)), "failed build");
-        assert_eq!(status_detected(&m(&["change"]), Some(0), Some(2)), "restored build");
-        assert_eq!(status_detected(&m(&["passing"]), Some(0), Some(2)), "passing build");
-        assert_eq!(status_detected(&m(&[]), Some(1), None), "problem in the build");
+        assert_eq!(
+            status_detected(&m(&["failing"]), Some(2), Some(0)),
+            "failed build"
+        );
+        assert_eq!(
+            status_detected(&m(&["problem"]), Some(2), Some(0)),
+            "new failure"
+        );
+        assert_eq!(
+            status_detected(&m(&["change"]), Some(2), Some(2)),
+            "failed build"
+        );
+        assert_eq!(
+            status_detected(&m(&["change"]), Some(0), Some(2)),
+            "restored build"
+        );
+        assert_eq!(
+            status_detected(&m(&["passing"]), Some(0), Some(2)),
+            "passing build"
+        );
+        assert_eq!(
+            status_detected(&m(&[]), Some(1), None),
+            "problem in the build"
+        );
         assert_eq!(status_detected(&m(&[]), Some(4), None), "build exception");
         assert_eq!(status_detected(&m(&[]), Some(6), None), "cancelled build");
     }

@@ -1,0 +1,297 @@
+//! ABI v1: the JSON Schemas in guest-sdk/schema/ and the host's typed checks agree, on real
+//! samples and on documents that must be refused; and a guest sees exactly the argv,
+//! environment and clock the ABI promises.
+
+mod support;
+
+use jsonschema::{Resource, Validator};
+use serde_json::{Value, json};
+use tidings::event::Build;
+use tidings::formatter::abi::parse_output;
+use tidings::formatter::{Grants, Limits, Request, WrapContext};
+use tidings_guest::Hook;
+
+const BASE: &str = "https://tidings.example/abi/1/";
+
+fn load_schema(name: &str) -> Value {
+    serde_json::from_str(&support::read(format!("guest-sdk/schema/{name}"))).unwrap()
+}
+
+/// The validator for `name`, with the build schema registered so `$ref`s resolve offline.
+fn validator(name: &str) -> Validator {
+    let build = Resource::from_contents(load_schema("build.schema.json")).unwrap();
+    jsonschema::options()
+        .with_resource(format!("{BASE}build.schema.json"), build)
+        .build(&load_schema(name))
+        .unwrap_or_else(|e| panic!("schema {name}: {e}"))
+}
+
+fn assert_valid(v: &Validator, doc: &Value, what: &str) {
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:?}");
+}
+
+fn all_case_files(suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for f in support::FORMATTERS {
+        let dir = support::repo().join("formatters").join(f).join("tests");
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.to_string_lossy().ends_with(suffix) {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() > 20, "too few case files: {}", files.len());
+    files
+}
+
+#[test]
+fn every_schema_is_a_valid_2020_12_schema() {
+    for e in std::fs::read_dir(support::repo().join("guest-sdk/schema")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+        let schema = load_schema(&name);
+        assert!(jsonschema::meta::is_valid(&schema), "{name}");
+        assert_eq!(schema["$id"], format!("{BASE}{name}"), "{name}");
+        validator(&name);
+    }
+}
+
+#[test]
+fn the_samples_are_builds_for_both_schema_and_types() {
+    let v = validator("build.schema.json");
+    for e in std::fs::read_dir(support::repo().join("tests/data/buildbot")).unwrap() {
+        let p = e.unwrap().path();
+        let doc: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_valid(&v, &doc, &p.display().to_string());
+        let typed: Build = serde_json::from_value(doc.clone()).unwrap();
+        // Nothing is lost on the way through the types.
+        let mut back = serde_json::to_value(&typed).unwrap();
+        strip_nulls_absent_from(&doc, &mut back);
+        assert_eq!(back, doc, "{}", p.display());
+    }
+}
+
+/// Removes from `out` the keys that are null there and absent from `orig` (the types write
+/// `complete_at`/`results` as null even when a dict omits them).
+fn strip_nulls_absent_from(orig: &Value, out: &mut Value) {
+    match (orig, out) {
+        (Value::Object(o), Value::Object(b)) => {
+            b.retain(|k, v| !v.is_null() || o.contains_key(k));
+            for (k, v) in b.iter_mut() {
+                if let Some(ov) = o.get(k) {
+                    strip_nulls_absent_from(ov, v);
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(b)) => {
+            for (ov, v) in o.iter().zip(b.iter_mut()) {
+                strip_nulls_absent_from(ov, v);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn requests_the_host_writes_match_the_input_schemas() {
+    for e in std::fs::read_dir(support::repo().join("tests/data/buildbot")).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        for hook in Hook::ALL {
+            let req = Request::parse(&bytes, Some(hook), &WrapContext::default()).unwrap();
+            let stdin: Value = serde_json::from_slice(&req.to_stdin()).unwrap();
+            assert_eq!(stdin["abi"], 1);
+            assert_eq!(stdin["hook"], hook.name());
+            assert_valid(
+                &validator(&format!("{hook}.input.schema.json")),
+                &stdin,
+                hook.name(),
+            );
+            // And the request reads back as the same request.
+            let again =
+                Request::parse(&req.to_stdin(), Some(hook), &WrapContext::default()).unwrap();
+            assert_eq!(again, req);
+        }
+    }
+}
+
+#[test]
+fn every_case_input_and_expected_result_fits_its_schema() {
+    for p in all_case_files(".input.json") {
+        let doc: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let hook = match doc.get("hook").and_then(Value::as_str) {
+            Some(h) => h.to_owned(),
+            None => {
+                assert_valid(
+                    &validator("build.schema.json"),
+                    &doc,
+                    &p.display().to_string(),
+                );
+                "messageFormatter".to_owned()
+            }
+        };
+        if doc.get("abi").is_some() {
+            assert_valid(
+                &validator(&format!("{hook}.input.schema.json")),
+                &doc,
+                &p.display().to_string(),
+            );
+        }
+        let expected_path = p.to_string_lossy().replace(".input.json", ".expected.json");
+        let expected = std::fs::read(&expected_path).unwrap();
+        let out: Value = serde_json::from_slice(&expected).unwrap();
+        assert_valid(
+            &validator(&format!("{hook}.output.schema.json")),
+            &out,
+            &expected_path,
+        );
+        parse_output(hook.parse().unwrap(), &expected)
+            .unwrap_or_else(|e| panic!("{expected_path}: {e}"));
+    }
+}
+
+#[test]
+fn schemas_and_types_accept_and_refuse_the_same_results() {
+    // (hook, document, accepted?)
+    let cases = [
+        (Hook::MessageFormatter, json!(null), true),
+        (
+            Hook::MessageFormatter,
+            json!({"body": "x", "type": "plain"}),
+            true,
+        ),
+        (
+            Hook::MessageFormatter,
+            json!({"body": "<p>x</p>", "type": "html", "subject": "s"}),
+            true,
+        ),
+        (
+            Hook::MessageFormatter,
+            json!({"body": {"any": [1]}, "type": "json"}),
+            true,
+        ),
+        (
+            Hook::MessageFormatter,
+            json!({"body": "x", "type": "plain", "subject": null}),
+            true,
+        ),
+        (Hook::MessageFormatter, json!({"body": "x"}), false),
+        (
+            Hook::MessageFormatter,
+            json!({"body": "x", "type": "markdown"}),
+            false,
+        ),
+        (
+            Hook::MessageFormatter,
+            json!({"body": 42, "type": "plain"}),
+            false,
+        ),
+        (
+            Hook::MessageFormatter,
+            json!({"body": "x", "type": "plain", "subjet": "typo"}),
+            false,
+        ),
+        (
+            Hook::MessageFormatter,
+            json!({"body": "x", "type": "plain", "subject": 1}),
+            false,
+        ),
+        (Hook::MessageFormatter, json!("STATUS"), false),
+        (Hook::ReviewCb, json!(null), true),
+        (Hook::ReviewCb, json!({}), true),
+        (
+            Hook::ReviewCb,
+            json!({"message": "m", "labels": {"Verified": -1}}),
+            true,
+        ),
+        (Hook::ReviewCb, json!({"labels": {"Code-Review": 2}}), true),
+        (Hook::ReviewCb, json!({"message": null}), true),
+        (
+            Hook::ReviewCb,
+            json!({"message": "m", "labels": {"Verified": "+1"}}),
+            false,
+        ),
+        (
+            Hook::ReviewCb,
+            json!({"message": "m", "verified": 1}),
+            false,
+        ),
+        (Hook::ReviewCb, json!(["m", 1]), false),
+        (Hook::StartCb, json!(null), true),
+        (Hook::StartCb, json!({"message": "started"}), true),
+        (Hook::StartCb, json!({}), false),
+        (Hook::StartCb, json!({"message": 3}), false),
+        (
+            Hook::SummaryCb,
+            json!({"message": "m", "labels": {"Verified": 1}}),
+            true,
+        ),
+        (
+            Hook::SummaryCb,
+            json!({"message": "m", "labels": {"Verified": 1.5}}),
+            false,
+        ),
+    ];
+    for (hook, doc, accepted) in cases {
+        let by_schema = validator(&format!("{hook}.output.schema.json")).is_valid(&doc);
+        let by_types = parse_output(hook, doc.to_string().as_bytes()).is_ok();
+        assert_eq!(by_schema, accepted, "schema on {hook} {doc}");
+        assert_eq!(by_types, accepted, "types on {hook} {doc}");
+    }
+}
+
+#[test]
+fn a_review_with_nothing_in_it_means_no_review() {
+    let out = parse_output(Hook::ReviewCb, b"{}").unwrap();
+    assert_eq!(out.to_json(), Value::Null);
+}
+
+/// Copies its argv and environment buffers, then the real-time clock's nanoseconds, to stdout.
+const PROBE: &str = r#"(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $asz (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get" (func $aget (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $esz (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $eget (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $out (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $ptr))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start")
+    (drop (call $asz (i32.const 16) (i32.const 20)))
+    (drop (call $aget (i32.const 1024) (i32.const 4096)))
+    (call $out (i32.const 4096) (i32.load (i32.const 20)))
+    (drop (call $esz (i32.const 16) (i32.const 20)))
+    (drop (call $eget (i32.const 1024) (i32.const 8192)))
+    (call $out (i32.const 8192) (i32.load (i32.const 20)))
+    (drop (call $clock (i32.const 0) (i64.const 1) (i32.const 12288)))
+    (call $out (i32.const 12288) (i32.const 8))))"#;
+
+#[test]
+fn a_guest_sees_argv_env_and_a_fixed_clock_as_promised() {
+    let grants = Grants {
+        env: vec![("TEAM".into(), "infra".into())],
+        dir: None,
+    };
+    let mut f = support::shared_host()
+        .load_bytes("probe", &support::wat(PROBE), Limits::default(), grants)
+        .unwrap();
+    f.set_deterministic(true);
+    let out = f.call_raw(Hook::ReviewCb, b"{}").unwrap().stdout;
+    let (argv, rest) = out.split_at(b"probe\0reviewCB\0".len());
+    assert_eq!(argv, b"probe\0reviewCB\0");
+    let env = b"TIDINGS_ABI=1\0TIDINGS_HOOK=reviewCB\0TEAM=infra\0";
+    let (seen_env, clock) = rest.split_at(env.len());
+    assert_eq!(
+        String::from_utf8_lossy(seen_env),
+        String::from_utf8_lossy(env)
+    );
+    let nanos = u64::from_le_bytes(clock.try_into().unwrap());
+    assert_eq!(nanos, 1_767_225_600 * 1_000_000_000, "2026-01-01T00:00:00Z");
+}

@@ -1,0 +1,465 @@
+//! The repository's formatters under the real sandbox: their cases through `tidings test` (the
+//! command a formatter author runs), the compiled-module cache, concurrent calls, `tidings
+//! render`, and `tidings run` as the cargo runner for a formatter's own unit tests in wasm.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use tidings::formatter::{Grants, Host, HostOptions, Limits, Origin, Request, WrapContext};
+use tidings_guest::Hook;
+
+fn tidings() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    // Keep the user's cache out of tests.
+    c.env(
+        "TIDINGS_CACHE_DIR",
+        support::target_dir().join("test-module-cache"),
+    );
+    c
+}
+
+#[test]
+fn every_formatter_passes_its_cases_under_tidings_test() {
+    for name in support::FORMATTERS {
+        let out = tidings()
+            .arg("test")
+            .arg(support::guest(name))
+            .arg("--cases")
+            .arg(support::repo().join("formatters").join(name).join("tests"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout.lines().last().unwrap_or_default();
+        assert!(last.ends_with(" passed, 0 failed"), "{name}: {last}");
+        let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
+        assert!(passed >= 5, "{name}: only {passed} cases ran");
+    }
+}
+
+#[test]
+fn tidings_test_shows_a_diff_and_fails_on_a_wrong_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("failing.input.json"),
+        support::sample("failure-full.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("failing.expected.json"),
+        r#"{"body": "STATUS: Success", "type": "plain"}"#,
+    )
+    .unwrap();
+    let out = tidings()
+        .arg("test")
+        .arg(support::guest("short"))
+        .arg("--cases")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("-  \"body\": \"STATUS: Success\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+  \"body\": \"STATUS: Failure\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("0 passed, 1 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn tidings_test_refuses_an_input_without_its_expected_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lonely.input.json"), "{}").unwrap();
+    let out = tidings()
+        .arg("test")
+        .arg(support::guest("short"))
+        .arg("--cases")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lonely has no lonely.expected.json"));
+}
+
+#[test]
+fn render_wraps_a_build_dict_and_reports_errors_by_kind() {
+    let sample = support::repo().join("tests/data/buildbot/failure-full.json");
+    let out = tidings()
+        .args(["render", "--formatter"])
+        .arg(support::guest("short"))
+        .arg("--input")
+        .arg(&sample)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"body": "STATUS: Failure", "type": "plain"})
+    );
+
+    // A hook the formatter does not implement: the guest exits 1 and says so.
+    let out = tidings()
+        .args(["render", "--hook", "reviewCB", "--formatter"])
+        .arg(support::guest("short"))
+        .arg("--input")
+        .arg(&sample)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: Exit: exit status 1"), "{err}");
+    assert!(
+        err.contains("does not implement the reviewCB hook"),
+        "{err}"
+    );
+
+    // --repeat prints per-call figures on stderr.
+    let out = tidings()
+        .args(["render", "--repeat", "20", "--formatter"])
+        .arg(support::guest("short"))
+        .arg("--input")
+        .arg(&sample)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("per-call: min=")
+            && err.contains(" median=")
+            && err.contains(" p99=")
+            && err.contains(" peak_memory="),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = std::fs::read(support::guest("short")).unwrap();
+    let host = || {
+        Host::new(HostOptions {
+            cache_dir: Some(dir.path().to_owned()),
+            concurrency: None,
+        })
+        .unwrap()
+    };
+    let load = |h: &Host| {
+        h.load_bytes("short", &wasm, Limits::default(), Grants::default())
+            .unwrap()
+    };
+    let call = |f: &tidings::formatter::Formatter| {
+        let req = Request::parse(
+            &support::sample("failure-full.json"),
+            None,
+            &WrapContext::default(),
+        )
+        .unwrap();
+        f.call(&req).unwrap().to_json()["body"].clone()
+    };
+
+    let first = load(&host());
+    assert_eq!(first.origin(), Origin::Compiled);
+    // A new host (a restart) finds the artifact.
+    let second = load(&host());
+    assert_eq!(second.origin(), Origin::Cached);
+    assert_eq!(call(&second), "STATUS: Failure");
+
+    let artifact = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .expect("an artifact was written");
+    assert!(
+        artifact
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(first.sha256())
+    );
+
+    // Flip bytes in the middle of the artifact: detected, discarded, rebuilt.
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&artifact, &bytes).unwrap();
+    let third = load(&host());
+    assert_eq!(third.origin(), Origin::Compiled);
+    assert_eq!(call(&third), "STATUS: Failure");
+    assert_eq!(
+        load(&host()).origin(),
+        Origin::Cached,
+        "the rebuilt artifact is used again"
+    );
+
+    // A truncated artifact, and a file that is not ours at all.
+    for damage in [bytes[..100].to_vec(), b"not an artifact".to_vec()] {
+        std::fs::write(&artifact, damage).unwrap();
+        let f = load(&host());
+        assert_eq!(f.origin(), Origin::Compiled);
+        assert_eq!(call(&f), "STATUS: Failure");
+    }
+}
+
+#[test]
+fn concurrent_calls_give_the_sequential_outputs() {
+    let samples = [
+        "started-full.json",
+        "success-full.json",
+        "failure-full.json",
+        "cancelled-full.json",
+    ];
+    let formatters: Vec<_> = ["short", "html-log-tail", "default-mail"]
+        .iter()
+        .map(|n| Arc::new(support::load(n)))
+        .collect();
+    let requests: Vec<Request> = samples
+        .iter()
+        .map(|s| Request::parse(&support::sample(s), None, &WrapContext::default()).unwrap())
+        .collect();
+    let sequential: Vec<Vec<serde_json::Value>> = formatters
+        .iter()
+        .map(|f| {
+            requests
+                .iter()
+                .map(|r| f.call(r).unwrap().to_json())
+                .collect()
+        })
+        .collect();
+
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let formatters = formatters.clone();
+            let requests = requests.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                for i in 0..30 {
+                    let (fi, ri) = ((t + i) % formatters.len(), (t * 7 + i) % requests.len());
+                    seen.push((
+                        fi,
+                        ri,
+                        formatters[fi].call(&requests[ri]).unwrap().to_json(),
+                    ));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut calls = 0;
+    for t in threads {
+        for (fi, ri, out) in t.join().unwrap() {
+            assert_eq!(out, sequential[fi][ri], "formatter {fi} on sample {ri}");
+            calls += 1;
+        }
+    }
+    assert_eq!(calls, 240);
+}
+
+#[test]
+fn async_calls_run_off_the_runtime_workers() {
+    let f = Arc::new(support::load("short"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let outs = rt.block_on(async {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let f = f.clone();
+                let req = Request::parse(
+                    &support::sample("success-full.json"),
+                    Some(Hook::MessageFormatter),
+                    &WrapContext::default(),
+                )
+                .unwrap();
+                tokio::spawn(async move { f.call_async(req).await })
+            })
+            .collect();
+        let mut outs = Vec::new();
+        for t in tasks {
+            outs.push(t.await.unwrap().unwrap().to_json());
+        }
+        outs
+    });
+    assert!(outs.iter().all(|o| o["body"] == "STATUS: Success"));
+}
+
+#[test]
+fn tidings_run_is_a_cargo_runner_for_wasm_unit_tests() {
+    // The formatters' own unit tests, compiled for wasm32-wasip1 and run by `tidings run`.
+    let runner = format!("{} run", env!("CARGO_BIN_EXE_tidings"));
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(support::repo())
+        .env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner)
+        .args([
+            "test",
+            "--target",
+            "wasm32-wasip1",
+            "-p",
+            "short",
+            "-p",
+            "gerrit",
+            "--target-dir",
+        ])
+        .arg(support::target_dir().join("guest-build"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("short.wasm") || stderr.contains("short-"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("test tests::titles_the_result_name ... ok"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("test tests::retry_gets_no_review ... ok"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn tidings_run_passes_exit_codes_and_grants_only_what_is_asked() {
+    // Exits with the number of environment variables it can see.
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("envcount.wasm");
+    std::fs::write(
+        &wasm,
+        support::wat(
+            r#"(module
+                (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+                (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                (memory (export "memory") 1)
+                (func (export "_start")
+                  (drop (call $sizes (i32.const 0) (i32.const 4)))
+                  (call $exit (i32.add (i32.const 7) (i32.load (i32.const 0))))))"#,
+        ),
+    )
+    .unwrap();
+    // The host process has a secret in its environment; the guest must not see it.
+    let out = tidings()
+        .env("SECRET_TOKEN", "x")
+        .arg("run")
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "no environment unless granted");
+    let out = tidings()
+        .args(["run", "--env", "A=1", "--env", "B=2"])
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "exactly the two granted variables"
+    );
+}
+
+#[test]
+fn check_loads_and_calls_every_formatter_of_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(support::guest("short"), dir.path().join("short.wasm")).unwrap();
+    std::fs::copy(support::guest("gerrit"), dir.path().join("gerrit.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("loop.wasm"),
+        support::wat(
+            r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#,
+        ),
+    )
+    .unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        r#"
+[[formatter]]
+name = "short"
+module = "short.wasm"
+
+[[formatter]]
+name = "gerrit"
+module = "gerrit.wasm"
+hooks = ["reviewCB", "startCB", "summaryCB"]
+"#,
+    )
+    .unwrap();
+    let out = tidings()
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("formatter \"gerrit\": summaryCB ok"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"
+[[formatter]]
+name = "spinner"
+module = "loop.wasm"
+timeout_ms = 50
+
+[[formatter]]
+name = "missing"
+module = "nowhere.wasm"
+"#,
+    )
+    .unwrap();
+    let out = tidings()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("formatter \"spinner\": messageFormatter on the sample build: Timeout"),
+        "{err}"
+    );
+    assert!(
+        err.contains("formatter \"missing\"") && err.contains("InvalidModule"),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s)"), "{err}");
+
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        "[[formatter]]\nname = \"s\"\nmodule = \"short.wasm\"\ntimeuot_ms = 5\n",
+    )
+    .unwrap();
+    let out = tidings()
+        .args(["check", "--config"])
+        .arg(&typo)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("timeuot_ms") && err.contains("line 4"),
+        "{err}"
+    );
+}
