@@ -1,0 +1,127 @@
+//! Per-call cost of formatters under the sandbox, against the same work done natively.
+//!
+//! - `call/noop`: a hand-written WASI command that prints `null` (the sandbox's fixed cost);
+//! - `call/short`, `call/default-mail`: real formatters on the failing sample captured from a
+//!   Buildbot master (`tests/data/buildbot/failure-full.json`), a fresh instance per call;
+//! - `native/short`, `native/default-mail`: the same formatter code called natively on the same
+//!   request bytes (decode, format, encode) — the floor;
+//! - `load/compile` vs `load/cached`: loading a module without and with the artifact cache.
+//!
+//! The guests are built by the tests' support code (`cargo test` once before `cargo bench`),
+//! or by hand: `cargo build --release --target wasm32-wasip1 -p short -p default-mail`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::path::PathBuf;
+use std::time::Duration;
+use tidings::formatter::{Grants, Host, HostOptions, Limits, Request, WrapContext};
+use tidings_guest::{Hook, MessageArgs};
+
+const NOOP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "null")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+fn guest(name: &str) -> Vec<u8> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    for p in [
+        target.join("guests").join(format!("{name}.wasm")),
+        target
+            .join("wasm32-wasip1/release")
+            .join(format!("{name}.wasm")),
+    ] {
+        if let Ok(b) = std::fs::read(&p) {
+            return b;
+        }
+    }
+    panic!("{name}.wasm not built: run `cargo build --release --target wasm32-wasip1 -p {name}`")
+}
+
+fn request() -> Request {
+    let build = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/buildbot/failure-full.json"
+    ))
+    .unwrap();
+    Request::parse(
+        &build,
+        Some(Hook::MessageFormatter),
+        &WrapContext::default(),
+    )
+    .unwrap()
+}
+
+fn calls(c: &mut Criterion) {
+    let host = Host::new(HostOptions::default()).unwrap();
+    let req = request();
+    let stdin = req.to_stdin();
+    let mut g = c.benchmark_group("call");
+    for (name, wasm) in [
+        ("noop", wat::parse_str(NOOP).unwrap()),
+        ("short", guest("short")),
+        ("default-mail", guest("default-mail")),
+    ] {
+        let f = host
+            .load_bytes(name, &wasm, Limits::default(), Grants::default())
+            .unwrap();
+        f.call(&req).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| f.call_raw(Hook::MessageFormatter, &stdin).unwrap())
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("native");
+    g.bench_function("short", |b| {
+        b.iter(|| {
+            let args: short::Args = serde_json::from_slice(&stdin).unwrap();
+            serde_json::to_vec(&short::format(args).unwrap()).unwrap()
+        })
+    });
+    g.bench_function("default-mail", |b| {
+        b.iter(|| {
+            let args: MessageArgs = serde_json::from_slice(&stdin).unwrap();
+            serde_json::to_vec(&default_mail::format(args).unwrap()).unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn loads(c: &mut Criterion) {
+    let wasm = guest("short");
+    let mut g = c.benchmark_group("load");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let plain = Host::new(HostOptions::default()).unwrap();
+    g.bench_function("compile", |b| {
+        b.iter(|| {
+            plain
+                .load_bytes("short", &wasm, Limits::default(), Grants::default())
+                .unwrap()
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cached = Host::new(HostOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        concurrency: None,
+    })
+    .unwrap();
+    cached
+        .load_bytes("short", &wasm, Limits::default(), Grants::default())
+        .unwrap();
+    g.sample_size(100).measurement_time(Duration::from_secs(5));
+    g.bench_function("cached", |b| {
+        b.iter(|| {
+            cached
+                .load_bytes("short", &wasm, Limits::default(), Grants::default())
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, calls, loads);
+criterion_main!(benches);
