@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::path::PathBuf;
 use std::time::Duration;
 use tidings::formatter::{Grants, Host, HostOptions, Limits, Request, WrapContext};
-use tidings_guest::{Hook, MessageArgs};
+use tidings_guest::Hook;
 
 const NOOP: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
@@ -75,6 +75,24 @@ fn calls(c: &mut Criterion) {
     }
     g.finish();
 
+    // The pooling tunable that decides how a fresh instance's memory is provided.
+    let mut g = c.benchmark_group("keep_resident/short");
+    let short = guest("short");
+    for kib in [0usize, 256, 1024, 4096] {
+        let host = Host::new(HostOptions {
+            memory_keep_resident: Some(kib << 10),
+            ..HostOptions::default()
+        })
+        .unwrap();
+        let f = host
+            .load_bytes("short", &short, Limits::default(), Grants::default())
+            .unwrap();
+        g.bench_function(format!("{kib}KiB"), |b| {
+            b.iter(|| f.call_raw(Hook::MessageFormatter, &stdin).unwrap())
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("native");
     g.bench_function("short", |b| {
         b.iter(|| {
@@ -84,7 +102,7 @@ fn calls(c: &mut Criterion) {
     });
     g.bench_function("default-mail", |b| {
         b.iter(|| {
-            let args: MessageArgs = serde_json::from_slice(&stdin).unwrap();
+            let args: default_mail::Args = serde_json::from_slice(&stdin).unwrap();
             serde_json::to_vec(&default_mail::format(args).unwrap()).unwrap()
         })
     });
@@ -107,6 +125,7 @@ fn loads(c: &mut Criterion) {
     let cached = Host::new(HostOptions {
         cache_dir: Some(dir.path().to_owned()),
         concurrency: None,
+        memory_keep_resident: None,
     })
     .unwrap();
     cached

@@ -121,6 +121,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let host = Host::new(HostOptions {
         cache_dir: Some(cli.cache_dir.unwrap_or_else(default_cache_dir)),
         concurrency: None,
+        memory_keep_resident: None,
     })?;
     match cli.command {
         Command::Render(args) => render(&host, args),

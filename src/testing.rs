@@ -168,9 +168,18 @@ pub fn resolve(path: &Path) -> Result<Target, String> {
     }
 }
 
-/// Builds the binary of the crate at `dir` for `wasm32-wasip1` and returns the `.wasm` path,
-/// read from cargo's own artifact messages. If the build fails and rustup is there, the target
-/// is installed (the usual cause on a new machine) and the build tried once more.
+/// The environment for building guests: link-time optimisation in one codegen unit, which makes a
+/// formatter like `default-mail` ~30 % faster per call. Set for guest builds only, so building
+/// the host (wasmtime) in release mode does not pay for LTO.
+pub const GUEST_BUILD_ENV: [(&str, &str); 2] = [
+    ("CARGO_PROFILE_RELEASE_LTO", "true"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
+];
+
+/// Builds the binary of the crate at `dir` for `wasm32-wasip1` (with [`GUEST_BUILD_ENV`]) and
+/// returns the `.wasm` path, read from cargo's own artifact messages. If the build fails and
+/// rustup is there, the target is installed (the usual cause on a new machine) and the build
+/// tried once more.
 fn cargo_build_wasm(dir: &Path) -> Result<PathBuf, String> {
     let build = || {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -184,6 +193,7 @@ fn cargo_build_wasm(dir: &Path) -> Result<PathBuf, String> {
                 "--manifest-path",
             ])
             .arg(dir.join("Cargo.toml"))
+            .envs(GUEST_BUILD_ENV)
             .stderr(std::process::Stdio::inherit())
             .output()
             .map_err(|e| format!("cannot run cargo: {e}"))

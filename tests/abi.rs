@@ -295,3 +295,51 @@ fn a_guest_sees_argv_env_and_a_fixed_clock_as_promised() {
     let nanos = u64::from_le_bytes(clock.try_into().unwrap());
     assert_eq!(nanos, 1_767_225_600 * 1_000_000_000, "2026-01-01T00:00:00Z");
 }
+
+#[test]
+fn a_guests_stderr_is_logged_under_its_name() {
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let wasm = support::wat(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 100) "looking up template\nusing fallback\n")
+          (data (i32.const 200) "null")
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 35))
+            (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (i32.store (i32.const 0) (i32.const 200)) (i32.store (i32.const 4) (i32.const 4))
+            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    );
+    let f = support::shared_host()
+        .load_bytes("chatty", &wasm, Limits::default(), Grants::default())
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        f.call_raw(Hook::MessageFormatter, b"{}").unwrap();
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, said) in lines.iter().zip(["looking up template", "using fallback"]) {
+        assert!(line.contains("tidings::formatter::stderr"), "{text}");
+        assert!(line.contains(&format!(": {said} ")), "{text}");
+        assert!(line.ends_with("formatter=chatty"), "{text}");
+    }
+}

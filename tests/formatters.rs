@@ -110,6 +110,25 @@ fn render_wraps_a_build_dict_and_reports_errors_by_kind() {
         serde_json::json!({"body": "STATUS: Failure", "type": "plain"})
     );
 
+    // `--input -` reads the build from stdin.
+    let mut child = tidings()
+        .args(["render", "--input", "-", "--formatter"])
+        .arg(support::guest("short"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&support::sample("success-full.json"))
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["body"], "STATUS: Success");
+
     // A hook the formatter does not implement: the guest exits 1 and says so.
     let out = tidings()
         .args(["render", "--hook", "reviewCB", "--formatter"])
@@ -153,6 +172,7 @@ fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
         Host::new(HostOptions {
             cache_dir: Some(dir.path().to_owned()),
             concurrency: None,
+            memory_keep_resident: None,
         })
         .unwrap()
     };

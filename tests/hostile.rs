@@ -295,6 +295,14 @@ fn reactors_modules_without_memory_and_non_wasm_are_refused() {
         ),
         (b"#!/bin/sh\necho hi\n".to_vec(), "not a WebAssembly binary"),
         (
+            wasmtime::Engine::default()
+                .precompile_module(&support::wat(
+                    r#"(module (memory (export "memory") 1) (func (export "_start")))"#,
+                ))
+                .unwrap(),
+            "precompiled",
+        ),
+        (
             support::wat(r#"(module (memory (export "memory") 2000) (func (export "_start")))"#),
             "initial memory",
         ),
@@ -381,4 +389,43 @@ fn a_granted_directory_is_readable_and_cannot_be_escaped() {
         Err(FormatterError::Exit { code: 5, .. }) => {}
         other => panic!("escaping the granted directory must fail, got {other:?}"),
     }
+}
+
+#[test]
+fn calls_beyond_the_concurrency_bound_wait_their_turn() {
+    // One slot: two 100 ms spinners on two threads must run one after the other.
+    let host = tidings::formatter::Host::new(tidings::formatter::HostOptions {
+        concurrency: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let limits = Limits {
+        timeout: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let f = std::sync::Arc::new(
+        host.load_bytes(
+            "spin",
+            &module(r#"(func (export "_start") (loop $l (br $l)))"#),
+            limits,
+            Grants::default(),
+        )
+        .unwrap(),
+    );
+    let started = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let f = f.clone();
+            std::thread::spawn(move || f.call(&request()).unwrap_err())
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap().kind(), "Timeout");
+    }
+    // A lower bound only: a busy machine can make this slower, never faster.
+    assert!(
+        started.elapsed() >= Duration::from_millis(195),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -93,7 +93,7 @@ impl Request {
 
     /// Wraps a bare build dict into `hook`'s arguments, filling in what the host derives from
     /// it: the builder name, result code and text, build URL, blamelist (`owner`/`owners`
-    /// properties), logs that carry content, and `prev_build` when the dict has one.
+    /// properties), and `prev_build` when the dict has one.
     pub fn from_build(hook: Hook, build: Build, ctx: &WrapContext) -> Request {
         let name = build.builder_name().unwrap_or_default().to_owned();
         let url = build.url.clone().unwrap_or_default();
@@ -107,13 +107,6 @@ impl Request {
                     .extra
                     .get("prev_build")
                     .and_then(|v| serde_json::from_value::<Build>(v.clone()).ok());
-                let logs = build
-                    .steps()
-                    .iter()
-                    .flat_map(|s| s.logs.iter())
-                    .filter(|l| l.content.is_some())
-                    .cloned()
-                    .collect();
                 Request::Message(Box::new(MessageArgs {
                     mode: ctx.mode.clone(),
                     name,
@@ -124,7 +117,9 @@ impl Request {
                     build_url: url,
                     users: owners(&build),
                     changes: Vec::new(),
-                    logs,
+                    // Log contents a build dict carries stay in its steps; `logs` is for logs a
+                    // reporter fetched besides (`add_logs`), so nothing is sent twice.
+                    logs: Vec::new(),
                     prev_build,
                     build,
                     extra: Default::default(),

@@ -41,6 +41,10 @@ pub struct HostOptions {
     pub cache_dir: Option<PathBuf>,
     /// How many calls may run at once; `None` means one per core.
     pub concurrency: Option<usize>,
+    /// Bytes of each pooled linear memory kept mapped between calls and zeroed with `memset`,
+    /// instead of returned to the kernel; `None` means [`DEFAULT_KEEP_RESIDENT`]. Keeping the
+    /// pages a formatter touches saves the page faults a fresh instance takes (Linux only).
+    pub memory_keep_resident: Option<usize>,
 }
 
 /// The process's formatter engine. Create one and share it (it is cheap to clone).
@@ -67,9 +71,8 @@ impl Drop for HostInner {
     }
 }
 
-/// The memory pages kept mapped in a pooled slot between instances. Reusing them instead of
-/// returning them to the kernel saves the page faults a fresh instance would take.
-const KEEP_RESIDENT: usize = 1 << 20;
+/// The default of [`HostOptions::memory_keep_resident`].
+pub const DEFAULT_KEEP_RESIDENT: usize = 1 << 20;
 
 impl Host {
     /// Creates the engine, its pooling allocator and the epoch ticker.
@@ -88,7 +91,11 @@ impl Host {
             .total_memories(slots)
             .total_tables(slots)
             .total_component_instances(slots)
-            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .linear_memory_keep_resident(
+                options
+                    .memory_keep_resident
+                    .unwrap_or(DEFAULT_KEEP_RESIDENT),
+            )
             .table_keep_resident(64 << 10);
         let mut config = Config::new();
         config

@@ -134,14 +134,16 @@ pub struct MessageArgs {
     pub users: Vec<String>,
     #[serde(default)]
     pub changes: Vec<Change>,
-    /// Logs with their content, when the reporter asks for logs (`add_logs`).
+    /// Logs with their content that the reporter attached (`add_logs`) and the build's own
+    /// steps do not already carry. Look in both: [`crate::Build::steps`] first.
     #[serde(default)]
     pub logs: Vec<Log>,
     /// The previous finished build on the same builder (not RETRY), when known.
     #[serde(default)]
     pub prev_build: Option<Build>,
     /// Arguments a newer host sends that this version does not model.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "unknown-fields", serde(flatten))]
+    #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]
     pub extra: Map<String, Value>,
 }
 
@@ -222,7 +224,8 @@ pub struct ReviewArgs {
     /// The reporter's `review_arg`, any JSON; `null` when not configured.
     #[serde(default)]
     pub arg: Value,
-    #[serde(flatten)]
+    #[cfg_attr(feature = "unknown-fields", serde(flatten))]
+    #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]
     pub extra: Map<String, Value>,
 }
 
@@ -261,7 +264,8 @@ pub struct StartArgs {
     /// The reporter's `start_arg`, any JSON; `null` when not configured.
     #[serde(default)]
     pub arg: Value,
-    #[serde(flatten)]
+    #[cfg_attr(feature = "unknown-fields", serde(flatten))]
+    #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]
     pub extra: Map<String, Value>,
 }
 
@@ -324,6 +328,7 @@ pub struct SummaryArgs {
     /// The reporter's `summary_arg`, any JSON; `null` when not configured.
     #[serde(default)]
     pub arg: Value,
-    #[serde(flatten)]
+    #[cfg_attr(feature = "unknown-fields", serde(flatten))]
+    #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]
     pub extra: Map<String, Value>,
 }

@@ -80,8 +80,9 @@ where
 /// stdout. On any error it prints the error on stderr and exits with status 1. This is what
 /// [`main!`] expands to.
 ///
-/// The hook is argv\[1\] (the host always passes it), else `TIDINGS_HOOK`, else the request's
-/// `hook` field, so a request file works with any WASI runtime or natively.
+/// The hook is read from the request's `{"abi":1,"hook":"…"` prefix, which the host always
+/// writes first; for other input it is argv\[1\], else `TIDINGS_HOOK`, else the request's `hook`
+/// field, so a request file works with any WASI runtime or natively.
 pub fn run(dispatch: impl FnOnce(Hook, &[u8]) -> Result<Vec<u8>, Error>) {
     let result = read_request().and_then(|(hook, input)| dispatch(hook, &input));
     match result {
@@ -109,26 +110,27 @@ struct Head {
 }
 
 fn read_request() -> Result<(Hook, Vec<u8>), Error> {
-    // Read stdin in large chunks: the host's pipe hands over the whole request in one read.
-    let mut input = Vec::with_capacity(64 * 1024);
+    // 16 KiB holds a typical request in one read (each WASI call costs) without growing a
+    // small guest's memory; a larger request just takes more reads.
+    let mut input = Vec::with_capacity(16 * 1024);
     std::io::stdin()
         .lock()
         .read_to_end(&mut input)
         .map_err(|e| Error(format!("cannot read the request from stdin: {e}")))?;
 
-    let hook_name = std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("TIDINGS_HOOK").ok());
-
-    // The host writes `{"abi":1,"hook":...` first; recognising that prefix saves parsing the
-    // whole request twice. Anything else (a hand-written file) gets a full look at its head.
-    let fast = input.starts_with(br#"{"abi":1,"#);
-    let (abi, hook_name) = if fast && hook_name.is_some() {
-        (Some(1), hook_name)
-    } else {
-        let head: Head = serde_json::from_slice(&input)
-            .map_err(|e| Error(format!("the request on stdin is not a JSON object: {e}")))?;
-        (head.abi, hook_name.or(head.hook))
+    // The host writes `{"abi":1,"hook":"<hook>",` first: reading the hook from that prefix saves
+    // both a second parse of the request and the WASI calls argv costs. Anything else (a
+    // hand-written file, another host) gets argv, TIDINGS_HOOK, then a full look at its head.
+    let (abi, hook_name) = match fast_head(&input) {
+        Some(hook) => (Some(1), Some(hook.to_owned())),
+        None => {
+            let head: Head = serde_json::from_slice(&input)
+                .map_err(|e| Error(format!("the request on stdin is not a JSON object: {e}")))?;
+            let from_env = std::env::args()
+                .nth(1)
+                .or_else(|| std::env::var("TIDINGS_HOOK").ok());
+            (head.abi, from_env.or(head.hook))
+        }
     };
     match abi {
         Some(ABI_VERSION) | None => {}
@@ -147,9 +149,20 @@ fn read_request() -> Result<(Hook, Vec<u8>), Error> {
     Ok((hook, input))
 }
 
+/// The hook named by a request that starts the way the host writes it:
+/// `{"abi":1,"hook":"<hook>"`, with a plain (unescaped) name.
+fn fast_head(input: &[u8]) -> Option<&str> {
+    let rest = input.strip_prefix(br#"{"abi":1,"hook":""#)?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    let name = std::str::from_utf8(&rest[..end]).ok()?;
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric())
+        .then_some(name)
+}
+
 /// Turns hook functions into the program's `main`.
 ///
-/// ```ignore
+/// ```text
 /// tidings_guest::main!(message_formatter = format);
 /// tidings_guest::main!(review_cb = review, start_cb = start, summary_cb = summary);
 /// ```

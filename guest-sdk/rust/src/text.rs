@@ -23,6 +23,25 @@ pub fn html_escape(s: &str) -> String {
 /// Python's `str.title()`: the first letter of every run of letters upper-cased, the rest
 /// lower-cased (`"not finished"` → `"Not Finished"`).
 pub fn title_case(s: &str) -> String {
+    if s.is_ascii() {
+        // The common case (result names): no Unicode case tables needed.
+        let mut out = String::with_capacity(s.len());
+        let mut in_word = false;
+        for c in s.chars() {
+            if c.is_ascii_alphabetic() {
+                out.push(if in_word {
+                    c.to_ascii_lowercase()
+                } else {
+                    c.to_ascii_uppercase()
+                });
+                in_word = true;
+            } else {
+                out.push(c);
+                in_word = false;
+            }
+        }
+        return out;
+    }
     let mut out = String::with_capacity(s.len());
     let mut in_word = false;
     for c in s.chars() {
