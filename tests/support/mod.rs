@@ -43,6 +43,7 @@ fn build_guests() -> PathBuf {
     let build = || {
         let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         cmd.current_dir(repo())
+            .envs(tidings::testing::GUEST_BUILD_ENV)
             .args([
                 "build",
                 "--release",
