@@ -19,16 +19,24 @@ fn tidings() -> Command {
     c
 }
 
+/// `tidings test <formatter's wasm> --cases <cases>`.
+fn tidings_test(formatter: &str, cases: &std::path::Path) -> std::process::Output {
+    tidings()
+        .arg("test")
+        .arg(support::guest(formatter))
+        .arg("--cases")
+        .arg(cases)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn every_formatter_passes_its_cases_under_tidings_test() {
     for name in support::FORMATTERS {
-        let out = tidings()
-            .arg("test")
-            .arg(support::guest(name))
-            .arg("--cases")
-            .arg(support::repo().join("formatters").join(name).join("tests"))
-            .output()
-            .unwrap();
+        let out = tidings_test(
+            name,
+            &support::repo().join("formatters").join(name).join("tests"),
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -55,13 +63,7 @@ fn tidings_test_shows_a_diff_and_fails_on_a_wrong_expectation() {
         r#"{"body": "STATUS: Success", "type": "plain"}"#,
     )
     .unwrap();
-    let out = tidings()
-        .arg("test")
-        .arg(support::guest("short"))
-        .arg("--cases")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = tidings_test("short", dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -82,13 +84,7 @@ fn tidings_test_shows_a_diff_and_fails_on_a_wrong_expectation() {
 fn tidings_test_refuses_an_input_without_its_expected_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("lonely.input.json"), "{}").unwrap();
-    let out = tidings()
-        .arg("test")
-        .arg(support::guest("short"))
-        .arg("--cases")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = tidings_test("short", dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("lonely has no lonely.expected.json"));
 }
