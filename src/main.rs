@@ -45,15 +45,13 @@ enum Command {
         /// The cases directory [default: tests/ of the formatter].
         #[arg(long)]
         cases: Option<PathBuf>,
+        #[command(flatten)]
+        grants: GrantArgs,
     },
     /// Run a WASI command with this terminal's stdio (usable as CARGO_TARGET_WASM32_WASIP1_RUNNER).
     Run {
-        /// Grant a host directory, read-only, seen by the guest as /templates.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Pass an environment variable: NAME=VALUE (repeatable).
-        #[arg(long = "env", value_name = "NAME=VALUE")]
-        env: Vec<String>,
+        #[command(flatten)]
+        grants: GrantArgs,
         /// Memory limit in MiB.
         #[arg(long, default_value_t = 1024)]
         memory_mib: u64,
@@ -97,6 +95,38 @@ struct RenderArgs {
     /// Print the request the formatter would get on stdin, and do not call it.
     #[arg(long)]
     show_request: bool,
+    #[command(flatten)]
+    grants: GrantArgs,
+}
+
+/// What an operator may grant a formatter, as flags.
+#[derive(clap::Args)]
+struct GrantArgs {
+    /// Grant a host directory, read-only, seen by the guest as /templates.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Pass an environment variable: NAME=VALUE (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+}
+
+impl GrantArgs {
+    fn grants(&self) -> Result<Grants> {
+        Ok(Grants {
+            env: parse_env(&self.env)?,
+            dir: self.dir.clone(),
+        })
+    }
+}
+
+fn parse_env(pairs: &[String]) -> Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("--env takes NAME=VALUE, got {kv:?}"),
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -125,28 +155,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
     })?;
     match cli.command {
         Command::Render(args) => render(&host, args),
-        Command::Test { formatter, cases } => test(&host, &formatter, cases),
+        Command::Test {
+            formatter,
+            cases,
+            grants,
+        } => test(&host, &formatter, cases, grants.grants()?),
         Command::Run {
-            dir,
-            env,
+            grants,
             memory_mib,
             module,
             args,
         } => {
             let wasm =
                 std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
-            let env = env
-                .iter()
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
-                    None => bail!("--env takes NAME=VALUE, got {kv:?}"),
-                })
-                .collect::<Result<Vec<_>>>()?;
             let mut argv = vec![module.display().to_string()];
             argv.extend(args);
+            // For a plain command the variables are its whole environment, not extra ones.
+            let env = parse_env(&grants.env)?;
             let grants = Grants {
                 env: Vec::new(),
-                dir,
+                dir: grants.dir,
             };
             match host.run_command(&wasm, &argv, &env, &grants, memory_mib << 20) {
                 Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
@@ -200,7 +228,7 @@ fn render(host: &Host, args: RenderArgs) -> Result<ExitCode> {
     } else {
         path
     };
-    let formatter = match host.load(&module_name(&path), &path, limits, Grants::default()) {
+    let formatter = match host.load(&module_name(&path), &path, limits, args.grants.grants()?) {
         Ok(f) => f,
         Err(e) => return Ok(formatter_failure(&e)),
     };
@@ -264,7 +292,7 @@ fn module_name(path: &Path) -> String {
         .unwrap_or_else(|| "formatter".into())
 }
 
-fn test(host: &Host, path: &Path, cases: Option<PathBuf>) -> Result<ExitCode> {
+fn test(host: &Host, path: &Path, cases: Option<PathBuf>, grants: Grants) -> Result<ExitCode> {
     let target = testing::resolve(path).map_err(anyhow::Error::msg)?;
     let cases_dir = cases.unwrap_or(target.default_cases);
     let cases = testing::discover(&cases_dir).map_err(anyhow::Error::msg)?;
@@ -272,7 +300,7 @@ fn test(host: &Host, path: &Path, cases: Option<PathBuf>) -> Result<ExitCode> {
         &module_name(&target.wasm),
         &target.wasm,
         Limits::default(),
-        Grants::default(),
+        grants,
     )?;
     formatter.set_deterministic(true);
     let ctx = WrapContext::default();
