@@ -233,6 +233,34 @@ fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
 }
 
 #[test]
+fn an_unwritable_cache_costs_a_compile_and_nothing_else() {
+    // The cache directory cannot be created (its parent is a file): as on a full or read-only
+    // disk, the write fails. The module must still load and answer; the failure is only logged.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let host = Host::new(HostOptions {
+        cache_dir: Some(blocker.join("modules")),
+        ..HostOptions::default()
+    })
+    .unwrap();
+    let wasm = std::fs::read(support::guest("short")).unwrap();
+    for _ in 0..2 {
+        let f = host
+            .load_bytes("short", &wasm, Limits::default(), Grants::default())
+            .unwrap();
+        assert_eq!(f.origin(), Origin::Compiled);
+        let req = Request::parse(
+            &support::sample("failure-full.json"),
+            None,
+            &WrapContext::default(),
+        )
+        .unwrap();
+        assert_eq!(f.call(&req).unwrap().to_json()["body"], "STATUS: Failure");
+    }
+}
+
+#[test]
 fn concurrent_calls_give_the_sequential_outputs() {
     let samples = [
         "started-full.json",
@@ -390,6 +418,17 @@ fn tidings_run_passes_exit_codes_and_grants_only_what_is_asked() {
     );
 }
 
+/// Writes `toml` as `dir/name` and runs `tidings check --config` on it.
+fn check_config(dir: &std::path::Path, name: &str, toml: &str) -> std::process::Output {
+    let path = dir.join(name);
+    std::fs::write(&path, toml).unwrap();
+    tidings()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_loads_and_calls_every_formatter_of_a_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,9 +441,9 @@ fn check_loads_and_calls_every_formatter_of_a_config() {
         ),
     )
     .unwrap();
-    let good = dir.path().join("good.toml");
-    std::fs::write(
-        &good,
+    let out = check_config(
+        dir.path(),
+        "good.toml",
         r#"
 [[formatter]]
 name = "short"
@@ -415,13 +454,7 @@ name = "gerrit"
 module = "gerrit.wasm"
 hooks = ["reviewCB", "startCB", "summaryCB"]
 "#,
-    )
-    .unwrap();
-    let out = tidings()
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -429,9 +462,9 @@ hooks = ["reviewCB", "startCB", "summaryCB"]
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("formatter \"gerrit\": summaryCB ok"));
 
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    let out = check_config(
+        dir.path(),
+        "bad.toml",
         r#"
 [[formatter]]
 name = "spinner"
@@ -442,13 +475,7 @@ timeout_ms = 50
 name = "missing"
 module = "nowhere.wasm"
 "#,
-    )
-    .unwrap();
-    let out = tidings()
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -461,17 +488,11 @@ module = "nowhere.wasm"
     );
     assert!(err.contains("2 problem(s)"), "{err}");
 
-    let typo = dir.path().join("typo.toml");
-    std::fs::write(
-        &typo,
+    let out = check_config(
+        dir.path(),
+        "typo.toml",
         "[[formatter]]\nname = \"s\"\nmodule = \"short.wasm\"\ntimeuot_ms = 5\n",
-    )
-    .unwrap();
-    let out = tidings()
-        .args(["check", "--config"])
-        .arg(&typo)
-        .output()
-        .unwrap();
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
