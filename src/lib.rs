@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`config`]: the TOML configuration, typed and validated (secrets redacted).
 //! - [`event`]: Buildbot's build dict and result codes (the data every hook receives).
 //! - [`formatter`]: the only module that knows wasmtime — engine, module validation and cache,
 //!   the per-call sandbox, and ABI v1 (requests in, checked results out).
@@ -10,6 +11,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over these: `render`, `test`, `run`, `check`.
 //! The daemon's pieces (sources, store, dispatch, outbox, reporters) build on this crate.
 
+pub mod config;
 pub mod event;
 pub mod formatter;
 pub mod testing;

@@ -7,11 +7,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use serde::Deserialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+use tidings::config::Config;
 use tidings::formatter::{Formatter, Grants, Host, HostOptions, Limits, Request, WrapContext};
 use tidings::testing::{self, Outcome};
 use tidings_guest::Hook;
@@ -61,7 +61,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Validate a config file's formatters: each loads, compiles and answers a sample call.
+    /// Validate a config file: every key, every reference, and every formatter (each loads,
+    /// compiles and answers a sample call).
     Check {
         #[arg(long)]
         config: PathBuf,
@@ -329,52 +330,15 @@ fn test(host: &Host, path: &Path, cases: Option<PathBuf>, grants: Grants) -> Res
     })
 }
 
-/// The part of the config file `check` validates today: the `[[formatter]]` entries. (The full
-/// config lands with the daemon; unknown top-level tables are left to it.)
-#[derive(Deserialize)]
-struct CheckConfig {
-    #[serde(default)]
-    formatter: Vec<FormatterEntry>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FormatterEntry {
-    /// Unique name, referenced by reporters.
-    name: String,
-    /// Path of the .wasm module, relative to the config file.
-    module: PathBuf,
-    /// Time limit per call in milliseconds.
-    timeout_ms: Option<u64>,
-    /// Memory limit in MiB.
-    memory_mib: Option<u64>,
-    /// Hooks to try with the bundled sample [default: messageFormatter].
-    hooks: Option<Vec<Hook>>,
-}
-
+/// `tidings check`: the whole config must parse and validate; then every formatter is loaded
+/// (validated, compiled, cached) and called once per hook it serves on a bundled sample build.
 fn check(host: &Host, path: &Path) -> Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: CheckConfig = toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid config", path.display()))?;
+    let config = Config::load(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut problems = 0;
-    let mut seen = std::collections::HashSet::new();
     for entry in &config.formatter {
-        if !seen.insert(entry.name.clone()) {
-            eprintln!("formatter {:?}: the name is used twice", entry.name);
-            problems += 1;
-            continue;
-        }
-        let mut limits = Limits::default();
-        if let Some(ms) = entry.timeout_ms {
-            limits.timeout = Duration::from_millis(ms);
-        }
-        if let Some(mib) = entry.memory_mib {
-            limits.memory = mib << 20;
-        }
-        let module = base.join(&entry.module);
-        let formatter = match host.load(&entry.name, &module, limits, Grants::default()) {
+        let module = entry.module_path(base);
+        let formatter = match host.load(&entry.name, &module, entry.limits(), entry.grants(base)) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!(
@@ -387,9 +351,15 @@ fn check(host: &Host, path: &Path) -> Result<ExitCode> {
                 continue;
             }
         };
+        let ctx = WrapContext {
+            master: tidings_guest::Master {
+                title: config.master.title.clone(),
+                buildbot_url: config.master.buildbot_url.clone(),
+            },
+            ..WrapContext::default()
+        };
         for hook in entry.hooks.clone().unwrap_or(vec![Hook::MessageFormatter]) {
-            let request =
-                Request::parse(SAMPLE_BUILD.as_bytes(), Some(hook), &WrapContext::default())?;
+            let request = Request::parse(SAMPLE_BUILD.as_bytes(), Some(hook), &ctx)?;
             match formatter.call(&request) {
                 Ok(_) => println!("formatter {:?}: {hook} ok", entry.name),
                 Err(e) => {
@@ -403,8 +373,16 @@ fn check(host: &Host, path: &Path) -> Result<ExitCode> {
             }
         }
     }
+    for (kind, s) in config.reporter.all() {
+        println!(
+            "reporter {:?} ({kind}): mode {}",
+            s.name,
+            s.mode.0.join(", ")
+        );
+    }
     if problems > 0 {
         bail!("{problems} problem(s) in {}", path.display());
     }
+    println!("{} is valid", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -460,7 +460,25 @@ hooks = ["reviewCB", "startCB", "summaryCB"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("formatter \"gerrit\": summaryCB ok"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("formatter \"gerrit\": summaryCB ok"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("good.toml is valid"), "{stdout}");
+
+    // A reporter that names a formatter that does not exist: refused before anything loads.
+    let out = check_config(
+        dir.path(),
+        "dangling.toml",
+        "[[reporter.http_push]]\nname = \"p\"\nserver_url = \"http://127.0.0.1:9/\"\nmessage_formatter = \"shrot\"\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("message_formatter \"shrot\" is not a [[formatter]] name"),
+        "{err}"
+    );
 
     let out = check_config(
         dir.path(),
@@ -469,7 +487,7 @@ hooks = ["reviewCB", "startCB", "summaryCB"]
 [[formatter]]
 name = "spinner"
 module = "loop.wasm"
-timeout_ms = 50
+timeout = "50ms"
 
 [[formatter]]
 name = "missing"

@@ -1,0 +1,817 @@
+//! The configuration file: TOML → typed config, checked before anything runs.
+//!
+//! The skeleton is DESIGN.md's: `[server]`, `[master]`, `[source.buildbot]`, `[[formatter]]`,
+//! `[[reporter.<kind>]]`. Unknown keys are errors that name the key and its line (serde's
+//! `deny_unknown_fields`, reported by the toml parser with a position). Checks that span entries
+//! (unique names, references to formatters, mode words, filters that exclude each other) run in
+//! [`Config::validate`] and name the table and the key.
+//!
+//! Durations are strings such as `"250ms"`, `"5s"`, `"2m"`; sizes `"64MiB"`, `"512KiB"`,
+//! `"1000"` (bytes). Secrets are [`Secret`]s: a literal, `env:NAME` or `file:PATH`, never printed.
+//!
+//! Callers: `tidings check` today; `tidings serve` and every reporter as they land.
+
+use crate::formatter::{Grants, Limits};
+use serde::{Deserialize, Deserializer};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where tidings listens and keeps its data.
+    #[serde(default)]
+    pub server: Server,
+    /// What formatters see as `master.title` / `master.buildbotURL`.
+    #[serde(default)]
+    pub master: MasterConfig,
+    /// Where events come from besides the HTTP ingest endpoints.
+    #[serde(default)]
+    pub source: Sources,
+    /// WebAssembly formatters, referred to by name from reporters.
+    #[serde(default)]
+    pub formatter: Vec<FormatterConfig>,
+    /// Reporters, by kind.
+    #[serde(default)]
+    pub reporter: Reporters,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Address of the HTTP listener: ingest, `/healthz`, `/metrics`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory of the store, the outbox and the compiled-module cache.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// When set, ingest requires `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub ingest_token: Option<Secret>,
+    /// Largest accepted ingest body; larger ones get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body: Size,
+}
+
+impl Default for Server {
+    fn default() -> Server {
+        Server {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            ingest_token: None,
+            max_body: default_max_body(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8411))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./tidings-data")
+}
+fn default_max_body() -> Size {
+    Size(16 << 20)
+}
+
+/// `[master]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterConfig {
+    /// Buildbot's `c['title']`.
+    #[serde(default = "default_title")]
+    pub title: String,
+    /// Buildbot's `c['buildbotURL']`, with its trailing slash.
+    #[serde(default)]
+    pub buildbot_url: String,
+}
+
+impl Default for MasterConfig {
+    fn default() -> MasterConfig {
+        MasterConfig {
+            title: default_title(),
+            buildbot_url: String::new(),
+        }
+    }
+}
+
+fn default_title() -> String {
+    "Buildbot".into()
+}
+
+/// `[source]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    /// A client of a Buildbot master's REST API and WebSocket event stream.
+    #[serde(default)]
+    pub buildbot: Option<BuildbotSource>,
+}
+
+/// `[source.buildbot]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildbotSource {
+    /// The master's web URL, e.g. `http://127.0.0.1:8010/`.
+    pub url: String,
+    /// Basic-auth user for the master's API, with `password`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Basic-auth password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A bearer token instead of user and password.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+/// One `[[formatter]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatterConfig {
+    /// Unique name; reporters refer to it (`message_formatter = "short"`).
+    pub name: String,
+    /// Path of the `.wasm` module, relative to the config file.
+    pub module: PathBuf,
+    /// Time limit per call [default 250ms].
+    #[serde(default)]
+    pub timeout: Option<DurationStr>,
+    /// Memory limit [default 64MiB].
+    #[serde(default)]
+    pub memory: Option<Size>,
+    /// Largest request [default 4MiB].
+    #[serde(default)]
+    pub max_input: Option<Size>,
+    /// Largest result [default 1MiB].
+    #[serde(default)]
+    pub max_output: Option<Size>,
+    /// Largest stderr [default 64KiB].
+    #[serde(default)]
+    pub max_stderr: Option<Size>,
+    /// Extra environment variables for the guest (after TIDINGS_ABI and TIDINGS_HOOK).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// A directory the guest may read, seen as `/templates`; relative to the config file.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// The hooks this formatter serves; `tidings check` calls each on a sample build
+    /// [default: messageFormatter].
+    #[serde(default)]
+    pub hooks: Option<Vec<tidings_guest::Hook>>,
+}
+
+impl FormatterConfig {
+    /// The limits of each call, with the defaults filled in.
+    pub fn limits(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            memory: self.memory.map_or(d.memory, |s| s.0),
+            timeout: self.timeout.map_or(d.timeout, |t| t.0),
+            max_input: self.max_input.map_or(d.max_input, |s| s.0 as usize),
+            max_output: self.max_output.map_or(d.max_output, |s| s.0 as usize),
+            max_stderr: self.max_stderr.map_or(d.max_stderr, |s| s.0 as usize),
+        }
+    }
+
+    /// What the guest is granted, with `dir` resolved against `base` (the config's directory).
+    pub fn grants(&self, base: &Path) -> Grants {
+        Grants {
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            dir: self.dir.as_ref().map(|d| base.join(d)),
+        }
+    }
+
+    /// The module's path, resolved against `base`.
+    pub fn module_path(&self, base: &Path) -> PathBuf {
+        base.join(&self.module)
+    }
+}
+
+/// `[reporter]`: one list per kind. Kinds land with their reporters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reporters {
+    /// Buildbot's HttpStatusPush (and the 0.8 StatusPush).
+    #[serde(default)]
+    pub http_push: Vec<HttpPushConfig>,
+}
+
+impl Reporters {
+    /// Every reporter's common part, with its kind.
+    pub fn all(&self) -> Vec<(&'static str, Selection)> {
+        self.http_push
+            .iter()
+            .map(|r| ("http_push", r.selection()))
+            .collect()
+    }
+}
+
+/// What every reporter shares: its name, which builds it reports, and how it formats them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    pub name: String,
+    pub mode: Mode,
+    pub builders: Vec<String>,
+    pub tags: Vec<String>,
+    pub branches: Vec<String>,
+    pub schedulers: Vec<String>,
+    pub message_formatter: Option<String>,
+    pub on_error: OnError,
+}
+
+/// Declares a reporter's config struct: the common fields (Buildbot's generator options) are
+/// written into each struct, because serde cannot combine `flatten` with
+/// `deny_unknown_fields`; `selection()` gathers them.
+macro_rules! reporter_config {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Unique across all reporters; in logs, metrics, the outbox and the delivery log.
+            pub name: String,
+            /// Buildbot's mode: `failing`, `passing`, `warnings`, `exception`, `cancelled`,
+            /// `change`, `problem`, or `all` [default: failing, passing, warnings].
+            #[serde(default)]
+            pub mode: Option<Mode>,
+            /// Only these builders (not together with `tags`).
+            #[serde(default)]
+            pub builders: Vec<String>,
+            /// Only builders with one of these tags (not together with `builders`).
+            #[serde(default)]
+            pub tags: Vec<String>,
+            /// Only builds of these branches.
+            #[serde(default)]
+            pub branches: Vec<String>,
+            /// Only builds started by these schedulers.
+            #[serde(default)]
+            pub schedulers: Vec<String>,
+            /// A `[[formatter]]` by name; the reporter's built-in message otherwise.
+            #[serde(default)]
+            pub message_formatter: Option<String>,
+            /// When the formatter fails: `default` (built-in message, marked degraded) or `skip`.
+            #[serde(default)]
+            pub on_error: OnError,
+            $($(#[$fm])* pub $f: $t,)*
+        }
+
+        impl $name {
+            /// The fields every reporter has.
+            pub fn selection(&self) -> Selection {
+                Selection {
+                    name: self.name.clone(),
+                    mode: self.mode.clone().unwrap_or_else(Mode::default_words),
+                    builders: self.builders.clone(),
+                    tags: self.tags.clone(),
+                    branches: self.branches.clone(),
+                    schedulers: self.schedulers.clone(),
+                    message_formatter: self.message_formatter.clone(),
+                    on_error: self.on_error,
+                }
+            }
+        }
+    };
+}
+
+/// What a reporter does when its formatter fails.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Send the built-in message, marked degraded.
+    #[default]
+    Default,
+    /// Send nothing.
+    Skip,
+}
+
+reporter_config! {
+    /// One `[[reporter.http_push]]`: Buildbot's HttpStatusPush (and the 0.8 StatusPush).
+    pub struct HttpPushConfig {
+        /// Where to POST.
+        pub server_url: String,
+        /// `{ user = "…", password = "…" }` (basic) or `{ bearer = "…" }`.
+        #[serde(default)]
+        pub auth: Option<HttpAuth>,
+        /// Extra request headers.
+        #[serde(default)]
+        pub headers: BTreeMap<String, String>,
+        /// Verify the server's certificate [default true].
+        #[serde(default = "yes")]
+        pub verify: bool,
+        /// An extra CA certificate (PEM) to trust.
+        #[serde(default)]
+        pub ca_file: Option<PathBuf>,
+        /// Collect events this long into one POST of a JSON array (0.8 StatusPush); off when
+        /// absent.
+        #[serde(default)]
+        pub buffer_delay: Option<DurationStr>,
+        /// Most events per batched POST.
+        #[serde(default)]
+        pub chunk_size: Option<usize>,
+        /// Largest batched POST body.
+        #[serde(default)]
+        pub max_http_request_size: Option<Size>,
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// HTTP authentication for a push target.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum HttpAuth {
+    Basic { user: String, password: Secret },
+    Bearer { bearer: Secret },
+}
+
+/// A set of mode words, as Buildbot normalises them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mode(pub Vec<String>);
+
+impl Default for Mode {
+    fn default() -> Mode {
+        Mode::default_words()
+    }
+}
+
+/// The words a mode may contain, after expansion.
+pub const MODE_WORDS: [&str; 7] = [
+    "change",
+    "failing",
+    "passing",
+    "problem",
+    "warnings",
+    "exception",
+    "cancelled",
+];
+
+impl Mode {
+    /// Buildbot's default: failing, passing, warnings.
+    pub fn default_words() -> Mode {
+        Mode(
+            ["failing", "passing", "warnings"]
+                .map(String::from)
+                .to_vec(),
+        )
+    }
+
+    /// Normalises Buildbot's way: the string `"all"` is failing, passing, warnings, exception,
+    /// cancelled (not change or problem, whatever Buildbot's docs say); the string
+    /// `"warnings"` is failing + warnings; in a list, `"all"` expands the same way (DESIGN's
+    /// `mode = ["all"]`; Buildbot refuses it) and `"warnings"` is itself.
+    fn normalise(words: Vec<String>, from_string: bool) -> Result<Mode, String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |w: &str| {
+            if !out.iter().any(|o| o == w) {
+                out.push(w.to_owned());
+            }
+        };
+        for w in &words {
+            match w.as_str() {
+                "all" => ["failing", "passing", "warnings", "exception", "cancelled"]
+                    .iter()
+                    .for_each(|w| push(w)),
+                "warnings" if from_string => ["failing", "warnings"].iter().for_each(|w| push(w)),
+                w if MODE_WORDS.contains(&w) => push(w),
+                other => {
+                    return Err(format!(
+                        "unknown mode word {other:?}; expected all or {}",
+                        MODE_WORDS.join(", ")
+                    ));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err("mode is empty; leave it out for the default".into());
+        }
+        Ok(Mode(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Mode, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let (words, from_string) = match Raw::deserialize(d)? {
+            Raw::One(s) => (vec![s], true),
+            Raw::Many(v) => (v, false),
+        };
+        Mode::normalise(words, from_string).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration written as `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationStr(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DurationStr, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(DurationStr)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: expected e.g. \"250ms\", \"5s\", \"2m\""))?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => {
+            return Err(format!(
+                "bad duration {s:?}: the unit must be ms, s, m or h"
+            ));
+        }
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// A size in bytes, written as `"64MiB"`, `"512KiB"`, `"1GiB"`, `"1000"` or a bare integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n)),
+            Raw::S(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"64MiB"`, `"512KiB"`, `"1GiB"`, `"1000"`, `"1000B"`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: expected e.g. \"64MiB\", \"512KiB\""))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "bad size {s:?}: the unit must be B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// A secret: a literal, `env:NAME` (an environment variable) or `file:PATH` (a file's contents,
+/// trailing newline removed). Its value never appears in `Debug`, logs or errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    source: SecretSource,
+    value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SecretSource {
+    Literal,
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    /// Reads a secret from its written form, resolving `env:` and `file:` now.
+    pub fn resolve(written: &str) -> Result<Secret, String> {
+        if let Some(name) = written.strip_prefix("env:") {
+            let value = std::env::var(name)
+                .map_err(|_| format!("the environment variable {name} is not set"))?;
+            Ok(Secret {
+                source: SecretSource::Env(name.to_owned()),
+                value,
+            })
+        } else if let Some(path) = written.strip_prefix("file:") {
+            let value = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the secret file {path}: {e}"))?;
+            Ok(Secret {
+                source: SecretSource::File(path.into()),
+                value: value.trim_end_matches(['\n', '\r']).to_owned(),
+            })
+        } else {
+            Ok(Secret {
+                source: SecretSource::Literal,
+                value: written.to_owned(),
+            })
+        }
+    }
+
+    /// The secret's value, for the one place that sends it (an Authorization header, SMTP AUTH).
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            SecretSource::Literal => f.write_str("Secret(literal, redacted)"),
+            SecretSource::Env(n) => write!(f, "Secret(env:{n}, redacted)"),
+            SecretSource::File(p) => write!(f, "Secret(file:{}, redacted)", p.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        let s = String::deserialize(d)?;
+        Secret::resolve(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A config that cannot be used, with every problem found.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Parses `text` and validates it. Errors name the key (and, for unknown or malformed keys,
+    /// the line).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
+        Config::parse(&text).map_err(|ConfigError(errs)| {
+            ConfigError(
+                errs.into_iter()
+                    .map(|e| format!("{}: {e}", path.display()))
+                    .collect(),
+            )
+        })
+    }
+
+    /// The checks that span entries: unique names, formatter references, filters.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut formatters = HashSet::new();
+        for f in &self.formatter {
+            if !formatters.insert(f.name.as_str()) {
+                problems.push(format!("[[formatter]] name {:?} is used twice", f.name));
+            }
+        }
+        let mut reporters = HashSet::new();
+        let all = self.reporter.all();
+        for (kind, s) in &all {
+            let at = format!("[[reporter.{kind}]] {:?}", s.name);
+            if s.name.is_empty() {
+                problems.push(format!("[[reporter.{kind}]]: name is empty"));
+            }
+            if !reporters.insert(s.name.as_str()) {
+                problems.push(format!("{at}: the name is used by another reporter"));
+            }
+            if !s.builders.is_empty() && !s.tags.is_empty() {
+                problems.push(format!(
+                    "{at}: builders and tags cannot be used together (Buildbot refuses it too)"
+                ));
+            }
+            if let Some(f) = &s.message_formatter
+                && !formatters.contains(f.as_str())
+            {
+                problems.push(format!(
+                    "{at}: message_formatter {f:?} is not a [[formatter]] name"
+                ));
+            }
+        }
+        for r in &self.reporter.http_push {
+            let u = &r.server_url;
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                problems.push(format!(
+                    "[[reporter.http_push]] {:?}: server_url {u:?} is not an http:// or https:// URL",
+                    r.name
+                ));
+            }
+        }
+        if let Some(b) = &self.source.buildbot
+            && !(b.url.starts_with("http://") || b.url.starts_with("https://"))
+        {
+            problems.push(format!(
+                "[source.buildbot]: url {:?} is not an http:// or https:// URL",
+                b.url
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let c = Config::parse(include_str!("../tidings.example.toml")).unwrap();
+        assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.server.max_body, Size(16 << 20));
+        assert_eq!(c.master.title, "Example CI");
+        assert_eq!(c.formatter.len(), 2);
+        let short = &c.formatter[0];
+        assert_eq!(short.limits().timeout, Duration::from_millis(250));
+        assert_eq!(short.limits().memory, 64 << 20);
+        assert_eq!(
+            short.grants(Path::new("/etc/tidings")).env,
+            [("TEAM".into(), "infra".into())]
+        );
+        let push = c.reporter.http_push[0].selection();
+        assert_eq!(
+            push.mode.0,
+            ["failing", "passing", "warnings", "exception", "cancelled"]
+        );
+        assert_eq!(push.message_formatter.as_deref(), Some("short"));
+    }
+
+    #[test]
+    fn an_empty_file_is_the_embedded_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8411");
+        assert_eq!(c.server.data_dir, PathBuf::from("./tidings-data"));
+        assert!(c.formatter.is_empty() && c.reporter.http_push.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_its_line() {
+        let e = errors("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n");
+        assert!(e.contains("listen_port") && e.contains("line 3"), "{e}");
+        let e = errors(
+            "[[reporter.http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\nmodes = \"all\"\n",
+        );
+        assert!(e.contains("modes") && e.contains("line 4"), "{e}");
+        let e = errors("[[reporter.carrier_pigeon]]\nname = \"p\"\n");
+        assert!(e.contains("carrier_pigeon"), "{e}");
+    }
+
+    #[test]
+    fn modes_normalise_as_buildbot_does() {
+        let mode = |m: &str| {
+            Config::parse(&format!(
+                "[[reporter.http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\nmode = {m}\n"
+            ))
+            .map(|c| c.reporter.http_push[0].selection().mode.0)
+        };
+        let all = ["failing", "passing", "warnings", "exception", "cancelled"];
+        assert_eq!(mode("\"all\"").unwrap(), all);
+        assert_eq!(mode("[\"all\"]").unwrap(), all);
+        assert_eq!(mode("\"warnings\"").unwrap(), ["failing", "warnings"]);
+        assert_eq!(mode("[\"warnings\"]").unwrap(), ["warnings"]);
+        assert_eq!(
+            mode("[\"change\", \"problem\"]").unwrap(),
+            ["change", "problem"]
+        );
+        let e = mode("[\"failing\", \"broken\"]").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown mode word \"broken\"") && e.contains("line 4"),
+            "{e}"
+        );
+        assert!(mode("[]").is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("64MB").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
+        let e = errors("[[formatter]]\nname = \"f\"\nmodule = \"f.wasm\"\ntimeout = \"quick\"\n");
+        assert!(e.contains("bad duration") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn secrets_resolve_and_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret-from-file\n").unwrap();
+        let s = Secret::resolve(&format!("file:{}", file.display())).unwrap();
+        assert_eq!(s.expose(), "s3cret-from-file");
+        assert!(!format!("{s:?}").contains("s3cret"));
+
+        let path = std::env::var("PATH").unwrap();
+        let s = Secret::resolve("env:PATH").unwrap();
+        assert_eq!(s.expose(), path);
+        assert_eq!(format!("{s:?}"), "Secret(env:PATH, redacted)");
+
+        let s = Secret::resolve("literal-hunter2").unwrap();
+        assert_eq!(format!("{s:?}"), "Secret(literal, redacted)");
+
+        let c = Config::parse("[server]\ningest_token = \"hunter2\"\n").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        let e = errors("[server]\ningest_token = \"env:TIDINGS_SURELY_UNSET_4711\"\n");
+        assert!(
+            e.contains("TIDINGS_SURELY_UNSET_4711 is not set") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = errors("[server]\ningest_token = \"file:/nonexistent/token\"\n");
+        assert!(
+            e.contains("cannot read the secret file /nonexistent/token"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cross_entry_problems_are_all_reported() {
+        let e = errors(
+            r#"
+[[formatter]]
+name = "f"
+module = "f.wasm"
+
+[[formatter]]
+name = "f"
+module = "g.wasm"
+
+[[reporter.http_push]]
+name = "push"
+server_url = "ftp://x/"
+builders = ["a"]
+tags = ["t"]
+message_formatter = "nope"
+
+[[reporter.http_push]]
+name = "push"
+server_url = "http://x/"
+"#,
+        );
+        for want in [
+            "[[formatter]] name \"f\" is used twice",
+            "\"push\": the name is used by another reporter",
+            "builders and tags cannot be used together",
+            "message_formatter \"nope\" is not a [[formatter]] name",
+            "server_url \"ftp://x/\" is not an http:// or https:// URL",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn http_auth_is_basic_or_bearer() {
+        let c = Config::parse(
+            "[[reporter.http_push]]\nname = \"a\"\nserver_url = \"http://x/\"\nauth = { user = \"u\", password = \"p\" }\n\
+             [[reporter.http_push]]\nname = \"b\"\nserver_url = \"http://x/\"\nauth = { bearer = \"t\" }\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.reporter.http_push[0].auth,
+            Some(HttpAuth::Basic { .. })
+        ));
+        assert!(matches!(
+            c.reporter.http_push[1].auth,
+            Some(HttpAuth::Bearer { .. })
+        ));
+        assert!(Config::parse("[[reporter.http_push]]\nname = \"a\"\nserver_url = \"http://x/\"\nauth = { token = \"t\" }\n").is_err());
+    }
+}
