@@ -6,6 +6,7 @@
 //! - [`event`]: Buildbot's build dict and result codes (the data every hook receives).
 //! - [`formatter`]: the only module that knows wasmtime — engine, module validation and cache,
 //!   the per-call sandbox, and ABI v1 (requests in, checked results out).
+//! - [`store`]: SQLite (WAL) store of events, build history, the outbox and the delivery log.
 //! - [`testing`]: `tidings test`'s case runner (case files, comparison, diffs).
 //!
 //! The binary (`src/main.rs`) is a thin CLI over these: `render`, `test`, `run`, `check`.
@@ -14,4 +15,5 @@
 pub mod config;
 pub mod event;
 pub mod formatter;
+pub mod store;
 pub mod testing;

@@ -1,0 +1,577 @@
+//! The store: events, build history, the outbox and the delivery log, in SQLite (WAL mode).
+//!
+//! The interface is narrow on purpose (insert events, record builds, look up the previous build,
+//! enqueue/claim/finish deliveries, inspect the outbox) so that a PostgreSQL backend can be
+//! added without touching its callers. Times are Unix milliseconds passed in by the caller, which
+//! keeps retry scheduling testable.
+//!
+//! Guarantees:
+//! - an event is stored once per key (master, build, phase), whichever source sent it;
+//! - a delivery is enqueued once per idempotency key (event + reporter + destination);
+//! - a batch of inserts is one transaction (the caller groups concurrent ingests into it), and
+//!   it is durable when the call returns (`synchronous = NORMAL` in WAL mode survives a process
+//!   crash; [`Durability::Full`] also a power cut);
+//! - one process per data directory: a second [`Store::open`] on it is refused.
+//!
+//! Callers: the ingest sources (events), dispatch (builds, deliveries), the outbox workers
+//! (claim, finish), and `tidings outbox` (list, show, retry, drop).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The schema version this code writes (SQLite's `user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    key         TEXT NOT NULL UNIQUE,
+    kind        TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    body        TEXT NOT NULL
+);
+CREATE TABLE builds (
+    master       TEXT NOT NULL,
+    buildid      INTEGER NOT NULL,
+    builderid    INTEGER NOT NULL,
+    number       INTEGER NOT NULL,
+    complete     INTEGER NOT NULL,
+    results      INTEGER,
+    body         TEXT NOT NULL,
+    PRIMARY KEY (master, buildid)
+);
+CREATE INDEX builds_by_builder ON builds (master, builderid, number);
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    key             TEXT NOT NULL UNIQUE,
+    event_id        INTEGER NOT NULL REFERENCES events (id),
+    reporter        TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    order_key       TEXT,
+    payload         TEXT NOT NULL,
+    explanation     TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT
+);
+CREATE INDEX outbox_due ON outbox (reporter, state, next_attempt_at);
+CREATE INDEX outbox_order ON outbox (reporter, order_key, state);
+CREATE TABLE delivery_log (
+    id        INTEGER PRIMARY KEY,
+    outbox_id INTEGER NOT NULL REFERENCES outbox (id),
+    attempt   INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    result    TEXT NOT NULL,
+    detail    TEXT NOT NULL
+);
+CREATE TABLE bot_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// Why the store could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data directory.
+    #[error("another tidings process is using the data directory {0} (its lock file is held)")]
+    Locked(PathBuf),
+    /// The data directory or its lock file could not be created or opened.
+    #[error("cannot use the data directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The database was written by a newer tidings.
+    #[error("the database has schema version {found}; this tidings knows up to {SCHEMA_VERSION}")]
+    Schema { found: i64 },
+    /// SQLite failed (disk full, corruption, …).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A delivery id that does not exist.
+    #[error("no delivery with id {0}")]
+    NoSuchDelivery(i64),
+}
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives a crash of the process (`synchronous = NORMAL` in WAL mode).
+    #[default]
+    Normal,
+    /// Also survives a power cut (`synchronous = FULL`).
+    Full,
+}
+
+/// An event to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    /// The same event from any source has the same key: master, build id, phase.
+    pub key: &'a str,
+    /// `build_started`, `build_finished`, …
+    pub kind: &'a str,
+    /// Which source sent it: `http`, `buildbot`, …
+    pub source: &'a str,
+    /// The event as JSON.
+    pub body: &'a str,
+}
+
+/// The outcome of an insert: the row's id, and whether it was already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: i64,
+    pub duplicate: bool,
+}
+
+/// A build as the history knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRecord {
+    pub master: String,
+    pub buildid: i64,
+    pub builderid: i64,
+    pub number: i64,
+    pub complete: bool,
+    pub results: Option<i64>,
+    /// The build dict as JSON.
+    pub body: String,
+}
+
+/// Buildbot's RETRY result code.
+const RETRY: i64 = 5;
+
+/// A delivery to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    /// Event + reporter + destination: the outbox refuses a second row with the same key.
+    pub key: &'a str,
+    pub event_id: i64,
+    pub reporter: &'a str,
+    pub destination: &'a str,
+    /// Deliveries with the same order key (a build request) go out one after another.
+    pub order_key: Option<&'a str>,
+    /// The rendered message, ready to send.
+    pub payload: &'a str,
+    /// Which reporter, mode and filter produced it, for `tidings outbox show`.
+    pub explanation: &'a str,
+}
+
+/// Where a delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    InFlight,
+    Delivered,
+    Dead,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::InFlight => "inflight",
+            State::Delivered => "delivered",
+            State::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "inflight" => State::InFlight,
+            "delivered" => State::Delivered,
+            "dead" => State::Dead,
+            _ => State::Pending,
+        }
+    }
+}
+
+/// A row of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub key: String,
+    pub event_id: i64,
+    pub reporter: String,
+    pub destination: String,
+    pub order_key: Option<String>,
+    pub payload: String,
+    pub explanation: String,
+    pub state: State,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// How an attempt ended, as a sink reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered {
+        detail: String,
+    },
+    /// Try again at `at` (ms).
+    Retry {
+        at: i64,
+        error: String,
+    },
+    /// Give up: the dead-letter state, with the reason.
+    Dead {
+        error: String,
+    },
+}
+
+/// One line of the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub attempt: i64,
+    pub at: i64,
+    pub result: String,
+    pub detail: String,
+}
+
+/// The store of one data directory.
+pub struct Store {
+    conn: Mutex<Connection>,
+    // Held for the store's life: the OS releases it when the process dies, even by kill -9.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, and locks the directory for this process.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = File::create(dir.join("tidings.lock")).map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(dir.to_owned()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let conn = Connection::open(dir.join("tidings.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match durability {
+                Durability::Normal => "NORMAL",
+                Durability::Full => "FULL",
+            },
+        )?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        match version {
+            0 => {
+                conn.execute_batch(SCHEMA)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            SCHEMA_VERSION => {}
+            found => return Err(StoreError::Schema { found }),
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+            _lock: lock,
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores `events` in one transaction; a key already stored (or repeated in the batch) is
+    /// reported as a duplicate with the first row's id. Durable when this returns.
+    pub fn insert_events(
+        &self,
+        events: &[NewEvent<'_>],
+        now: i64,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(events.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (key, kind, source, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (key) DO NOTHING",
+            )?;
+            let mut find = tx.prepare_cached("SELECT id FROM events WHERE key = ?1")?;
+            for e in events {
+                let added = insert.execute(params![e.key, e.kind, e.source, now, e.body])?;
+                let id: i64 = find.query_row([e.key], |r| r.get(0))?;
+                out.push(Stored {
+                    id,
+                    duplicate: added == 0,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The body of event `id`.
+    pub fn event_body(&self, id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT body FROM events WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Records (or updates) a build in the history.
+    pub fn record_build(&self, b: &BuildRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO builds (master, buildid, builderid, number, complete, results, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (master, buildid) DO UPDATE SET
+               complete = excluded.complete, results = excluded.results, body = excluded.body",
+            params![
+                b.master,
+                b.buildid,
+                b.builderid,
+                b.number,
+                b.complete,
+                b.results,
+                b.body
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The previous build of build `number` on a builder: the highest-numbered *finished* build
+    /// below it whose result is not RETRY. Unlike Buildbot (bug #9067), a build still running
+    /// is never the previous one.
+    pub fn previous_build(
+        &self,
+        master: &str,
+        builderid: i64,
+        number: i64,
+    ) -> Result<Option<BuildRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT master, buildid, builderid, number, complete, results, body FROM builds
+                 WHERE master = ?1 AND builderid = ?2 AND number < ?3 AND complete = 1
+                   AND results IS NOT NULL AND results != ?4
+                 ORDER BY number DESC LIMIT 1",
+                params![master, builderid, number, RETRY],
+                |r| {
+                    Ok(BuildRecord {
+                        master: r.get(0)?,
+                        buildid: r.get(1)?,
+                        builderid: r.get(2)?,
+                        number: r.get(3)?,
+                        complete: r.get(4)?,
+                        results: r.get(5)?,
+                        body: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Enqueues deliveries in one transaction, due at `now`. A key already in the outbox is
+    /// reported as a duplicate and not enqueued again: a re-sent event does not re-notify.
+    pub fn enqueue(
+        &self,
+        deliveries: &[NewDelivery<'_>],
+        now: i64,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(deliveries.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO outbox (key, event_id, reporter, destination, order_key, payload,
+                                     explanation, state, created_at, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)
+                 ON CONFLICT (key) DO NOTHING",
+            )?;
+            let mut find = tx.prepare_cached("SELECT id FROM outbox WHERE key = ?1")?;
+            for d in deliveries {
+                let added = insert.execute(params![
+                    d.key,
+                    d.event_id,
+                    d.reporter,
+                    d.destination,
+                    d.order_key,
+                    d.payload,
+                    d.explanation,
+                    now
+                ])?;
+                let id: i64 = find.query_row([d.key], |r| r.get(0))?;
+                out.push(Stored {
+                    id,
+                    duplicate: added == 0,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Claims up to `limit` of `reporter`'s deliveries that are due at `now`, marking them in
+    /// flight and counting the attempt. Of deliveries sharing an order key, only the oldest
+    /// unfinished one is ever claimed, so they go out in order; others go concurrently.
+    pub fn claim_due(
+        &self,
+        reporter: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut q = tx.prepare_cached(
+                "SELECT id FROM outbox o
+                 WHERE reporter = ?1 AND state = 'pending' AND next_attempt_at <= ?2
+                   AND (order_key IS NULL OR id = (
+                        SELECT MIN(id) FROM outbox p
+                        WHERE p.reporter = o.reporter AND p.order_key = o.order_key
+                          AND p.state IN ('pending', 'inflight')))
+                 ORDER BY id LIMIT ?3",
+            )?;
+            q.query_map(params![reporter, now, limit as i64], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            tx.execute(
+                "UPDATE outbox SET state = 'inflight', attempts = attempts + 1 WHERE id = ?1",
+                [id],
+            )?;
+            out.push(Self::delivery_in(&tx, id)?.ok_or(StoreError::NoSuchDelivery(id))?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Records how an attempt of delivery `id` ended, and logs it.
+    pub fn finish(&self, id: i64, outcome: &Outcome, now: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let attempt: i64 = tx
+            .query_row("SELECT attempts FROM outbox WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or(StoreError::NoSuchDelivery(id))?;
+        let (state, next, error, result, detail) = match outcome {
+            Outcome::Delivered { detail } => (State::Delivered, now, None, "delivered", detail),
+            Outcome::Retry { at, error } => (State::Pending, *at, Some(error), "retry", error),
+            Outcome::Dead { error } => (State::Dead, now, Some(error), "dead", error),
+        };
+        tx.execute(
+            "UPDATE outbox SET state = ?2, next_attempt_at = ?3, last_error = COALESCE(?4, last_error)
+             WHERE id = ?1",
+            params![id, state.as_str(), next, error],
+        )?;
+        tx.execute(
+            "INSERT INTO delivery_log (outbox_id, attempt, at, result, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, attempt, now, result, detail],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// After a restart: deliveries that were in flight when the process stopped are pending
+    /// again (at-least-once). Returns how many.
+    pub fn recover_in_flight(&self) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'",
+            [],
+        )?)
+    }
+
+    /// Delivery `id`.
+    pub fn delivery(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
+        Self::delivery_in(&self.conn(), id)
+    }
+
+    fn delivery_in(conn: &Connection, id: i64) -> Result<Option<Delivery>, StoreError> {
+        Ok(conn
+            .query_row(
+                "SELECT id, key, event_id, reporter, destination, order_key, payload, explanation,
+                        state, attempts, next_attempt_at, last_error
+                 FROM outbox WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Delivery {
+                        id: r.get(0)?,
+                        key: r.get(1)?,
+                        event_id: r.get(2)?,
+                        reporter: r.get(3)?,
+                        destination: r.get(4)?,
+                        order_key: r.get(5)?,
+                        payload: r.get(6)?,
+                        explanation: r.get(7)?,
+                        state: State::parse(&r.get::<_, String>(8)?),
+                        attempts: r.get(9)?,
+                        next_attempt_at: r.get(10)?,
+                        last_error: r.get(11)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The delivery log of delivery `id`, oldest first.
+    pub fn log(&self, id: i64) -> Result<Vec<LogEntry>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn.prepare_cached(
+            "SELECT attempt, at, result, detail FROM delivery_log WHERE outbox_id = ?1 ORDER BY id",
+        )?;
+        let rows = q.query_map([id], |r| {
+            Ok(LogEntry {
+                attempt: r.get(0)?,
+                at: r.get(1)?,
+                result: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many deliveries are in each state, for `/metrics` and `tidings outbox list`.
+    pub fn counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn
+            .prepare_cached("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")?;
+        let rows = q.query_map([], |r| {
+            Ok((State::parse(&r.get::<_, String>(0)?), r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// `tidings outbox retry ID`: a dead or pending delivery becomes due now.
+    pub fn retry(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?2 WHERE id = ?1 AND state != 'delivered'",
+            params![id, now],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchDelivery(id));
+        }
+        Ok(())
+    }
+
+    /// `tidings outbox drop ID`: gives a delivery up (dead, with the reason "dropped by hand").
+    pub fn drop_delivery(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.finish(
+            id,
+            &Outcome::Dead {
+                error: "dropped by hand".into(),
+            },
+            now,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,294 @@
+use super::*;
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    (dir, store)
+}
+
+fn event<'a>(key: &'a str) -> NewEvent<'a> {
+    NewEvent {
+        key,
+        kind: "build_finished",
+        source: "http",
+        body: "{}",
+    }
+}
+
+fn delivery<'a>(key: &'a str, event_id: i64, order_key: Option<&'a str>) -> NewDelivery<'a> {
+    NewDelivery {
+        key,
+        event_id,
+        reporter: "push",
+        destination: "http://127.0.0.1:9/",
+        order_key,
+        payload: "{\"body\":1}",
+        explanation: "reporter push, mode failing, builders [runtests]",
+    }
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_directory() {
+    let (dir, _store) = open();
+    match Store::open(dir.path(), Durability::Normal) {
+        Err(StoreError::Locked(p)) => assert_eq!(p, dir.path()),
+        other => panic!("expected Locked, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn the_same_event_is_stored_once_whoever_sends_it() {
+    let (_dir, store) = open();
+    let first = store
+        .insert_events(
+            &[event("m1/build/7/finished"), event("m1/build/8/finished")],
+            1,
+        )
+        .unwrap();
+    assert!(first.iter().all(|s| !s.duplicate));
+    let again = store
+        .insert_events(
+            &[
+                NewEvent {
+                    source: "buildbot",
+                    ..event("m1/build/7/finished")
+                },
+                event("m1/build/9/finished"),
+                event("m1/build/9/finished"),
+            ],
+            2,
+        )
+        .unwrap();
+    assert_eq!(
+        again[0],
+        Stored {
+            id: first[0].id,
+            duplicate: true
+        }
+    );
+    assert!(!again[1].duplicate);
+    assert_eq!(
+        again[2],
+        Stored {
+            id: again[1].id,
+            duplicate: true
+        }
+    );
+}
+
+#[test]
+fn what_was_committed_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = Store::open(dir.path(), Durability::Full).unwrap();
+        let id = store.insert_events(&[event("k")], 1).unwrap()[0].id;
+        store.enqueue(&[delivery("k/push", id, None)], 1).unwrap();
+        id
+    };
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    assert_eq!(store.event_body(id).unwrap().as_deref(), Some("{}"));
+    assert_eq!(store.counts().unwrap(), [(State::Pending, 1)]);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), Durability::Normal).unwrap());
+    let conn = Connection::open(dir.path().join("tidings.db")).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    match Store::open(dir.path(), Durability::Normal) {
+        Err(StoreError::Schema { found: 99 }) => {}
+        other => panic!("expected Schema, got {:?}", other.err()),
+    }
+}
+
+fn build(buildid: i64, number: i64, complete: bool, results: Option<i64>) -> BuildRecord {
+    BuildRecord {
+        master: "m1".into(),
+        buildid,
+        builderid: 3,
+        number,
+        complete,
+        results,
+        body: format!("{{\"number\":{number}}}"),
+    }
+}
+
+#[test]
+fn the_previous_build_is_finished_and_not_a_retry() {
+    let (_dir, store) = open();
+    for b in [
+        build(10, 1, true, Some(0)),
+        build(11, 2, true, Some(2)),
+        build(12, 3, true, Some(5)), // RETRY: looked through
+        build(13, 4, false, None),   // still running: not previous (Buildbot's #9067)
+        build(14, 5, true, Some(0)),
+    ] {
+        store.record_build(&b).unwrap();
+    }
+    let prev = |n| store.previous_build("m1", 3, n).unwrap().map(|b| b.number);
+    assert_eq!(prev(5), Some(2));
+    assert_eq!(prev(3), Some(2));
+    assert_eq!(prev(2), Some(1));
+    assert_eq!(prev(1), None);
+    assert_eq!(
+        store.previous_build("m1", 4, 5).unwrap(),
+        None,
+        "other builder"
+    );
+    assert_eq!(
+        store.previous_build("m2", 3, 5).unwrap(),
+        None,
+        "other master"
+    );
+    // The running build finishes: now it is the previous one.
+    store.record_build(&build(13, 4, true, Some(2))).unwrap();
+    assert_eq!(prev(5), Some(4));
+}
+
+#[test]
+fn a_delivery_is_enqueued_once_per_key() {
+    let (_dir, store) = open();
+    let ev = store.insert_events(&[event("e")], 1).unwrap()[0].id;
+    let a = store.enqueue(&[delivery("e/push/x", ev, None)], 1).unwrap();
+    let b = store.enqueue(&[delivery("e/push/x", ev, None)], 2).unwrap();
+    assert_eq!(
+        b[0],
+        Stored {
+            id: a[0].id,
+            duplicate: true
+        }
+    );
+    assert_eq!(store.counts().unwrap(), [(State::Pending, 1)]);
+}
+
+#[test]
+fn deliveries_of_one_build_request_go_out_in_order() {
+    let (_dir, store) = open();
+    let ev = store.insert_events(&[event("e")], 1).unwrap()[0].id;
+    store
+        .enqueue(
+            &[
+                delivery("started", ev, Some("br-1")),
+                delivery("finished", ev, Some("br-1")),
+                delivery("other", ev, Some("br-2")),
+                delivery("unordered", ev, None),
+            ],
+            1,
+        )
+        .unwrap();
+    let keys = |ds: Vec<Delivery>| ds.into_iter().map(|d| d.key).collect::<Vec<_>>();
+    // br-1's second waits for its first; br-2 and the unordered one go at once.
+    assert_eq!(
+        keys(store.claim_due("push", 1, 10).unwrap()),
+        ["started", "other", "unordered"]
+    );
+    assert!(
+        store.claim_due("push", 1, 10).unwrap().is_empty(),
+        "first still in flight"
+    );
+    let started = store.delivery(1).unwrap().unwrap();
+    store
+        .finish(
+            started.id,
+            &Outcome::Retry {
+                at: 100,
+                error: "HTTP 500".into(),
+            },
+            2,
+        )
+        .unwrap();
+    // Retrying, not due yet: the second still waits behind it.
+    assert!(store.claim_due("push", 50, 10).unwrap().is_empty());
+    assert_eq!(keys(store.claim_due("push", 100, 10).unwrap()), ["started"]);
+    store
+        .finish(
+            started.id,
+            &Outcome::Delivered {
+                detail: "HTTP 200".into(),
+            },
+            101,
+        )
+        .unwrap();
+    assert_eq!(
+        keys(store.claim_due("push", 101, 10).unwrap()),
+        ["finished"]
+    );
+}
+
+#[test]
+fn attempts_retries_and_dead_letters_are_logged() {
+    let (_dir, store) = open();
+    let ev = store.insert_events(&[event("e")], 1).unwrap()[0].id;
+    let id = store.enqueue(&[delivery("d", ev, None)], 1).unwrap()[0].id;
+    assert_eq!(store.claim_due("push", 1, 1).unwrap()[0].attempts, 1);
+    store
+        .finish(
+            id,
+            &Outcome::Retry {
+                at: 10,
+                error: "connection refused".into(),
+            },
+            2,
+        )
+        .unwrap();
+    assert_eq!(store.claim_due("push", 10, 1).unwrap()[0].attempts, 2);
+    store
+        .finish(
+            id,
+            &Outcome::Dead {
+                error: "HTTP 400: bad request".into(),
+            },
+            11,
+        )
+        .unwrap();
+    let d = store.delivery(id).unwrap().unwrap();
+    assert_eq!(d.state, State::Dead);
+    assert_eq!(d.last_error.as_deref(), Some("HTTP 400: bad request"));
+    assert_eq!(
+        d.explanation,
+        "reporter push, mode failing, builders [runtests]"
+    );
+    let log = store.log(id).unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|e| (e.attempt, e.result.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "retry"), (2, "dead")]
+    );
+    assert!(
+        store.claim_due("push", 1000, 1).unwrap().is_empty(),
+        "dead is never claimed"
+    );
+
+    // By hand: retry brings it back; drop gives it up again.
+    store.retry(id, 2000).unwrap();
+    assert_eq!(store.claim_due("push", 2000, 1).unwrap()[0].id, id);
+    store.drop_delivery(id, 2001).unwrap();
+    assert_eq!(
+        store.delivery(id).unwrap().unwrap().last_error.as_deref(),
+        Some("dropped by hand")
+    );
+    assert!(matches!(
+        store.retry(999, 1),
+        Err(StoreError::NoSuchDelivery(999))
+    ));
+}
+
+#[test]
+fn in_flight_deliveries_are_pending_again_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), Durability::Normal).unwrap();
+        let ev = store.insert_events(&[event("e")], 1).unwrap()[0].id;
+        store.enqueue(&[delivery("d", ev, None)], 1).unwrap();
+        assert_eq!(store.claim_due("push", 1, 1).unwrap().len(), 1);
+        // The process dies here, mid-delivery.
+    }
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    assert!(store.claim_due("push", 5, 1).unwrap().is_empty());
+    assert_eq!(store.recover_in_flight().unwrap(), 1);
+    let again = store.claim_due("push", 5, 1).unwrap();
+    assert_eq!(again[0].attempts, 2, "the interrupted attempt counts");
+}
