@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML configuration, typed and validated (secrets redacted).
+//! - [`dispatch`]: which reporters report a build: filters, modes and blamelist, as Buildbot decides.
 //! - [`event`]: Buildbot's build dict and result codes (the data every hook receives).
 //! - [`formatter`]: the only module that knows wasmtime — engine, module validation and cache,
 //!   the per-call sandbox, and ABI v1 (requests in, checked results out).
@@ -13,6 +14,7 @@
 //! The daemon's pieces (sources, store, dispatch, outbox, reporters) build on this crate.
 
 pub mod config;
+pub mod dispatch;
 pub mod event;
 pub mod formatter;
 pub mod store;

@@ -115,7 +115,13 @@ impl Request {
                     reporter: ctx.reporter.clone(),
                     master,
                     build_url: url,
-                    users: owners(&build),
+                    // What the dict itself says of the blamelist; dispatch adds change authors.
+                    users: {
+                        let mut u = build.owners();
+                        u.sort();
+                        u.dedup();
+                        u
+                    },
                     changes: Vec::new(),
                     // Log contents a build dict carries stay in its steps; `logs` is for logs a
                     // reporter fetched besides (`add_logs`), so nothing is sent twice.
@@ -207,21 +213,6 @@ impl Request {
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Serialising our own types into a Vec cannot fail: no maps with non-string keys.
     serde_json::to_vec(v).expect("hook arguments serialise")
-}
-
-/// Buildbot's blamelist part that the build dict itself carries: the `owner` and `owners`
-/// properties, sorted and unique.
-fn owners(build: &Build) -> Vec<String> {
-    let mut users: Vec<String> = Vec::new();
-    if let Some(o) = build.property_str("owner") {
-        users.push(o.to_owned());
-    }
-    if let Some(Value::Array(list)) = build.property("owners") {
-        users.extend(list.iter().filter_map(Value::as_str).map(String::from));
-    }
-    users.sort();
-    users.dedup();
-    users
 }
 
 /// A hook's result, checked. `None` everywhere means "send nothing".

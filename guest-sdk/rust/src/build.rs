@@ -166,6 +166,23 @@ impl Build {
             .or_else(|| self.property_str("buildername"))
     }
 
+    /// Who owns the build: the `owner` property (a string, or a list) and the `owners` property
+    /// (a list), in that order, empty names dropped. Part of Buildbot's blamelist.
+    pub fn owners(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in ["owner", "owners"] {
+            match self.property(name) {
+                Some(Value::String(s)) => out.push(s.clone()),
+                Some(Value::Array(list)) => {
+                    out.extend(list.iter().filter_map(Value::as_str).map(String::from))
+                }
+                _ => {}
+            }
+        }
+        out.retain(|u| !u.is_empty());
+        out
+    }
+
     /// The steps, or an empty slice when the reporter sent none.
     pub fn steps(&self) -> &[Step] {
         self.steps.as_deref().unwrap_or(&[])
