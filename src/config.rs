@@ -53,6 +53,13 @@ pub struct Server {
     /// When set, ingest requires `Authorization: Bearer <token>`.
     #[serde(default)]
     pub ingest_token: Option<Secret>,
+    /// With `ingest_password`: ingest accepts HTTP Basic auth, as Buildbot's
+    /// `HttpStatusPush(auth=(user, password))` sends it.
+    #[serde(default)]
+    pub ingest_user: Option<String>,
+    /// The password for `ingest_user`.
+    #[serde(default)]
+    pub ingest_password: Option<Secret>,
     /// Largest accepted ingest body; larger ones get 413.
     #[serde(default = "default_max_body")]
     pub max_body: Size,
@@ -64,6 +71,8 @@ impl Default for Server {
             listen: default_listen(),
             data_dir: default_data_dir(),
             ingest_token: None,
+            ingest_user: None,
+            ingest_password: None,
             max_body: default_max_body(),
         }
     }
@@ -622,6 +631,9 @@ impl Config {
                     r.name
                 ));
             }
+        }
+        if self.server.ingest_user.is_some() != self.server.ingest_password.is_some() {
+            problems.push("[server]: ingest_user and ingest_password go together".into());
         }
         if let Some(b) = &self.source.buildbot
             && !(b.url.starts_with("http://") || b.url.starts_with("https://"))

@@ -7,6 +7,7 @@
 //! - [`event`]: Buildbot's build dict and result codes (the data every hook receives).
 //! - [`formatter`]: the only module that knows wasmtime — engine, module validation and cache,
 //!   the per-call sandbox, and ABI v1 (requests in, checked results out).
+//! - [`source`]: where events come from: the HTTP ingest endpoints (HttpStatusPush).
 //! - [`store`]: SQLite (WAL) store of events, build history, the outbox and the delivery log.
 //! - [`testing`]: `tidings test`'s case runner (case files, comparison, diffs).
 //!
@@ -17,5 +18,6 @@ pub mod config;
 pub mod dispatch;
 pub mod event;
 pub mod formatter;
+pub mod source;
 pub mod store;
 pub mod testing;

@@ -324,6 +324,13 @@ impl Store {
             .optional()?)
     }
 
+    /// How many events are stored.
+    pub fn event_count(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
+    }
+
     /// Records (or updates) a build in the history.
     pub fn record_build(&self, b: &BuildRecord) -> Result<(), StoreError> {
         self.conn().execute(

@@ -1,0 +1,225 @@
+//! The HTTP ingest source.
+//!
+//! `POST /api/v1/buildbot` takes Buildbot's HttpStatusPush body as it is: one build dict, a
+//! start or a finish by its `complete`. Point a master at it with
+//! `HttpStatusPush(serverUrl="http://<tidings>/api/v1/buildbot", auth=(user, password))`.
+//!
+//! Answers: 202 with `{"id": …, "duplicate": …}` once the event is committed to the store (so
+//! an acknowledged event survives `kill -9`); 400 with the reason for a body that is not a build
+//! dict; 401 without valid credentials (compared in constant time); 413 above `max_body`; 503
+//! if the store cannot commit (the sender should retry; nothing was stored). Nothing panics on
+//! any input.
+//!
+//! Concurrent requests share one transaction: a [`Committer`] thread takes every event waiting
+//! and commits them together (group commit), so durability does not cap throughput.
+
+use crate::config::Secret;
+use crate::event::{Build, Event};
+use crate::store::{NewEvent, Store, Stored};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+use tokio::sync::{mpsc, oneshot};
+
+/// Who may ingest: a bearer token, HTTP Basic credentials, either, or (both `None`) anyone.
+#[derive(Clone, Default)]
+pub struct IngestAuth {
+    pub token: Option<Secret>,
+    pub basic: Option<(String, Secret)>,
+}
+
+impl IngestAuth {
+    /// Whether the request's `Authorization` header is acceptable.
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        if self.token.is_none() && self.basic.is_none() {
+            return true;
+        }
+        let Some(value) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        if let (Some(token), Some(given)) = (&self.token, value.strip_prefix("Bearer ")) {
+            return bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()));
+        }
+        if let (Some((user, password)), Some(given)) = (&self.basic, value.strip_prefix("Basic ")) {
+            let expected = format!("{user}:{}", password.expose());
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(given.trim())
+                .unwrap_or_default();
+            return bool::from(decoded.as_slice().ct_eq(expected.as_bytes()));
+        }
+        false
+    }
+}
+
+/// What the ingest endpoints need.
+#[derive(Clone)]
+pub struct Ingest {
+    pub committer: Committer,
+    pub auth: IngestAuth,
+    /// Largest body accepted, in bytes.
+    pub max_body: usize,
+}
+
+/// The ingest routes: `POST /api/v1/buildbot`, `GET /healthz`.
+pub fn router(ingest: Ingest) -> Router {
+    let limit = ingest.max_body;
+    Router::new()
+        .route("/api/v1/buildbot", post(buildbot))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(Arc::new(ingest))
+}
+
+fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": reason.into() }))).into_response()
+}
+
+async fn buildbot(
+    State(ingest): State<Arc<Ingest>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !ingest.auth.allows(&headers) {
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"tidings\""),
+        );
+        return r;
+    }
+    let build: Build = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a Buildbot build dict: {e}"),
+            );
+        }
+    };
+    let event = match Event::from_build(build) {
+        Ok(e) => e,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
+    let body = String::from_utf8_lossy(&body).into_owned();
+    match ingest
+        .committer
+        .commit(event.key(), event.kind.name(), "http", body)
+        .await
+    {
+        Ok(stored) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "id": stored.id, "duplicate": stored.duplicate })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot commit an ingested event");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the event could not be stored, retry later: {e}"),
+            )
+        }
+    }
+}
+
+struct Pending {
+    key: String,
+    kind: &'static str,
+    source: &'static str,
+    body: String,
+    reply: oneshot::Sender<Result<Stored, String>>,
+}
+
+/// Commits events on its own thread, every event waiting at that moment in one transaction.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Pending>,
+}
+
+/// Most events one transaction takes.
+const MAX_BATCH: usize = 512;
+
+impl Committer {
+    /// Starts the committer thread for `store`. It stops when every `Committer` clone is gone.
+    pub fn start(store: Arc<Store>) -> Committer {
+        let (tx, mut rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        std::thread::Builder::new()
+            .name("tidings-commit".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(p) => batch.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                    let events: Vec<NewEvent<'_>> = batch
+                        .iter()
+                        .map(|p| NewEvent {
+                            key: &p.key,
+                            kind: p.kind,
+                            source: p.source,
+                            body: &p.body,
+                        })
+                        .collect();
+                    let result = store.insert_events(&events, now_ms());
+                    match result {
+                        Ok(stored) => {
+                            for (p, s) in batch.into_iter().zip(stored) {
+                                let _ = p.reply.send(Ok(s));
+                            }
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            for p in batch {
+                                let _ = p.reply.send(Err(msg.clone()));
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn the committer thread");
+        Committer { tx }
+    }
+
+    /// Commits one event (with whatever else is waiting) and returns once it is durable.
+    pub async fn commit(
+        &self,
+        key: String,
+        kind: &'static str,
+        source: &'static str,
+        body: String,
+    ) -> Result<Stored, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                key,
+                kind,
+                source,
+                body,
+                reply,
+            })
+            .await
+            .map_err(|_| "the committer has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the committer has stopped".to_owned())?
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
