@@ -294,18 +294,35 @@ impl Store {
         events: &[NewEvent<'_>],
         now: i64,
     ) -> Result<Vec<Stored>, StoreError> {
+        self.insert_once(
+            "events",
+            "INSERT INTO events (key, kind, source, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (key) DO NOTHING",
+            events,
+            |e| e.key,
+            |insert, e| insert.execute(params![e.key, e.kind, e.source, now, e.body]),
+        )
+    }
+
+    /// Inserts `rows` into `table` in one transaction with `insert` (whose SQL must do nothing
+    /// on a key conflict), and reports each row's id and whether its key was already there.
+    fn insert_once<R>(
+        &self,
+        table: &str,
+        insert: &str,
+        rows: &[R],
+        key: impl Fn(&R) -> &str,
+        execute: impl Fn(&mut rusqlite::CachedStatement<'_>, &R) -> rusqlite::Result<usize>,
+    ) -> Result<Vec<Stored>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut out = Vec::with_capacity(events.len());
+        let mut out = Vec::with_capacity(rows.len());
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (key, kind, source, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (key) DO NOTHING",
-            )?;
-            let mut find = tx.prepare_cached("SELECT id FROM events WHERE key = ?1")?;
-            for e in events {
-                let added = insert.execute(params![e.key, e.kind, e.source, now, e.body])?;
-                let id: i64 = find.query_row([e.key], |r| r.get(0))?;
+            let mut insert = tx.prepare_cached(insert)?;
+            let mut find = tx.prepare_cached(&format!("SELECT id FROM {table} WHERE key = ?1"))?;
+            for row in rows {
+                let added = execute(&mut insert, row)?;
+                let id: i64 = find.query_row([key(row)], |r| r.get(0))?;
                 out.push(Stored {
                     id,
                     duplicate: added == 0,
@@ -390,19 +407,16 @@ impl Store {
         deliveries: &[NewDelivery<'_>],
         now: i64,
     ) -> Result<Vec<Stored>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut out = Vec::with_capacity(deliveries.len());
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO outbox (key, event_id, reporter, destination, order_key, payload,
-                                     explanation, state, created_at, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)
-                 ON CONFLICT (key) DO NOTHING",
-            )?;
-            let mut find = tx.prepare_cached("SELECT id FROM outbox WHERE key = ?1")?;
-            for d in deliveries {
-                let added = insert.execute(params![
+        self.insert_once(
+            "outbox",
+            "INSERT INTO outbox (key, event_id, reporter, destination, order_key, payload,
+                                 explanation, state, created_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)
+             ON CONFLICT (key) DO NOTHING",
+            deliveries,
+            |d| d.key,
+            |insert, d| {
+                insert.execute(params![
                     d.key,
                     d.event_id,
                     d.reporter,
@@ -411,16 +425,9 @@ impl Store {
                     d.payload,
                     d.explanation,
                     now
-                ])?;
-                let id: i64 = find.query_row([d.key], |r| r.get(0))?;
-                out.push(Stored {
-                    id,
-                    duplicate: added == 0,
-                });
-            }
-        }
-        tx.commit()?;
-        Ok(out)
+                ])
+            },
+        )
     }
 
     /// Claims up to `limit` of `reporter`'s deliveries that are due at `now`, marking them in
