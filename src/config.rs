@@ -63,6 +63,34 @@ pub struct Server {
     /// Largest accepted ingest body; larger ones get 413.
     #[serde(default = "default_max_body")]
     pub max_body: Size,
+    /// How hard a commit reaches the disk: `normal` survives a crash of the process, `full`
+    /// also a power cut (SQLite's `synchronous`) [default normal].
+    #[serde(default)]
+    pub synchronous: Synchronous,
+    /// On SIGTERM, how long deliveries in flight may take to finish [default 10s].
+    #[serde(default)]
+    pub shutdown_grace: Option<DurationStr>,
+    /// Log lines as `human` text or `json` objects [default human].
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// `[server] synchronous`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
+/// `[server] log_format`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
 }
 
 impl Default for Server {
@@ -74,6 +102,9 @@ impl Default for Server {
             ingest_user: None,
             ingest_password: None,
             max_body: default_max_body(),
+            synchronous: Synchronous::Normal,
+            shutdown_grace: None,
+            log_format: LogFormat::Human,
         }
     }
 }
@@ -270,6 +301,21 @@ macro_rules! reporter_config {
             /// When the formatter fails: `default` (built-in message, marked degraded) or `skip`.
             #[serde(default)]
             pub on_error: OnError,
+            /// Attempts before a delivery is dead-lettered [default 10].
+            #[serde(default)]
+            pub max_attempts: Option<u32>,
+            /// Age after which a failing delivery is dead-lettered [default 24h].
+            #[serde(default)]
+            pub max_age: Option<DurationStr>,
+            /// First retry delay; doubles per attempt, with jitter [default 1s].
+            #[serde(default)]
+            pub retry_delay: Option<DurationStr>,
+            /// Longest retry delay [default 10min].
+            #[serde(default)]
+            pub retry_max_delay: Option<DurationStr>,
+            /// Deliveries of this reporter in flight at once [default 8].
+            #[serde(default)]
+            pub concurrency: Option<usize>,
             $($(#[$fm])* pub $f: $t,)*
         }
 
@@ -287,8 +333,43 @@ macro_rules! reporter_config {
                     on_error: self.on_error,
                 }
             }
+
+            /// How this reporter retries.
+            pub fn retry(&self) -> RetrySettings {
+                let d = RetrySettings::default();
+                RetrySettings {
+                    max_attempts: self.max_attempts.unwrap_or(d.max_attempts).max(1),
+                    max_age: self.max_age.map_or(d.max_age, |t| t.0),
+                    base: self.retry_delay.map_or(d.base, |t| t.0),
+                    max_delay: self.retry_max_delay.map_or(d.max_delay, |t| t.0),
+                    concurrency: self.concurrency.unwrap_or(d.concurrency).max(1),
+                }
+            }
         }
     };
+}
+
+/// How a reporter's deliveries are retried (the common `max_attempts`, `max_age`,
+/// `retry_delay`, `retry_max_delay` and `concurrency` options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub base: Duration,
+    pub max_delay: Duration,
+    pub concurrency: usize,
+}
+
+impl Default for RetrySettings {
+    fn default() -> RetrySettings {
+        RetrySettings {
+            max_attempts: 10,
+            max_age: Duration::from_secs(24 * 3600),
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(600),
+            concurrency: 8,
+        }
+    }
 }
 
 /// What a reporter does when its formatter fails.
@@ -319,6 +400,15 @@ reporter_config! {
         /// An extra CA certificate (PEM) to trust.
         #[serde(default)]
         pub ca_file: Option<PathBuf>,
+        /// A client certificate and its private key, both in one PEM file.
+        #[serde(default)]
+        pub client_cert: Option<PathBuf>,
+        /// Also report builds when they start (Buildbot's `report_new`) [default true].
+        #[serde(default = "yes")]
+        pub report_new: bool,
+        /// Per-request time limit [default 30s].
+        #[serde(default)]
+        pub timeout: Option<DurationStr>,
         /// Collect events this long into one POST of a JSON array (0.8 StatusPush); off when
         /// absent.
         #[serde(default)]

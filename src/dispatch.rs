@@ -3,11 +3,26 @@
 //! This module holds the decisions, as pure functions over a build and a reporter's
 //! [`Selection`]: the filters (`builders`, `tags`, `branches`, `schedulers`), the mode words
 //! (against the previous build, found by [`crate::store::Store::previous_build`]) and the
-//! blamelist. The dispatcher that applies them to each event, calls the formatter once and
-//! writes outbox rows lands with the daemon.
+//! blamelist. [`Dispatcher`] applies them to each stored event, in order: it records the build
+//! in the history, asks every reporter whether it reports the event, calls the reporter's
+//! formatter once, and writes the rendered deliveries to the outbox — in the same transaction
+//! that moves its cursor past the event, so an event is dispatched once even across a crash
+//! (and if a crash comes between the two, the deliveries' idempotency keys absorb the repeat).
 
-use crate::config::{Mode, Selection};
-use crate::event::{Build, Change, Results};
+use crate::config::{Mode, OnError, Selection};
+use crate::event::{Build, Change, Event, EventKind, Results};
+use crate::formatter::{Formatter, HookOutput, Request, WrapContext};
+use crate::metrics::Metrics;
+use crate::reporters::{Formatted, RenderInput, Reporter};
+use crate::source::http::now_ms;
+use crate::store::{BuildRecord, NewDelivery, Store, StoreError, StoredEvent};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use tidings_guest::{Hook, Master, ReporterInfo};
+use tokio::sync::Notify;
 
 /// Whether a finished build with `results` is reported under `mode`, given the previous
 /// build's results (`None` when there is no previous build). Buildbot's rules:
@@ -52,6 +67,342 @@ pub fn blamelist(build: &Build, changes: &[Change]) -> Vec<String> {
     users.sort();
     users.dedup();
     users
+}
+
+/// The cursor under which dispatch records how far it got in the event log.
+pub const CURSOR: &str = "dispatch";
+
+/// Most events dispatched in one outbox transaction.
+const BATCH: usize = 256;
+
+/// One reporter as dispatch sees it: the reporter, and who to wake when it has new deliveries.
+pub struct Route {
+    pub reporter: Arc<dyn Reporter>,
+    pub wake: Arc<Notify>,
+}
+
+/// Turns stored events into outbox rows. Runs on its own thread ([`Dispatcher::run`]):
+/// formatter calls are synchronous WASI, and one thread keeps events in order.
+pub struct Dispatcher {
+    pub store: Arc<Store>,
+    pub routes: Vec<Route>,
+    /// `[[formatter]]`s by name (every name a reporter refers to is here).
+    pub formatters: HashMap<String, Arc<Formatter>>,
+    pub master: Master,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A delivery rendered but not yet enqueued.
+struct Pending {
+    key: String,
+    event_id: i64,
+    reporter: String,
+    destination: String,
+    order_key: Option<String>,
+    payload: String,
+    explanation: String,
+}
+
+impl Dispatcher {
+    /// Dispatches until `stop` is set: everything stored so far, then each time `wake` fires
+    /// (the committer signals every commit), checking at least once a second.
+    pub fn run(&self, wake: &Receiver<()>, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            match self.dispatch_pending() {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatch cannot use the store; retrying in 1s");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            }
+            match wake.recv_timeout(Duration::from_secs(1)) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// Dispatches the events stored after the cursor (at most one batch); returns how many.
+    pub fn dispatch_pending(&self) -> Result<usize, StoreError> {
+        let cursor = self.store.cursor(CURSOR)?;
+        let events = self.store.events_after(cursor, BATCH)?;
+        let Some(last) = events.last().map(|e| e.id) else {
+            return Ok(0);
+        };
+        let mut pending = Vec::new();
+        for ev in &events {
+            pending.extend(self.deliveries_for(ev)?);
+        }
+        let rows: Vec<NewDelivery<'_>> = pending
+            .iter()
+            .map(|p| NewDelivery {
+                key: &p.key,
+                event_id: p.event_id,
+                reporter: &p.reporter,
+                destination: &p.destination,
+                order_key: p.order_key.as_deref(),
+                payload: &p.payload,
+                explanation: &p.explanation,
+            })
+            .collect();
+        let stored = self
+            .store
+            .enqueue_and_advance(&rows, now_ms(), CURSOR, last)?;
+        for (p, s) in pending.iter().zip(&stored) {
+            if s.duplicate {
+                tracing::debug!(key = %p.key, "delivery already in the outbox");
+            }
+        }
+        for route in &self.routes {
+            if pending
+                .iter()
+                .any(|p| p.reporter == route.reporter.selection().name)
+            {
+                route.wake.notify_one();
+            }
+        }
+        Ok(events.len())
+    }
+
+    fn deliveries_for(&self, ev: &StoredEvent) -> Result<Vec<Pending>, StoreError> {
+        let build: Build = match serde_json::from_str(&ev.body) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(event = ev.id, error = %e, "a stored event is not a build dict; skipped");
+                return Ok(Vec::new());
+            }
+        };
+        let event = match Event::from_build(build) {
+            Ok(e) => e,
+            Err(reason) => {
+                tracing::error!(event = ev.id, %reason, "a stored event has no build identity; skipped");
+                return Ok(Vec::new());
+            }
+        };
+        let b = &event.build;
+        let mut prev: Option<BuildRecord> = None;
+        if let (Some(buildid), Some(builderid), Some(number)) = (b.buildid, b.builderid, b.number) {
+            self.store.record_build(&BuildRecord {
+                master: event.master.clone(),
+                buildid,
+                builderid,
+                number,
+                complete: b.complete,
+                results: b.results,
+                body: ev.body.clone(),
+            })?;
+            if event.kind == EventKind::BuildFinished {
+                prev = self
+                    .store
+                    .previous_build(&event.master, builderid, number)?;
+            }
+        }
+        let prev_results = prev.as_ref().and_then(|p| p.results);
+        let order_key = match (b.buildrequestid, b.buildid) {
+            (Some(br), _) => Some(format!("{}|buildrequest/{br}", event.master)),
+            (None, Some(id)) => Some(format!("{}|build/{id}", event.master)),
+            _ => None,
+        };
+        let now = now_ms();
+        let mut out = Vec::new();
+        for route in &self.routes {
+            let r = &route.reporter;
+            let sel = r.selection();
+            if !selected(sel, b) {
+                continue;
+            }
+            let why_mode = match event.kind {
+                EventKind::BuildStarted if r.report_new() => "build start (report_new)".to_owned(),
+                EventKind::BuildStarted => continue,
+                EventKind::BuildFinished => {
+                    let hits: Vec<&str> = sel
+                        .mode
+                        .0
+                        .iter()
+                        .filter(|w| {
+                            mode_matches(&Mode(vec![(*w).clone()]), b.results, prev_results)
+                        })
+                        .map(String::as_str)
+                        .collect();
+                    if hits.is_empty() {
+                        continue;
+                    }
+                    format!(
+                        "mode [{}] matched by {} (result {}, previous build {})",
+                        sel.mode.0.join(", "),
+                        hits.join(", "),
+                        Results::text_for(b.results),
+                        prev.as_ref().map_or("none".to_owned(), |p| format!(
+                            "#{} {}",
+                            p.number,
+                            Results::text_for(p.results)
+                        )),
+                    )
+                }
+            };
+            let Some(message) = self.format(r.as_ref(), &event, prev.as_ref()) else {
+                continue;
+            };
+            let rendered = r.render(&RenderInput {
+                event_id: ev.id,
+                kind: event.kind,
+                build: b,
+                build_json: &ev.body,
+                message: &message,
+                title: &self.master.title,
+                now,
+            });
+            for d in rendered {
+                let explanation = explain(ev, r.as_ref(), &event, &why_mode, &message);
+                out.push(Pending {
+                    key: format!("{}|{}|{}", ev.key, sel.name, d.destination),
+                    event_id: ev.id,
+                    reporter: sel.name.clone(),
+                    destination: d.destination,
+                    order_key: order_key.clone(),
+                    payload: d.payload,
+                    explanation,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Calls the reporter's formatter (or not): `None` means send nothing.
+    fn format(
+        &self,
+        r: &dyn Reporter,
+        event: &Event,
+        prev: Option<&BuildRecord>,
+    ) -> Option<Formatted> {
+        let sel = r.selection();
+        let Some(name) = &sel.message_formatter else {
+            return Some(Formatted::Default { degraded: None });
+        };
+        let Some(formatter) = self.formatters.get(name) else {
+            // Config validation makes this unreachable; degrade rather than lose the event.
+            return Some(Formatted::Default {
+                degraded: Some(format!("formatter {name:?} is not loaded")),
+            });
+        };
+        let mut build = event.build.clone();
+        let wants_prev = sel.mode.0.iter().any(|w| w == "change" || w == "problem");
+        if wants_prev
+            && let Some(p) = prev
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&p.body)
+        {
+            build.extra.insert("prev_build".into(), v);
+        }
+        let ctx = WrapContext {
+            mode: sel.mode.0.clone(),
+            reporter: ReporterInfo {
+                name: sel.name.clone(),
+                kind: r.kind().into(),
+            },
+            master: self.master.clone(),
+            arg: serde_json::Value::Null,
+        };
+        let request = Request::from_build(Hook::MessageFormatter, build, &ctx);
+        let started = Instant::now();
+        let result = formatter.call(&request);
+        self.metrics.observe_call(name, started.elapsed());
+        match result {
+            Ok(HookOutput::Message(Some(m))) => {
+                self.metrics.add(
+                    "tidings_formatter_calls_total",
+                    &[("formatter", name), ("result", "ok")],
+                    1,
+                );
+                Some(Formatted::Custom(m))
+            }
+            Ok(_) => {
+                self.metrics.add(
+                    "tidings_formatter_calls_total",
+                    &[("formatter", name), ("result", "nothing")],
+                    1,
+                );
+                tracing::debug!(formatter = %name, reporter = %sel.name, "the formatter chose to send nothing");
+                None
+            }
+            Err(e) => {
+                self.metrics.add(
+                    "tidings_formatter_calls_total",
+                    &[("formatter", name), ("result", e.kind())],
+                    1,
+                );
+                let why = format!("formatter {name:?} failed ({}): {e}", e.kind());
+                match sel.on_error {
+                    OnError::Default => {
+                        tracing::warn!(reporter = %sel.name, build = ?event.build.buildid, "{why}; sending the built-in message, marked degraded");
+                        Some(Formatted::Default {
+                            degraded: Some(why),
+                        })
+                    }
+                    OnError::Skip => {
+                        tracing::warn!(reporter = %sel.name, build = ?event.build.buildid, "{why}; on_error = skip, nothing sent");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The story of one delivery, for `tidings outbox show`.
+fn explain(
+    ev: &StoredEvent,
+    r: &dyn Reporter,
+    event: &Event,
+    why_mode: &str,
+    message: &Formatted,
+) -> String {
+    let sel = r.selection();
+    let b = &event.build;
+    let mut filters = Vec::new();
+    for (name, list) in [
+        ("builders", &sel.builders),
+        ("tags", &sel.tags),
+        ("branches", &sel.branches),
+        ("schedulers", &sel.schedulers),
+    ] {
+        if !list.is_empty() {
+            filters.push(format!("{name} [{}]", list.join(", ")));
+        }
+    }
+    let formatter = match (message, &sel.message_formatter) {
+        (Formatted::Custom(_), Some(f)) => format!("formatter {f:?}"),
+        (
+            Formatted::Default {
+                degraded: Some(why),
+            },
+            _,
+        ) => {
+            format!("built-in message, DEGRADED: {why}")
+        }
+        _ => "built-in message".to_owned(),
+    };
+    format!(
+        "reporter {:?} ({}) for event {} ({} from {}): builder {:?} build #{}; {why_mode}; filters: {}; {formatter}",
+        sel.name,
+        r.kind(),
+        ev.id,
+        ev.kind,
+        ev.source,
+        b.builder_name().unwrap_or_default(),
+        b.number.map_or("?".into(), |n| n.to_string()),
+        if filters.is_empty() {
+            "none".into()
+        } else {
+            filters.join(", ")
+        },
+    )
 }
 
 #[cfg(test)]

@@ -15,9 +15,13 @@
 //! The daemon's pieces (sources, store, dispatch, outbox, reporters) build on this crate.
 
 pub mod config;
+pub mod daemon;
 pub mod dispatch;
 pub mod event;
 pub mod formatter;
+pub mod metrics;
+pub mod outbox;
+pub mod reporters;
 pub mod source;
 pub mod store;
 pub mod testing;

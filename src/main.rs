@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use tidings::config::Config;
+use tidings::daemon;
 use tidings::formatter::{Formatter, Grants, Host, HostOptions, Limits, Request, WrapContext};
+use tidings::store::{State, Store};
 use tidings::testing::{self, Outcome};
 use tidings_guest::Hook;
 
@@ -67,6 +69,40 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the daemon: accept events, dispatch them to reporters, deliver from the outbox.
+    /// Without --config it runs the embedded default (127.0.0.1:8411, data in ./tidings-data).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Inspect and act on the outbox (works beside a running daemon).
+    Outbox {
+        /// The config whose data_dir holds the outbox [default: the embedded default's].
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// Deliveries, newest first, with a count per state.
+    List {
+        /// Only this state: pending, inflight, delivered, dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One delivery: why it exists (reporter, mode, filters, formatter), its payload and every
+    /// attempt.
+    Show { id: i64 },
+    /// Make a pending or dead delivery due now, with a fresh budget of attempts.
+    Retry { id: i64 },
+    /// Give a delivery up (dead-lettered, "dropped by hand").
+    Drop { id: i64 },
 }
 
 #[derive(clap::Args)]
@@ -130,15 +166,35 @@ fn parse_env(pairs: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TIDINGS_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+fn init_tracing(default_level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDINGS_LOG")
+        .unwrap_or_else(|_| default_level.into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve { config } = &cli.command {
+        let source = daemon::ConfigSource {
+            path: config.clone(),
+        };
+        return match serve(source) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    init_tracing("warn", false);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -148,7 +204,144 @@ fn main() -> ExitCode {
     }
 }
 
+fn serve(source: daemon::ConfigSource) -> Result<()> {
+    // Read the config first: it says how to log.
+    let config = source.load()?;
+    init_tracing(
+        "info",
+        config.server.log_format == tidings::config::LogFormat::Json,
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(daemon::serve(source))
+}
+
+fn outbox(config: Option<PathBuf>, action: OutboxAction) -> Result<ExitCode> {
+    let source = daemon::ConfigSource { path: config };
+    let c = source.load()?;
+    let dir = if c.server.data_dir.is_absolute() {
+        c.server.data_dir.clone()
+    } else {
+        source.base().join(&c.server.data_dir)
+    };
+    let store = Store::open_shared(&dir)?;
+    let now = tidings::source::http::now_ms();
+    let when = |ms: i64| {
+        let d = (ms - now) / 1000;
+        if d > 0 {
+            format!("in {d}s")
+        } else {
+            format!("{}s ago", -d)
+        }
+    };
+    match action {
+        OutboxAction::List { state, limit } => {
+            let state = match state.as_deref() {
+                None => None,
+                Some(s) => Some(
+                    [
+                        State::Pending,
+                        State::InFlight,
+                        State::Delivered,
+                        State::Dead,
+                    ]
+                    .into_iter()
+                    .find(|x| x.as_str() == s)
+                    .with_context(|| {
+                        format!("--state {s:?}: use pending, inflight, delivered or dead")
+                    })?,
+                ),
+            };
+            let counts = store.counts()?;
+            let summary: Vec<String> = counts
+                .iter()
+                .map(|(s, n)| format!("{} {n}", s.as_str()))
+                .collect();
+            println!(
+                "outbox in {}: {}",
+                dir.display(),
+                if summary.is_empty() {
+                    "empty".into()
+                } else {
+                    summary.join(", ")
+                }
+            );
+            for d in store.list(state, limit)? {
+                println!(
+                    "{:>6}  {:<9}  {:<16}  attempts {:<2}  next {:<10}  {}{}",
+                    d.id,
+                    d.state.as_str(),
+                    d.reporter,
+                    d.attempts,
+                    if d.state == State::Pending {
+                        when(d.next_attempt_at)
+                    } else {
+                        "-".into()
+                    },
+                    d.destination,
+                    d.last_error
+                        .map(|e| format!("  last error: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        OutboxAction::Show { id } => {
+            let d = store
+                .delivery(id)?
+                .with_context(|| format!("no delivery with id {id}"))?;
+            println!("delivery {}: {}", d.id, d.state.as_str());
+            println!("key:         {}", d.key);
+            println!("reporter:    {}", d.reporter);
+            println!("destination: {}", d.destination);
+            println!("event:       {}", d.event_id);
+            if let Some(o) = &d.order_key {
+                println!("order key:   {o}");
+            }
+            println!("why:         {}", d.explanation);
+            println!("attempts:    {}", d.attempts);
+            if d.state == State::Pending {
+                println!("next:        {}", when(d.next_attempt_at));
+            }
+            if let Some(e) = &d.last_error {
+                println!("last error:  {e}");
+            }
+            println!("log:");
+            for l in store.log(id)? {
+                println!(
+                    "  attempt {} {} {}: {}",
+                    l.attempt,
+                    when(l.at),
+                    l.result,
+                    l.detail
+                );
+            }
+            println!("payload:\n{}", d.payload);
+        }
+        OutboxAction::Retry { id } => {
+            store.retry(id, now).with_context(|| {
+                format!("delivery {id}: only a pending or dead delivery can be retried")
+            })?;
+            println!("delivery {id} is due now");
+        }
+        OutboxAction::Drop { id } => {
+            let d = store
+                .delivery(id)?
+                .with_context(|| format!("no delivery with id {id}"))?;
+            if d.state == State::Delivered {
+                bail!("delivery {id} was delivered already");
+            }
+            store.drop_delivery(id, now)?;
+            println!("delivery {id} dropped");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Outbox { config, action } = cli.command {
+        return outbox(config, action);
+    }
     let host = Host::new(HostOptions {
         cache_dir: Some(cli.cache_dir.unwrap_or_else(default_cache_dir)),
         concurrency: None,
@@ -186,6 +379,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Check { config } => check(&host, &config),
+        Command::Serve { .. } | Command::Outbox { .. } => unreachable!("handled before"),
     }
 }
 
@@ -372,6 +566,10 @@ fn check(host: &Host, path: &Path) -> Result<ExitCode> {
                 }
             }
         }
+    }
+    if let Err(e) = daemon::build_reporters(&config) {
+        eprintln!("{e:#}");
+        problems += 1;
     }
     for (kind, s) in config.reporter.all() {
         println!(

@@ -69,6 +69,10 @@ CREATE TABLE delivery_log (
     result    TEXT NOT NULL,
     detail    TEXT NOT NULL
 );
+CREATE TABLE cursors (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 CREATE TABLE bot_state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -128,6 +132,28 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
+/// A stored event, as dispatch reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub key: String,
+    pub kind: String,
+    pub source: String,
+    pub body: String,
+}
+
+/// One line of `tidings outbox list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub id: i64,
+    pub reporter: String,
+    pub destination: String,
+    pub state: State,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+}
+
 /// A build as the history knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRecord {
@@ -170,7 +196,8 @@ pub enum State {
 }
 
 impl State {
-    fn as_str(self) -> &'static str {
+    /// The state as stored and shown: `pending`, `inflight`, `delivered`, `dead`.
+    pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
             State::InFlight => "inflight",
@@ -204,6 +231,8 @@ pub struct Delivery {
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
+    /// When it was enqueued (ms): `max_age` counts from here.
+    pub created_at: i64,
 }
 
 /// How an attempt ended, as a sink reports it.
@@ -236,7 +265,8 @@ pub struct LogEntry {
 pub struct Store {
     conn: Mutex<Connection>,
     // Held for the store's life: the OS releases it when the process dies, even by kill -9.
-    _lock: File,
+    // `None` for a shared handle (`tidings outbox` beside a running daemon).
+    _lock: Option<File>,
 }
 
 impl Store {
@@ -255,7 +285,35 @@ impl Store {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
+        let conn = Self::connect(dir, durability, true)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens the existing store in `dir` beside the process that holds it (a running `serve`),
+    /// without taking the lock: for `tidings outbox`, whose reads and small writes SQLite's
+    /// WAL mode lets run alongside the daemon.
+    pub fn open_shared(dir: &Path) -> Result<Store, StoreError> {
+        if !dir.join("tidings.db").exists() {
+            return Err(StoreError::Io {
+                path: dir.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no tidings.db here (has `tidings serve` run with this data_dir?)",
+                ),
+            });
+        }
+        Ok(Store {
+            conn: Mutex::new(Self::connect(dir, Durability::Normal, false)?),
+            _lock: None,
+        })
+    }
+
+    fn connect(dir: &Path, durability: Durability, create: bool) -> Result<Connection, StoreError> {
         let conn = Connection::open(dir.join("tidings.db"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
             None,
@@ -266,20 +324,16 @@ impl Store {
             },
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         match version {
-            0 => {
+            0 if create => {
                 conn.execute_batch(SCHEMA)?;
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             SCHEMA_VERSION => {}
             found => return Err(StoreError::Schema { found }),
         }
-        Ok(Store {
-            conn: Mutex::new(conn),
-            _lock: lock,
-        })
+        Ok(conn)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -316,20 +370,30 @@ impl Store {
     ) -> Result<Vec<Stored>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut out = Vec::with_capacity(rows.len());
-        {
-            let mut insert = tx.prepare_cached(insert)?;
-            let mut find = tx.prepare_cached(&format!("SELECT id FROM {table} WHERE key = ?1"))?;
-            for row in rows {
-                let added = execute(&mut insert, row)?;
-                let id: i64 = find.query_row([key(row)], |r| r.get(0))?;
-                out.push(Stored {
-                    id,
-                    duplicate: added == 0,
-                });
-            }
-        }
+        let out = Self::insert_once_in(&tx, table, insert, rows, key, execute)?;
         tx.commit()?;
+        Ok(out)
+    }
+
+    fn insert_once_in<R>(
+        conn: &Connection,
+        table: &str,
+        insert: &str,
+        rows: &[R],
+        key: impl Fn(&R) -> &str,
+        execute: impl Fn(&mut rusqlite::CachedStatement<'_>, &R) -> rusqlite::Result<usize>,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut insert = conn.prepare_cached(insert)?;
+        let mut find = conn.prepare_cached(&format!("SELECT id FROM {table} WHERE key = ?1"))?;
+        for row in rows {
+            let added = execute(&mut insert, row)?;
+            let id: i64 = find.query_row([key(row)], |r| r.get(0))?;
+            out.push(Stored {
+                id,
+                duplicate: added == 0,
+            });
+        }
         Ok(out)
     }
 
@@ -407,7 +471,20 @@ impl Store {
         deliveries: &[NewDelivery<'_>],
         now: i64,
     ) -> Result<Vec<Stored>, StoreError> {
-        self.insert_once(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let out = Self::enqueue_in(&tx, deliveries, now)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn enqueue_in(
+        conn: &Connection,
+        deliveries: &[NewDelivery<'_>],
+        now: i64,
+    ) -> Result<Vec<Stored>, StoreError> {
+        Self::insert_once_in(
+            conn,
             "outbox",
             "INSERT INTO outbox (key, event_id, reporter, destination, order_key, payload,
                                  explanation, state, created_at, next_attempt_at)
@@ -512,7 +589,7 @@ impl Store {
         Ok(conn
             .query_row(
                 "SELECT id, key, event_id, reporter, destination, order_key, payload, explanation,
-                        state, attempts, next_attempt_at, last_error
+                        state, attempts, next_attempt_at, last_error, created_at
                  FROM outbox WHERE id = ?1",
                 [id],
                 |r| {
@@ -529,6 +606,7 @@ impl Store {
                         attempts: r.get(9)?,
                         next_attempt_at: r.get(10)?,
                         last_error: r.get(11)?,
+                        created_at: r.get(12)?,
                     })
                 },
             )
@@ -563,16 +641,106 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// `tidings outbox retry ID`: a dead or pending delivery becomes due now.
+    /// `tidings outbox retry ID`: a dead or pending delivery becomes due now, with a fresh
+    /// budget of attempts and age (the log keeps the earlier attempts and notes the retry).
     pub fn retry(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        let n = self.conn().execute(
-            "UPDATE outbox SET state = 'pending', next_attempt_at = ?2 WHERE id = ?1 AND state != 'delivered'",
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?2, attempts = 0, created_at = ?2
+             WHERE id = ?1 AND state IN ('pending', 'dead')",
             params![id, now],
         )?;
         if n == 0 {
             return Err(StoreError::NoSuchDelivery(id));
         }
+        tx.execute(
+            "INSERT INTO delivery_log (outbox_id, attempt, at, result, detail)
+             VALUES (?1, 0, ?2, 'requeued', 'retry requested by hand')",
+            params![id, now],
+        )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Events stored after event `after`, oldest first, at most `limit`.
+    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn.prepare_cached(
+            "SELECT id, key, kind, source, body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![after, limit as i64], |r| {
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                key: r.get(1)?,
+                kind: r.get(2)?,
+                source: r.get(3)?,
+                body: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The value of cursor `name` (0 when never set): how far a consumer of the event log got.
+    pub fn cursor(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM cursors WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Enqueues `deliveries` (as [`Store::enqueue`]) and moves cursor `name` to `to`, in one
+    /// transaction: a crash either keeps both or neither, so an event is dispatched once.
+    pub fn enqueue_and_advance(
+        &self,
+        deliveries: &[NewDelivery<'_>],
+        now: i64,
+        name: &str,
+        to: i64,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let stored = Self::enqueue_in(&tx, deliveries, now)?;
+        tx.execute(
+            "INSERT INTO cursors (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![name, to],
+        )?;
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    /// When `reporter`'s next pending delivery is due (ms), if it has one.
+    pub fn next_due(&self, reporter: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE reporter = ?1 AND state = 'pending'",
+            [reporter],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The outbox, newest first, at most `limit` rows, optionally only in `state`.
+    pub fn list(&self, state: Option<State>, limit: usize) -> Result<Vec<Summary>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn.prepare_cached(
+            "SELECT id, reporter, destination, state, attempts, next_attempt_at, last_error
+             FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![state.map(State::as_str), limit as i64], |r| {
+            Ok(Summary {
+                id: r.get(0)?,
+                reporter: r.get(1)?,
+                destination: r.get(2)?,
+                state: State::parse(&r.get::<_, String>(3)?),
+                attempts: r.get(4)?,
+                next_attempt_at: r.get(5)?,
+                last_error: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// `tidings outbox drop ID`: gives a delivery up (dead, with the reason "dropped by hand").

@@ -21,6 +21,7 @@ async fn start(auth: IngestAuth, max_body: usize) -> Server {
     let store = Arc::new(Store::open(dir.path(), Durability::Normal).unwrap());
     let ingest = Ingest {
         committer: Committer::start(store.clone()),
+        metrics: Default::default(),
         auth,
         max_body,
     };

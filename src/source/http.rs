@@ -15,6 +15,7 @@
 
 use crate::config::Secret;
 use crate::event::{Build, Event};
+use crate::metrics::Metrics;
 use crate::store::{NewEvent, Store, Stored};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -68,6 +69,8 @@ pub struct Ingest {
     pub auth: IngestAuth,
     /// Largest body accepted, in bytes.
     pub max_body: usize,
+    /// Where accepted events are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The ingest routes: `POST /api/v1/buildbot`, `GET /healthz`.
@@ -116,11 +119,22 @@ async fn buildbot(
         .commit(event.key(), event.kind.name(), "http", body)
         .await
     {
-        Ok(stored) => (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({ "id": stored.id, "duplicate": stored.duplicate })),
-        )
-            .into_response(),
+        Ok(stored) => {
+            ingest.metrics.add(
+                "tidings_events_total",
+                &[
+                    ("source", "http_buildbot"),
+                    ("type", event.kind.name()),
+                    ("duplicate", if stored.duplicate { "true" } else { "false" }),
+                ],
+                1,
+            );
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "id": stored.id, "duplicate": stored.duplicate })),
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot commit an ingested event");
             error(
@@ -151,6 +165,12 @@ const MAX_BATCH: usize = 512;
 impl Committer {
     /// Starts the committer thread for `store`. It stops when every `Committer` clone is gone.
     pub fn start(store: Arc<Store>) -> Committer {
+        Self::start_with(store, || {})
+    }
+
+    /// [`Committer::start`], calling `committed` after each transaction that stored events
+    /// (dispatch listens to it).
+    pub fn start_with(store: Arc<Store>, committed: impl Fn() + Send + 'static) -> Committer {
         let (tx, mut rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
         std::thread::Builder::new()
             .name("tidings-commit".into())
@@ -175,6 +195,9 @@ impl Committer {
                     let result = store.insert_events(&events, now_ms());
                     match result {
                         Ok(stored) => {
+                            if stored.iter().any(|s| !s.duplicate) {
+                                committed();
+                            }
                             for (p, s) in batch.into_iter().zip(stored) {
                                 let _ = p.reply.send(Ok(s));
                             }

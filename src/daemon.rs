@@ -1,0 +1,361 @@
+//! `tidings serve`: the daemon that ties the pieces together.
+//!
+//! ```text
+//! HTTP ingest ─▶ Committer (group commit) ─▶ store.events ─▶ Dispatcher thread ─▶ store.outbox
+//!                                                                      │ wakes
+//!                                              one outbox Worker per reporter ─▶ its Sink
+//! ```
+//!
+//! Signals: SIGHUP reloads the config (an invalid one is refused and the running one kept;
+//! `[server]` changes need a restart and are reported as such); SIGTERM or SIGINT stops
+//! accepting, lets in-flight deliveries finish within `[server] shutdown_grace` and leaves the
+//! rest in the outbox for the next start.
+
+use crate::config::{Config, Synchronous};
+use crate::dispatch::{Dispatcher, Route};
+use crate::formatter::{Formatter, Host, HostOptions};
+use crate::metrics::Metrics;
+use crate::outbox::{RetryPolicy, Worker};
+use crate::reporters::Reporter;
+use crate::reporters::http_push::HttpPush;
+use crate::source::http::{Committer, Ingest, IngestAuth, router};
+use crate::store::{Durability, State, Store};
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::get;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// The config `tidings serve` runs without `--config`: listen on 127.0.0.1:8411, keep data in
+/// `./tidings-data`, accept events and keep them (add reporters to have them delivered).
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// Where the config comes from.
+pub struct ConfigSource {
+    /// `None`: the embedded default.
+    pub path: Option<PathBuf>,
+}
+
+impl ConfigSource {
+    /// Reads and validates the config.
+    pub fn load(&self) -> Result<Config> {
+        match &self.path {
+            Some(p) => Ok(Config::load(p)?),
+            None => Ok(Config::parse(DEFAULT_CONFIG)?),
+        }
+    }
+
+    /// The directory relative paths in the config are resolved against.
+    pub fn base(&self) -> PathBuf {
+        match &self.path {
+            Some(p) => p.parent().unwrap_or(Path::new(".")).to_owned(),
+            None => PathBuf::from("."),
+        }
+    }
+}
+
+/// Builds every configured reporter (HTTP clients, certificates).
+pub fn build_reporters(config: &Config) -> Result<Vec<Arc<dyn Reporter>>> {
+    let mut out: Vec<Arc<dyn Reporter>> = Vec::new();
+    for c in &config.reporter.http_push {
+        let r = HttpPush::new(c).with_context(|| format!("[[reporter.http_push]] {:?}", c.name))?;
+        out.push(Arc::new(r));
+    }
+    Ok(out)
+}
+
+/// Loads every `[[formatter]]` (compiling, or reading the precompiled cache).
+pub fn load_formatters(
+    config: &Config,
+    base: &Path,
+    host: &Host,
+) -> Result<HashMap<String, Arc<Formatter>>> {
+    let mut out = HashMap::new();
+    for f in &config.formatter {
+        let path = f.module_path(base);
+        let loaded = host
+            .load(&f.name, &path, f.limits(), f.grants(base))
+            .with_context(|| format!("[[formatter]] {:?} ({})", f.name, path.display()))?;
+        out.insert(f.name.clone(), Arc::new(loaded));
+    }
+    Ok(out)
+}
+
+/// What a config turns into: the dispatcher thread and the outbox workers. Replaced whole on
+/// reload.
+struct Pipeline {
+    stop_dispatch: Arc<AtomicBool>,
+    dispatcher: Option<std::thread::JoinHandle<()>>,
+    stop_workers: watch::Sender<bool>,
+    workers: JoinSet<()>,
+}
+
+impl Pipeline {
+    fn start(
+        config: &Config,
+        formatters: HashMap<String, Arc<Formatter>>,
+        reporters: Vec<Arc<dyn Reporter>>,
+        shared: &Shared,
+    ) -> Pipeline {
+        let grace = grace(config);
+        let (stop_workers, stop_rx) = watch::channel(false);
+        let mut workers = JoinSet::new();
+        let mut routes = Vec::new();
+        for r in reporters {
+            let wake = Arc::new(Notify::new());
+            let worker = Worker {
+                reporter: r.selection().name.clone(),
+                sink: r.sink(),
+                policy: RetryPolicy(r.retry()),
+                store: shared.store.clone(),
+                metrics: shared.metrics.clone(),
+                wake: wake.clone(),
+            };
+            workers.spawn(worker.run(stop_rx.clone(), grace));
+            routes.push(Route { reporter: r, wake });
+        }
+        let dispatcher = Dispatcher {
+            store: shared.store.clone(),
+            routes,
+            formatters,
+            master: tidings_guest::Master {
+                title: config.master.title.clone(),
+                buildbot_url: config.master.buildbot_url.clone(),
+            },
+            metrics: shared.metrics.clone(),
+        };
+        let stop_dispatch = Arc::new(AtomicBool::new(false));
+        let stop = stop_dispatch.clone();
+        let wake = shared.dispatch_wake.clone();
+        let handle = std::thread::Builder::new()
+            .name("tidings-dispatch".into())
+            .spawn(move || {
+                let wake = wake.lock().unwrap_or_else(|e| e.into_inner());
+                dispatcher.run(&wake, &stop);
+            })
+            .expect("spawn the dispatch thread");
+        Pipeline {
+            stop_dispatch,
+            dispatcher: Some(handle),
+            stop_workers,
+            workers,
+        }
+    }
+
+    /// Stops dispatching (after the batch in hand) and lets the workers drain.
+    async fn stop(mut self, poke: &SyncSender<()>) {
+        self.stop_dispatch.store(true, Ordering::Relaxed);
+        let _ = poke.try_send(());
+        if let Some(h) = self.dispatcher.take() {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        let _ = self.stop_workers.send(true);
+        while self.workers.join_next().await.is_some() {}
+    }
+}
+
+fn grace(config: &Config) -> Duration {
+    config
+        .server
+        .shutdown_grace
+        .map_or(Duration::from_secs(10), |d| d.0)
+}
+
+/// What survives a reload.
+struct Shared {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    dispatch_wake: Arc<Mutex<Receiver<()>>>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Once the listener is up it prints
+/// `tidings listening on http://ADDR` on stdout (for scripts and tests that listen on port 0).
+pub async fn serve(source: ConfigSource) -> Result<()> {
+    let config = source.load()?;
+    let base = source.base();
+    let data_dir = if config.server.data_dir.is_absolute() {
+        config.server.data_dir.clone()
+    } else {
+        base.join(&config.server.data_dir)
+    };
+    let durability = match config.server.synchronous {
+        Synchronous::Normal => Durability::Normal,
+        Synchronous::Full => Durability::Full,
+    };
+    let store = Arc::new(Store::open(&data_dir, durability)?);
+    let recovered = store.recover_in_flight()?;
+    if recovered > 0 {
+        tracing::info!(
+            recovered,
+            "deliveries that were in flight when tidings last stopped are pending again"
+        );
+    }
+    let host = Host::new(HostOptions {
+        cache_dir: Some(data_dir.join("modules")),
+        concurrency: None,
+        memory_keep_resident: None,
+    })?;
+    let formatters = load_formatters(&config, &base, &host)?;
+    let reporters = build_reporters(&config)?;
+
+    let metrics = Arc::new(Metrics::default());
+    let (poke, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let committer = {
+        let poke = poke.clone();
+        Committer::start_with(store.clone(), move || {
+            let _ = poke.try_send(());
+        })
+    };
+    let shared = Shared {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        dispatch_wake: Arc::new(Mutex::new(wake_rx)),
+    };
+    let mut pipeline = Pipeline::start(&config, formatters, reporters, &shared);
+
+    let ingest = Ingest {
+        committer,
+        auth: IngestAuth {
+            token: config.server.ingest_token.clone(),
+            basic: config
+                .server
+                .ingest_user
+                .clone()
+                .zip(config.server.ingest_password.clone()),
+        },
+        max_body: config.server.max_body.0 as usize,
+        metrics: metrics.clone(),
+    };
+    let app = router(ingest).merge(metrics_router(store.clone(), metrics.clone()));
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), reporters = config.reporter.all().len(), "tidings is serving");
+    println!("tidings listening on http://{addr}");
+
+    let (stop_http, mut stop_http_rx) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_http_rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut running = config;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                match reload(&source, &running, &host) {
+                    Ok((config, formatters, reporters)) => {
+                        pipeline.stop(&poke).await;
+                        pipeline = Pipeline::start(&config, formatters, reporters, &shared);
+                        tracing::info!(reporters = config.reporter.all().len(), "config reloaded");
+                        running = config;
+                    }
+                    Err(e) => tracing::error!("config reload refused, the running config stays: {e:#}"),
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping: no new events accepted; draining deliveries in flight");
+    let _ = stop_http.send(true);
+    match server.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server failed"),
+        Err(e) => tracing::error!(error = %e, "the HTTP server task failed"),
+        Ok(Ok(())) => {}
+    }
+    pipeline.stop(&poke).await;
+    let left: i64 = store
+        .counts()?
+        .iter()
+        .filter(|(s, _)| matches!(s, State::Pending | State::InFlight))
+        .map(|(_, n)| n)
+        .sum();
+    tracing::info!(left_in_outbox = left, "stopped");
+    Ok(())
+}
+
+type Loaded = (
+    Config,
+    HashMap<String, Arc<Formatter>>,
+    Vec<Arc<dyn Reporter>>,
+);
+
+/// Reads, validates and builds a new config; nothing running is touched until it all worked.
+fn reload(source: &ConfigSource, running: &Config, host: &Host) -> Result<Loaded> {
+    let config = source.load()?;
+    let s = (&config.server, &running.server);
+    if s.0.listen != s.1.listen
+        || s.0.data_dir != s.1.data_dir
+        || s.0.synchronous != s.1.synchronous
+        || s.0.max_body.0 != s.1.max_body.0
+        || s.0.ingest_user != s.1.ingest_user
+        || s.0.ingest_token.as_ref().map(|t| t.expose().to_owned())
+            != s.1.ingest_token.as_ref().map(|t| t.expose().to_owned())
+        || s.0.ingest_password.as_ref().map(|t| t.expose().to_owned())
+            != s.1.ingest_password.as_ref().map(|t| t.expose().to_owned())
+    {
+        tracing::warn!("[server] changed: those settings take effect at the next restart");
+    }
+    let base = source.base();
+    let formatters = load_formatters(&config, &base, host)?;
+    let reporters = build_reporters(&config)?;
+    Ok((config, formatters, reporters))
+}
+
+/// `GET /metrics`: counters, the formatter latency histogram, and the outbox by state.
+fn metrics_router(store: Arc<Store>, metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let store = store.clone();
+            let metrics = metrics.clone();
+            async move {
+                let counts = tokio::task::spawn_blocking(move || store.counts())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                let mut gauges = Vec::new();
+                for state in [
+                    State::Pending,
+                    State::InFlight,
+                    State::Delivered,
+                    State::Dead,
+                ] {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| *s == state)
+                        .map_or(0, |(_, n)| *n);
+                    gauges.push((
+                        "tidings_outbox_deliveries",
+                        "Deliveries in the outbox by state (dead = dead letters).",
+                        vec![("state", state.as_str().to_owned())],
+                        n,
+                    ));
+                }
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(&gauges),
+                )
+            }
+        }),
+    )
+}

@@ -1,0 +1,454 @@
+//! The outbox workers: take due deliveries from the store, hand them to the reporter's sink,
+//! and record how each attempt ended — delivered, retried later (exponential backoff with
+//! jitter, or the peer's `Retry-After`), or dead-lettered (a permanent error, too many
+//! attempts, too old).
+//!
+//! A sink maps its peer's answers to a [`RetryClass`] where its client is (HTTP status codes,
+//! SMTP replies), never by matching error strings. Deliveries sharing an order key (one build
+//! request) go out one after another, because the store only hands out the oldest unfinished
+//! one of each; all others go concurrently, up to the reporter's `concurrency`.
+//!
+//! On shutdown a worker stops claiming, lets in-flight attempts finish within the grace period
+//! and leaves the rest where they are: a row still in flight when the process stops is pending
+//! again at the next start ([`Store::recover_in_flight`]), so nothing is lost; a peer may then
+//! see it twice, which is what idempotency keys are for.
+
+use crate::config::RetrySettings;
+use crate::metrics::Metrics;
+use crate::source::http::now_ms;
+use crate::store::{Delivery, Outcome, Store, StoreError};
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    /// The peer said when to come back (`Retry-After`).
+    RetryAfter(Duration),
+    /// A transient failure: retry with exponential backoff.
+    Backoff,
+    /// A permanent failure: dead-letter now.
+    Never,
+}
+
+/// A failed attempt, as a sink reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub class: RetryClass,
+    /// What happened, for the delivery log (no secrets).
+    pub message: String,
+}
+
+impl SinkError {
+    pub fn new(class: RetryClass, message: impl Into<String>) -> SinkError {
+        SinkError {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+/// How a sink wants its deliveries grouped (the 0.8 StatusPush's batching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Wait this long after the first due delivery, to collect more.
+    pub delay: Duration,
+    /// Most deliveries per batch.
+    pub chunk_size: usize,
+    /// Largest batch, in payload bytes; a single larger delivery goes alone.
+    pub max_bytes: usize,
+}
+
+/// A future a sink returns.
+pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<String, SinkError>> + Send + 'a>>;
+
+/// Where a reporter's deliveries go: one peer, one protocol.
+pub trait Sink: Send + Sync + 'static {
+    /// Delivers `batch` (exactly one delivery unless [`Sink::batching`] says otherwise);
+    /// `Ok` carries a short receipt for the delivery log.
+    fn deliver<'a>(&'a self, batch: &'a [Delivery]) -> SinkFuture<'a>;
+
+    /// Whether deliveries are grouped into batches.
+    fn batching(&self) -> Option<Batching> {
+        None
+    }
+}
+
+/// Decides the next state of a delivery after an attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy(pub RetrySettings);
+
+impl RetryPolicy {
+    /// The outcome of attempt `d.attempts` of `d`, which ended with `result` at `now`;
+    /// `jitter` in [0, 1) spreads retries of many deliveries over the second half of the delay.
+    pub fn outcome(
+        &self,
+        d: &Delivery,
+        result: &Result<String, SinkError>,
+        now: i64,
+        jitter: f64,
+    ) -> Outcome {
+        let e = match result {
+            Ok(detail) => {
+                return Outcome::Delivered {
+                    detail: detail.clone(),
+                };
+            }
+            Err(e) => e,
+        };
+        let s = &self.0;
+        let delay = match e.class {
+            RetryClass::Never => {
+                return Outcome::Dead {
+                    error: format!("permanent failure: {}", e.message),
+                };
+            }
+            RetryClass::RetryAfter(d) => d,
+            RetryClass::Backoff => {
+                let exp = u32::try_from(d.attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+                let full = s
+                    .base
+                    .checked_mul(2u32.saturating_pow(exp.min(30)))
+                    .unwrap_or(s.max_delay)
+                    .min(s.max_delay);
+                full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+            }
+        };
+        if d.attempts >= i64::from(s.max_attempts) {
+            return Outcome::Dead {
+                error: format!("gave up after {} attempts: {}", d.attempts, e.message),
+            };
+        }
+        let at = now.saturating_add(delay.as_millis() as i64);
+        if at - d.created_at > s.max_age.as_millis() as i64 {
+            return Outcome::Dead {
+                error: format!(
+                    "gave up: the next attempt would be past max_age ({}s): {}",
+                    s.max_age.as_secs(),
+                    e.message
+                ),
+            };
+        }
+        Outcome::Retry {
+            at,
+            error: e.message.clone(),
+        }
+    }
+}
+
+fn jitter() -> f64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now_ms());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Io {
+                path: Default::default(),
+                source: std::io::Error::other(format!("store task failed: {e}")),
+            })
+        })
+}
+
+/// One reporter's worker.
+pub struct Worker {
+    pub reporter: String,
+    pub sink: Arc<dyn Sink>,
+    pub policy: RetryPolicy,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    /// Notified when new deliveries were enqueued.
+    pub wake: Arc<Notify>,
+}
+
+/// How often a worker looks at the outbox when nothing woke it (rows retried by
+/// `tidings outbox retry` from another process are seen this late at most).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+impl Worker {
+    /// Delivers until `shutdown` turns true, then waits up to `grace` for attempts in flight.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let this = Arc::new(self);
+        let batching = this.sink.batching();
+        let concurrency = this.policy.0.concurrency;
+        let mut inflight: JoinSet<()> = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while inflight.try_join_next().is_some() {}
+            let free = concurrency.saturating_sub(inflight.len());
+            let now = now_ms();
+            if free > 0 {
+                let limit = batching.map_or(free, |b| b.chunk_size.max(1) * free);
+                let reporter = this.reporter.clone();
+                if let Some(b) = batching {
+                    // Collect for `delay` once something is due, then claim all at once.
+                    let due = blocking(&this.store, {
+                        let r = reporter.clone();
+                        move |s| s.next_due(&r)
+                    })
+                    .await;
+                    if matches!(due, Ok(Some(t)) if t <= now) && !b.delay.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(b.delay) => {}
+                            _ = shutdown.changed() => continue,
+                        }
+                    }
+                }
+                match blocking(&this.store, move |s| {
+                    s.claim_due(&reporter, now_ms(), limit)
+                })
+                .await
+                {
+                    Ok(claimed) if !claimed.is_empty() => {
+                        for group in groups(claimed, batching) {
+                            let w = this.clone();
+                            inflight.spawn(async move { w.attempt(group).await });
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(reporter = %this.reporter, error = %e, "cannot read the outbox");
+                    }
+                }
+            }
+            let wait = match blocking(&this.store, {
+                let r = this.reporter.clone();
+                move |s| s.next_due(&r)
+            })
+            .await
+            {
+                Ok(Some(t)) if free > 0 => {
+                    Duration::from_millis(t.saturating_sub(now).clamp(0, 1000) as u64)
+                }
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = this.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let left = inflight.len();
+        if left > 0 {
+            tracing::info!(reporter = %this.reporter, in_flight = left, grace_ms = grace.as_millis() as u64, "waiting for deliveries in flight");
+        }
+        let drained = tokio::time::timeout(grace, async {
+            while inflight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(reporter = %this.reporter, left = inflight.len(), "grace period over; unfinished deliveries stay in the outbox for the next start");
+            inflight.abort_all();
+        }
+    }
+
+    async fn attempt(&self, group: Vec<Delivery>) {
+        let result = self.sink.deliver(&group).await;
+        let now = now_ms();
+        for d in &group {
+            let outcome = self.policy.outcome(d, &result, now, jitter());
+            let label = match &outcome {
+                Outcome::Delivered { .. } => "delivered",
+                Outcome::Retry { .. } => "retry",
+                Outcome::Dead { .. } => "dead",
+            };
+            match &outcome {
+                Outcome::Delivered { .. } => {
+                    tracing::debug!(reporter = %self.reporter, id = d.id, attempt = d.attempts, "delivered")
+                }
+                Outcome::Retry { at, error } => {
+                    tracing::warn!(reporter = %self.reporter, id = d.id, attempt = d.attempts, retry_in_ms = at - now, %error, "delivery failed; will retry")
+                }
+                Outcome::Dead { error } => {
+                    tracing::error!(reporter = %self.reporter, id = d.id, attempt = d.attempts, %error, "delivery dead-lettered")
+                }
+            }
+            self.metrics.add(
+                "tidings_deliveries_total",
+                &[("reporter", &self.reporter), ("result", label)],
+                1,
+            );
+            let id = d.id;
+            if let Err(e) = blocking(&self.store, move |s| s.finish(id, &outcome, now)).await {
+                // The row stays in flight and is retried after a restart: at least once.
+                tracing::error!(reporter = %self.reporter, id, error = %e, "cannot record a delivery's outcome");
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Splits claimed deliveries into what one `deliver` call takes.
+fn groups(claimed: Vec<Delivery>, batching: Option<Batching>) -> Vec<Vec<Delivery>> {
+    let Some(b) = batching else {
+        return claimed.into_iter().map(|d| vec![d]).collect();
+    };
+    let mut out: Vec<Vec<Delivery>> = Vec::new();
+    let mut size = 0usize;
+    for d in claimed {
+        // A JSON array: brackets plus a comma between packets.
+        let add = d.payload.len() + 1;
+        match out.last_mut() {
+            Some(g) if g.len() < b.chunk_size.max(1) && size + add < b.max_bytes => {
+                size += add;
+                g.push(d);
+            }
+            _ => {
+                if add + 1 > b.max_bytes {
+                    tracing::warn!(
+                        id = d.id,
+                        bytes = d.payload.len(),
+                        max = b.max_bytes,
+                        "a packet is larger than max_http_request_size; it is sent alone"
+                    );
+                }
+                size = add + 1;
+                out.push(vec![d]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::State;
+
+    fn delivery(id: i64, attempts: i64, payload: &str) -> Delivery {
+        Delivery {
+            id,
+            key: format!("k{id}"),
+            event_id: 1,
+            reporter: "r".into(),
+            destination: "d".into(),
+            order_key: None,
+            payload: payload.into(),
+            explanation: String::new(),
+            state: State::InFlight,
+            attempts,
+            next_attempt_at: 0,
+            last_error: None,
+            created_at: 0,
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy(RetrySettings {
+            max_attempts: 5,
+            max_age: Duration::from_secs(3600),
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            concurrency: 1,
+        })
+    }
+
+    fn err(class: RetryClass) -> Result<String, SinkError> {
+        Err(SinkError::new(class, "HTTP 500"))
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let p = policy();
+        let at = |attempts, jitter| match p.outcome(
+            &delivery(1, attempts, ""),
+            &err(RetryClass::Backoff),
+            0,
+            jitter,
+        ) {
+            Outcome::Retry { at, .. } => at,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((at(1, 0.0), at(1, 0.999_999)), (500, 999));
+        assert_eq!((at(2, 0.0), at(3, 0.0)), (1000, 2000));
+        assert_eq!(at(4, 1.0), 8000);
+        let capped = RetryPolicy(RetrySettings {
+            max_attempts: 100,
+            ..p.0
+        });
+        match capped.outcome(&delivery(1, 40, ""), &err(RetryClass::Backoff), 0, 1.0) {
+            Outcome::Retry { at, .. } => assert_eq!(at, 60_000),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_limits_dead_letter() {
+        let p = policy();
+        let ra = err(RetryClass::RetryAfter(Duration::from_secs(2)));
+        assert_eq!(
+            p.outcome(&delivery(1, 1, ""), &ra, 10, 0.3),
+            Outcome::Retry {
+                at: 2010,
+                error: "HTTP 500".into()
+            }
+        );
+        assert!(matches!(
+            p.outcome(&delivery(1, 5, ""), &ra, 10, 0.3),
+            Outcome::Dead { error } if error.starts_with("gave up after 5 attempts")
+        ));
+        let late = RetryClass::RetryAfter(Duration::from_secs(7200));
+        assert!(matches!(
+            p.outcome(&delivery(1, 1, ""), &err(late), 10, 0.3),
+            Outcome::Dead { error } if error.contains("max_age")
+        ));
+        assert!(matches!(
+            p.outcome(&delivery(1, 1, ""), &err(RetryClass::Never), 10, 0.3),
+            Outcome::Dead { error } if error.starts_with("permanent failure")
+        ));
+        assert_eq!(
+            p.outcome(&delivery(1, 1, ""), &Ok("HTTP 200".into()), 10, 0.3),
+            Outcome::Delivered {
+                detail: "HTTP 200".into()
+            }
+        );
+    }
+
+    #[test]
+    fn batches_respect_chunk_size_and_byte_limit() {
+        let b = Batching {
+            delay: Duration::ZERO,
+            chunk_size: 3,
+            max_bytes: 20,
+        };
+        let ds: Vec<Delivery> = (1..=7)
+            .map(|i| {
+                delivery(
+                    i,
+                    1,
+                    if i == 5 {
+                        "{\"big\":\"xxxxxxxxxxxxxxxxxxxx\"}"
+                    } else {
+                        "{\"a\":1}"
+                    },
+                )
+            })
+            .collect();
+        let sizes: Vec<Vec<i64>> = groups(ds, Some(b))
+            .iter()
+            .map(|g| g.iter().map(|d| d.id).collect())
+            .collect();
+        // "[" + 2 × (7 bytes + ",") fits in 20; a third does not. The oversized one goes alone.
+        assert_eq!(sizes, vec![vec![1, 2], vec![3, 4], vec![5], vec![6, 7]]);
+        let single = groups(vec![delivery(1, 1, "x"), delivery(2, 1, "y")], None);
+        assert_eq!(single.len(), 2);
+    }
+}

@@ -1,0 +1,393 @@
+//! `tidings serve` as a real process: ingest → dispatch → outbox → HTTP push, against a scripted
+//! HTTP peer on 127.0.0.1. Covers the retry classes, `kill -9` crash safety, SIGHUP reload and
+//! SIGTERM.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tidings::store::{State as DState, Store};
+
+/// One request the peer saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    key: String,
+    at: Instant,
+    body: Value,
+}
+
+/// A status and an optional `Retry-After` in seconds.
+type Answer = (u16, Option<u64>);
+
+/// What the peer answers, per path, in order; `200` once a script runs out.
+#[derive(Default)]
+struct Peer {
+    script: Mutex<HashMap<String, VecDeque<Answer>>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+async fn answer(
+    State(peer): State<Arc<Peer>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    peer.seen.lock().unwrap().push(Seen {
+        path: path.clone(),
+        key,
+        at: Instant::now(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    let next = peer
+        .script
+        .lock()
+        .unwrap()
+        .get_mut(&path)
+        .and_then(|s| s.pop_front());
+    let (status, retry_after) = next.unwrap_or((200, None));
+    let mut r = (StatusCode::from_u16(status).unwrap(), "scripted answer").into_response();
+    if let Some(s) = retry_after {
+        r.headers_mut()
+            .insert("retry-after", s.to_string().parse().unwrap());
+    }
+    r
+}
+
+/// Starts the peer on `addr` (port 0: any) in a thread of its own; it lives for the test.
+fn start_peer(addr: SocketAddr, peer: Arc<Peer>) -> SocketAddr {
+    let listener = std::net::TcpListener::bind(addr).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let bound = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = Router::new().fallback(answer).with_state(peer);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    bound
+}
+
+/// A `tidings serve` process, killed when dropped.
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("TIDINGS_LOG", "warn,tidings::outbox=error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("tidings listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Daemon { child, addr }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    fn post(&self, body: &Value) -> Value {
+        let r = client::blocking_post(&format!("{}/api/v1/buildbot", self.addr), body);
+        assert_eq!(r.0, 202, "{}", r.1);
+        serde_json::from_str(&r.1).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny blocking client over reqwest's async one (reqwest's blocking feature is off).
+mod client {
+    pub fn blocking_post(url: &str, body: &serde_json::Value) -> (u16, String) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    }
+}
+
+fn sample(buildid: i64) -> Value {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/buildbot/success-full.json"),
+    )
+    .unwrap();
+    let mut b: Value = serde_json::from_str(&text).unwrap();
+    b["buildid"] = buildid.into();
+    b["number"] = buildid.into();
+    b["buildrequestid"] = buildid.into();
+    b["url"] = format!("http://127.0.0.1:8010/#/builders/1/builds/{buildid}").into();
+    b
+}
+
+fn write_config(dir: &Path, reporters: &str) -> PathBuf {
+    let path = dir.join("tidings.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nshutdown_grace = \"2s\"\n\n{reporters}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn push(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[reporter.http_push]]\nname = \"{name}\"\nserver_url = \"{url}\"\nmode = [\"all\"]\nretry_delay = \"50ms\"\nretry_max_delay = \"200ms\"\n{extra}\n"
+    )
+}
+
+#[test]
+fn retry_classes_against_a_scripted_peer() {
+    let peer = Arc::new(Peer::default());
+    {
+        let mut s = peer.script.lock().unwrap();
+        s.insert("/a".into(), [(500, None), (500, None), (200, None)].into());
+        s.insert("/b".into(), [(429, Some(2)), (200, None)].into());
+        s.insert("/c".into(), [(400, None)].into());
+    }
+    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &[
+            push("a", &format!("http://{p}/a"), ""),
+            push("b", &format!("http://{p}/b"), ""),
+            push("c", &format!("http://{p}/c"), ""),
+        ]
+        .concat(),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&sample(7));
+    let seen = |path: &str| -> Vec<Seen> {
+        peer.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path == path)
+            .cloned()
+            .collect()
+    };
+    wait_until(
+        "3 requests on /a and 2 on /b",
+        Duration::from_secs(20),
+        || seen("/a").len() >= 3 && seen("/b").len() >= 2 && !seen("/c").is_empty(),
+    );
+    let store = Store::open_shared(&dir.path().join("data")).unwrap();
+    let by_reporter = |name: &str| {
+        let row = store
+            .list(None, 100)
+            .unwrap()
+            .into_iter()
+            .find(|d| d.reporter == name)
+            .unwrap();
+        store.delivery(row.id).unwrap().unwrap()
+    };
+    wait_until("all three settled", Duration::from_secs(10), || {
+        ["a", "b", "c"]
+            .iter()
+            .all(|r| matches!(by_reporter(r).state, DState::Delivered | DState::Dead))
+    });
+    // 500, 500, 200: delivered on attempt 3, the same Idempotency-Key every time.
+    let a = by_reporter("a");
+    assert_eq!((a.state, a.attempts), (DState::Delivered, 3));
+    let keys: Vec<String> = seen("/a").iter().map(|s| s.key.clone()).collect();
+    assert!(keys[0].starts_with("tidings-") && keys.iter().all(|k| *k == keys[0]));
+    let log = store.log(a.id).unwrap();
+    assert_eq!(
+        log.iter().map(|l| l.result.as_str()).collect::<Vec<_>>(),
+        ["retry", "retry", "delivered"]
+    );
+    assert!(log[0].detail.starts_with("HTTP 500"), "{}", log[0].detail);
+    // The body is the build dict as posted (Buildbot 4.x wire).
+    assert_eq!(seen("/a")[2].body["buildid"], 7);
+    // 429 with Retry-After: 2 waits two seconds, not the 50 ms backoff.
+    let b = seen("/b");
+    assert_eq!(by_reporter("b").state, DState::Delivered);
+    let gap = b[1].at - b[0].at;
+    assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
+    // 400: dead after one attempt, with the peer's answer.
+    let c = by_reporter("c");
+    assert_eq!((c.state, c.attempts), (DState::Dead, 1));
+    assert!(
+        c.last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("permanent failure: HTTP 400"),
+        "{:?}",
+        c.last_error
+    );
+    assert_eq!(seen("/c").len(), 1);
+    // Why each delivery exists.
+    assert!(
+        a.explanation.contains("reporter \"a\" (http_push)"),
+        "{}",
+        a.explanation
+    );
+    assert!(
+        a.explanation.contains("matched by passing"),
+        "{}",
+        a.explanation
+    );
+
+    // SIGTERM: a clean exit.
+    let mut daemon = daemon;
+    daemon.signal("-TERM");
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn kill_9_loses_nothing_and_repeats_nothing() {
+    // Reserve a port for the peer, and keep it down for now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &push("d", &format!("http://{port}/d"), "max_attempts = 10000"),
+    );
+    let daemon = Daemon::start(&config);
+    for id in 1..=200 {
+        let r = daemon.post(&sample(id));
+        assert_eq!(r["duplicate"], false);
+    }
+    // Every event was acknowledged: committed. Now the hard way down.
+    daemon.signal("-KILL");
+    drop(daemon);
+    let daemon = Daemon::start(&config);
+    // A repeat of an acknowledged event is recognised after the restart.
+    assert_eq!(daemon.post(&sample(200))["duplicate"], true);
+    let peer = Arc::new(Peer::default());
+    start_peer(port, peer.clone());
+    let unique = || {
+        let seen = peer.seen.lock().unwrap();
+        let mut keys: Vec<&str> = seen.iter().map(|s| s.key.as_str()).collect();
+        keys.sort();
+        keys.dedup();
+        (keys.len(), seen.len())
+    };
+    wait_until("200 deliveries", Duration::from_secs(60), || {
+        unique().0 >= 200
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (distinct, total) = unique();
+    assert_eq!((distinct, total), (200, 200), "every event once");
+    let mut ids: Vec<i64> = peer
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.body["buildid"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+}
+
+#[test]
+fn sighup_reloads_a_valid_config_and_refuses_a_broken_one() {
+    let peer = Arc::new(Peer::default());
+    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &push("first", &format!("http://{p}/first"), ""));
+    let daemon = Daemon::start(&config);
+    daemon.post(&sample(1));
+    let paths = || -> Vec<String> {
+        peer.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect()
+    };
+    wait_until("the first delivery", Duration::from_secs(10), || {
+        paths() == ["/first"]
+    });
+    // A broken config is refused; the running one keeps delivering.
+    std::fs::write(&config, "[server]\nlisten = 5\n").unwrap();
+    daemon.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.post(&sample(2));
+    wait_until(
+        "delivery under the old config",
+        Duration::from_secs(10),
+        || paths().len() == 2,
+    );
+    assert_eq!(paths(), ["/first", "/first"]);
+    // A valid one replaces it.
+    write_config(
+        dir.path(),
+        &push("second", &format!("http://{p}/second"), ""),
+    );
+    daemon.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(800));
+    daemon.post(&sample(3));
+    wait_until(
+        "delivery under the new config",
+        Duration::from_secs(10),
+        || paths().len() == 3,
+    );
+    assert_eq!(paths()[2], "/second");
+}
