@@ -1,0 +1,237 @@
+//! End-to-end throughput and latency of `tidings serve`: HTTP ingest → committed event →
+//! dispatch (the `short` WASM formatter) → committed outbox row → HTTP push to a peer on
+//! loopback. Baseline, in the same run: the same clients posting straight to the same peer (a
+//! plain HTTP echo), which is the floor of any HTTP-in/HTTP-out relay on this machine.
+//!
+//! Prints sustained events/s (events over the time from the first post to the last arrival) and
+//! the p50/p99 of per-event latency (post sent → push received). `cargo bench --bench pipeline`
+//! (build the guests first with `cargo test`, which puts `short.wasm` in `<target>/guests`).
+//! Set `TIDINGS_BENCH_EVENTS` to change the event count (default 4000).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+const CLIENTS: usize = 16;
+
+#[derive(Default)]
+struct Peer {
+    arrivals: Mutex<HashMap<String, Instant>>,
+    done: Notify,
+    expect: Mutex<usize>,
+}
+
+async fn receive(State(peer): State<Arc<Peer>>, headers: HeaderMap, body: String) -> &'static str {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            serde_json::from_str::<Value>(&body)
+                .ok()
+                .map(|v| format!("direct-{}", v["buildid"]))
+        })
+        .unwrap_or_default();
+    let n = {
+        let mut a = peer.arrivals.lock().unwrap();
+        a.entry(key).or_insert_with(Instant::now);
+        a.len()
+    };
+    if n >= *peer.expect.lock().unwrap() {
+        peer.done.notify_one();
+    }
+    "ok"
+}
+
+fn sample(id: i64) -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/buildbot/failure-full.json"),
+    )
+    .unwrap();
+    let mut b: Value = serde_json::from_str(&text).unwrap();
+    b["buildid"] = id.into();
+    b["number"] = id.into();
+    b["buildrequestid"] = id.into();
+    b["url"] = format!("http://127.0.0.1:8010/#/builders/1/builds/{id}").into();
+    b.to_string()
+}
+
+struct Figures {
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Posts `n` events to `url` from `CLIENTS` clients; `key(id)` is how the peer will know each.
+async fn run(
+    url: &str,
+    n: usize,
+    peer: &Arc<Peer>,
+    key: impl Fn(i64) -> String,
+    first_id: i64,
+) -> Figures {
+    peer.arrivals.lock().unwrap().clear();
+    *peer.expect.lock().unwrap() = n;
+    let bodies: Vec<(i64, String)> = (0..n as i64)
+        .map(|i| (first_id + i, sample(first_id + i)))
+        .collect();
+    let sent: Arc<Mutex<HashMap<i64, Instant>>> = Default::default();
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let queue = Arc::new(Mutex::new(bodies));
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (queue, sent, client, url) =
+            (queue.clone(), sent.clone(), client.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some((id, body)) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                sent.lock().unwrap().insert(id, Instant::now());
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while peer.arrivals.lock().unwrap().len() < n {
+            peer.done.notified().await;
+        }
+    })
+    .await
+    .expect("every event arrives");
+    let arrivals = peer.arrivals.lock().unwrap().clone();
+    let sent = sent.lock().unwrap();
+    let last = arrivals.values().max().copied().unwrap();
+    let mut lat: Vec<Duration> = sent
+        .iter()
+        .map(|(id, at)| arrivals[&key(*id)].duration_since(*at))
+        .collect();
+    lat.sort();
+    Figures {
+        per_sec: n as f64 / last.duration_since(start).as_secs_f64(),
+        p50: lat[lat.len() / 2],
+        p99: lat[lat.len() * 99 / 100],
+    }
+}
+
+fn short_wasm() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let p = target.join("guests/short.wasm");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo test` first",
+        p.display()
+    );
+    p
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("pipeline: bench");
+        return;
+    }
+    let n: usize = std::env::var("TIDINGS_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let peer = Arc::new(Peer::default());
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let peer_addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(receive).with_state(peer.clone());
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let hook = format!("http://{peer_addr}/hook");
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n\
+             [[formatter]]\nname = \"short\"\nmodule = {:?}\n\n\
+             [[reporter.http_push]]\nname = \"push\"\nserver_url = \"{hook}\"\nmode = [\"all\"]\n\
+             message_formatter = \"short\"\nconcurrency = 32\n",
+            short_wasm()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("TIDINGS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("tidings listening on ")
+        .unwrap()
+        .to_owned();
+    let ingest = format!("{addr}/api/v1/buildbot");
+    let key = |id: i64| {
+        tidings::reporters::http_push::idempotency_key([format!(
+            "http://127.0.0.1:8010/|build/{id}/build_finished|push|{hook}"
+        )
+        .as_str()])
+    };
+
+    // Warm up both paths (connections, the formatter's compiled module, SQLite pages).
+    rt.block_on(run(
+        &hook,
+        200,
+        &peer,
+        |id| format!("direct-{id}"),
+        1_000_000,
+    ));
+    rt.block_on(run(&ingest, 200, &peer, key, 2_000_000));
+    let base = rt.block_on(run(&hook, n, &peer, |id| format!("direct-{id}"), 3_000_000));
+    let ours = rt.block_on(run(&ingest, n, &peer, key, 4_000_000));
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "{n} events, {CLIENTS} concurrent clients, payload: the failing sample build (~{} KiB)",
+        sample(1).len() / 1024
+    );
+    for (name, f) in [
+        ("baseline: plain HTTP echo", &base),
+        ("tidings: ingest → outbox → push (short)", &ours),
+    ] {
+        println!(
+            "{name:<44} {:>8.0} events/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            f.per_sec,
+            f.p50.as_secs_f64() * 1e3,
+            f.p99.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "ratio: {:.2}× the baseline's time per event",
+        base.per_sec / ours.per_sec
+    );
+}
