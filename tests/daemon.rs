@@ -140,6 +140,14 @@ impl Drop for Daemon {
 
 /// A tiny blocking client over reqwest's async one (reqwest's blocking feature is off).
 mod client {
+    pub fn get(url: &str) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+
     pub fn blocking_post(url: &str, body: &serde_json::Value) -> (u16, String) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -390,4 +398,65 @@ fn sighup_reloads_a_valid_config_and_refuses_a_broken_one() {
         || paths().len() == 3,
     );
     assert_eq!(paths()[2], "/second");
+}
+
+#[test]
+fn a_failing_formatter_degrades_or_skips_as_configured() {
+    let peer = Arc::new(Peer::default());
+    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let dir = tempfile::tempdir().unwrap();
+    // A valid WASI command that traps at once.
+    let broken = wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") unreachable))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.wasm"), broken).unwrap();
+    let formatter = "[[formatter]]\nname = \"broken\"\nmodule = \"broken.wasm\"\n\n";
+    let config = write_config(
+        dir.path(),
+        &[
+            formatter.to_owned(),
+            push(
+                "degraded",
+                &format!("http://{p}/degraded"),
+                "message_formatter = \"broken\"",
+            ),
+            push(
+                "skipped",
+                &format!("http://{p}/skipped"),
+                "message_formatter = \"broken\"\non_error = \"skip\"",
+            ),
+        ]
+        .concat(),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&sample(5));
+    wait_until("the degraded delivery", Duration::from_secs(10), || {
+        !peer.seen.lock().unwrap().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = peer.seen.lock().unwrap().clone();
+    // on_error = "default": the built-in payload (the build dict) goes out; "skip": nothing.
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, "/degraded");
+    assert_eq!(seen[0].body["buildid"], 5);
+    let store = Store::open_shared(&dir.path().join("data")).unwrap();
+    let rows = store.list(None, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    let d = store.delivery(rows[0].id).unwrap().unwrap();
+    assert!(
+        d.explanation
+            .contains("DEGRADED: formatter \"broken\" failed (Trap)"),
+        "{}",
+        d.explanation
+    );
+    // Counted by kind in /metrics.
+    let metrics = client::get(&format!("{}/metrics", daemon.addr));
+    assert!(
+        metrics.contains("tidings_formatter_calls_total{formatter=\"broken\",result=\"Trap\"} 2"),
+        "{metrics}"
+    );
 }
