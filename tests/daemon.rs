@@ -140,20 +140,20 @@ impl Drop for Daemon {
 
 /// A tiny blocking client over reqwest's async one (reqwest's blocking feature is off).
 mod client {
-    pub fn get(url: &str) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+            .unwrap()
+            .block_on(f)
+    }
+
+    pub fn get(url: &str) -> String {
+        block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 
     pub fn blocking_post(url: &str, body: &serde_json::Value) -> (u16, String) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             let r = reqwest::Client::new()
                 .post(url)
                 .header("content-type", "application/json")
