@@ -266,6 +266,32 @@ pub struct Selection {
     pub schedulers: Vec<String>,
     pub message_formatter: Option<String>,
     pub on_error: OnError,
+    /// Report whole buildsets when they complete instead of each build (Buildbot's
+    /// `BuildSetStatusGenerator`, MailNotifier's `buildSetSummary`).
+    pub build_set_summary: bool,
+    /// Report build requests when they are submitted or cancelled (`BuildRequestGenerator`).
+    pub report_requests: bool,
+    /// Report missing workers (`WorkerMissingGenerator`): which ones.
+    pub workers: Option<WorkerFilter>,
+}
+
+/// Which workers a reporter reports missing: `workers = "all"` or a list of names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum WorkerFilter {
+    /// `"all"` (any other string is a config error).
+    All(String),
+    Names(Vec<String>),
+}
+
+impl WorkerFilter {
+    /// Whether the worker called `name` is reported.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            WorkerFilter::All(_) => true,
+            WorkerFilter::Names(n) => n.iter().any(|w| w == name),
+        }
+    }
 }
 
 /// Declares a reporter's config struct: the common fields (Buildbot's generator options) are
@@ -301,6 +327,17 @@ macro_rules! reporter_config {
             /// When the formatter fails: `default` (built-in message, marked degraded) or `skip`.
             #[serde(default)]
             pub on_error: OnError,
+            /// Report each buildset once, when it completes, with the builds that pass the
+            /// filters and the mode, instead of each build [default false].
+            #[serde(default)]
+            pub build_set_summary: bool,
+            /// Also report build requests when submitted or cancelled [default false].
+            #[serde(default)]
+            pub report_requests: bool,
+            /// Report missing workers: `"all"` or a list of worker names; only workers with a
+            /// `notify` list are reported, as in Buildbot [default: none].
+            #[serde(default)]
+            pub workers: Option<WorkerFilter>,
             /// Attempts before a delivery is dead-lettered [default 10].
             #[serde(default)]
             pub max_attempts: Option<u32>,
@@ -331,6 +368,9 @@ macro_rules! reporter_config {
                     schedulers: self.schedulers.clone(),
                     message_formatter: self.message_formatter.clone(),
                     on_error: self.on_error,
+                    build_set_summary: self.build_set_summary,
+                    report_requests: self.report_requests,
+                    workers: self.workers.clone(),
                 }
             }
 
@@ -703,6 +743,13 @@ impl Config {
             if !s.builders.is_empty() && !s.tags.is_empty() {
                 problems.push(format!(
                     "{at}: builders and tags cannot be used together (Buildbot refuses it too)"
+                ));
+            }
+            if let Some(WorkerFilter::All(w)) = &s.workers
+                && w != "all"
+            {
+                problems.push(format!(
+                    "{at}: workers = {w:?}: give \"all\" or a list of worker names"
                 ));
             }
             if let Some(f) = &s.message_formatter

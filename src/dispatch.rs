@@ -10,18 +10,19 @@
 //! (and if a crash comes between the two, the deliveries' idempotency keys absorb the repeat).
 
 use crate::config::{Mode, OnError, Selection};
-use crate::event::{Build, Change, Event, EventKind, Results};
+use crate::event::{Build, Change, Event, EventKind, Results, Subject, Worker};
 use crate::formatter::{Formatter, HookOutput, Request, WrapContext};
 use crate::metrics::Metrics;
 use crate::reporters::{Formatted, RenderInput, Reporter};
 use crate::source::http::now_ms;
 use crate::store::{BuildRecord, NewDelivery, Store, StoreError, StoredEvent};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-use tidings_guest::{Hook, Master, ReporterInfo};
+use tidings_guest::{Hook, Master, Message, ReporterInfo};
 use tokio::sync::Notify;
 
 /// Whether a finished build with `results` is reported under `mode`, given the previous
@@ -67,6 +68,39 @@ pub fn blamelist(build: &Build, changes: &[Change]) -> Vec<String> {
     users.sort();
     users.dedup();
     users
+}
+
+/// The mode words of `sel` that report a build with `results` after `prev`.
+fn mode_hits(sel: &Selection, results: Option<i64>, prev: Option<i64>) -> Vec<&str> {
+    sel.mode
+        .0
+        .iter()
+        .filter(|w| mode_matches(&Mode(vec![(*w).clone()]), results, prev))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Buildbot's merge of the messages of a buildset's builds: the first type wins (a message of
+/// another type is left out), the first subject wins, string bodies are concatenated, list
+/// bodies joined; other bodies cannot be merged and only the first is kept.
+pub fn merge_messages(messages: Vec<Message>) -> Option<Message> {
+    let mut it = messages.into_iter();
+    let mut merged = it.next()?;
+    for m in it {
+        if m.message_type != merged.message_type {
+            tracing::info!("a buildset message of another type than the first is left out");
+            continue;
+        }
+        if merged.subject.is_none() {
+            merged.subject = m.subject;
+        }
+        match (&mut merged.body, m.body) {
+            (Value::String(a), Value::String(b)) => a.push_str(&b),
+            (Value::Array(a), Value::Array(b)) => a.extend(b),
+            _ => {}
+        }
+    }
+    Some(merged)
 }
 
 /// The cursor under which dispatch records how far it got in the event log.
@@ -172,65 +206,59 @@ impl Dispatcher {
     }
 
     fn deliveries_for(&self, ev: &StoredEvent) -> Result<Vec<Pending>, StoreError> {
-        let build: Build = match serde_json::from_str(&ev.body) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(event = ev.id, error = %e, "a stored event is not a build dict; skipped");
-                return Ok(Vec::new());
-            }
-        };
-        let event = match Event::from_build(build) {
+        let (event, raw_build) = match Event::from_stored(&ev.body) {
             Ok(e) => e,
             Err(reason) => {
-                tracing::error!(event = ev.id, %reason, "a stored event has no build identity; skipped");
+                tracing::error!(event = ev.id, %reason, "a stored event cannot be read; skipped");
                 return Ok(Vec::new());
             }
         };
-        let b = &event.build;
-        let mut prev: Option<BuildRecord> = None;
-        if let (Some(buildid), Some(builderid), Some(number)) = (b.buildid, b.builderid, b.number) {
-            self.store.record_build(&BuildRecord {
-                master: event.master.clone(),
-                buildid,
-                builderid,
-                number,
-                complete: b.complete,
-                results: b.results,
-                body: ev.body.clone(),
-            })?;
-            if event.kind == EventKind::BuildFinished {
-                prev = self
-                    .store
-                    .previous_build(&event.master, builderid, number)?;
-            }
-        }
-        let prev_results = prev.as_ref().and_then(|p| p.results);
-        let order_key = match (b.buildrequestid, b.buildid) {
-            (Some(br), _) => Some(format!("{}|buildrequest/{br}", event.master)),
-            (None, Some(id)) => Some(format!("{}|build/{id}", event.master)),
-            _ => None,
-        };
-        let now = now_ms();
         let mut out = Vec::new();
+        match &event.subject {
+            Subject::Build(b) => {
+                // The build dict exactly as received, when the body is one.
+                let document = if raw_build {
+                    ev.body.clone()
+                } else {
+                    serde_json::to_string(b).expect("a build serialises")
+                };
+                match event.kind {
+                    EventKind::BuildStarted | EventKind::BuildFinished => {
+                        self.for_build(ev, &event, b, &document, &mut out)?
+                    }
+                    _ => self.for_request(ev, &event, b, &document, &mut out),
+                }
+            }
+            Subject::Buildset { buildset, builds } => {
+                self.for_buildset(ev, &event, buildset, builds, &mut out)?
+            }
+            Subject::Worker(w) => self.for_worker(ev, &event, w, &mut out),
+        }
+        Ok(out)
+    }
+
+    /// `build_started` / `build_finished`: Buildbot's `BuildStatusGenerator`.
+    fn for_build(
+        &self,
+        ev: &StoredEvent,
+        event: &Event,
+        b: &Build,
+        document: &str,
+        out: &mut Vec<Pending>,
+    ) -> Result<(), StoreError> {
+        let prev = self.record(event, b, document)?;
+        let prev_results = prev.as_ref().and_then(|p| p.results);
         for route in &self.routes {
-            let r = &route.reporter;
+            let r = route.reporter.as_ref();
             let sel = r.selection();
-            if !selected(sel, b) {
+            if sel.build_set_summary || !selected(sel, b) {
                 continue;
             }
-            let why_mode = match event.kind {
+            let why = match event.kind {
                 EventKind::BuildStarted if r.report_new() => "build start (report_new)".to_owned(),
                 EventKind::BuildStarted => continue,
-                EventKind::BuildFinished => {
-                    let hits: Vec<&str> = sel
-                        .mode
-                        .0
-                        .iter()
-                        .filter(|w| {
-                            mode_matches(&Mode(vec![(*w).clone()]), b.results, prev_results)
-                        })
-                        .map(String::as_str)
-                        .collect();
+                _ => {
+                    let hits = mode_hits(sel, b.results, prev_results);
                     if hits.is_empty() {
                         continue;
                     }
@@ -247,41 +275,215 @@ impl Dispatcher {
                     )
                 }
             };
-            let Some(message) = self.format(r.as_ref(), &event, prev.as_ref()) else {
+            let Some(message) = self.format(r, b, prev.as_ref()) else {
                 continue;
             };
-            let rendered = r.render(&RenderInput {
-                event_id: ev.id,
-                kind: event.kind,
-                build: b,
-                build_json: &ev.body,
-                message: &message,
-                title: &self.master.title,
-                now,
-            });
-            for d in rendered {
-                let explanation = explain(ev, r.as_ref(), &event, &why_mode, &message);
-                out.push(Pending {
-                    key: format!("{}|{}|{}", ev.key, sel.name, d.destination),
-                    event_id: ev.id,
-                    reporter: sel.name.clone(),
-                    destination: d.destination,
-                    order_key: order_key.clone(),
-                    payload: d.payload,
-                    explanation,
-                });
-            }
+            self.emit(ev, event, r, &why, &message, document, out);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Records a build in the history; for a finished build, returns the previous build.
+    fn record(
+        &self,
+        event: &Event,
+        b: &Build,
+        document: &str,
+    ) -> Result<Option<BuildRecord>, StoreError> {
+        let (Some(buildid), Some(builderid), Some(number)) = (b.buildid, b.builderid, b.number)
+        else {
+            return Ok(None);
+        };
+        self.store.record_build(&BuildRecord {
+            master: event.master.clone(),
+            buildid,
+            builderid,
+            number,
+            complete: b.complete,
+            results: b.results,
+            body: document.to_owned(),
+        })?;
+        if b.complete {
+            self.store.previous_build(&event.master, builderid, number)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// `buildrequest_new` / `buildrequest_cancelled`: Buildbot's `BuildRequestGenerator`
+    /// (filters, no mode), for reporters with `report_requests`.
+    fn for_request(
+        &self,
+        ev: &StoredEvent,
+        event: &Event,
+        b: &Build,
+        document: &str,
+        out: &mut Vec<Pending>,
+    ) {
+        for route in &self.routes {
+            let r = route.reporter.as_ref();
+            let sel = r.selection();
+            if !sel.report_requests || !selected(sel, b) {
+                continue;
+            }
+            let Some(message) = self.format(r, b, None) else {
+                continue;
+            };
+            self.emit(ev, event, r, "report_requests", &message, document, out);
+        }
+    }
+
+    /// `buildset_complete`: Buildbot's `BuildSetStatusGenerator`, for reporters with
+    /// `build_set_summary`: the builds that pass the filters and the mode (each against its own
+    /// previous build); nothing when none does. The formatter is called per kept build and the
+    /// messages merged as Buildbot merges them.
+    fn for_buildset(
+        &self,
+        ev: &StoredEvent,
+        event: &Event,
+        buildset: &crate::event::Buildset,
+        builds: &[Build],
+        out: &mut Vec<Pending>,
+    ) -> Result<(), StoreError> {
+        let mut prevs = Vec::with_capacity(builds.len());
+        for b in builds {
+            let prev = match (b.builderid, b.number) {
+                (Some(builder), Some(n)) => self.store.previous_build(&event.master, builder, n)?,
+                _ => None,
+            };
+            prevs.push(prev);
+        }
+        for route in &self.routes {
+            let r = route.reporter.as_ref();
+            let sel = r.selection();
+            if !sel.build_set_summary {
+                continue;
+            }
+            let mut kept = Vec::new();
+            let mut words = Vec::new();
+            for (b, prev) in builds.iter().zip(&prevs) {
+                let hits = mode_hits(sel, b.results, prev.as_ref().and_then(|p| p.results));
+                if selected(sel, b) && !hits.is_empty() {
+                    kept.push((b, prev.as_ref()));
+                    words.extend(hits);
+                }
+            }
+            if kept.is_empty() {
+                continue;
+            }
+            words.sort_unstable();
+            words.dedup();
+            let mut messages = Vec::new();
+            let mut degraded = None;
+            for (b, prev) in &kept {
+                match self.format(r, b, *prev) {
+                    Some(Formatted::Custom(m)) => messages.push(m),
+                    Some(Formatted::Default { degraded: d }) => degraded = degraded.or(d),
+                    None => {}
+                }
+            }
+            let message = match (merge_messages(messages), degraded, &sel.message_formatter) {
+                (Some(m), None, _) => Formatted::Custom(m),
+                (_, Some(why), _) => Formatted::Default {
+                    degraded: Some(why),
+                },
+                (None, None, Some(_)) => continue, // the formatter chose to send nothing
+                (None, None, None) => Formatted::Default { degraded: None },
+            };
+            let document = serde_json::json!({
+                "buildset": buildset,
+                "builds": kept.iter().map(|(b, _)| b).collect::<Vec<_>>(),
+            })
+            .to_string();
+            let why = format!(
+                "build_set_summary: buildset {} result {}, {} of {} builds kept by mode [{}] (matched by {})",
+                buildset.bsid.unwrap_or_default(),
+                Results::text_for(buildset.results),
+                kept.len(),
+                builds.len(),
+                sel.mode.0.join(", "),
+                words.join(", "),
+            );
+            self.emit(ev, event, r, &why, &message, &document, out);
+        }
+        Ok(())
+    }
+
+    /// `worker_missing`: Buildbot's `WorkerMissingGenerator`, for reporters whose `workers`
+    /// names the worker, and only when the worker has a `notify` list. ABI 1's formatter hooks
+    /// take a build, so the built-in message is used.
+    fn for_worker(&self, ev: &StoredEvent, event: &Event, w: &Worker, out: &mut Vec<Pending>) {
+        if event.kind != EventKind::WorkerMissing || w.notify.is_empty() {
+            return;
+        }
+        let document = serde_json::to_string(w).expect("a worker serialises");
+        for route in &self.routes {
+            let r = route.reporter.as_ref();
+            let sel = r.selection();
+            if !sel.workers.as_ref().is_some_and(|f| f.matches(&w.name)) {
+                continue;
+            }
+            let why = format!(
+                "worker {:?} missing, notify [{}]",
+                w.name,
+                w.notify.join(", ")
+            );
+            let message = Formatted::Default { degraded: None };
+            self.emit(ev, event, r, &why, &message, &document, out);
+        }
+    }
+
+    /// Renders one reporter's deliveries for an event and queues them.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        ev: &StoredEvent,
+        event: &Event,
+        r: &dyn Reporter,
+        why: &str,
+        message: &Formatted,
+        document: &str,
+        out: &mut Vec<Pending>,
+    ) {
+        let sel = r.selection();
+        let order_key = match (&event.subject, event.buildrequest()) {
+            (_, Some(br)) => format!("{}|buildrequest/{br}", event.master),
+            (Subject::Build(b), None) => {
+                format!("{}|build/{}", event.master, b.buildid.unwrap_or_default())
+            }
+            (Subject::Buildset { buildset, .. }, _) => {
+                format!(
+                    "{}|buildset/{}",
+                    event.master,
+                    buildset.bsid.unwrap_or_default()
+                )
+            }
+            (Subject::Worker(w), _) => format!("{}|worker/{}", event.master, w.name),
+        };
+        let rendered = r.render(&RenderInput {
+            event_id: ev.id,
+            kind: event.kind,
+            event,
+            document,
+            message,
+            title: &self.master.title,
+            now: now_ms(),
+        });
+        for d in rendered {
+            out.push(Pending {
+                key: format!("{}|{}|{}", ev.key, sel.name, d.destination),
+                event_id: ev.id,
+                reporter: sel.name.clone(),
+                destination: d.destination,
+                order_key: Some(order_key.clone()),
+                payload: d.payload,
+                explanation: explain(ev, r, event, why, message),
+            });
+        }
     }
 
     /// Calls the reporter's formatter (or not): `None` means send nothing.
-    fn format(
-        &self,
-        r: &dyn Reporter,
-        event: &Event,
-        prev: Option<&BuildRecord>,
-    ) -> Option<Formatted> {
+    fn format(&self, r: &dyn Reporter, b: &Build, prev: Option<&BuildRecord>) -> Option<Formatted> {
         let sel = r.selection();
         let Some(name) = &sel.message_formatter else {
             return Some(Formatted::Default { degraded: None });
@@ -292,7 +494,7 @@ impl Dispatcher {
                 degraded: Some(format!("formatter {name:?} is not loaded")),
             });
         };
-        let mut build = event.build.clone();
+        let mut build = b.clone();
         let wants_prev = sel.mode.0.iter().any(|w| w == "change" || w == "problem");
         if wants_prev
             && let Some(p) = prev
@@ -340,13 +542,13 @@ impl Dispatcher {
                 let why = format!("formatter {name:?} failed ({}): {e}", e.kind());
                 match sel.on_error {
                     OnError::Default => {
-                        tracing::warn!(reporter = %sel.name, build = ?event.build.buildid, "{why}; sending the built-in message, marked degraded");
+                        tracing::warn!(reporter = %sel.name, build = ?b.buildid, "{why}; sending the built-in message, marked degraded");
                         Some(Formatted::Default {
                             degraded: Some(why),
                         })
                     }
                     OnError::Skip => {
-                        tracing::warn!(reporter = %sel.name, build = ?event.build.buildid, "{why}; on_error = skip, nothing sent");
+                        tracing::warn!(reporter = %sel.name, build = ?b.buildid, "{why}; on_error = skip, nothing sent");
                         None
                     }
                 }
@@ -364,7 +566,6 @@ fn explain(
     message: &Formatted,
 ) -> String {
     let sel = r.selection();
-    let b = &event.build;
     let mut filters = Vec::new();
     for (name, list) in [
         ("builders", &sel.builders),
@@ -388,15 +589,31 @@ fn explain(
         }
         _ => "built-in message".to_owned(),
     };
+    let about = match &event.subject {
+        Subject::Build(b) if b.number.is_some() || b.buildid.is_some() => format!(
+            "builder {:?} build #{}",
+            b.builder_name().unwrap_or_default(),
+            b.number.map_or("?".into(), |n| n.to_string())
+        ),
+        Subject::Build(b) => format!(
+            "builder {:?} build request {}",
+            b.builder_name().unwrap_or_default(),
+            event.buildrequest().unwrap_or_default()
+        ),
+        Subject::Buildset { buildset, builds } => format!(
+            "buildset {} ({} builds)",
+            buildset.bsid.unwrap_or_default(),
+            builds.len()
+        ),
+        Subject::Worker(w) => format!("worker {:?}", w.name),
+    };
     format!(
-        "reporter {:?} ({}) for event {} ({} from {}): builder {:?} build #{}; {why_mode}; filters: {}; {formatter}",
+        "reporter {:?} ({}) for event {} ({} from {}): {about}; {why_mode}; filters: {}; {formatter}",
         sel.name,
         r.kind(),
         ev.id,
         ev.kind,
         ev.source,
-        b.builder_name().unwrap_or_default(),
-        b.number.map_or("?".into(), |n| n.to_string()),
         if filters.is_empty() {
             "none".into()
         } else {

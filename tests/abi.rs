@@ -4,27 +4,14 @@
 
 mod support;
 
-use jsonschema::{Resource, Validator};
+use jsonschema::Validator;
 use serde_json::{Value, json};
 use tidings::event::Build;
 use tidings::formatter::abi::parse_output;
 use tidings::formatter::{Grants, Limits, Request, WrapContext};
 use tidings_guest::Hook;
 
-const BASE: &str = "https://tidings.example/abi/1/";
-
-fn load_schema(name: &str) -> Value {
-    serde_json::from_str(&support::read(format!("guest-sdk/schema/{name}"))).unwrap()
-}
-
-/// The validator for `name`, with the build schema registered so `$ref`s resolve offline.
-fn validator(name: &str) -> Validator {
-    let build = Resource::from_contents(load_schema("build.schema.json")).unwrap();
-    jsonschema::options()
-        .with_resource(format!("{BASE}build.schema.json"), build)
-        .build(&load_schema(name))
-        .unwrap_or_else(|e| panic!("schema {name}: {e}"))
-}
+use support::{SCHEMA_BASE as BASE, load_schema, validator};
 
 fn assert_valid(v: &Validator, doc: &Value, what: &str) {
     let errors: Vec<String> = v

@@ -129,6 +129,13 @@ impl Daemon {
         assert_eq!(r.0, 202, "{}", r.1);
         serde_json::from_str(&r.1).unwrap()
     }
+
+    /// POSTs a native envelope to `/api/v1/events`.
+    fn post_event(&self, body: &Value) -> Value {
+        let r = client::blocking_post(&format!("{}/api/v1/events", self.addr), body);
+        assert_eq!(r.0, 202, "{}", r.1);
+        serde_json::from_str(&r.1).unwrap()
+    }
 }
 
 impl Drop for Daemon {
@@ -459,4 +466,253 @@ fn a_failing_formatter_degrades_or_skips_as_configured() {
         metrics.contains("tidings_formatter_calls_total{formatter=\"broken\",result=\"Trap\"} 2"),
         "{metrics}"
     );
+}
+
+/// The requests the peer saw on `path`, in arrival order.
+fn seen_on(peer: &Peer, path: &str) -> Vec<Seen> {
+    let seen = peer.seen.lock().unwrap();
+    seen.iter().filter(|s| s.path == path).cloned().collect()
+}
+
+#[test]
+fn every_mode_and_filter_reports_through_the_daemon_exactly_what_buildbot_reports() {
+    // The sequence (success, failure, failure, success, exception, retry, cancelled, skipped,
+    // warnings, failure) and each mode's reported builds come from Buildbot 4.3's own generator
+    // (scripts/buildbot-mode-table.py). Each mode is one reporter with a path of its own.
+    let table: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/modes.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let sequence: Vec<i64> = serde_json::from_value(table["sequence"].clone()).unwrap();
+    let all = table["modes"][0]["reported"].clone();
+    assert_eq!(table["modes"][0]["mode"], "all");
+    let mut cases: Vec<(String, String, Value)> = Vec::new(); // (path, settings, expected)
+    for (i, row) in table["modes"].as_array().unwrap().iter().enumerate() {
+        cases.push((
+            format!("/mode-{i}"),
+            format!("mode = {}", row["mode"]),
+            row["reported"].clone(),
+        ));
+    }
+    // The filters (the samples are builder "runtests", tags test+reporter, branch main,
+    // scheduler force).
+    for (name, settings, expected) in [
+        (
+            "builders-other",
+            "builders = [\"other\"]",
+            Value::Array(vec![]),
+        ),
+        (
+            "builders-runtests",
+            "builders = [\"runtests\"]",
+            all.clone(),
+        ),
+        ("tags", "tags = [\"nope\", \"reporter\"]", all.clone()),
+        (
+            "branch-release",
+            "branches = [\"release\"]",
+            Value::Array(vec![]),
+        ),
+        ("scheduler-force", "schedulers = [\"force\"]", all.clone()),
+    ] {
+        cases.push((
+            format!("/filter-{name}"),
+            format!("mode = \"all\"\n{settings}"),
+            expected,
+        ));
+    }
+    let peer = Arc::new(Peer::default());
+    let peer_addr = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut reporters = String::new();
+    for (i, (path, settings, _)) in cases.iter().enumerate() {
+        reporters.push_str(&format!(
+            "[[reporter.http_push]]\nname = \"r{i}\"\nserver_url = \"http://{peer_addr}{path}\"\nreport_new = false\n{settings}\n\n"
+        ));
+    }
+    let config = write_config(dir.path(), &reporters);
+    let daemon = Daemon::start(&config);
+    for (i, results) in sequence.iter().enumerate() {
+        let n = i as i64 + 1;
+        let mut b = sample(n);
+        b["results"] = (*results).into();
+        daemon.post(&b);
+    }
+    let total: usize = cases.iter().map(|c| c.2.as_array().unwrap().len()).sum();
+    wait_until("every notification", Duration::from_secs(30), || {
+        peer.seen.lock().unwrap().len() >= total
+    });
+    std::thread::sleep(Duration::from_millis(500)); // nothing more arrives
+    assert_eq!(peer.seen.lock().unwrap().len(), total);
+    for (path, settings, expected) in &cases {
+        let mut got: Vec<i64> = seen_on(&peer, path)
+            .iter()
+            .map(|s| s.body["number"].as_i64().unwrap())
+            .collect();
+        got.sort_unstable();
+        let expected: Vec<i64> = serde_json::from_value(expected.clone()).unwrap();
+        assert_eq!(got, expected, "{settings}");
+    }
+}
+
+#[test]
+fn buildsets_requests_and_workers_reach_the_reporters_that_ask_for_them() {
+    let peer = Arc::new(Peer::default());
+    let peer_addr = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let url = |path: &str| format!("http://{peer_addr}{path}");
+    // Like push(), with the mode left to `extra`.
+    let push = |name: &str, url: &str, extra: &str| {
+        push(name, url, extra).replace("mode = [\"all\"]\n", "")
+    };
+    let config = write_config(
+        dir.path(),
+        &[
+            push("builds", &url("/builds"), "mode = \"all\""),
+            push(
+                "sets",
+                &url("/sets"),
+                "build_set_summary = true\nmode = [\"failing\"]",
+            ),
+            push(
+                "sets-passing",
+                &url("/sets-passing"),
+                "build_set_summary = true\nmode = [\"passing\"]",
+            ),
+            push(
+                "requests",
+                &url("/requests"),
+                "report_requests = true\nreport_new = false\nmode = [\"passing\"]",
+            ),
+            push(
+                "workers",
+                &url("/workers"),
+                "workers = [\"w1\", \"w2\"]\nreport_new = false\nmode = [\"passing\"]",
+            ),
+        ]
+        .concat(),
+    );
+    let daemon = Daemon::start(&config);
+    let master = "http://127.0.0.1:8010/";
+    let request = |brid: i64| {
+        let mut b = sample(brid);
+        for k in [
+            "buildid",
+            "number",
+            "results",
+            "complete_at",
+            "started_at",
+            "state_string",
+        ] {
+            b.as_object_mut().unwrap().remove(k);
+        }
+        b["complete"] = false.into();
+        b["url"] = format!("{master}#/buildrequests/{brid}").into();
+        b
+    };
+    let ev = |kind: &str, extra: Value| {
+        let mut e = serde_json::json!({"schema_version": 1, "type": kind, "master": master});
+        e.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        e
+    };
+    let mut started = sample(50);
+    started["complete"] = false.into();
+    started["results"] = Value::Null;
+    let mut failed = sample(50);
+    failed["results"] = 2.into();
+    let mut cancelled = request(51);
+    cancelled["complete"] = true.into();
+    cancelled["results"] = 6.into();
+    for e in [
+        ev(
+            "buildrequest_new",
+            serde_json::json!({"build": request(50)}),
+        ),
+        ev("build_started", serde_json::json!({"build": started})),
+        ev("build_finished", serde_json::json!({"build": failed})),
+        ev(
+            "buildrequest_new",
+            serde_json::json!({"build": request(51)}),
+        ),
+        ev(
+            "buildrequest_cancelled",
+            serde_json::json!({"build": cancelled}),
+        ),
+        ev(
+            "buildset_complete",
+            serde_json::json!({
+            "buildset": {"bsid": 9, "complete": true, "results": 2},
+            "builds": [failed]}),
+        ),
+        ev(
+            "worker_missing",
+            serde_json::json!({"worker": {"name": "w1", "notify": ["ops@example.org"], "last_connection": "Mon"}}),
+        ),
+        ev(
+            "worker_missing",
+            serde_json::json!({"worker": {"name": "w2", "last_connection": "Mon"}}),
+        ),
+        ev(
+            "worker_missing",
+            serde_json::json!({"worker": {"name": "w3", "notify": ["ops@example.org"], "last_connection": "Mon"}}),
+        ),
+        ev(
+            "worker_connected",
+            serde_json::json!({"id": "c1", "worker": {"name": "w1"}}),
+        ),
+    ] {
+        assert_eq!(daemon.post_event(&e)["duplicate"], false, "{e}");
+    }
+    wait_until("every notification", Duration::from_secs(20), || {
+        peer.seen.lock().unwrap().len() >= 7
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        peer.seen.lock().unwrap().len(),
+        7,
+        "{:#?}",
+        peer.seen.lock().unwrap()
+    );
+
+    // Build start and finish, as HttpStatusPush would post them.
+    let builds = seen_on(&peer, "/builds");
+    let phases: Vec<_> = builds
+        .iter()
+        .map(|s| (s.body["buildid"].as_i64(), s.body["complete"].as_bool()))
+        .collect();
+    assert_eq!(phases, [(Some(50), Some(false)), (Some(50), Some(true))]);
+    // One summary for the buildset, with the build the mode kept; none where the mode kept none.
+    let sets = seen_on(&peer, "/sets");
+    assert_eq!(sets.len(), 1);
+    assert_eq!(sets[0].body["buildset"]["bsid"], 9);
+    assert_eq!(sets[0].body["builds"][0]["buildid"], 50);
+    assert!(seen_on(&peer, "/sets-passing").is_empty());
+    // The requests, each request's in order, with no buildid.
+    let requests: Vec<_> = seen_on(&peer, "/requests")
+        .iter()
+        .map(|s| {
+            (
+                s.body["buildrequestid"].as_i64().unwrap(),
+                s.body["complete"].as_bool().unwrap(),
+                s.body.get("buildid").is_some(),
+            )
+        })
+        .collect();
+    let mut for_51: Vec<_> = requests.iter().filter(|r| r.0 == 51).collect();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(requests.contains(&(50, false, false)));
+    assert_eq!(
+        for_51.drain(..).copied().collect::<Vec<_>>(),
+        [(51, false, false), (51, true, false)]
+    );
+    // Only the listed worker that has someone to notify.
+    let workers = seen_on(&peer, "/workers");
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].body["name"], "w1");
+    assert_eq!(workers[0].body["notify"][0], "ops@example.org");
 }

@@ -35,11 +35,21 @@ async fn start(auth: IngestAuth, max_body: usize) -> Server {
     }
 }
 
-/// POSTs `body` with raw HTTP/1.1 and returns the status code and the response body.
+/// POSTs `body` to `/api/v1/buildbot` with raw HTTP/1.1; returns the status and the body.
 async fn post(addr: std::net::SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    post_to(addr, "/api/v1/buildbot", headers, body).await
+}
+
+/// POSTs `body` to `path` with raw HTTP/1.1 and returns the status code and the response body.
+async fn post_to(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
-        "POST /api/v1/buildbot HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -191,18 +201,36 @@ async fn random_and_truncated_bodies_never_crash_or_store() {
             );
         }
     }
-    for b in &bodies {
-        let (status, _) = post(server.addr, &[], b).await;
-        assert_eq!(
-            status,
-            400,
-            "{:?}",
-            String::from_utf8_lossy(&b[..b.len().min(60)])
-        );
+    // The same sample inside a native envelope, truncated the same way.
+    let envelope = format!(
+        "{{\"schema_version\": 1, \"type\": \"build_finished\", \"build\": {}}}",
+        String::from_utf8_lossy(&body)
+    )
+    .into_bytes();
+    let truncated: Vec<Vec<u8>> = (1..envelope.len())
+        .step_by(37)
+        .map(|n| envelope[..n].to_vec())
+        .collect();
+    for path in ["/api/v1/buildbot", "/api/v1/events"] {
+        for b in bodies.iter().chain(&truncated) {
+            let (status, _) = post_to(server.addr, path, &[], b).await;
+            assert_eq!(
+                status,
+                400,
+                "{path} {:?}",
+                String::from_utf8_lossy(&b[..b.len().min(60)])
+            );
+        }
     }
     assert_eq!(server.store.event_count().unwrap(), 0);
     let (status, _) = post(server.addr, &[], &body).await;
     assert_eq!(status, 202, "still serving");
+    let (status, resp) = post_to(server.addr, "/api/v1/events", &[], &envelope).await;
+    assert_eq!(status, 202, "still serving");
+    assert!(
+        resp.contains("\"duplicate\":true"),
+        "same build, same key: {resp}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,4 +250,99 @@ async fn concurrent_posts_are_all_committed() {
         assert_eq!(p.await.unwrap(), 202);
     }
     assert_eq!(server.store.event_count().unwrap(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn native_envelopes_are_checked_as_the_schema_says_and_stored_once() {
+    let server = start(IngestAuth::default(), 1 << 20).await;
+    let schema = support::load_schema("event.schema.json");
+    let v = support::validator("event.schema.json");
+    let examples = schema["examples"].as_array().unwrap();
+    assert!(examples.len() >= 4);
+    for e in examples {
+        assert!(v.is_valid(e), "schema example {e}");
+        let (status, resp) =
+            post_to(server.addr, "/api/v1/events", &[], e.to_string().as_bytes()).await;
+        assert_eq!(status, 202, "{e}: {resp}");
+        assert!(resp.contains("\"duplicate\":false"), "{resp}");
+    }
+    // A real HttpStatusPush body inside an envelope: valid, and one event with the bare body.
+    let sample: serde_json::Value =
+        serde_json::from_slice(&support::sample("failure-full.json")).unwrap();
+    let wrapped =
+        serde_json::json!({"schema_version": 1, "type": "build_finished", "build": sample});
+    assert!(v.is_valid(&wrapped));
+    let (status, _) = post(server.addr, &[], sample.to_string().as_bytes()).await;
+    assert_eq!(status, 202);
+    let (status, resp) = post_to(
+        server.addr,
+        "/api/v1/events",
+        &[],
+        wrapped.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, resp.contains("\"duplicate\":true")),
+        (202, true),
+        "{resp}"
+    );
+    let stored = server.store.event_count().unwrap();
+
+    // What the schema refuses, the endpoint refuses, with a reason.
+    let bad = [
+        (
+            serde_json::json!({"schema_version": 2, "type": "build_started"}),
+            "schema_version 2",
+        ),
+        (
+            serde_json::json!({"schema_version": 1, "type": "build_done"}),
+            "unknown event type",
+        ),
+        (
+            serde_json::json!({"schema_version": 1, "type": "build_finished", "master": "m"}),
+            "needs `build`",
+        ),
+        (
+            serde_json::json!({"schema_version": 1, "type": "build_started", "master": "m",
+                               "build": {"buildid": 3, "complete": true}}),
+            "must have",
+        ),
+        (
+            serde_json::json!({"schema_version": 1, "type": "buildset_complete", "master": "m", "buildset": {}}),
+            "bsid",
+        ),
+        (
+            serde_json::json!({"schema_version": 1, "type": "buildrequest_new", "master": "m", "build": {"builderid": 1}}),
+            "buildrequestid",
+        ),
+        (
+            serde_json::json!({"schema_version": 1, "type": "worker_missing", "worker": {"name": "w"}}),
+            "master",
+        ),
+        (
+            serde_json::json!({"schema_version": 1, "type": "worker_connected", "master": "m", "worker": {"name": ""}}),
+            "worker.name",
+        ),
+        (
+            serde_json::json!({"schema_version": 1, "type": "worker_missing", "master": "m", "worker": {"name": "w"}, "color": 1}),
+            "unknown field `color`",
+        ),
+    ];
+    for (doc, reason) in bad {
+        assert!(!v.is_valid(&doc), "the schema accepts {doc}");
+        let (status, resp) = post_to(
+            server.addr,
+            "/api/v1/events",
+            &[],
+            doc.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 400, "{doc}");
+        assert!(resp.contains(reason), "{doc}: {resp}");
+    }
+    assert_eq!(
+        server.store.event_count().unwrap(),
+        stored,
+        "nothing more stored"
+    );
 }

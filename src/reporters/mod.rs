@@ -7,7 +7,7 @@
 pub mod http_push;
 
 use crate::config::{RetrySettings, Selection};
-use crate::event::{Build, EventKind};
+use crate::event::{Event, EventKind};
 use crate::outbox::Sink;
 use std::sync::Arc;
 use tidings_guest::Message;
@@ -26,9 +26,11 @@ pub struct RenderInput<'a> {
     /// The stored event's id (monotonic).
     pub event_id: i64,
     pub kind: EventKind,
-    pub build: &'a Build,
-    /// The build dict exactly as received (unknown fields kept).
-    pub build_json: &'a str,
+    pub event: &'a Event,
+    /// What the built-in wire format sends: the build dict exactly as received (unknown fields
+    /// kept) for build and build-request events; `{"buildset", "builds"}` with the reported
+    /// builds for a buildset; the worker dict for a worker event.
+    pub document: &'a str,
     pub message: &'a Formatted,
     /// `[master] title`.
     pub title: &'a str,

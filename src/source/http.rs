@@ -4,6 +4,10 @@
 //! start or a finish by its `complete`. Point a master at it with
 //! `HttpStatusPush(serverUrl="http://<tidings>/api/v1/buildbot", auth=(user, password))`.
 //!
+//! `POST /api/v1/events` takes the native envelope ([`crate::event::Envelope`], JSON Schema in
+//! `guest-sdk/schema/event.schema.json`): any CI or script can report builds, buildsets, build
+//! requests and workers with it.
+//!
 //! Answers: 202 with `{"id": …, "duplicate": …}` once the event is committed to the store (so
 //! an acknowledged event survives `kill -9`); 400 with the reason for a body that is not a build
 //! dict; 401 without valid credentials (compared in constant time); 413 above `max_body`; 503
@@ -14,7 +18,7 @@
 //! and commits them together (group commit), so durability does not cap throughput.
 
 use crate::config::Secret;
-use crate::event::{Build, Event};
+use crate::event::{Build, Envelope, Event};
 use crate::metrics::Metrics;
 use crate::store::{NewEvent, Store, Stored};
 use axum::Router;
@@ -73,11 +77,12 @@ pub struct Ingest {
     pub metrics: Arc<Metrics>,
 }
 
-/// The ingest routes: `POST /api/v1/buildbot`, `GET /healthz`.
+/// The ingest routes: `POST /api/v1/buildbot`, `POST /api/v1/events`, `GET /healthz`.
 pub fn router(ingest: Ingest) -> Router {
     let limit = ingest.max_body;
     Router::new()
         .route("/api/v1/buildbot", post(buildbot))
+        .route("/api/v1/events", post(native))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(Arc::new(ingest))
@@ -87,18 +92,22 @@ fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": reason.into() }))).into_response()
 }
 
+fn unauthorized() -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"tidings\""),
+    );
+    r
+}
+
 async fn buildbot(
     State(ingest): State<Arc<Ingest>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     if !ingest.auth.allows(&headers) {
-        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"tidings\""),
-        );
-        return r;
+        return unauthorized();
     }
     let build: Build = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -114,16 +123,47 @@ async fn buildbot(
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
     let body = String::from_utf8_lossy(&body).into_owned();
+    accept(&ingest, &event, "http_buildbot", body).await
+}
+
+async fn native(
+    State(ingest): State<Arc<Ingest>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !ingest.auth.allows(&headers) {
+        return unauthorized();
+    }
+    let envelope: Envelope = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a tidings event envelope (schema_version 1): {e}"),
+            );
+        }
+    };
+    let event = match Event::from_envelope(envelope) {
+        Ok(e) => e,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
+    // Stored as received: `Event::from_stored` reads it back (the master is derived again).
+    let body = String::from_utf8_lossy(&body).into_owned();
+    accept(&ingest, &event, "http_events", body).await
+}
+
+/// Commits a checked event and answers 202 (or 503 when the store cannot take it).
+async fn accept(ingest: &Ingest, event: &Event, source: &'static str, body: String) -> Response {
     match ingest
         .committer
-        .commit(event.key(), event.kind.name(), "http", body)
+        .commit(event.key(), event.kind.name(), source, body)
         .await
     {
         Ok(stored) => {
             ingest.metrics.add(
                 "tidings_events_total",
                 &[
-                    ("source", "http_buildbot"),
+                    ("source", source),
                     ("type", event.kind.name()),
                     ("duplicate", if stored.duplicate { "true" } else { "false" }),
                 ],

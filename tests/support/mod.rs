@@ -16,7 +16,11 @@ pub const FORMATTERS: &[&str] = &["short", "html-log-tail", "default-mail", "ger
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // `cargo test` sets it at run time too; prefer that (a binary reused from another checkout's
+    // build then still reads this checkout).
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// The cargo target directory this test binary was built in.
@@ -111,4 +115,22 @@ pub fn sample(name: &str) -> Vec<u8> {
 pub fn read(path: impl AsRef<Path>) -> String {
     let p = repo().join(path);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// The `$id` prefix of the schemas in `guest-sdk/schema/`.
+pub const SCHEMA_BASE: &str = "https://tidings.example/abi/1/";
+
+/// A schema from `guest-sdk/schema/`, parsed.
+pub fn load_schema(name: &str) -> serde_json::Value {
+    serde_json::from_str(&read(format!("guest-sdk/schema/{name}"))).unwrap()
+}
+
+/// The validator for schema `name`, with the build schema registered so `$ref`s resolve
+/// offline.
+pub fn validator(name: &str) -> jsonschema::Validator {
+    let build = jsonschema::Resource::from_contents(load_schema("build.schema.json")).unwrap();
+    jsonschema::options()
+        .with_resource(format!("{SCHEMA_BASE}build.schema.json"), build)
+        .build(&load_schema(name))
+        .unwrap_or_else(|e| panic!("schema {name}: {e}"))
 }

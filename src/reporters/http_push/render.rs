@@ -10,7 +10,7 @@ use tidings_guest::MessageType;
 /// `html` body as a JSON string (what Buildbot's `post(json=body)` does).
 pub fn body(input: &RenderInput<'_>) -> String {
     match input.message {
-        Formatted::Default { .. } => input.build_json.to_owned(),
+        Formatted::Default { .. } => input.document.to_owned(),
         Formatted::Custom(m) => match m.message_type {
             MessageType::Json | MessageType::Plain | MessageType::Html => {
                 serde_json::to_string(&m.body).expect("a JSON value serialises")
@@ -19,13 +19,19 @@ pub fn body(input: &RenderInput<'_>) -> String {
     }
 }
 
-/// A 0.8 StatusPush packet around `body`: `{id, timestamp, project, event, payload: {build}}`,
+/// A 0.8 StatusPush packet around `body`: `{id, timestamp, project, event, payload: {<what>}}`,
 /// `id` being the stored event's id (monotonic and persisted, as 0.8's was), `timestamp` Unix
-/// seconds.
+/// seconds. Event names are 0.8's where it had one (`buildStarted`, `buildFinished`,
+/// `requestSubmitted`, `requestCancelled`), else in its style.
 pub fn packet(input: &RenderInput<'_>, body: &str) -> String {
-    let event = match input.kind {
-        EventKind::BuildStarted => "buildStarted",
-        EventKind::BuildFinished => "buildFinished",
+    let (event, what) = match input.kind {
+        EventKind::BuildStarted => ("buildStarted", "build"),
+        EventKind::BuildFinished => ("buildFinished", "build"),
+        EventKind::BuildsetComplete => ("buildsetFinished", "buildset"),
+        EventKind::BuildrequestNew => ("requestSubmitted", "request"),
+        EventKind::BuildrequestCancelled => ("requestCancelled", "request"),
+        EventKind::WorkerMissing => ("workerMissing", "worker"),
+        EventKind::WorkerConnected => ("workerConnected", "worker"),
     };
     let body: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|_| serde_json::Value::String(body.into()));
@@ -34,7 +40,7 @@ pub fn packet(input: &RenderInput<'_>, body: &str) -> String {
         "timestamp": input.now / 1000,
         "project": input.title,
         "event": event,
-        "payload": { "build": body },
+        "payload": { what: body },
     })
     .to_string()
 }
