@@ -11,6 +11,7 @@
 //! accepting, lets in-flight deliveries finish within `[server] shutdown_grace` and leaves the
 //! rest in the outbox for the next start.
 
+use crate::buildbot_api::BuildbotApi;
 use crate::config::{Config, Synchronous};
 use crate::dispatch::{Dispatcher, Route};
 use crate::formatter::{Formatter, Host, HostOptions};
@@ -18,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{RetryPolicy, Worker};
 use crate::reporters::Reporter;
 use crate::reporters::http_push::HttpPush;
+use crate::source::buildbot::BuildbotStream;
 use crate::source::http::{Committer, Ingest, IngestAuth, router};
 use crate::store::{Durability, State, Store};
 use anyhow::{Context, Result};
@@ -232,6 +234,18 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         max_body: config.server.max_body.0 as usize,
         metrics: metrics.clone(),
     };
+    let (stop_sources, stop_sources_rx) = watch::channel(false);
+    let mut sources = tokio::task::JoinSet::new();
+    if let Some(bb) = &config.source.buildbot {
+        let stream = BuildbotStream {
+            api: BuildbotApi::new(bb)?,
+            committer: ingest.committer.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+        };
+        tracing::info!(master = %bb.url, "following a Buildbot master ([source.buildbot])");
+        sources.spawn(stream.run(stop_sources_rx.clone()));
+    }
     let app = router(ingest).merge(metrics_router(store.clone(), metrics.clone()));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -273,6 +287,8 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
     }
     tracing::info!("stopping: no new events accepted; draining deliveries in flight");
     let _ = stop_http.send(true);
+    let _ = stop_sources.send(true);
+    while sources.join_next().await.is_some() {}
     match server.await {
         Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server failed"),
         Err(e) => tracing::error!(error = %e, "the HTTP server task failed"),
@@ -310,6 +326,10 @@ fn reload(source: &ConfigSource, running: &Config, host: &Host) -> Result<Loaded
             != s.1.ingest_password.as_ref().map(|t| t.expose().to_owned())
     {
         tracing::warn!("[server] changed: those settings take effect at the next restart");
+    }
+    let url = |c: &Config| c.source.buildbot.as_ref().map(|b| b.url.clone());
+    if url(&config) != url(running) {
+        tracing::warn!("[source.buildbot] changed: it takes effect at the next restart");
     }
     let base = source.base();
     let formatters = load_formatters(&config, &base, host)?;

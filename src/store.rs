@@ -692,6 +692,25 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// Sets cursor `name` to `value` (a source's bookmark in its peer's history).
+    pub fn set_cursor(&self, name: &str, value: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO cursors (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![name, value],
+        )?;
+        Ok(())
+    }
+
+    /// Whether cursor `name` has ever been set.
+    pub fn has_cursor(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT 1 FROM cursors WHERE name = ?1", [name], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// Enqueues `deliveries` (as [`Store::enqueue`]) and moves cursor `name` to `to`, in one
     /// transaction: a crash either keeps both or neither, so an event is dispatched once.
     pub fn enqueue_and_advance(

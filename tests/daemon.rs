@@ -2,182 +2,19 @@
 //! HTTP peer on 127.0.0.1. Covers the retry classes, `kill -9` crash safety, SIGHUP reload and
 //! SIGTERM.
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+mod support;
+
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+use support::daemon::{Daemon, Peer, Seen, client, seen_on, start_peer, wait_until};
 use tidings::store::{State as DState, Store};
 
-/// One request the peer saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    key: String,
-    at: Instant,
-    body: Value,
-}
-
-/// A status and an optional `Retry-After` in seconds.
-type Answer = (u16, Option<u64>);
-
-/// What the peer answers, per path, in order; `200` once a script runs out.
-#[derive(Default)]
-struct Peer {
-    script: Mutex<HashMap<String, VecDeque<Answer>>>,
-    seen: Mutex<Vec<Seen>>,
-}
-
-async fn answer(
-    State(peer): State<Arc<Peer>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let path = uri.path().to_owned();
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    peer.seen.lock().unwrap().push(Seen {
-        path: path.clone(),
-        key,
-        at: Instant::now(),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    });
-    let next = peer
-        .script
-        .lock()
-        .unwrap()
-        .get_mut(&path)
-        .and_then(|s| s.pop_front());
-    let (status, retry_after) = next.unwrap_or((200, None));
-    let mut r = (StatusCode::from_u16(status).unwrap(), "scripted answer").into_response();
-    if let Some(s) = retry_after {
-        r.headers_mut()
-            .insert("retry-after", s.to_string().parse().unwrap());
-    }
-    r
-}
-
-/// Starts the peer on `addr` (port 0: any) in a thread of its own; it lives for the test.
-fn start_peer(addr: SocketAddr, peer: Arc<Peer>) -> SocketAddr {
-    let listener = std::net::TcpListener::bind(addr).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let bound = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = Router::new().fallback(answer).with_state(peer);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    bound
-}
-
-/// A `tidings serve` process, killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-impl Daemon {
-    fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("TIDINGS_LOG", "warn,tidings::outbox=error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("tidings listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Daemon { child, addr }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    fn post(&self, body: &Value) -> Value {
-        let r = client::blocking_post(&format!("{}/api/v1/buildbot", self.addr), body);
-        assert_eq!(r.0, 202, "{}", r.1);
-        serde_json::from_str(&r.1).unwrap()
-    }
-
-    /// POSTs a native envelope to `/api/v1/events`.
-    fn post_event(&self, body: &Value) -> Value {
-        let r = client::blocking_post(&format!("{}/api/v1/events", self.addr), body);
-        assert_eq!(r.0, 202, "{}", r.1);
-        serde_json::from_str(&r.1).unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A tiny blocking client over reqwest's async one (reqwest's blocking feature is off).
-mod client {
-    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
-
-    pub fn get(url: &str) -> String {
-        block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
-    }
-
-    pub fn blocking_post(url: &str, body: &serde_json::Value) -> (u16, String) {
-        block_on(async {
-            let r = reqwest::Client::new()
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        })
-    }
-}
-
 fn sample(buildid: i64) -> Value {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/buildbot/success-full.json"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(support::repo().join("tests/data/buildbot/success-full.json"))
+            .unwrap();
     let mut b: Value = serde_json::from_str(&text).unwrap();
     b["buildid"] = buildid.into();
     b["number"] = buildid.into();
@@ -196,14 +33,6 @@ fn write_config(dir: &Path, reporters: &str) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn push(name: &str, url: &str, extra: &str) -> String {
@@ -468,22 +297,13 @@ fn a_failing_formatter_degrades_or_skips_as_configured() {
     );
 }
 
-/// The requests the peer saw on `path`, in arrival order.
-fn seen_on(peer: &Peer, path: &str) -> Vec<Seen> {
-    let seen = peer.seen.lock().unwrap();
-    seen.iter().filter(|s| s.path == path).cloned().collect()
-}
-
 #[test]
 fn every_mode_and_filter_reports_through_the_daemon_exactly_what_buildbot_reports() {
     // The sequence (success, failure, failure, success, exception, retry, cancelled, skipped,
     // warnings, failure) and each mode's reported builds come from Buildbot 4.3's own generator
     // (scripts/buildbot-mode-table.py). Each mode is one reporter with a path of its own.
     let table: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/modes.json"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(support::repo().join("tests/data/modes.json")).unwrap(),
     )
     .unwrap();
     let sequence: Vec<i64> = serde_json::from_value(table["sequence"].clone()).unwrap();

@@ -1,10 +1,11 @@
 //! Event sources: where events come from. Each turns what it receives into
 //! [`crate::event::Event`]s and commits them to the store before acknowledging.
 //!
-//! - [`http`]: the ingest endpoints (`POST /api/v1/buildbot` for HttpStatusPush), plus
-//!   `/healthz`.
+//! - [`http`]: the ingest endpoints (`POST /api/v1/buildbot` for HttpStatusPush,
+//!   `POST /api/v1/events` for the native envelope), plus `/healthz`.
 //!
-//! Still to come (see the daemon issue): the native `POST /api/v1/events` envelope and the
-//! `[source.buildbot]` client of a master's REST API and WebSocket stream.
+//! - [`buildbot`]: `[source.buildbot]`, a client of a master's WebSocket event stream and REST
+//!   API.
 
+pub mod buildbot;
 pub mod http;

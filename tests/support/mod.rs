@@ -6,6 +6,8 @@
 //! `<target>/guests/<name>.wasm`. A missing `wasm32-wasip1` target is installed with rustup.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

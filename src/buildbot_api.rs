@@ -1,0 +1,314 @@
+//! A client of a Buildbot master's web API: REST (`/api/v2`), `/config`, and the URL of its
+//! WebSocket event stream (`/ws`). Used by `[source.buildbot]` (and, later, by the IRC bot's
+//! `force` and `stop` commands).
+//!
+//! The master answers REST with `Content-Type: text/plain` although the body is JSON; this
+//! client parses the body whatever the header says. Collections come as
+//! `{"<type>": [...], "meta": {...}}`.
+//!
+//! The `*_dict` methods build what Buildbot's reporters send (its `getDetailsForBuild`): the
+//! build with `properties`, `builder`, `buildrequest`, `buildset` (with its source stamps) and
+//! `url`, so an event from the stream and the same build from HttpStatusPush are alike.
+
+use crate::config::{BuildbotSource, Secret};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: the answer is not JSON: {reason}")]
+    Json { url: String, reason: String },
+}
+
+/// How to authenticate to the master.
+#[derive(Clone)]
+enum Auth {
+    Basic(String, Secret),
+    Bearer(Secret),
+}
+
+/// A master's web API.
+#[derive(Clone)]
+pub struct BuildbotApi {
+    /// The web root, ending in `/`.
+    base: String,
+    client: reqwest::Client,
+    auth: Option<Auth>,
+}
+
+impl BuildbotApi {
+    /// A client for `[source.buildbot]`.
+    pub fn new(config: &BuildbotSource) -> anyhow::Result<BuildbotApi> {
+        let mut base = config.url.clone();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        let auth = match (&config.user, &config.password, &config.token) {
+            (_, _, Some(t)) => Some(Auth::Bearer(t.clone())),
+            (Some(u), Some(p), None) => Some(Auth::Basic(u.clone(), p.clone())),
+            _ => None,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(BuildbotApi { base, client, auth })
+    }
+
+    /// The web root this client talks to, ending in `/`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The WebSocket URL (`ws://…/ws` or `wss://…/ws`).
+    pub fn ws_url(&self) -> String {
+        let rest = self
+            .base
+            .strip_prefix("https://")
+            .map(|r| format!("wss://{r}"))
+            .or_else(|| {
+                self.base
+                    .strip_prefix("http://")
+                    .map(|r| format!("ws://{r}"))
+            })
+            .unwrap_or_else(|| self.base.clone());
+        format!("{rest}ws")
+    }
+
+    /// The `Authorization` header value, if any.
+    pub fn authorization(&self) -> Option<String> {
+        use base64::Engine as _;
+        match &self.auth {
+            Some(Auth::Basic(u, p)) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{}", p.expose()))
+            )),
+            Some(Auth::Bearer(t)) => Some(format!("Bearer {}", t.expose())),
+            None => None,
+        }
+    }
+
+    /// GETs `path` under the web root and parses the JSON answer.
+    async fn get_json(&self, path: &str) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.client.get(&url);
+        if let Some(a) = self.authorization() {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let http = |source| ApiError::Http {
+            url: url.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(http)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(http)?;
+        if !status.is_success() {
+            return Err(ApiError::Status {
+                url,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| ApiError::Json {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// GETs `api/v2/<path>` and returns the list under `kind`.
+    pub async fn list(&self, path: &str, kind: &str) -> Result<Vec<Value>, ApiError> {
+        let v = self.get_json(&format!("api/v2/{path}")).await?;
+        Ok(match v.get(kind) {
+            Some(Value::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// The first item of `api/v2/<path>` under `kind`.
+    async fn one(&self, path: &str, kind: &str) -> Result<Option<Value>, ApiError> {
+        Ok(self.list(path, kind).await?.into_iter().next())
+    }
+
+    /// The master's `buildbotURL` (from `/config`), the base of every URL it makes; the web
+    /// root this client uses when the master does not say.
+    pub async fn buildbot_url(&self) -> Result<String, ApiError> {
+        let config = self.get_json("config").await?;
+        Ok(config
+            .get("buildbotURL")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map_or_else(|| self.base.clone(), str::to_owned))
+    }
+
+    /// The builds most recently created, newest first.
+    pub async fn recent_builds(&self, limit: usize) -> Result<Vec<Value>, ApiError> {
+        self.list(&format!("builds?order=-buildid&limit={limit}"), "builds")
+            .await
+    }
+
+    /// `build` (a build dict as the data API or the event stream gives it) enriched as
+    /// Buildbot's reporters enrich it; `buildbot_url` is the master's `buildbotURL`.
+    pub async fn build_dict(
+        &self,
+        mut build: Value,
+        buildbot_url: &str,
+    ) -> Result<Value, ApiError> {
+        let id = build.get("buildid").and_then(Value::as_i64).unwrap_or(0);
+        if let Some(b) = self
+            .one(&format!("builds/{id}?property=*"), "builds")
+            .await?
+            && let Some(p) = b.get("properties")
+        {
+            build["properties"] = p.clone();
+        }
+        if build.get("properties").is_none() {
+            build["properties"] = json!({});
+        }
+        let builderid = build.get("builderid").and_then(Value::as_i64);
+        if let Some(builderid) = builderid {
+            build["builder"] = self
+                .one(&format!("builders/{builderid}"), "builders")
+                .await?
+                .unwrap_or(Value::Null);
+        }
+        let brid = build.get("buildrequestid").and_then(Value::as_i64);
+        let mut request = Value::Null;
+        if let Some(brid) = brid {
+            request = self
+                .one(&format!("buildrequests/{brid}"), "buildrequests")
+                .await?
+                .unwrap_or(Value::Null);
+        }
+        let bsid = request.get("buildsetid").and_then(Value::as_i64);
+        build["buildrequest"] = request;
+        build["buildset"] = match bsid {
+            Some(bsid) => self
+                .one(&format!("buildsets/{bsid}"), "buildsets")
+                .await?
+                .unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        build["parentbuild"] = Value::Null;
+        build["parentbuilder"] = Value::Null;
+        if let (Some(builderid), Some(number)) =
+            (builderid, build.get("number").and_then(Value::as_i64))
+        {
+            build["url"] = format!("{buildbot_url}#/builders/{builderid}/builds/{number}").into();
+        }
+        Ok(build)
+    }
+
+    /// The partial build dict Buildbot's `BuildRequestGenerator` makes for build request
+    /// `request` (a buildrequest dict): no build id or number; the request with its
+    /// `buildername`, the buildset, the builder, the buildset's properties, the request's URL.
+    pub async fn request_dict(
+        &self,
+        mut request: Value,
+        buildbot_url: &str,
+    ) -> Result<Value, ApiError> {
+        let brid = request
+            .get("buildrequestid")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let builderid = request.get("builderid").and_then(Value::as_i64);
+        let builder = match builderid {
+            Some(id) => self
+                .one(&format!("builders/{id}"), "builders")
+                .await?
+                .unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        if let Some(name) = builder.get("name") {
+            request["buildername"] = name.clone();
+        }
+        let bsid = request.get("buildsetid").and_then(Value::as_i64);
+        let (buildset, properties) = match bsid {
+            Some(bsid) => (
+                self.one(&format!("buildsets/{bsid}"), "buildsets")
+                    .await?
+                    .unwrap_or(Value::Null),
+                self.one(&format!("buildsets/{bsid}/properties"), "properties")
+                    .await?
+                    .unwrap_or_else(|| json!({})),
+            ),
+            None => (Value::Null, json!({})),
+        };
+        Ok(json!({
+            "buildrequestid": brid,
+            "builderid": builderid,
+            "buildrequest": request,
+            "buildset": buildset,
+            "builder": builder,
+            "properties": properties,
+            "url": format!("{buildbot_url}#/buildrequests/{brid}"),
+            "results": null,
+            "complete": false,
+        }))
+    }
+
+    /// The builds of buildset `bsid` (of all its requests), enriched, oldest first.
+    pub async fn buildset_builds(
+        &self,
+        bsid: i64,
+        buildbot_url: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut builds = Vec::new();
+        for r in self
+            .list(&format!("buildrequests?buildsetid={bsid}"), "buildrequests")
+            .await?
+        {
+            let Some(brid) = r.get("buildrequestid").and_then(Value::as_i64) else {
+                continue;
+            };
+            for b in self
+                .list(&format!("builds?buildrequestid={brid}"), "builds")
+                .await?
+            {
+                builds.push(self.build_dict(b, buildbot_url).await?);
+            }
+        }
+        builds.sort_by_key(|b| b.get("buildid").and_then(Value::as_i64));
+        Ok(builds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(url: &str) -> BuildbotApi {
+        BuildbotApi::new(&BuildbotSource {
+            url: url.into(),
+            user: None,
+            password: None,
+            token: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_stream_url_follows_the_web_root() {
+        assert_eq!(
+            api("http://127.0.0.1:8010").ws_url(),
+            "ws://127.0.0.1:8010/ws"
+        );
+        assert_eq!(
+            api("https://ci.example.org/bb/").ws_url(),
+            "wss://ci.example.org/bb/ws"
+        );
+        assert_eq!(api("http://x/").base(), "http://x/");
+    }
+}

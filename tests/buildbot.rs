@@ -1,0 +1,363 @@
+//! Against a real Buildbot 4.3 master and worker (from PyPI, in a venv that
+//! `scripts/install-buildbot` makes once per machine): the master's HttpStatusPush posts to
+//! tidings and `[source.buildbot]` follows the master's event stream. A passing and a failing
+//! build reach the HTTP push peer once each, in order, formatted by the `short` WASM formatter;
+//! buildset completion and build requests are seen; a build that ran while tidings was down is
+//! caught up through REST after a restart.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use support::daemon::{Daemon, Peer, client, seen_on, start_peer, wait_until};
+
+/// A port free at the time of asking (the master needs its ports in its config).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The venv with buildbot, installed by the project's script if missing.
+fn venv() -> PathBuf {
+    let out = Command::new(support::repo().join("scripts/install-buildbot"))
+        .output()
+        .expect("run scripts/install-buildbot");
+    assert!(
+        out.status.success(),
+        "scripts/install-buildbot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A running master and worker; both stopped when dropped.
+struct Master {
+    venv: PathBuf,
+    dir: PathBuf,
+    www: u16,
+    /// The master's environment (its ports, tidings' URL).
+    env: Vec<(String, String)>,
+}
+
+impl Master {
+    fn start(dir: &Path, tidings_url: &str) -> Master {
+        let venv = venv();
+        let (www, pb) = (free_port(), free_port());
+        let bin = |b: &str| venv.join("bin").join(b);
+        let run = |cmd: &mut Command, what: &str| {
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{what}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let master = dir.join("master");
+        run(
+            Command::new(bin("buildbot"))
+                .args(["create-master", "-r"])
+                .arg(&master),
+            "buildbot create-master",
+        );
+        std::fs::copy(
+            support::repo().join("tests/data/buildbot-master.cfg"),
+            master.join("master.cfg"),
+        )
+        .unwrap();
+        let worker = dir.join("worker");
+        run(
+            Command::new(bin("buildbot-worker"))
+                .arg("create-worker")
+                .arg(&worker)
+                .arg(format!("127.0.0.1:{pb}"))
+                .args(["local-worker", "pass"]),
+            "buildbot-worker create-worker",
+        );
+        let m = Master {
+            venv: venv.clone(),
+            dir: dir.to_owned(),
+            www,
+            env: vec![
+                ("BB_WWW_PORT".into(), www.to_string()),
+                ("BB_PB_PORT".into(), pb.to_string()),
+                ("BB_TIDINGS_URL".into(), tidings_url.to_owned()),
+            ],
+        };
+        run(
+            Command::new(bin("buildbot"))
+                .arg("start")
+                .arg(&master)
+                .envs(m.env.iter().map(|(k, v)| (k, v))),
+            "buildbot start",
+        );
+        // A clean environment, so the machine's does not leak into build logs.
+        run(
+            Command::new(bin("buildbot-worker"))
+                .arg("start")
+                .arg(&worker)
+                .env_clear()
+                .env("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "buildbot-worker start",
+        );
+        m
+    }
+
+    /// Stops the master and starts it again (same ports, same database).
+    fn restart(&self) {
+        let out = Command::new(self.venv.join("bin/buildbot"))
+            .arg("restart")
+            .arg(self.dir.join("master"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "buildbot restart: {out:?}");
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.www)
+    }
+
+    /// Forces a build of `runtests` whose `run` step exits with `exit_code`; returns the
+    /// buildset id.
+    fn force(&self, exit_code: u8) -> i64 {
+        let (status, body) = client::blocking_post(
+            &format!("{}api/v2/forceschedulers/force", self.url()),
+            &json!({"jsonrpc": "2.0", "method": "force", "id": 1, "params": {
+                "builderid": "1", "username": "tester <tester@example.org>",
+                "reason": format!("exit {exit_code}"), "exit_code": exit_code.to_string()}}),
+        );
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["result"][0]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no buildset id in {body}"))
+    }
+
+    /// The build `number` of `runtests` as the master's REST API has it.
+    fn build(&self, number: i64) -> Option<Value> {
+        let body = client::get(&format!("{}api/v2/builders/1/builds/{number}", self.url()));
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["builds"].get(0).cloned()
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        for (bin, dir) in [("buildbot-worker", "worker"), ("buildbot", "master")] {
+            let _ = Command::new(self.venv.join("bin").join(bin))
+                .arg("stop")
+                .arg(self.dir.join(dir))
+                .output();
+        }
+    }
+}
+
+/// The sum of the `/metrics` samples whose line contains every one of `parts` (0 if none).
+fn metric(daemon: &Daemon, parts: &[&str]) -> u64 {
+    client::get(&format!("{}/metrics", daemon.addr))
+        .lines()
+        .filter(|l| !l.starts_with('#') && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_real_master_reports_through_tidings_once_in_order_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Arc::new(Peer::default());
+    let peer_addr = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let tidings_port = free_port();
+    let tidings_url = format!("http://127.0.0.1:{tidings_port}");
+    let master = Master::start(dir.path(), &tidings_url);
+
+    let short = support::guest("short");
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:{tidings_port}"
+data_dir = "data"
+ingest_user = "buildbot"
+ingest_password = "s3cret"
+shutdown_grace = "2s"
+
+[master]
+title = "reporter-test"
+buildbot_url = "{url}"
+
+[source.buildbot]
+url = "{url}"
+
+[[formatter]]
+name = "short"
+module = "{short}"
+
+[[reporter.http_push]]
+name = "push"
+server_url = "http://{peer_addr}/push"
+mode = "all"
+report_new = false
+message_formatter = "short"
+retry_delay = "100ms"
+
+[[reporter.http_push]]
+name = "sets"
+server_url = "http://{peer_addr}/sets"
+mode = "all"
+build_set_summary = true
+retry_delay = "100ms"
+
+[[reporter.http_push]]
+name = "requests"
+server_url = "http://{peer_addr}/requests"
+mode = ["exception"]
+report_new = false
+report_requests = true
+retry_delay = "100ms"
+"#,
+            url = master.url(),
+            short = short.display(),
+        ),
+    )
+    .unwrap();
+    let connections = ["tidings_source_connections_total{source=\"buildbot\"}"];
+    let mut daemon = Daemon::start(&config);
+    wait_until(
+        "the source to follow the master",
+        Duration::from_secs(60),
+        || metric(&daemon, &connections) >= 1,
+    );
+
+    // A passing build, then a failing one.
+    let bs_pass = master.force(0);
+    wait_until(
+        "the passing build's report",
+        Duration::from_secs(90),
+        || !seen_on(&peer, "/push").is_empty(),
+    );
+    let bs_fail = master.force(1);
+    wait_until(
+        "the failing build's report",
+        Duration::from_secs(90),
+        || seen_on(&peer, "/push").len() >= 2,
+    );
+    wait_until("both buildsets' summaries", Duration::from_secs(30), || {
+        seen_on(&peer, "/sets").len() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(1)); // nothing more should come
+    let bodies: Vec<Value> = seen_on(&peer, "/push")
+        .iter()
+        .map(|s| s.body.clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [json!("STATUS: Success"), json!("STATUS: Failure")],
+        "each build once, in order, formatted by the WASM formatter"
+    );
+    // Both HttpStatusPush and the stream reported the builds; the store kept one of each.
+    let duplicates = metric(
+        &daemon,
+        &[
+            "tidings_events_total{",
+            "type=\"build_finished\"",
+            "duplicate=\"true\"",
+        ],
+    );
+    assert!(
+        duplicates >= 2,
+        "{}",
+        client::get(&format!("{}/metrics", daemon.addr))
+    );
+    // Buildset completion, from the stream: one summary per buildset, with its build.
+    let sets = seen_on(&peer, "/sets");
+    let summary: Vec<(i64, i64)> = sets
+        .iter()
+        .map(|s| {
+            (
+                s.body["buildset"]["bsid"].as_i64().unwrap(),
+                s.body["builds"][0]["results"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(summary, [(bs_pass, 0), (bs_fail, 2)]);
+    assert_eq!(sets[1].body["buildset"]["results"], 2);
+    assert_eq!(
+        sets[1].body["builds"][0]["builder"]["name"], "runtests",
+        "builds are enriched like HttpStatusPush's"
+    );
+    // Build requests, from the stream: partial build dicts, no build id.
+    let requests = seen_on(&peer, "/requests");
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    for r in &requests {
+        assert!(r.body.get("buildid").is_none());
+        assert_eq!(r.body["builder"]["name"], "runtests");
+        assert!(r.body["url"].as_str().unwrap().contains("#/buildrequests/"));
+    }
+
+    // tidings goes away; a build runs; after a restart the source catches up through REST.
+    daemon.signal("-TERM");
+    assert!(daemon.child.wait().unwrap().success());
+    master.force(0);
+    wait_until(
+        "build 3 to finish on the master",
+        Duration::from_secs(90),
+        || {
+            master
+                .build(3)
+                .is_some_and(|b| b["complete"] == json!(true))
+        },
+    );
+    // Restarted on another port, so that HttpStatusPush (Buildbot 4.3 does try again) cannot
+    // bring the build: only the catch-up can.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("127.0.0.1:{tidings_port}"),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    std::fs::write(&config, text).unwrap();
+    daemon = Daemon::start(&config);
+    wait_until(
+        "the caught-up build's report",
+        Duration::from_secs(60),
+        || seen_on(&peer, "/push").len() >= 3,
+    );
+    let third = &seen_on(&peer, "/push")[2];
+    assert_eq!(third.body, json!("STATUS: Success"));
+    assert_eq!(
+        metric(
+            &daemon,
+            &[
+                "tidings_events_total{",
+                "source=\"buildbot\"",
+                "type=\"build_finished\"",
+                "duplicate=\"false\""
+            ]
+        ),
+        1,
+        "the build came from the catch-up: {}",
+        client::get(&format!("{}/metrics", daemon.addr))
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(seen_on(&peer, "/push").len(), 3, "nothing reported twice");
+
+    // The master restarts: the stream drops, the source reconnects (with backoff) and goes on.
+    master.restart();
+    wait_until("the source to reconnect", Duration::from_secs(90), || {
+        metric(&daemon, &connections) >= 2
+    });
+    master.force(1);
+    wait_until(
+        "the report after the reconnection",
+        Duration::from_secs(90),
+        || seen_on(&peer, "/push").len() >= 4,
+    );
+    assert_eq!(seen_on(&peer, "/push")[3].body, json!("STATUS: Failure"));
+}
