@@ -285,6 +285,111 @@ impl BuildbotApi {
     }
 }
 
+/// [`crate::dispatch::History`] over a master's REST API, for dispatch's thread (it blocks on
+/// the daemon's runtime, at most [`RestHistory::TIMEOUT`] per question). Answers only for the
+/// master it follows (events whose master is its `buildbotURL`).
+pub struct RestHistory {
+    api: BuildbotApi,
+    runtime: tokio::runtime::Handle,
+    /// The master's `buildbotURL`, once known.
+    url: std::sync::Mutex<Option<String>>,
+}
+
+impl RestHistory {
+    /// The longest a question may take before dispatch goes on without the answer.
+    pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A history for `api`'s master; `runtime` runs the requests.
+    pub fn new(api: BuildbotApi, runtime: tokio::runtime::Handle) -> RestHistory {
+        RestHistory {
+            api,
+            runtime,
+            url: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn ask<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Option<T> {
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(Self::TIMEOUT, f).await })
+        {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::warn!(master = %self.api.base(), error = %e, "cannot ask the master for {what}");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(master = %self.api.base(), "the master did not say {what} within {:?}", Self::TIMEOUT);
+                None
+            }
+        }
+    }
+
+    /// Whether `master` (an event's) is the master this history asks.
+    fn is_ours(&self, master: &str) -> bool {
+        let mut url = self.url.lock().unwrap_or_else(|e| e.into_inner());
+        if url.is_none() {
+            *url = self.ask("its buildbotURL", self.api.buildbot_url());
+        }
+        url.as_deref() == Some(master)
+    }
+}
+
+impl crate::dispatch::History for RestHistory {
+    fn changes(&self, master: &str, buildid: i64) -> Option<Vec<crate::event::Change>> {
+        if !self.is_ours(master) {
+            return None;
+        }
+        let list = self.ask(
+            "a build's changes",
+            self.api
+                .list(&format!("builds/{buildid}/changes"), "changes"),
+        )?;
+        Some(
+            list.into_iter()
+                .filter_map(|c| serde_json::from_value(c).ok())
+                .collect(),
+        )
+    }
+
+    fn previous_build(
+        &self,
+        master: &str,
+        builderid: i64,
+        number: i64,
+    ) -> Option<crate::store::BuildRecord> {
+        if !self.is_ours(master) {
+            return None;
+        }
+        let builds = self.ask(
+            "a previous build",
+            self.api.list(
+                &format!(
+                    "builders/{builderid}/builds?number__lt={number}&complete=true&order=-number&limit=50"
+                ),
+                "builds",
+            ),
+        )?;
+        let prev = builds.into_iter().find(|b| {
+            b.get("results").and_then(Value::as_i64) != Some(crate::event::Results::Retry.code())
+        })?;
+        let dict = self.ask("a previous build", self.api.build_dict(prev, master))?;
+        Some(crate::store::BuildRecord {
+            master: master.to_owned(),
+            buildid: dict.get("buildid").and_then(Value::as_i64)?,
+            builderid,
+            number: dict.get("number").and_then(Value::as_i64)?,
+            complete: true,
+            results: dict.get("results").and_then(Value::as_i64),
+            body: dict.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

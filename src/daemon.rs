@@ -11,8 +11,9 @@
 //! accepting, lets in-flight deliveries finish within `[server] shutdown_grace` and leaves the
 //! rest in the outbox for the next start.
 
-use crate::buildbot_api::BuildbotApi;
+use crate::buildbot_api::{BuildbotApi, RestHistory};
 use crate::config::{Config, Synchronous};
+use crate::dispatch::History;
 use crate::dispatch::{Dispatcher, Route};
 use crate::formatter::{Formatter, Host, HostOptions};
 use crate::metrics::Metrics;
@@ -131,6 +132,7 @@ impl Pipeline {
                 buildbot_url: config.master.buildbot_url.clone(),
             },
             metrics: shared.metrics.clone(),
+            history: shared.history.clone(),
         };
         let stop_dispatch = Arc::new(AtomicBool::new(false));
         let stop = stop_dispatch.clone();
@@ -173,6 +175,8 @@ fn grace(config: &Config) -> Duration {
 struct Shared {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    /// The followed master's REST API, for changes and previous builds.
+    history: Option<Arc<dyn History>>,
     dispatch_wake: Arc<Mutex<Receiver<()>>>,
 }
 
@@ -214,9 +218,17 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
             let _ = poke.try_send(());
         })
     };
+    let history: Option<Arc<dyn History>> = match &config.source.buildbot {
+        Some(bb) => Some(Arc::new(RestHistory::new(
+            BuildbotApi::new(bb)?,
+            tokio::runtime::Handle::current(),
+        ))),
+        None => None,
+    };
     let shared = Shared {
         store: store.clone(),
         metrics: metrics.clone(),
+        history,
         dispatch_wake: Arc::new(Mutex::new(wake_rx)),
     };
     let mut pipeline = Pipeline::start(&config, formatters, reporters, &shared);

@@ -109,6 +109,17 @@ pub const CURSOR: &str = "dispatch";
 /// Most events dispatched in one outbox transaction.
 const BATCH: usize = 256;
 
+/// What a master can tell dispatch besides its events: a build's changes (for the blamelist)
+/// and a previous build tidings' own history lacks (it started after that build). Implemented
+/// over the master's REST API by [`crate::buildbot_api::RestHistory`] when
+/// `[source.buildbot]` is configured. Both answer `None` for another master or on failure.
+pub trait History: Send + Sync {
+    /// The changes of build `buildid` since the last successful build.
+    fn changes(&self, master: &str, buildid: i64) -> Option<Vec<Change>>;
+    /// The previous build of builder `builderid` before `number` (finished, not RETRY).
+    fn previous_build(&self, master: &str, builderid: i64, number: i64) -> Option<BuildRecord>;
+}
+
 /// One reporter as dispatch sees it: the reporter, and who to wake when it has new deliveries.
 pub struct Route {
     pub reporter: Arc<dyn Reporter>,
@@ -124,6 +135,8 @@ pub struct Dispatcher {
     pub formatters: HashMap<String, Arc<Formatter>>,
     pub master: Master,
     pub metrics: Arc<Metrics>,
+    /// Where changes and missing previous builds come from, if anywhere.
+    pub history: Option<Arc<dyn History>>,
 }
 
 /// A delivery rendered but not yet enqueued.
@@ -248,6 +261,7 @@ impl Dispatcher {
     ) -> Result<(), StoreError> {
         let prev = self.record(event, b, document)?;
         let prev_results = prev.as_ref().and_then(|p| p.results);
+        let mut changes: Option<Vec<Change>> = None;
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
@@ -275,12 +289,24 @@ impl Dispatcher {
                     )
                 }
             };
-            let Some(message) = self.format(r, b, prev.as_ref()) else {
+            let changes = changes.get_or_insert_with(|| self.changes_of(event, b));
+            let Some(message) = self.format(r, b, prev.as_ref(), changes) else {
                 continue;
             };
             self.emit(ev, event, r, &why, &message, document, out);
         }
         Ok(())
+    }
+
+    /// The changes a finished build brought: from the event, else from the master.
+    fn changes_of(&self, event: &Event, b: &Build) -> Vec<Change> {
+        if let Some(c) = &event.changes {
+            return c.clone();
+        }
+        match (&self.history, b.buildid, b.complete) {
+            (Some(h), Some(id), true) => h.changes(&event.master, id).unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 
     /// Records a build in the history; for a finished build, returns the previous build.
@@ -303,11 +329,17 @@ impl Dispatcher {
             results: b.results,
             body: document.to_owned(),
         })?;
-        if b.complete {
-            self.store.previous_build(&event.master, builderid, number)
-        } else {
-            Ok(None)
+        if !b.complete {
+            return Ok(None);
         }
+        let prev = self
+            .store
+            .previous_build(&event.master, builderid, number)?;
+        Ok(prev.or_else(|| {
+            self.history
+                .as_ref()
+                .and_then(|h| h.previous_build(&event.master, builderid, number))
+        }))
     }
 
     /// `buildrequest_new` / `buildrequest_cancelled`: Buildbot's `BuildRequestGenerator`
@@ -326,7 +358,7 @@ impl Dispatcher {
             if !sel.report_requests || !selected(sel, b) {
                 continue;
             }
-            let Some(message) = self.format(r, b, None) else {
+            let Some(message) = self.format(r, b, None, &[]) else {
                 continue;
             };
             self.emit(ev, event, r, "report_requests", &message, document, out);
@@ -348,7 +380,14 @@ impl Dispatcher {
         let mut prevs = Vec::with_capacity(builds.len());
         for b in builds {
             let prev = match (b.builderid, b.number) {
-                (Some(builder), Some(n)) => self.store.previous_build(&event.master, builder, n)?,
+                (Some(builder), Some(n)) => self
+                    .store
+                    .previous_build(&event.master, builder, n)?
+                    .or_else(|| {
+                        self.history
+                            .as_ref()
+                            .and_then(|h| h.previous_build(&event.master, builder, n))
+                    }),
                 _ => None,
             };
             prevs.push(prev);
@@ -376,7 +415,7 @@ impl Dispatcher {
             let mut messages = Vec::new();
             let mut degraded = None;
             for (b, prev) in &kept {
-                match self.format(r, b, *prev) {
+                match self.format(r, b, *prev, &[]) {
                     Some(Formatted::Custom(m)) => messages.push(m),
                     Some(Formatted::Default { degraded: d }) => degraded = degraded.or(d),
                     None => {}
@@ -483,7 +522,13 @@ impl Dispatcher {
     }
 
     /// Calls the reporter's formatter (or not): `None` means send nothing.
-    fn format(&self, r: &dyn Reporter, b: &Build, prev: Option<&BuildRecord>) -> Option<Formatted> {
+    fn format(
+        &self,
+        r: &dyn Reporter,
+        b: &Build,
+        prev: Option<&BuildRecord>,
+        changes: &[Change],
+    ) -> Option<Formatted> {
         let sel = r.selection();
         let Some(name) = &sel.message_formatter else {
             return Some(Formatted::Default { degraded: None });
@@ -511,7 +556,13 @@ impl Dispatcher {
             master: self.master.clone(),
             arg: serde_json::Value::Null,
         };
-        let request = Request::from_build(Hook::MessageFormatter, build, &ctx);
+        let mut request = Request::from_build(Hook::MessageFormatter, build, &ctx);
+        if let Request::Message(args) = &mut request
+            && !changes.is_empty()
+        {
+            args.users = blamelist(b, changes);
+            args.changes = changes.to_vec();
+        }
         let started = Instant::now();
         let result = formatter.call(&request);
         self.metrics.observe_call(name, started.elapsed());

@@ -112,6 +112,9 @@ pub struct Event {
     /// The sender's occurrence id (envelope `id`), for events that can repeat (workers).
     pub id: Option<String>,
     pub subject: Subject,
+    /// The changes a finished build brought (since the last successful build), when the
+    /// source knows them: their authors join the blamelist.
+    pub changes: Option<Vec<Change>>,
 }
 
 /// The native event envelope, version 1: what `POST /api/v1/events` accepts and what
@@ -139,6 +142,10 @@ pub struct Envelope {
     pub builds: Option<Vec<Build>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<Worker>,
+    /// build_finished: the changes since the last successful build (Buildbot's
+    /// `builds/<id>/changes`); their authors join the blamelist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<Change>>,
 }
 
 /// The envelope versions this build understands.
@@ -180,6 +187,7 @@ impl Event {
             master,
             id: None,
             subject: Subject::Build(Box::new(build)),
+            changes: None,
         })
     }
 
@@ -256,6 +264,7 @@ impl Event {
             master,
             id: env.id.filter(|i| !i.is_empty()),
             subject,
+            changes: env.changes,
         })
     }
 
@@ -283,6 +292,7 @@ impl Event {
             buildset: None,
             builds: None,
             worker: None,
+            changes: self.changes.clone(),
         };
         match &self.subject {
             Subject::Build(b) => env.build = Some((**b).clone()),

@@ -15,6 +15,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::daemon::{Daemon, Peer, client, seen_on, start_peer, wait_until};
 
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A port free at the time of asking (the master needs its ports in its config).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -141,6 +154,28 @@ impl Master {
             .unwrap_or_else(|| panic!("no buildset id in {body}"))
     }
 
+    /// Posts a change by `author` to the master's base change hook (a form post).
+    fn change(&self, author: &str) {
+        let form: String = [
+            ("author", author),
+            ("comments", "fix the flaky test"),
+            ("branch", "main"),
+            ("revision", "0123abcd"),
+            ("repository", "https://example.org/repo.git"),
+            ("project", "demo"),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+        let (status, body) = client::blocking_post_raw(
+            &format!("{}change_hook/base", self.url()),
+            "application/x-www-form-urlencoded",
+            form,
+        );
+        assert_eq!(status, 200, "change hook: {body}");
+    }
+
     /// The build `number` of `runtests` as the master's REST API has it.
     fn build(&self, number: i64) -> Option<Value> {
         let body = client::get(&format!("{}api/v2/builders/1/builds/{number}", self.url()));
@@ -201,6 +236,10 @@ url = "{url}"
 name = "short"
 module = "{short}"
 
+[[formatter]]
+name = "default-mail"
+module = "{mail}"
+
 [[reporter.http_push]]
 name = "push"
 server_url = "http://{peer_addr}/push"
@@ -217,6 +256,15 @@ build_set_summary = true
 retry_delay = "100ms"
 
 [[reporter.http_push]]
+name = "mail"
+server_url = "http://{peer_addr}/mail"
+mode = "all"
+report_new = false
+schedulers = ["on-change"]
+message_formatter = "default-mail"
+retry_delay = "100ms"
+
+[[reporter.http_push]]
 name = "requests"
 server_url = "http://{peer_addr}/requests"
 mode = ["exception"]
@@ -226,6 +274,7 @@ retry_delay = "100ms"
 "#,
             url = master.url(),
             short = short.display(),
+            mail = support::guest("default-mail").display(),
         ),
     )
     .unwrap();
@@ -360,4 +409,51 @@ retry_delay = "100ms"
         || seen_on(&peer, "/push").len() >= 4,
     );
     assert_eq!(seen_on(&peer, "/push")[3].body, json!("STATUS: Failure"));
+
+    // A change by alice builds: her name is in the blamelist the formatter gets (the change
+    // comes from the master's REST API), beside the owner.
+    master.change("alice <alice@example.org>");
+    wait_until("the change's build report", Duration::from_secs(90), || {
+        !seen_on(&peer, "/mail").is_empty()
+    });
+    let mail = seen_on(&peer, "/mail")[0].body.as_str().unwrap().to_owned();
+    assert!(mail.contains("alice <alice@example.org>"), "{mail}");
+
+    // A tidings with no history of its own: `problem` needs the previous build, which only
+    // the master knows.
+    daemon.signal("-TERM");
+    assert!(daemon.child.wait().unwrap().success());
+    let fresh = dir.path().join("fresh.toml");
+    std::fs::write(
+        &fresh,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+data_dir = "fresh-data"
+
+[source.buildbot]
+url = "{url}"
+
+[[reporter.http_push]]
+name = "problem"
+server_url = "http://{peer_addr}/problem"
+mode = ["problem"]
+report_new = false
+retry_delay = "100ms"
+"#,
+            url = master.url()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&fresh);
+    wait_until(
+        "the fresh source to follow the master",
+        Duration::from_secs(60),
+        || metric(&daemon, &connections) >= 1,
+    );
+    master.force(1);
+    wait_until("the problem report", Duration::from_secs(90), || {
+        !seen_on(&peer, "/problem").is_empty()
+    });
+    assert_eq!(seen_on(&peer, "/problem")[0].body["results"], 2);
 }

@@ -292,16 +292,29 @@ impl BuildbotStream {
         Ok(())
     }
 
-    /// Stores a build event; returns whether it was new.
+    /// Stores a build event (a finished build with its changes); returns whether it was new.
     async fn store_build(&self, dict: Value, kind: EventKind) -> Result<bool, StreamError> {
         let mut dict = dict;
-        dict["complete"] = (kind == EventKind::BuildFinished).into();
+        let finished = kind == EventKind::BuildFinished;
+        dict["complete"] = finished.into();
         let build: Build = from_value(dict, "build")?;
+        let changes = match (finished, build.buildid) {
+            (true, Some(id)) => Some(
+                self.api
+                    .list(&format!("builds/{id}/changes"), "changes")
+                    .await?
+                    .into_iter()
+                    .filter_map(|c| serde_json::from_value(c).ok())
+                    .collect(),
+            ),
+            _ => None,
+        };
         let url = crate::event::Event::from_build(build.clone())
             .map(|e| e.master)
             .unwrap_or_default();
         self.store_envelope(Envelope {
             build: Some(build),
+            changes,
             ..envelope(kind, &url, None)
         })
         .await
@@ -345,6 +358,7 @@ fn envelope(kind: EventKind, master: &str, id: Option<String>) -> Envelope {
         buildset: None,
         builds: None,
         worker: None,
+        changes: None,
     }
 }
 

@@ -156,17 +156,22 @@ pub mod client {
         block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 
-    pub fn blocking_post(url: &str, body: &serde_json::Value) -> (u16, String) {
+    /// POSTs `body` as `content_type`; returns the status and the answer.
+    pub fn blocking_post_raw(url: &str, content_type: &str, body: String) -> (u16, String) {
         block_on(async {
             let r = reqwest::Client::new()
                 .post(url)
-                .header("content-type", "application/json")
-                .body(body.to_string())
+                .header("content-type", content_type)
+                .body(body)
                 .send()
                 .await
                 .unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         })
+    }
+
+    pub fn blocking_post(url: &str, body: &serde_json::Value) -> (u16, String) {
+        blocking_post_raw(url, "application/json", body.to_string())
     }
 }
 
