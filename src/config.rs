@@ -63,6 +63,10 @@ pub struct Server {
     /// Largest accepted ingest body; larger ones get 413.
     #[serde(default = "default_max_body")]
     pub max_body: Size,
+    /// Largest the store may grow: beyond it, ingest answers 503 ("database or disk is full")
+    /// as it would on a full disk, and nothing acknowledged is lost [default: unlimited].
+    #[serde(default)]
+    pub max_store_size: Option<Size>,
     /// How hard a commit reaches the disk: `normal` survives a crash of the process, `full`
     /// also a power cut (SQLite's `synchronous`) [default normal].
     #[serde(default)]
@@ -102,6 +106,7 @@ impl Default for Server {
             ingest_user: None,
             ingest_password: None,
             max_body: default_max_body(),
+            max_store_size: None,
             synchronous: Synchronous::Normal,
             shutdown_grace: None,
             log_format: LogFormat::Human,

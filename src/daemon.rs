@@ -195,6 +195,9 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         Synchronous::Full => Durability::Full,
     };
     let store = Arc::new(Store::open(&data_dir, durability)?);
+    if let Some(max) = config.server.max_store_size {
+        store.limit_size(max.0)?;
+    }
     let recovered = store.recover_in_flight()?;
     if recovered > 0 {
         tracing::info!(
@@ -331,6 +334,7 @@ fn reload(source: &ConfigSource, running: &Config, host: &Host) -> Result<Loaded
         || s.0.data_dir != s.1.data_dir
         || s.0.synchronous != s.1.synchronous
         || s.0.max_body.0 != s.1.max_body.0
+        || s.0.max_store_size != s.1.max_store_size
         || s.0.ingest_user != s.1.ingest_user
         || s.0.ingest_token.as_ref().map(|t| t.expose().to_owned())
             != s.1.ingest_token.as_ref().map(|t| t.expose().to_owned())

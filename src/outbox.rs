@@ -175,6 +175,9 @@ pub struct Worker {
     pub wake: Arc<Notify>,
 }
 
+/// How long a worker waits before using a store that failed (full disk, I/O error) again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 /// How often a worker looks at the outbox when nothing woke it (rows retried by
 /// `tidings outbox retry` from another process are seen this late at most).
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -224,7 +227,12 @@ impl Worker {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::error!(reporter = %this.reporter, error = %e, "cannot read the outbox");
+                        tracing::error!(reporter = %this.reporter, error = %e, "cannot claim deliveries from the outbox; trying again in 1s");
+                        tokio::select! {
+                            _ = tokio::time::sleep(STORE_RETRY) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
                     }
                 }
             }
@@ -287,9 +295,21 @@ impl Worker {
                 1,
             );
             let id = d.id;
-            if let Err(e) = blocking(&self.store, move |s| s.finish(id, &outcome, now)).await {
-                // The row stays in flight and is retried after a restart: at least once.
-                tracing::error!(reporter = %self.reporter, id, error = %e, "cannot record a delivery's outcome");
+            // Until the outcome is recorded the row stays in flight; should tidings stop first,
+            // it is attempted again at the next start (at least once, same Idempotency-Key).
+            let mut tries = 0u32;
+            loop {
+                let outcome = outcome.clone();
+                match blocking(&self.store, move |s| s.finish(id, &outcome, now)).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        if tries == 0 {
+                            tracing::error!(reporter = %self.reporter, id, error = %e, "cannot record a delivery's outcome; trying again every second");
+                        }
+                        tries += 1;
+                        tokio::time::sleep(STORE_RETRY).await;
+                    }
+                }
             }
         }
         self.wake.notify_one();

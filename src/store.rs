@@ -692,6 +692,18 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// Caps the database at about `bytes` (SQLite's `max_page_count`): past it every write
+    /// fails with "database or disk is full", exactly as on a full disk. Never shrinks below the
+    /// current size.
+    pub fn limit_size(&self, bytes: u64) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let page = page.max(1) as u64;
+        let pages = (bytes / page).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Sets cursor `name` to `value` (a source's bookmark in its peer's history).
     pub fn set_cursor(&self, name: &str, value: i64) -> Result<(), StoreError> {
         self.conn().execute(

@@ -536,3 +536,67 @@ fn buildsets_requests_and_workers_reach_the_reporters_that_ask_for_them() {
     assert_eq!(workers[0].body["name"], "w1");
     assert_eq!(workers[0].body["notify"][0], "ops@example.org");
 }
+
+#[test]
+fn a_full_store_answers_503_and_loses_nothing() {
+    // `max_store_size` makes SQLite fail exactly as on a full disk ("database or disk is full").
+    let peer = Arc::new(Peer::default());
+    let peer_addr = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let reporter = push("p", &format!("http://{peer_addr}/hook"), "");
+    let full = write_config(dir.path(), &reporter);
+    let text = std::fs::read_to_string(&full)
+        .unwrap()
+        .replace("[server]\n", "[server]\nmax_store_size = \"160KiB\"\n");
+    std::fs::write(&full, text).unwrap();
+    let daemon = Daemon::start(&full);
+    let mut acked = Vec::new();
+    let mut refused = Vec::new();
+    for id in 1..=300 {
+        let (status, body) =
+            client::blocking_post(&format!("{}/api/v1/buildbot", daemon.addr), &sample(id));
+        match status {
+            202 => acked.push(id),
+            503 => {
+                assert!(body.contains("database or disk is full"), "{body}");
+                refused.push(id);
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(
+        !acked.is_empty() && !refused.is_empty(),
+        "acked {acked:?}, refused {refused:?}"
+    );
+    assert!(client::get(&format!("{}/healthz", daemon.addr)).contains("ok"));
+    drop(daemon); // whatever was in flight: kill -9
+
+    // Room again: everything acknowledged is delivered; what was refused can be sent again.
+    let roomy = write_config(dir.path(), &reporter);
+    let daemon = Daemon::start(&roomy);
+    for id in &refused {
+        assert_eq!(daemon.post(&sample(*id))["duplicate"], false);
+    }
+    wait_until("every event delivered", Duration::from_secs(60), || {
+        peer.seen.lock().unwrap().len() >= 300
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // A delivery whose outcome could not be recorded (the store was full) is sent again after
+    // the restart, with the same Idempotency-Key: the peer sees every event, and can drop the
+    // repeat.
+    let seen = peer.seen.lock().unwrap();
+    let mut keys = std::collections::HashMap::new();
+    for s in seen.iter() {
+        let id = s.body["buildid"].as_i64().unwrap();
+        let first = keys.entry(id).or_insert_with(|| s.key.clone());
+        assert_eq!(*first, s.key, "a repeat of {id} has another key");
+    }
+    let mut ids: Vec<i64> = keys.into_keys().collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=300).collect::<Vec<_>>(), "every event delivered");
+    assert!(
+        seen.len() - 300 <= 8,
+        "at most the deliveries in flight repeat: {}",
+        seen.len()
+    );
+}
