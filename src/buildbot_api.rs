@@ -10,7 +10,7 @@
 //! build with `properties`, `builder`, `buildrequest`, `buildset` (with its source stamps) and
 //! `url`, so an event from the stream and the same build from HttpStatusPush are alike.
 
-use crate::config::{BuildbotSource, Secret};
+use crate::config::{BuildbotSource, LogsWanted, Secret};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -47,6 +47,9 @@ pub struct BuildbotApi {
     base: String,
     client: reqwest::Client,
     auth: Option<Auth>,
+    /// Whether finished builds get their steps, and which logs' contents.
+    want_steps: bool,
+    want_logs: Option<LogsWanted>,
 }
 
 impl BuildbotApi {
@@ -65,7 +68,17 @@ impl BuildbotApi {
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
             .build()?;
-        Ok(BuildbotApi { base, client, auth })
+        let want_logs = config
+            .want_logs_content
+            .clone()
+            .filter(|w| *w != LogsWanted::All(false));
+        Ok(BuildbotApi {
+            base,
+            client,
+            auth,
+            want_steps: config.want_steps || want_logs.is_some(),
+            want_logs,
+        })
     }
 
     /// The web root this client talks to, ending in `/`.
@@ -203,12 +216,79 @@ impl BuildbotApi {
         };
         build["parentbuild"] = Value::Null;
         build["parentbuilder"] = Value::Null;
-        if let (Some(builderid), Some(number)) =
-            (builderid, build.get("number").and_then(Value::as_i64))
-        {
+        let number = build.get("number").and_then(Value::as_i64);
+        if let (Some(builderid), Some(number)) = (builderid, number) {
             build["url"] = format!("{buildbot_url}#/builders/{builderid}/builds/{number}").into();
+            let complete = build.get("complete").and_then(Value::as_bool) == Some(true);
+            if self.want_steps && complete {
+                build["steps"] =
+                    Value::Array(self.steps(id, builderid, number, buildbot_url).await?);
+            }
         }
         Ok(build)
+    }
+
+    /// A build's steps with their logs (`stepname`, `url`, `url_raw`, `url_raw_inline`) and,
+    /// for the logs `want_logs_content` names, `content: {logid, firstline, content}` with
+    /// Buildbot's one-letter stream prefixes, as its reporters make them.
+    async fn steps(
+        &self,
+        buildid: i64,
+        builderid: i64,
+        number: i64,
+        buildbot_url: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut steps = self
+            .list(&format!("builds/{buildid}/steps"), "steps")
+            .await?;
+        for step in &mut steps {
+            let stepid = step.get("stepid").and_then(Value::as_i64).unwrap_or(0);
+            let stepnumber = step.get("number").and_then(Value::as_i64).unwrap_or(0);
+            let stepname = step
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let mut logs = self.list(&format!("steps/{stepid}/logs"), "logs").await?;
+            for log in &mut logs {
+                let logid = log.get("logid").and_then(Value::as_i64).unwrap_or(0);
+                let slug = log
+                    .get("slug")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let name = log
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                log["stepname"] = stepname.clone().into();
+                log["url"] = format!(
+                    "{buildbot_url}#/builders/{builderid}/builds/{number}/steps/{stepnumber}/logs/{slug}"
+                )
+                .into();
+                log["url_raw"] = format!("{buildbot_url}api/v2/logs/{logid}/raw").into();
+                log["url_raw_inline"] =
+                    format!("{buildbot_url}api/v2/logs/{logid}/raw_inline").into();
+                log["content"] = Value::Null;
+                if self
+                    .want_logs
+                    .as_ref()
+                    .is_some_and(|w| w.wants(&stepname, &name))
+                {
+                    let chunks = self
+                        .list(&format!("logs/{logid}/contents"), "logchunks")
+                        .await?;
+                    let content: String = chunks
+                        .iter()
+                        .filter_map(|c| c.get("content").and_then(Value::as_str))
+                        .collect();
+                    log["content"] = json!({"logid": logid, "firstline": 0, "content": content});
+                }
+            }
+            step["logs"] = Value::Array(logs);
+        }
+        Ok(steps)
     }
 
     /// The partial build dict Buildbot's `BuildRequestGenerator` makes for build request
@@ -340,6 +420,32 @@ impl RestHistory {
 }
 
 impl crate::dispatch::History for RestHistory {
+    fn enrich(&self, master: &str, build: &crate::event::Build) -> Option<crate::event::Build> {
+        if !self.api.want_steps
+            || build.steps.as_ref().is_some_and(|s| !s.is_empty())
+            || !self.is_ours(master)
+        {
+            return None;
+        }
+        let (Some(id), Some(builder), Some(number)) =
+            (build.buildid, build.builderid, build.number)
+        else {
+            return None;
+        };
+        let steps = self.ask(
+            "a build's steps",
+            self.api.steps(id, builder, number, master),
+        )?;
+        let mut full = build.clone();
+        full.steps = Some(
+            steps
+                .into_iter()
+                .filter_map(|s| serde_json::from_value(s).ok())
+                .collect(),
+        );
+        Some(full)
+    }
+
     fn changes(&self, master: &str, buildid: i64) -> Option<Vec<crate::event::Change>> {
         if !self.is_ours(master) {
             return None;
@@ -400,6 +506,8 @@ mod tests {
             user: None,
             password: None,
             token: None,
+            want_steps: false,
+            want_logs_content: None,
         })
         .unwrap()
     }

@@ -173,6 +173,35 @@ pub struct BuildbotSource {
     /// A bearer token instead of user and password.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// Add the steps, with their logs' URLs, to finished builds (Buildbot's `want_steps`)
+    /// [default false].
+    #[serde(default)]
+    pub want_steps: bool,
+    /// Add log contents to finished builds' steps (Buildbot's `want_logs_content`): `true` for
+    /// every log, or a list of `log` / `step.log` names; implies `want_steps`
+    /// [default false].
+    #[serde(default)]
+    pub want_logs_content: Option<LogsWanted>,
+}
+
+/// Which logs' contents to fetch: all (`true`), none (`false`), or those named.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum LogsWanted {
+    All(bool),
+    Named(Vec<String>),
+}
+
+impl LogsWanted {
+    /// Whether the log `log` of step `step` is wanted (by `log` or `step.log`).
+    pub fn wants(&self, step: &str, log: &str) -> bool {
+        match self {
+            LogsWanted::All(all) => *all,
+            LogsWanted::Named(names) => names
+                .iter()
+                .any(|n| n == log || *n == format!("{step}.{log}")),
+        }
+    }
 }
 
 /// One `[[formatter]]`.

@@ -118,6 +118,9 @@ pub trait History: Send + Sync {
     fn changes(&self, master: &str, buildid: i64) -> Option<Vec<Change>>;
     /// The previous build of builder `builderid` before `number` (finished, not RETRY).
     fn previous_build(&self, master: &str, builderid: i64, number: i64) -> Option<BuildRecord>;
+    /// `build` with what the source is configured to add and the event lacks (steps, log
+    /// contents); `None` when there is nothing to add.
+    fn enrich(&self, master: &str, build: &Build) -> Option<Build>;
 }
 
 /// One reporter as dispatch sees it: the reporter, and who to wake when it has new deliveries.
@@ -262,6 +265,9 @@ impl Dispatcher {
         let prev = self.record(event, b, document)?;
         let prev_results = prev.as_ref().and_then(|p| p.results);
         let mut changes: Option<Vec<Change>> = None;
+        // What formatters get: the build, completed from the master when the event (say, from
+        // HttpStatusPush) lacks the steps and logs the source is configured to add.
+        let mut enriched: Option<Option<Build>> = None;
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
@@ -290,7 +296,14 @@ impl Dispatcher {
                 }
             };
             let changes = changes.get_or_insert_with(|| self.changes_of(event, b));
-            let Some(message) = self.format(r, b, prev.as_ref(), changes) else {
+            let full = match (&self.history, b.complete, sel.message_formatter.is_some()) {
+                (Some(h), true, true) => enriched
+                    .get_or_insert_with(|| h.enrich(&event.master, b))
+                    .as_ref()
+                    .unwrap_or(b),
+                _ => b,
+            };
+            let Some(message) = self.format(r, full, prev.as_ref(), changes) else {
                 continue;
             };
             self.emit(ev, event, r, &why, &message, document, out);

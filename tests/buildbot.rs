@@ -231,6 +231,19 @@ buildbot_url = "{url}"
 
 [source.buildbot]
 url = "{url}"
+want_logs_content = ["run.stdio"]
+
+[[formatter]]
+name = "html"
+module = "{html}"
+
+[[reporter.http_push]]
+name = "html"
+server_url = "http://{peer_addr}/html"
+mode = ["failing"]
+report_new = false
+message_formatter = "html"
+retry_delay = "100ms"
 
 [[formatter]]
 name = "short"
@@ -275,6 +288,7 @@ retry_delay = "100ms"
             url = master.url(),
             short = short.display(),
             mail = support::guest("default-mail").display(),
+            html = support::guest("html-log-tail").display(),
         ),
     )
     .unwrap();
@@ -326,6 +340,20 @@ retry_delay = "100ms"
         "{}",
         client::get(&format!("{}/metrics", daemon.addr))
     );
+    // The failing build's log tail, fetched from the master by the source (HttpStatusPush sent
+    // no steps), in the html-log-tail formatter's mail.
+    wait_until(
+        "the failing build's HTML report",
+        Duration::from_secs(30),
+        || !seen_on(&peer, "/html").is_empty(),
+    );
+    let html = seen_on(&peer, "/html")[0].body.as_str().unwrap().to_owned();
+    assert!(html.contains("running"), "{html}");
+    assert!(
+        !html.contains("orunning"),
+        "stream prefixes stripped: {html}"
+    );
+
     // Buildset completion, from the stream: one summary per buildset, with its build.
     let sets = seen_on(&peer, "/sets");
     let summary: Vec<(i64, i64)> = sets
