@@ -850,6 +850,18 @@ mod tests {
             ["failing", "passing", "warnings", "exception", "cancelled"]
         );
         assert_eq!(push.message_formatter.as_deref(), Some("short"));
+        let sets = c.reporter.http_push[1].selection();
+        assert!(sets.build_set_summary && sets.report_requests);
+        assert_eq!(sets.workers, Some(WorkerFilter::All("all".into())));
+        assert!(c.validate().is_ok());
+        let source = c.source.buildbot.as_ref().unwrap();
+        let logs = source.want_logs_content.as_ref().unwrap();
+        assert!(logs.wants("run", "stdio") && !logs.wants("greet", "stdio"));
+        assert!(LogsWanted::All(true).wants("x", "y") && !LogsWanted::All(false).wants("x", "y"));
+        assert!(
+            errors("[[reporter.http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\nworkers = \"some\"\n")
+                .contains("workers = \"some\"")
+        );
     }
 
     #[test]
