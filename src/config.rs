@@ -38,6 +38,10 @@ pub struct Config {
     /// Reporters, by kind.
     #[serde(default)]
     pub reporter: Reporters,
+    /// Named secrets, for `%(secret:name)s` in option templates (a literal, `env:NAME` or
+    /// `file:PATH` each).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 /// `[server]`.
@@ -277,15 +281,17 @@ pub struct Reporters {
     /// Buildbot's HttpStatusPush (and the 0.8 StatusPush).
     #[serde(default)]
     pub http_push: Vec<HttpPushConfig>,
+    /// Buildbot's MailNotifier.
+    #[serde(default)]
+    pub mail: Vec<MailConfig>,
 }
 
 impl Reporters {
     /// Every reporter's common part, with its kind.
     pub fn all(&self) -> Vec<(&'static str, Selection)> {
-        self.http_push
-            .iter()
-            .map(|r| ("http_push", r.selection()))
-            .collect()
+        let push = self.http_push.iter().map(|r| ("http_push", r.selection()));
+        let mail = self.mail.iter().map(|r| ("mail", r.selection()));
+        push.chain(mail).collect()
     }
 }
 
@@ -494,6 +500,87 @@ reporter_config! {
         #[serde(default)]
         pub max_http_request_size: Option<Size>,
     }
+}
+
+reporter_config! {
+    /// One `[[reporter.mail]]`: Buildbot's MailNotifier. Missing workers are reported to their
+    /// `notify` lists unless `workers = []` (Buildbot's default generators report them too).
+    pub struct MailConfig {
+        /// `From:` as written; the envelope sender is its address.
+        pub fromaddr: String,
+        /// `smtp` (deliver to `relayhost`) or `file` (write `.eml` files into `directory`).
+        #[serde(default)]
+        pub transport: MailTransport,
+        /// Where `transport = "file"` writes [default: `<data_dir>/mail`].
+        #[serde(default)]
+        pub directory: Option<PathBuf>,
+        /// The SMTP server [default localhost].
+        #[serde(default = "default_relayhost")]
+        pub relayhost: String,
+        /// Its port [default 25].
+        #[serde(default = "default_smtp_port")]
+        pub smtp_port: u16,
+        /// Require STARTTLS; never fall back to plain text.
+        #[serde(default)]
+        pub use_tls: bool,
+        /// Implicit TLS (SMTPS, usually port 465).
+        #[serde(default)]
+        pub use_smtps: bool,
+        /// An extra CA certificate (PEM) to trust; certificates are always verified.
+        #[serde(default)]
+        pub tls_ca_file: Option<PathBuf>,
+        /// SMTP AUTH user; AUTH is used only when `smtp_password` is set too.
+        #[serde(default)]
+        pub smtp_user: Option<String>,
+        /// SMTP AUTH password.
+        #[serde(default)]
+        pub smtp_password: Option<Secret>,
+        /// A domain: a user name without `@` becomes `user@domain`.
+        #[serde(default)]
+        pub lookup: Option<String>,
+        /// Always sent to (CC when interested users were found, else To).
+        #[serde(default)]
+        pub extra_recipients: Vec<String>,
+        /// Send to the blamelist [default true].
+        #[serde(default = "yes")]
+        pub send_to_interested_users: bool,
+        /// Extra headers; values may use `%(prop:…)s`, `%(kw:…)s`, `%(secret:…)s`.
+        #[serde(default)]
+        pub extra_headers: BTreeMap<String, String>,
+        /// Log every message sent (info level).
+        #[serde(default)]
+        pub dump_mails_to_log: bool,
+        /// Attach log contents: `true` or `log` / `step.log` names.
+        #[serde(default)]
+        pub add_logs: Option<LogsWanted>,
+        /// Attach the source stamps' patches [default true].
+        #[serde(default = "yes")]
+        pub add_patch: bool,
+        /// The subject when the formatter gives none; `%(builder)s`, `%(result)s`, `%(title)s`,
+        /// `%(projectName)s` [default `Buildbot %(result)s in %(title)s on %(builder)s`].
+        #[serde(default)]
+        pub subject: Option<String>,
+        /// Per-message time limit [default 60s].
+        #[serde(default)]
+        pub timeout: Option<DurationStr>,
+    }
+}
+
+/// How mail leaves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    #[default]
+    Smtp,
+    File,
+}
+
+fn default_relayhost() -> String {
+    "localhost".into()
+}
+
+fn default_smtp_port() -> u16 {
+    25
 }
 
 fn yes() -> bool {
@@ -802,6 +889,14 @@ impl Config {
                     r.name
                 ));
             }
+        }
+        for m in &self.reporter.mail {
+            let at = format!("[[reporter.mail]] {:?}", m.name);
+            problems.extend(
+                crate::reporters::mail::check_config(m, &self.secrets)
+                    .into_iter()
+                    .map(|p| format!("{at}: {p}")),
+            );
         }
         if self.server.ingest_user.is_some() != self.server.ingest_password.is_some() {
             problems.push("[server]: ingest_user and ingest_password go together".into());

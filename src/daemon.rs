@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{RetryPolicy, Worker};
 use crate::reporters::Reporter;
 use crate::reporters::http_push::HttpPush;
+use crate::reporters::mail::Mail;
 use crate::source::buildbot::BuildbotStream;
 use crate::source::http::{Committer, Ingest, IngestAuth, router};
 use crate::store::{Durability, State, Store};
@@ -64,10 +65,22 @@ impl ConfigSource {
 }
 
 /// Builds every configured reporter (HTTP clients, certificates).
-pub fn build_reporters(config: &Config) -> Result<Vec<Arc<dyn Reporter>>> {
+///
+/// `base` is the config file's directory: relative paths (the data directory, a mail
+/// `directory`) are resolved against it.
+pub fn build_reporters(config: &Config, base: &Path) -> Result<Vec<Arc<dyn Reporter>>> {
     let mut out: Vec<Arc<dyn Reporter>> = Vec::new();
     for c in &config.reporter.http_push {
         let r = HttpPush::new(c).with_context(|| format!("[[reporter.http_push]] {:?}", c.name))?;
+        out.push(Arc::new(r));
+    }
+    for c in &config.reporter.mail {
+        let dir = match &c.directory {
+            Some(d) => base.join(d),
+            None => base.join(&config.server.data_dir).join("mail"),
+        };
+        let r = Mail::new(c, &config.secrets, &dir)
+            .with_context(|| format!("[[reporter.mail]] {:?}", c.name))?;
         out.push(Arc::new(r));
     }
     Ok(out)
@@ -211,7 +224,7 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         memory_keep_resident: None,
     })?;
     let formatters = load_formatters(&config, &base, &host)?;
-    let reporters = build_reporters(&config)?;
+    let reporters = build_reporters(&config, &base)?;
 
     let metrics = Arc::new(Metrics::default());
     let (poke, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
@@ -349,7 +362,7 @@ fn reload(source: &ConfigSource, running: &Config, host: &Host) -> Result<Loaded
     }
     let base = source.base();
     let formatters = load_formatters(&config, &base, host)?;
-    let reporters = build_reporters(&config)?;
+    let reporters = build_reporters(&config, &base)?;
     Ok((config, formatters, reporters))
 }
 

@@ -142,6 +142,13 @@ pub struct Dispatcher {
     pub history: Option<Arc<dyn History>>,
 }
 
+/// What a report is about, for the reporter's rendering.
+struct About<'a> {
+    build: Option<&'a Build>,
+    builds: &'a [&'a Build],
+    users: &'a [String],
+}
+
 /// A delivery rendered but not yet enqueued.
 struct Pending {
     key: String,
@@ -296,8 +303,8 @@ impl Dispatcher {
                 }
             };
             let changes = changes.get_or_insert_with(|| self.changes_of(event, b));
-            let full = match (&self.history, b.complete, sel.message_formatter.is_some()) {
-                (Some(h), true, true) => enriched
+            let full = match (&self.history, b.complete) {
+                (Some(h), true) => enriched
                     .get_or_insert_with(|| h.enrich(&event.master, b))
                     .as_ref()
                     .unwrap_or(b),
@@ -306,7 +313,13 @@ impl Dispatcher {
             let Some(message) = self.format(r, full, prev.as_ref(), changes) else {
                 continue;
             };
-            self.emit(ev, event, r, &why, &message, document, out);
+            let users = blamelist(b, changes);
+            let about = About {
+                build: Some(full),
+                builds: &[full],
+                users: &users,
+            };
+            self.emit(ev, event, r, &why, &message, document, &about, out);
         }
         Ok(())
     }
@@ -374,7 +387,21 @@ impl Dispatcher {
             let Some(message) = self.format(r, b, None, &[]) else {
                 continue;
             };
-            self.emit(ev, event, r, "report_requests", &message, document, out);
+            let about = About {
+                build: Some(b),
+                builds: &[],
+                users: &[],
+            };
+            self.emit(
+                ev,
+                event,
+                r,
+                "report_requests",
+                &message,
+                document,
+                &about,
+                out,
+            );
         }
     }
 
@@ -430,18 +457,31 @@ impl Dispatcher {
             for (b, prev) in &kept {
                 match self.format(r, b, *prev, &[]) {
                     Some(Formatted::Custom(m)) => messages.push(m),
-                    Some(Formatted::Default { degraded: d }) => degraded = degraded.or(d),
+                    Some(Formatted::Default {
+                        degraded: d,
+                        message,
+                    }) => {
+                        degraded = degraded.or(d);
+                        messages.extend(message);
+                    }
                     None => {}
                 }
             }
-            let message = match (merge_messages(messages), degraded, &sel.message_formatter) {
-                (Some(m), None, _) => Formatted::Custom(m),
-                (_, Some(why), _) => Formatted::Default {
-                    degraded: Some(why),
+            let merged = merge_messages(messages);
+            let message = match (&sel.message_formatter, degraded) {
+                (Some(_), None) => match merged {
+                    Some(m) => Formatted::Custom(m),
+                    None => continue, // the formatter chose to send nothing
                 },
-                (None, None, Some(_)) => continue, // the formatter chose to send nothing
-                (None, None, None) => Formatted::Default { degraded: None },
+                (_, degraded) => Formatted::Default {
+                    degraded,
+                    message: merged,
+                },
             };
+            let mut users: Vec<String> = kept.iter().flat_map(|(b, _)| blamelist(b, &[])).collect();
+            users.sort();
+            users.dedup();
+            let kept_builds: Vec<&Build> = kept.iter().map(|(b, _)| *b).collect();
             let document = serde_json::json!({
                 "buildset": buildset,
                 "builds": kept.iter().map(|(b, _)| b).collect::<Vec<_>>(),
@@ -456,7 +496,12 @@ impl Dispatcher {
                 sel.mode.0.join(", "),
                 words.join(", "),
             );
-            self.emit(ev, event, r, &why, &message, &document, out);
+            let about = About {
+                build: kept_builds.first().copied(),
+                builds: &kept_builds,
+                users: &users,
+            };
+            self.emit(ev, event, r, &why, &message, &document, &about, out);
         }
         Ok(())
     }
@@ -480,8 +525,16 @@ impl Dispatcher {
                 w.name,
                 w.notify.join(", ")
             );
-            let message = Formatted::Default { degraded: None };
-            self.emit(ev, event, r, &why, &message, &document, out);
+            let message = Formatted::Default {
+                degraded: None,
+                message: None,
+            };
+            let about = About {
+                build: None,
+                builds: &[],
+                users: &w.notify,
+            };
+            self.emit(ev, event, r, &why, &message, &document, &about, out);
         }
     }
 
@@ -495,6 +548,7 @@ impl Dispatcher {
         why: &str,
         message: &Formatted,
         document: &str,
+        about: &About<'_>,
         out: &mut Vec<Pending>,
     ) {
         let sel = r.selection();
@@ -515,7 +569,11 @@ impl Dispatcher {
         let rendered = r.render(&RenderInput {
             event_id: ev.id,
             kind: event.kind,
+            event_key: &ev.key,
             event,
+            build: about.build,
+            builds: about.builds,
+            users: about.users,
             document,
             message,
             title: &self.master.title,
@@ -534,7 +592,7 @@ impl Dispatcher {
         }
     }
 
-    /// Calls the reporter's formatter (or not): `None` means send nothing.
+    /// Calls the reporter's formatter (or its built-in one): `None` means send nothing.
     fn format(
         &self,
         r: &dyn Reporter,
@@ -543,15 +601,6 @@ impl Dispatcher {
         changes: &[Change],
     ) -> Option<Formatted> {
         let sel = r.selection();
-        let Some(name) = &sel.message_formatter else {
-            return Some(Formatted::Default { degraded: None });
-        };
-        let Some(formatter) = self.formatters.get(name) else {
-            // Config validation makes this unreachable; degrade rather than lose the event.
-            return Some(Formatted::Default {
-                degraded: Some(format!("formatter {name:?} is not loaded")),
-            });
-        };
         let mut build = b.clone();
         let wants_prev = sel.mode.0.iter().any(|w| w == "change" || w == "problem");
         if wants_prev
@@ -576,18 +625,35 @@ impl Dispatcher {
             args.users = blamelist(b, changes);
             args.changes = changes.to_vec();
         }
+        let builtin = |degraded: Option<String>| Formatted::Default {
+            degraded,
+            message: r.default_message(&request),
+        };
+        let Some(name) = &sel.message_formatter else {
+            return Some(builtin(None));
+        };
+        let Some(formatter) = self.formatters.get(name) else {
+            // Config validation makes this unreachable; degrade rather than lose the event.
+            return Some(builtin(Some(format!("formatter {name:?} is not loaded"))));
+        };
         let started = Instant::now();
         let result = formatter.call(&request);
         self.metrics.observe_call(name, started.elapsed());
-        match result {
-            Ok(HookOutput::Message(Some(m))) => {
-                self.metrics.add(
-                    "tidings_formatter_calls_total",
-                    &[("formatter", name), ("result", "ok")],
-                    1,
-                );
-                Some(Formatted::Custom(m))
-            }
+        let failure = match result {
+            Ok(HookOutput::Message(Some(m))) => match r.accepts(&m) {
+                Ok(()) => {
+                    self.metrics.add(
+                        "tidings_formatter_calls_total",
+                        &[("formatter", name), ("result", "ok")],
+                        1,
+                    );
+                    return Some(Formatted::Custom(m));
+                }
+                Err(why) => (
+                    "BadOutput",
+                    format!("formatter {name:?} failed (BadOutput): {why}"),
+                ),
+            },
             Ok(_) => {
                 self.metrics.add(
                     "tidings_formatter_calls_total",
@@ -595,27 +661,27 @@ impl Dispatcher {
                     1,
                 );
                 tracing::debug!(formatter = %name, reporter = %sel.name, "the formatter chose to send nothing");
-                None
+                return None;
             }
-            Err(e) => {
-                self.metrics.add(
-                    "tidings_formatter_calls_total",
-                    &[("formatter", name), ("result", e.kind())],
-                    1,
-                );
-                let why = format!("formatter {name:?} failed ({}): {e}", e.kind());
-                match sel.on_error {
-                    OnError::Default => {
-                        tracing::warn!(reporter = %sel.name, build = ?b.buildid, "{why}; sending the built-in message, marked degraded");
-                        Some(Formatted::Default {
-                            degraded: Some(why),
-                        })
-                    }
-                    OnError::Skip => {
-                        tracing::warn!(reporter = %sel.name, build = ?b.buildid, "{why}; on_error = skip, nothing sent");
-                        None
-                    }
-                }
+            Err(e) => (
+                e.kind(),
+                format!("formatter {name:?} failed ({}): {e}", e.kind()),
+            ),
+        };
+        let (kind, why) = failure;
+        self.metrics.add(
+            "tidings_formatter_calls_total",
+            &[("formatter", name), ("result", kind)],
+            1,
+        );
+        match sel.on_error {
+            OnError::Default => {
+                tracing::warn!(reporter = %sel.name, build = ?b.buildid, "{why}; sending the built-in message, marked degraded");
+                Some(builtin(Some(why)))
+            }
+            OnError::Skip => {
+                tracing::warn!(reporter = %sel.name, build = ?b.buildid, "{why}; on_error = skip, nothing sent");
+                None
             }
         }
     }
@@ -646,6 +712,7 @@ fn explain(
         (
             Formatted::Default {
                 degraded: Some(why),
+                ..
             },
             _,
         ) => {

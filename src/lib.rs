@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML configuration, typed and validated (secrets redacted).
 //! - [`dispatch`]: which reporters report a build: filters, modes and blamelist, as Buildbot decides.
 //! - [`event`]: Buildbot's build dict and result codes (the data every hook receives).
+//! - [`interpolate`]: Buildbot's `%(prop:…)s` / `%(kw:…)s` / `%(secret:…)s` option templates.
 //! - [`formatter`]: the only module that knows wasmtime — engine, module validation and cache,
 //!   the per-call sandbox, and ABI v1 (requests in, checked results out).
 //! - [`source`]: where events come from: the HTTP ingest endpoints (HttpStatusPush, the native
@@ -22,6 +23,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod event;
 pub mod formatter;
+pub mod interpolate;
 pub mod metrics;
 pub mod outbox;
 pub mod reporters;

@@ -567,7 +567,7 @@ fn check(host: &Host, path: &Path) -> Result<ExitCode> {
             }
         }
     }
-    if let Err(e) = daemon::build_reporters(&config) {
+    if let Err(e) = daemon::build_reporters(&config, base) {
         eprintln!("{e:#}");
         problems += 1;
     }

@@ -1,0 +1,158 @@
+//! Sending a rendered mail: SMTP through lettre (STARTTLS required with `use_tls`, implicit TLS
+//! with `use_smtps`, AUTH when a user and password are set, certificates always verified), or
+//! `.eml` files in a directory (`transport = "file"`).
+//!
+//! SMTP replies map to retry classes where the client is: 4xx and connection failures back
+//! off; 5xx (a refused recipient, failed authentication) and TLS that cannot be had (no
+//! STARTTLS offered, a bad certificate) are permanent — the delivery is dead-lettered with the
+//! server's reply, and nothing is ever sent in clear instead.
+
+use crate::config::{MailConfig, MailTransport};
+use crate::outbox::{RetryClass, Sink, SinkError, SinkFuture};
+use crate::store::Delivery;
+use anyhow::Context;
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use std::time::Duration;
+
+/// An outbox row's payload: the envelope and the message bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Payload {
+    /// The envelope sender.
+    pub from: String,
+    /// The envelope recipients.
+    pub rcpt: Vec<String>,
+    /// The whole message (RFC 5322), as sent.
+    pub message: String,
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>, PathBuf),
+}
+
+/// Delivers mail for one `[[reporter.mail]]`.
+pub struct MailSink {
+    transport: Transport,
+    dump: bool,
+}
+
+impl MailSink {
+    /// Builds the transport (reads `tls_ca_file`; creates `dir`, where the file transport
+    /// writes).
+    pub fn new(c: &MailConfig, dir: &Path) -> anyhow::Result<MailSink> {
+        let transport = match c.transport {
+            MailTransport::File => {
+                let dir = dir.to_path_buf();
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                Transport::File(AsyncFileTransport::new(&dir), dir)
+            }
+            MailTransport::Smtp => {
+                let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.relayhost)
+                    .port(c.smtp_port)
+                    .timeout(Some(c.timeout.map_or(Duration::from_secs(60), |t| t.0)));
+                if c.use_tls || c.use_smtps {
+                    let mut params = TlsParameters::builder(c.relayhost.clone());
+                    if let Some(ca) = &c.tls_ca_file {
+                        let pem = std::fs::read(ca)
+                            .with_context(|| format!("cannot read tls_ca_file {}", ca.display()))?;
+                        let cert = Certificate::from_pem(&pem).with_context(|| {
+                            format!("tls_ca_file {} is not a PEM certificate", ca.display())
+                        })?;
+                        params = params.add_root_certificate(cert);
+                    }
+                    let params = params.build_rustls().context("TLS settings")?;
+                    b = b.tls(if c.use_smtps {
+                        Tls::Wrapper(params)
+                    } else {
+                        Tls::Required(params)
+                    });
+                }
+                if let (Some(user), Some(password)) = (&c.smtp_user, &c.smtp_password) {
+                    b = b.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+                }
+                Transport::Smtp(b.build())
+            }
+        };
+        Ok(MailSink {
+            transport,
+            dump: c.dump_mails_to_log,
+        })
+    }
+
+    async fn send(&self, d: &Delivery) -> Result<String, SinkError> {
+        let p: Payload = serde_json::from_str(&d.payload).map_err(|e| {
+            SinkError::new(
+                RetryClass::Never,
+                format!("the outbox payload is not a mail: {e}"),
+            )
+        })?;
+        let from = p
+            .from
+            .parse()
+            .map_err(|e| SinkError::new(RetryClass::Never, format!("sender {:?}: {e}", p.from)))?;
+        let rcpt = p
+            .rcpt
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SinkError::new(RetryClass::Never, format!("a recipient: {e}")))?;
+        let envelope = Envelope::new(Some(from), rcpt)
+            .map_err(|e| SinkError::new(RetryClass::Never, e.to_string()))?;
+        if self.dump {
+            tracing::info!(to = ?p.rcpt, "mail data:\n{}", p.message);
+        }
+        match &self.transport {
+            Transport::Smtp(t) => match t.send_raw(&envelope, p.message.as_bytes()).await {
+                Ok(resp) => Ok(format!(
+                    "{} {}",
+                    resp.code(),
+                    resp.message().collect::<Vec<_>>().join(" ")
+                )),
+                Err(e) => Err(classify(&e)),
+            },
+            Transport::File(t, dir) => match t.send_raw(&envelope, p.message.as_bytes()).await {
+                Ok(id) => Ok(format!("written to {}/{id}.eml", dir.display())),
+                Err(e) => Err(SinkError::new(
+                    RetryClass::Backoff,
+                    format!("cannot write the mail into {}: {e}", dir.display()),
+                )),
+            },
+        }
+    }
+}
+
+/// The retry class of an SMTP failure.
+fn classify(e: &lettre::transport::smtp::Error) -> SinkError {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    let class = if e.is_permanent() || e.is_tls() || e.is_client() {
+        RetryClass::Never
+    } else {
+        RetryClass::Backoff
+    };
+    SinkError::new(class, format!("SMTP: {text}"))
+}
+
+impl Sink for MailSink {
+    fn deliver<'a>(&'a self, batch: &'a [Delivery]) -> SinkFuture<'a> {
+        Box::pin(async move {
+            let d = batch
+                .first()
+                .ok_or_else(|| SinkError::new(RetryClass::Never, "an empty batch".to_owned()))?;
+            self.send(d).await
+        })
+    }
+}
