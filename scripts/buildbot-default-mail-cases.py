@@ -18,7 +18,8 @@ OUT = ROOT / "formatters/default-mail/tests"
 TITLE, URL = "Bar CI", "http://127.0.0.1:8010/"
 master = SimpleNamespace(config=SimpleNamespace(title=TITLE, buildbotURL=URL))
 
-# case name, sample, mode, previous build's result (None: no previous build)
+# case name, sample, mode, previous build's result (None: no previous build), and the result to
+# give the build instead of the sample's own (None: keep it)
 CASES = [
     ("success", "success-full.json", ["failing", "passing", "warnings"], None),
     ("failure", "failure-full.json", ["failing", "passing", "warnings"], None),
@@ -28,12 +29,21 @@ CASES = [
     ("started", "started-full.json", ["failing", "passing", "warnings"], None),
     ("no-steps", "failure-default.json", ["failing"], None),
 ]
+CASES = [c + (None,) for c in CASES] + [
+    # Every other result, on a captured build with its result changed.
+    ("warnings", "success-full.json", ["warnings"], None, 1),
+    ("skipped", "success-full.json", ["change"], 0, 3),
+    ("exception", "failure-full.json", ["exception"], None, 4),
+    ("retry", "failure-full.json", ["change"], 2, 5),
+]
 
 def text(code):
     return "not finished" if code is None else Results[code]
 
-for name, sample, mode, prev in CASES:
+for name, sample, mode, prev, results in CASES:
     build = json.loads((DATA / sample).read_text())
+    if results is not None:
+        build["results"] = results
     prev_build = None
     if prev is not None:
         prev_build = {k: build[k] for k in ("builderid", "buildrequestid", "complete", "complete_at")}

@@ -1,0 +1,753 @@
+//! `[[reporter.mail]]` against a real SMTP server: aiosmtpd from PyPI
+//! (`scripts/install-aiosmtpd`, `tests/support/smtpd.py`) with STARTTLS on a self-signed
+//! certificate and AUTH, saving every message byte for byte. What arrives is parsed with a real
+//! MIME parser (`mailparse`).
+
+mod support;
+
+use mailparse::{MailHeaderMap, ParsedMail};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::daemon::{Daemon, wait_until};
+use tidings::store::{State, Store};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn venv() -> PathBuf {
+    let out = Command::new(support::repo().join("scripts/install-aiosmtpd"))
+        .output()
+        .expect("run scripts/install-aiosmtpd");
+    assert!(
+        out.status.success(),
+        "scripts/install-aiosmtpd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A throw-away CA and a server certificate it signed for 127.0.0.1: (ca.pem, cert.pem,
+/// key.pem). (rustls, rightly, takes no self-signed server certificate as its own anchor.)
+fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let ext = p("ext.cnf");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tidings test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+/// A running aiosmtpd; stopped when dropped.
+struct Smtpd {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Smtpd {
+    fn start(port: u16, dir: &Path, args: &[&str]) -> Smtpd {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut child = Command::new(venv().join("bin/python"))
+            .arg(support::repo().join("tests/support/smtpd.py"))
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "READY", "smtpd did not start");
+        Smtpd {
+            child,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// What it received, in order: (envelope and session, raw message).
+    fn received(&self) -> Vec<(Value, Vec<u8>)> {
+        let mut out = Vec::new();
+        for n in 1.. {
+            let eml = self.dir.join(format!("{n}.eml"));
+            if !eml.exists() {
+                break;
+            }
+            let env = std::fs::read_to_string(self.dir.join(format!("{n}.json"))).unwrap();
+            out.push((
+                serde_json::from_str(&env).unwrap(),
+                std::fs::read(eml).unwrap(),
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("tidings.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nshutdown_grace = \"2s\"\n\n\
+             [master]\ntitle = \"Example CI\"\nbuildbot_url = \"http://127.0.0.1:8010/\"\n\n{body}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The failing sample with a given build id.
+fn failing(buildid: i64) -> Value {
+    let mut b: Value = serde_json::from_slice(&support::sample("failure-full.json")).unwrap();
+    b["buildid"] = buildid.into();
+    b["number"] = buildid.into();
+    b["buildrequestid"] = buildid.into();
+    b["url"] = format!("http://127.0.0.1:8010/#/builders/1/builds/{buildid}").into();
+    b
+}
+
+fn header(m: &ParsedMail<'_>, name: &str) -> Option<String> {
+    m.headers.get_first_value(name)
+}
+
+/// The outbox states of every delivery (read beside the running daemon).
+fn states(data: &Path) -> Vec<(State, String)> {
+    let store = Store::open_shared(data).unwrap();
+    store
+        .list(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let log = store.log(s.id).unwrap();
+            let last = log.last().map(|l| l.detail.clone()).unwrap_or_default();
+            (s.state, last)
+        })
+        .collect()
+}
+
+#[test]
+fn a_mail_over_starttls_with_auth_has_buildbots_layout_and_our_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificate(dir.path());
+    let port = free_port();
+    let smtpd = Smtpd::start(
+        port,
+        &dir.path().join("received"),
+        &[
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--require-tls",
+            "--auth",
+            "ci:s3cret",
+        ],
+    );
+    let html = support::guest("html-log-tail");
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[secrets]
+team = "infra"
+
+[[formatter]]
+name = "html"
+module = "{html}"
+
+[[reporter.mail]]
+name = "team-mail"
+fromaddr = "Example CI <ci@example.org>"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+use_tls = true
+tls_ca_file = "{ca}"
+smtp_user = "ci"
+smtp_password = "s3cret"
+lookup = "example.org"
+extra_recipients = ["ops@example.org"]
+extra_headers = {{ "X-Branch" = "%(prop:branch)s", "X-Team" = "%(secret:team)s", "X-Missing" = "%(prop:nope:-none)s" }}
+add_logs = ["run.stdio"]
+mode = "all"
+message_formatter = "html"
+retry_delay = "100ms"
+"#,
+            html = html.display(),
+            ca = ca.display(),
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    let mut build = failing(7);
+    // A change author without a domain (lookup adds it) and one no lookup can save.
+    build["properties"]["owners"] = json!([["alice", "bob@localhost"], "test"]);
+    daemon.post(&build);
+    wait_until("the mail", Duration::from_secs(30), || {
+        !smtpd.received().is_empty()
+    });
+    let received = smtpd.received();
+    assert_eq!(received.len(), 1);
+    let (env, raw) = &received[0];
+    assert_eq!(env["tls"], true, "sent over STARTTLS");
+    assert_eq!(env["auth"], true, "authenticated");
+    assert_eq!(env["mail_from"], "ci@example.org");
+    let mut rcpt: Vec<String> = serde_json::from_value(env["rcpt_tos"].clone()).unwrap();
+    rcpt.sort();
+    assert_eq!(
+        rcpt,
+        ["alice@example.org", "ops@example.org", "tester@example.org"]
+    );
+
+    let mail = mailparse::parse_mail(raw).unwrap();
+    assert_eq!(
+        header(&mail, "From").unwrap(),
+        "\"Example CI\" <ci@example.org>"
+    );
+    let to = header(&mail, "To").unwrap();
+    assert!(
+        to.contains("alice@example.org") && to.contains("tester <tester@example.org>"),
+        "{to}"
+    );
+    assert!(!to.contains("bob"), "an invalid address is dropped: {to}");
+    assert_eq!(header(&mail, "Cc").unwrap(), "ops@example.org");
+    assert_eq!(header(&mail, "X-Branch").unwrap(), "main");
+    assert_eq!(header(&mail, "X-Team").unwrap(), "infra");
+    assert_eq!(header(&mail, "X-Missing").unwrap(), "none");
+    assert_eq!(header(&mail, "X-Tidings-Builder").unwrap(), "runtests");
+    assert_eq!(header(&mail, "X-Tidings-Result").unwrap(), "failure");
+    assert_eq!(
+        header(&mail, "X-Tidings-Build-Url").unwrap(),
+        "http://127.0.0.1:8010/#/builders/1/builds/7"
+    );
+    assert!(
+        header(&mail, "Message-ID")
+            .unwrap()
+            .ends_with("@example.org>")
+    );
+    assert!(header(&mail, "Date").is_some());
+    let subject = header(&mail, "Subject").unwrap();
+    assert!(subject.contains("runtests"), "{subject}");
+    // Buildbot's layout: multipart/mixed, the HTML body first, then the log as a base64
+    // text/plain attachment named step.log, without the stream prefixes.
+    assert_eq!(mail.ctype.mimetype, "multipart/mixed");
+    assert_eq!(mail.subparts.len(), 2);
+    let body = &mail.subparts[0];
+    assert_eq!(body.ctype.mimetype, "text/html");
+    assert_eq!(body.ctype.charset, "utf-8");
+    let html_body = body.get_body().unwrap();
+    assert!(
+        html_body.contains("runtests") && html_body.contains("FAILURE"),
+        "{html_body}"
+    );
+    let log = &mail.subparts[1];
+    assert_eq!(log.ctype.mimetype, "text/plain");
+    assert_eq!(
+        header(log, "Content-Transfer-Encoding")
+            .unwrap()
+            .to_lowercase(),
+        "base64"
+    );
+    let disposition = log.get_content_disposition();
+    assert_eq!(disposition.params.get("filename").unwrap(), "run.stdio");
+    let text = log.get_body().unwrap();
+    assert!(text.lines().any(|l| l == "running"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("orunning")), "{text}");
+}
+
+#[test]
+fn header_values_from_a_build_cannot_add_a_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[reporter.mail]]
+name = "m"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+send_to_interested_users = false
+extra_recipients = ["ops@example.org"]
+extra_headers = {{ "X-Branch" = "%(prop:branch)s" }}
+subject = "%(builder)s is %(result)s"
+mode = "all"
+"#
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    let mut build = failing(8);
+    build["builder"]["name"] = "evil\r\nBcc: victim@example.org".into();
+    build["properties"]["branch"] = json!(["main\r\nX-Injected: yes", "test"]);
+    daemon.post(&build);
+    wait_until("the mail", Duration::from_secs(30), || {
+        !smtpd.received().is_empty()
+    });
+    let (env, raw) = &smtpd.received()[0];
+    assert_eq!(env["rcpt_tos"], json!(["ops@example.org"]));
+    let mail = mailparse::parse_mail(raw).unwrap();
+    for h in &mail.headers {
+        let key = h.get_key().to_lowercase();
+        assert!(
+            key != "bcc" && key != "x-injected",
+            "an injected header: {}",
+            h.get_key()
+        );
+    }
+    assert!(header(&mail, "X-Branch").unwrap().starts_with("main"));
+}
+
+#[test]
+fn starttls_required_but_not_offered_sends_nothing_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[reporter.mail]]
+name = "m"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+use_tls = true
+extra_recipients = ["ops@example.org"]
+mode = "all"
+"#
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(9));
+    let data = dir.path().join("data");
+    wait_until("a dead letter", Duration::from_secs(30), || {
+        states(&data).iter().any(|(s, _)| *s == State::Dead)
+    });
+    let (_, why) = &states(&data)[0];
+    assert!(why.contains("STARTTLS"), "{why}");
+    assert!(smtpd.received().is_empty(), "nothing sent in clear");
+}
+
+#[test]
+fn a_wrong_password_is_dead_lettered_with_the_servers_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificate(dir.path());
+    let port = free_port();
+    let smtpd = Smtpd::start(
+        port,
+        &dir.path().join("received"),
+        &[
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--require-tls",
+            "--auth",
+            "ci:s3cret",
+        ],
+    );
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[reporter.mail]]
+name = "m"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+use_tls = true
+tls_ca_file = "{ca}"
+smtp_user = "ci"
+smtp_password = "wrong"
+extra_recipients = ["ops@example.org"]
+mode = "all"
+"#,
+            ca = ca.display()
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(10));
+    let data = dir.path().join("data");
+    wait_until("a dead letter", Duration::from_secs(30), || {
+        states(&data).iter().any(|(s, _)| *s == State::Dead)
+    });
+    let (_, why) = &states(&data)[0];
+    assert!(why.contains("535"), "{why}");
+    assert!(smtpd.received().is_empty());
+}
+
+#[test]
+fn a_server_down_at_first_gets_the_mail_once_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[reporter.mail]]
+name = "m"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+extra_recipients = ["ops@example.org"]
+mode = "all"
+retry_delay = "200ms"
+retry_max_delay = "400ms"
+"#
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(11));
+    let data = dir.path().join("data");
+    let attempts = |data: &Path| {
+        let store = Store::open_shared(data).unwrap();
+        store
+            .list(None, 10)
+            .unwrap()
+            .first()
+            .map_or(0, |s| store.log(s.id).unwrap().len())
+    };
+    wait_until("two failed attempts", Duration::from_secs(30), || {
+        attempts(&data) >= 2
+    });
+    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    wait_until("the mail", Duration::from_secs(30), || {
+        !smtpd.received().is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(smtpd.received().len(), 1, "exactly once");
+    assert_eq!(states(&data)[0].0, State::Delivered);
+}
+
+#[test]
+fn every_mode_mails_exactly_what_buildbot_reports() {
+    let table: Value = serde_json::from_str(&support::read("tests/data/modes.json")).unwrap();
+    let sequence: Vec<i64> = serde_json::from_value(table["sequence"].clone()).unwrap();
+    let rows = table["modes"].as_array().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let mut reporters = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        reporters.push_str(&format!(
+            "[[reporter.mail]]\nname = \"m{i}\"\nfromaddr = \"ci@example.org\"\nrelayhost = \"127.0.0.1\"\n\
+             smtp_port = {port}\nsend_to_interested_users = false\nextra_recipients = [\"mode{i}@example.org\"]\n\
+             mode = {}\n\n",
+            row["mode"]
+        ));
+    }
+    let config = config(dir.path(), &reporters);
+    let daemon = Daemon::start(&config);
+    for (i, results) in sequence.iter().enumerate() {
+        let mut b = failing(100 + i as i64);
+        b["number"] = (i as i64 + 1).into();
+        b["results"] = (*results).into();
+        daemon.post(&b);
+    }
+    let total: usize = rows
+        .iter()
+        .map(|r| r["reported"].as_array().unwrap().len())
+        .sum();
+    wait_until("every mail", Duration::from_secs(60), || {
+        smtpd.received().len() >= total
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let received = smtpd.received();
+    assert_eq!(received.len(), total);
+    for (i, row) in rows.iter().enumerate() {
+        let mut numbers: Vec<i64> = received
+            .iter()
+            .filter(|(env, _)| env["rcpt_tos"] == json!([format!("mode{i}@example.org")]))
+            .map(|(_, raw)| {
+                let m = mailparse::parse_mail(raw).unwrap();
+                let url = header(&m, "X-Tidings-Build-Url").unwrap();
+                url.rsplit('/').next().unwrap().parse::<i64>().unwrap() - 99
+            })
+            .collect();
+        numbers.sort_unstable();
+        let expected: Vec<i64> = serde_json::from_value(row["reported"].clone()).unwrap();
+        assert_eq!(numbers, expected, "mode {}", row["mode"]);
+    }
+}
+
+#[test]
+fn buildset_summaries_and_missing_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[reporter.mail]]
+name = "sets"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+build_set_summary = true
+mode = ["failing"]
+workers = []
+
+[[reporter.mail]]
+name = "workers"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+mode = ["exception"]
+"#
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    let (a, mut b) = (failing(20), failing(21));
+    b["builder"]["name"] = "lint".into();
+    daemon.post_event(&json!({"schema_version": 1, "type": "buildset_complete",
+        "buildset": {"bsid": 5, "complete": true, "results": 2}, "builds": [a, b]}));
+    daemon.post_event(&json!({"schema_version": 1, "type": "worker_missing",
+        "master": "http://127.0.0.1:8010/",
+        "worker": {"name": "w1", "notify": ["admin@example.org"],
+                   "last_connection": "Mon Nov 23 10:00:00 2026", "workerinfo": {"admin": "Ada"}}}));
+    wait_until("two mails", Duration::from_secs(30), || {
+        smtpd.received().len() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let received = smtpd.received();
+    assert_eq!(
+        received.len(),
+        2,
+        "one mail per buildset, one per missing worker"
+    );
+    let find = |rcpt: &str| {
+        received
+            .iter()
+            .find(|(env, _)| {
+                env["rcpt_tos"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r == rcpt)
+            })
+            .unwrap_or_else(|| panic!("no mail to {rcpt}"))
+    };
+    // The buildset: one mail to the owner, both builds' default texts, "whole buildset".
+    let (_, raw) = find("tester@example.org");
+    let m = mailparse::parse_mail(raw).unwrap();
+    let body = m.get_body().unwrap();
+    assert!(body.contains("runtests") && body.contains("lint"), "{body}");
+    // The missing worker: to its notify list, no To header, Buildbot's text.
+    let (env, raw) = find("admin@example.org");
+    assert_eq!(env["rcpt_tos"], json!(["admin@example.org"]));
+    let m = mailparse::parse_mail(raw).unwrap();
+    assert!(header(&m, "To").is_none(), "no To header");
+    assert_eq!(
+        header(&m, "Subject").unwrap(),
+        "Buildbot Example CI worker w1 missing"
+    );
+    let body = m.get_body().unwrap();
+    assert!(
+        body.starts_with("The Buildbot worker named w1 went away."),
+        "{body}"
+    );
+    assert!(body.contains("It last disconnected at Mon Nov 23 10:00:00 2026."));
+    assert!(body.contains("was Ada."));
+}
+
+#[test]
+fn a_certificate_nobody_vouches_for_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = certificate(dir.path());
+    let port = free_port();
+    let smtpd = Smtpd::start(
+        port,
+        &dir.path().join("received"),
+        &[
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--require-tls",
+        ],
+    );
+    // No tls_ca_file: the test CA is not trusted.
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[reporter.mail]]
+name = "m"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+use_tls = true
+extra_recipients = ["ops@example.org"]
+mode = "all"
+"#
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(12));
+    let data = dir.path().join("data");
+    wait_until("a failed attempt", Duration::from_secs(30), || {
+        states(&data).iter().any(|(_, why)| !why.is_empty())
+    });
+    let (_, why) = &states(&data)[0];
+    assert!(why.to_lowercase().contains("certificate"), "{why}");
+    assert!(smtpd.received().is_empty());
+}
+
+#[test]
+fn the_embedded_default_config_mails_into_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        tidings::daemon::DEFAULT_CONFIG.replace("127.0.0.1:8411", "127.0.0.1:0"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(1));
+    let maildir = dir.path().join("tidings-data/mail");
+    let emls = || -> Vec<PathBuf> {
+        std::fs::read_dir(&maildir)
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until("a mail file", Duration::from_secs(30), || {
+        !emls().is_empty()
+    });
+    let raw = std::fs::read(&emls()[0]).unwrap();
+    let m = mailparse::parse_mail(&raw).unwrap();
+    assert_eq!(header(&m, "To").unwrap(), "tester <tester@example.org>");
+    assert_eq!(header(&m, "Cc").unwrap(), "you@example.org");
+    // Buildbot's default mail, from the built-in formatter.
+    let body = m.get_body().unwrap();
+    assert!(
+        body.starts_with("A failed build has been detected on builder runtests"),
+        "{body}"
+    );
+    assert!(header(&m, "Subject").unwrap().contains("runtests"));
+}
+
+#[test]
+fn a_json_formatter_for_mail_is_a_bad_output_and_the_default_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let json = r#"{"body":{"a":1},"type":"json"}"#;
+    let module = support::wat(&format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "{}")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const {}))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+        json.replace('"', "\\\""),
+        json.len()
+    ));
+    std::fs::write(dir.path().join("json.wasm"), module).unwrap();
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[formatter]]
+name = "json"
+module = "json.wasm"
+
+[[reporter.mail]]
+name = "m"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+send_to_interested_users = false
+extra_recipients = ["ops@example.org"]
+mode = "all"
+message_formatter = "json"
+"#
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(13));
+    wait_until("the mail", Duration::from_secs(30), || {
+        !smtpd.received().is_empty()
+    });
+    let (_, raw) = &smtpd.received()[0];
+    let body = mailparse::parse_mail(raw).unwrap().get_body().unwrap();
+    assert!(
+        body.starts_with("A failed build has been detected"),
+        "{body}"
+    );
+    let store = Store::open_shared(&dir.path().join("data")).unwrap();
+    let d = store.delivery(1).unwrap().unwrap();
+    assert!(
+        d.explanation.contains("DEGRADED") && d.explanation.contains("BadOutput"),
+        "{}",
+        d.explanation
+    );
+}
