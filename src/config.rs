@@ -945,6 +945,8 @@ mod tests {
             ["failing", "passing", "warnings", "exception", "cancelled"]
         );
         assert_eq!(push.message_formatter.as_deref(), Some("short"));
+        assert_eq!(c.reporter.mail[0].extra_recipients, ["ops@example.org"]);
+        assert_eq!(c.secrets["team"].expose(), "infra");
         let sets = c.reporter.http_push[1].selection();
         assert!(sets.build_set_summary && sets.report_requests);
         assert_eq!(sets.workers, Some(WorkerFilter::All("all".into())));
