@@ -962,6 +962,40 @@ mod tests {
     }
 
     #[test]
+    fn mail_settings_are_checked() {
+        let mail = |extra: &str| {
+            errors(&format!(
+                "[[reporter.mail]]\nname = \"m\"\nfromaddr = \"ci@example.org\"\n{extra}\n"
+            ))
+        };
+        for (extra, why) in [
+            (
+                "extra_recipients = [\"me@localhost\"]",
+                "\"me@localhost\" is not a valid",
+            ),
+            ("use_tls = true\nuse_smtps = true", "exclude each other"),
+            ("smtp_user = \"u\"", "go together"),
+            ("subject = \"%(color)s\"", "unknown key \"color\""),
+            (
+                "extra_headers = { \"X-A\" = \"%(secret:nope)s\" }",
+                "not defined in [secrets]",
+            ),
+            (
+                "extra_headers = { \"Bad Name\" = \"x\" }",
+                "not a valid header name",
+            ),
+            ("transport = \"pigeon\"", "pigeon"),
+        ] {
+            let e = mail(extra);
+            assert!(e.contains(why), "{extra}: {e}");
+        }
+        assert!(
+            errors("[[reporter.mail]]\nname = \"m\"\nfromaddr = \"not an address\"\n")
+                .contains("fromaddr")
+        );
+    }
+
+    #[test]
     fn an_empty_file_is_the_embedded_defaults() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8411");

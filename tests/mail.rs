@@ -751,3 +751,69 @@ message_formatter = "json"
         d.explanation
     );
 }
+
+#[test]
+fn implicit_tls_and_a_refused_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificate(dir.path());
+    let port = free_port();
+    let smtpd = Smtpd::start(
+        port,
+        &dir.path().join("received"),
+        &[
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--smtps",
+            "--auth",
+            "ci:s3cret",
+            "--reject-rcpt",
+            "nobody@example.org",
+        ],
+    );
+    let reporter = |name: &str, to: &str| {
+        format!(
+            r#"[[reporter.mail]]
+name = "{name}"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+use_smtps = true
+tls_ca_file = "{ca}"
+smtp_user = "ci"
+smtp_password = "s3cret"
+send_to_interested_users = false
+extra_recipients = ["{to}"]
+mode = "all"
+
+"#,
+            ca = ca.display()
+        )
+    };
+    let config = config(
+        dir.path(),
+        &[
+            reporter("good", "ops@example.org"),
+            reporter("bad", "nobody@example.org"),
+        ]
+        .concat(),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(14));
+    let data = dir.path().join("data");
+    wait_until(
+        "one mail and one dead letter",
+        Duration::from_secs(30),
+        || !smtpd.received().is_empty() && states(&data).iter().any(|(s, _)| *s == State::Dead),
+    );
+    let received = smtpd.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].0["tls"], true, "implicit TLS");
+    assert_eq!(received[0].0["rcpt_tos"], json!(["ops@example.org"]));
+    let dead: Vec<String> = states(&data)
+        .into_iter()
+        .filter(|(s, _)| *s == State::Dead)
+        .map(|(_, why)| why)
+        .collect();
+    assert!(dead[0].contains("550"), "the server's reply: {dead:?}");
+}

@@ -4,8 +4,10 @@ Saves each message it accepts, byte for byte, as DIR/<n>.eml, with DIR/<n>.json 
 envelope and the session: {"mail_from", "rcpt_tos", "tls", "auth"}. Prints "READY" once it
 listens on 127.0.0.1:PORT, then serves until it is terminated.
 
-  python smtpd.py --port P --dir D [--tls CERT KEY [--require-tls]] [--auth USER:PASSWORD]
-                  [--reject-rcpt ADDRESS]
+  python smtpd.py --port P --dir D [--tls CERT KEY [--require-tls | --smtps]]
+                  [--auth USER:PASSWORD] [--reject-rcpt ADDRESS]
+
+--smtps serves implicit TLS (the whole connection), instead of offering STARTTLS.
 """
 import argparse
 import json
@@ -43,7 +45,9 @@ class Saver:
             json.dump({
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": envelope.rcpt_tos,
-                "tls": session.ssl is not None,
+                # STARTTLS sets session.ssl; implicit TLS shows on the transport.
+                "tls": session.ssl is not None
+                or server.transport.get_extra_info("sslcontext") is not None,
                 "auth": session.authenticated,
             }, f)
         os.rename(base + ".eml.tmp", base + ".eml")
@@ -56,6 +60,7 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--require-tls", action="store_true")
+    p.add_argument("--smtps", action="store_true")
     p.add_argument("--auth")
     p.add_argument("--reject-rcpt", action="append", default=[])
     a = p.parse_args()
@@ -64,8 +69,11 @@ def main():
     if a.tls:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.tls[0], a.tls[1])
-        kwargs["tls_context"] = ctx
-        kwargs["require_starttls"] = a.require_tls
+        if a.smtps:
+            kwargs["ssl_context"] = ctx
+        else:
+            kwargs["tls_context"] = ctx
+            kwargs["require_starttls"] = a.require_tls
     if a.auth:
         user, password = a.auth.split(":", 1)
 
@@ -77,9 +85,10 @@ def main():
 
         kwargs["authenticator"] = authenticator
         kwargs["auth_required"] = True
-        kwargs["auth_require_tls"] = bool(a.tls)
+        # aiosmtpd does not count implicit TLS as TLS for AUTH.
+        kwargs["auth_require_tls"] = bool(a.tls) and not a.smtps
     controller = Controller(Saver(a.dir, set(a.reject_rcpt)), hostname="127.0.0.1",
-                            port=a.port, server_hostname="localhost", **kwargs)
+                            port=a.port, server_hostname="127.0.0.1", **kwargs)
     controller.start()
     print("READY", flush=True)
     stop = threading.Event()

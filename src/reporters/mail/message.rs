@@ -308,6 +308,60 @@ mod tests {
     }
 
     #[test]
+    fn patches_and_logs_become_buildbots_attachments() {
+        let mut b: Build = serde_json::from_str(include_str!(
+            "../../../tests/data/buildbot/failure-full.json"
+        ))
+        .unwrap();
+        let patch = crate::event::Patch {
+            body: Some("--- a\n+++ b\n".into()),
+            ..Default::default()
+        };
+        b.buildset.as_mut().unwrap().sourcestamps[0].patch = Some(patch);
+        let names = |a: Vec<(String, String)>| a.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(attachments(&[&b], true, None)), ["source patch 0"]);
+        assert!(attachments(&[&b], false, None).is_empty());
+        let all = LogsWanted::All(true);
+        assert_eq!(
+            names(attachments(&[&b], false, Some(&all))),
+            ["greet.stdio", "run.stdio"]
+        );
+        let mut other = b.clone();
+        other.builder.as_mut().unwrap().name = Some("lint".into());
+        let two = names(attachments(
+            &[&b, &other],
+            false,
+            Some(&LogsWanted::Named(vec!["run.stdio".into()])),
+        ));
+        assert_eq!(two, ["runtests.run.stdio", "lint.run.stdio"]);
+    }
+
+    #[test]
+    fn a_non_ascii_subject_is_encoded() {
+        let from = mailbox("CI <ci@example.org>").unwrap();
+        let raw = compose(&Mail {
+            from: &from,
+            subject: "☠ Buildbot: runtests échoué",
+            html: false,
+            body: "corps: é",
+            to: Some((&["a@example.org".into()], &[])),
+            headers: &[],
+            attachments: &[],
+            message_id: "<1@tidings>",
+            date: SystemTime::UNIX_EPOCH,
+        })
+        .unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let subject = text.lines().find(|l| l.starts_with("Subject:")).unwrap();
+        assert!(
+            subject.is_ascii() && subject.contains("=?utf-8?"),
+            "{subject}"
+        );
+        assert!(text.contains("Content-Transfer-Encoding: 8bit"), "{text}");
+        assert!(text.contains("MIME-Version: 1.0"), "{text}");
+    }
+
+    #[test]
     fn no_header_value_can_add_a_header() {
         let from = mailbox("CI <ci@example.org>").unwrap();
         let raw = compose(&Mail {
