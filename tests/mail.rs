@@ -817,3 +817,37 @@ mode = "all"
         .collect();
     assert!(dead[0].contains("550"), "the server's reply: {dead:?}");
 }
+
+#[test]
+fn a_4xx_reply_is_retried_and_the_mail_arrives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let smtpd = Smtpd::start(port, &dir.path().join("received"), &["--tempfail", "2"]);
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[reporter.mail]]
+name = "m"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+extra_recipients = ["ops@example.org"]
+mode = "all"
+retry_delay = "100ms"
+retry_max_delay = "200ms"
+"#
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(15));
+    wait_until("the mail", Duration::from_secs(30), || {
+        !smtpd.received().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(smtpd.received().len(), 1);
+    let store = Store::open_shared(&dir.path().join("data")).unwrap();
+    let log = store.log(1).unwrap();
+    let results: Vec<&str> = log.iter().map(|l| l.result.as_str()).collect();
+    assert_eq!(results, ["retry", "retry", "delivered"], "{log:?}");
+    assert!(log[0].detail.contains("451"), "{}", log[0].detail);
+}

@@ -5,7 +5,9 @@ envelope and the session: {"mail_from", "rcpt_tos", "tls", "auth"}. Prints "READ
 listens on 127.0.0.1:PORT, then serves until it is terminated.
 
   python smtpd.py --port P --dir D [--tls CERT KEY [--require-tls | --smtps]]
-                  [--auth USER:PASSWORD] [--reject-rcpt ADDRESS]
+                  [--auth USER:PASSWORD] [--reject-rcpt ADDRESS] [--tempfail N]
+
+--tempfail N answers the first N MAIL commands with 451 (try again later).
 
 --smtps serves implicit TLS (the whole connection), instead of offering STARTTLS.
 """
@@ -22,11 +24,20 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Saver:
-    def __init__(self, directory, reject):
+    def __init__(self, directory, reject, tempfail):
         self.directory = directory
         self.reject = reject
+        self.tempfail = tempfail
         self.count = 0
         self.lock = threading.Lock()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.tempfail > 0:
+            self.tempfail -= 1
+            return "451 4.3.0 try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.reject:
@@ -63,6 +74,7 @@ def main():
     p.add_argument("--smtps", action="store_true")
     p.add_argument("--auth")
     p.add_argument("--reject-rcpt", action="append", default=[])
+    p.add_argument("--tempfail", type=int, default=0)
     a = p.parse_args()
 
     kwargs = {}
@@ -87,7 +99,7 @@ def main():
         kwargs["auth_required"] = True
         # aiosmtpd does not count implicit TLS as TLS for AUTH.
         kwargs["auth_require_tls"] = bool(a.tls) and not a.smtps
-    controller = Controller(Saver(a.dir, set(a.reject_rcpt)), hostname="127.0.0.1",
+    controller = Controller(Saver(a.dir, set(a.reject_rcpt), a.tempfail), hostname="127.0.0.1",
                             port=a.port, server_hostname="127.0.0.1", **kwargs)
     controller.start()
     print("READY", flush=True)
