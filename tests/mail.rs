@@ -851,3 +851,34 @@ retry_max_delay = "200ms"
     assert_eq!(results, ["retry", "retry", "delivered"], "{log:?}");
     assert!(log[0].detail.contains("451"), "{}", log[0].detail);
 }
+
+#[test]
+fn a_timeout_is_not_repeated_blindly() {
+    // A server that takes the connection and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[reporter.mail]]
+name = "m"
+fromaddr = "ci@example.org"
+relayhost = "127.0.0.1"
+smtp_port = {port}
+extra_recipients = ["ops@example.org"]
+mode = "all"
+timeout = "1s"
+"#
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(16));
+    let data = dir.path().join("data");
+    wait_until("a dead letter", Duration::from_secs(30), || {
+        states(&data).iter().any(|(s, _)| *s == State::Dead)
+    });
+    let (_, why) = &states(&data)[0];
+    assert!(why.contains("may have accepted the mail"), "{why}");
+    drop(silent);
+}

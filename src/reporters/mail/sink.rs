@@ -5,7 +5,8 @@
 //! SMTP replies map to retry classes where the client is: 4xx and connection failures back
 //! off; 5xx (a refused recipient, failed authentication) and TLS that cannot be had (no
 //! STARTTLS offered, a bad certificate) are permanent — the delivery is dead-lettered with the
-//! server's reply, and nothing is ever sent in clear instead.
+//! server's reply, and nothing is ever sent in clear instead. A timeout is not retried either:
+//! the server may have taken the mail, and mail is not idempotent.
 
 use crate::config::{MailConfig, MailTransport};
 use crate::outbox::{RetryClass, Sink, SinkError, SinkFuture};
@@ -40,6 +41,8 @@ enum Transport {
 pub struct MailSink {
     transport: Transport,
     dump: bool,
+    /// The most one message may take, whatever the server does.
+    timeout: Duration,
 }
 
 impl MailSink {
@@ -56,7 +59,7 @@ impl MailSink {
             MailTransport::Smtp => {
                 let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.relayhost)
                     .port(c.smtp_port)
-                    .timeout(Some(c.timeout.map_or(Duration::from_secs(60), |t| t.0)));
+                    .timeout(Some(timeout(c)));
                 if c.use_tls || c.use_smtps {
                     let mut params = TlsParameters::builder(c.relayhost.clone());
                     if let Some(ca) = &c.tls_ca_file {
@@ -83,6 +86,7 @@ impl MailSink {
         Ok(MailSink {
             transport,
             dump: c.dump_mails_to_log,
+            timeout: timeout(c),
         })
     }
 
@@ -109,14 +113,26 @@ impl MailSink {
             tracing::info!(to = ?p.rcpt, "mail data:\n{}", p.message);
         }
         match &self.transport {
-            Transport::Smtp(t) => match t.send_raw(&envelope, p.message.as_bytes()).await {
-                Ok(resp) => Ok(format!(
-                    "{} {}",
-                    resp.code(),
-                    resp.message().collect::<Vec<_>>().join(" ")
-                )),
-                Err(e) => Err(classify(&e)),
-            },
+            Transport::Smtp(t) => {
+                let sent =
+                    tokio::time::timeout(self.timeout, t.send_raw(&envelope, p.message.as_bytes()))
+                        .await;
+                match sent {
+                    Ok(Ok(resp)) => Ok(format!(
+                        "{} {}",
+                        resp.code(),
+                        resp.message().collect::<Vec<_>>().join(" ")
+                    )),
+                    Ok(Err(e)) => Err(classify(&e)),
+                    Err(_) => Err(SinkError::new(
+                        RetryClass::Never,
+                        format!(
+                            "SMTP: timed out after {:?}; the server may have accepted the mail, so it is not repeated",
+                            self.timeout
+                        ),
+                    )),
+                }
+            }
             Transport::File(t, dir) => match t.send_raw(&envelope, p.message.as_bytes()).await {
                 Ok(id) => Ok(format!("written to {}/{id}.eml", dir.display())),
                 Err(e) => Err(SinkError::new(
@@ -128,6 +144,11 @@ impl MailSink {
     }
 }
 
+/// `timeout`, or its default.
+fn timeout(c: &MailConfig) -> Duration {
+    c.timeout.map_or(Duration::from_secs(60), |t| t.0)
+}
+
 /// The retry class of an SMTP failure.
 fn classify(e: &lettre::transport::smtp::Error) -> SinkError {
     use std::error::Error as _;
@@ -137,6 +158,17 @@ fn classify(e: &lettre::transport::smtp::Error) -> SinkError {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
+    }
+    if e.is_timeout() {
+        // The server may have taken the mail before the time ran out: mail is not idempotent,
+        // so it is not sent again blindly (`tidings outbox retry ID` sends it anyway; the
+        // Message-ID stays the same).
+        return SinkError::new(
+            RetryClass::Never,
+            format!(
+                "SMTP: timed out; the server may have accepted the mail, so it is not repeated: {text}"
+            ),
+        );
     }
     let class = if e.is_permanent() || e.is_tls() || e.is_client() {
         RetryClass::Never
