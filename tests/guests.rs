@@ -1,0 +1,76 @@
+//! Formatters in other languages than Rust, built by `guest-sdk/build.sh` (which installs the
+//! toolchain when it is missing) and run under the sandbox against the *same* cases as the Rust
+//! `short` (formatters/short/tests).
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The C build, once per test binary (tests run in parallel and would write the same files).
+fn build_c() -> PathBuf {
+    static C: OnceLock<PathBuf> = OnceLock::new();
+    C.get_or_init(|| build("c")).clone()
+}
+
+/// Builds `lang`'s short formatter; returns the `.wasm`.
+fn build(lang: &str) -> PathBuf {
+    let out = Command::new(support::repo().join("guest-sdk/build.sh"))
+        .arg(lang)
+        .env("CARGO_TARGET_DIR", support::target_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "guest-sdk/build.sh {lang}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn tidings(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(args)
+        .env(
+            "TIDINGS_CACHE_DIR",
+            support::target_dir().join("test-module-cache"),
+        )
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_c_short_passes_the_rust_shorts_cases() {
+    let wasm = build_c();
+    let cases = support::repo().join("formatters/short/tests");
+    let out = tidings(&[
+        "test".as_ref(),
+        wasm.as_os_str(),
+        "--cases".as_ref(),
+        cases.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with("5 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_c_sdk_json_reader_passes_its_own_tests() {
+    let wasm = build_c().with_file_name("tidings-h-test.wasm");
+    let out = tidings(&["run".as_ref(), wasm.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}
