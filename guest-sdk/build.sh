@@ -2,12 +2,13 @@
 # Builds the `short` formatter in one guest language, installing that language's toolchain
 # first if it is missing (idempotent; from the project's registries only):
 #
-#   guest-sdk/build.sh rust|c       -> <target>/guests/short-<lang>.wasm
+#   guest-sdk/build.sh rust|c|go    -> <target>/guests/short-<lang>.wasm
 #   guest-sdk/build.sh all          -> every language this script knows
 #
 # <target> is $CARGO_TARGET_DIR, else ./target. For C it also builds the SDK's own test program,
 # <target>/guests/tidings-h-test.wasm (run it with `tidings run`).
-# Languages still to come (see issue 5): zig assemblyscript go python javascript.
+# For Go it also runs the SDK's unit tests natively (go test).
+# Languages still to come (see issue 5): zig assemblyscript python javascript.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -42,28 +43,54 @@ build_c() {
   echo "$OUT/short-c.wasm"
 }
 
+GO=/usr/lib/go-1.23/bin/go
+
+build_go() {
+  # Go 1.23 from Debian bookworm-backports (bookworm's own 1.19 predates GOOS=wasip1).
+  if [[ ! -x $GO ]]; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      echo "== installing golang-1.23-go from bookworm-backports (Debian)" >&2
+      local src=/etc/apt/sources.list.d/tidings-bookworm-backports.sources
+      if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$src"
+      fi
+      apt-get update -q >&2
+      apt-get install -y -q -t bookworm-backports golang-1.23-go >&2
+    else
+      echo "Go needs golang-1.23-go from bookworm-backports (apt-get install -t bookworm-backports …)" >&2
+      return 1
+    fi
+  fi
+  # Offline: the SDK comes through a local `replace`; caches stay in the target directory.
+  export GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local GOCACHE="$TARGET/go-cache" GOTELEMETRY=off
+  (cd "$ROOT/guest-sdk/go" && "$GO" vet ./... >&2 && "$GO" test ./... >&2)
+  (cd "$ROOT/formatters/short-go" && GOOS=wasip1 GOARCH=wasm "$GO" build -o "$OUT/short-go.wasm" .)
+  echo "$OUT/short-go.wasm"
+}
+
 not_yet() {
-  echo "guest-sdk/build.sh: $1 is not supported yet (see issue 5); supported: rust c" >&2
+  echo "guest-sdk/build.sh: $1 is not supported yet (see issue 5); supported: rust c go" >&2
   return 2
 }
 
 case "${1:-}" in
   rust) build_rust ;;
   c) build_c ;;
-  zig|assemblyscript|go|python|javascript) not_yet "$1" ;;
+  go) build_go ;;
+  zig|assemblyscript|python|javascript) not_yet "$1" ;;
   all)
     failed=()
-    for lang in rust c; do
+    for lang in rust c go; do
       "build_$lang" || failed+=("$lang")
     done
     if ((${#failed[@]})); then
       echo "guest-sdk/build.sh: FAILED: ${failed[*]}" >&2
       exit 1
     fi
-    echo "guest-sdk/build.sh: not yet supported, so not built: zig assemblyscript go python javascript" >&2
+    echo "guest-sdk/build.sh: not yet supported, so not built: zig assemblyscript python javascript" >&2
     ;;
   *)
-    echo "usage: guest-sdk/build.sh rust|c|zig|assemblyscript|go|python|javascript|all" >&2
+    echo "usage: guest-sdk/build.sh rust|c|go|zig|assemblyscript|python|javascript|all" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,4 @@
-//! Formatters in other languages than Rust, built by `guest-sdk/build.sh` (which installs the
+//! Formatters in other languages than Rust (C, Go), built by `guest-sdk/build.sh` (which installs the
 //! toolchain when it is missing) and run under the sandbox against the *same* cases as the Rust
 //! `short` (formatters/short/tests).
 
@@ -73,4 +73,27 @@ fn the_c_sdk_json_reader_passes_its_own_tests() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}
+
+#[test]
+fn the_go_short_passes_the_rust_shorts_cases() {
+    // build.sh also runs the Go SDK's own tests (go vet, go test) natively.
+    let wasm = build("go");
+    let cases = support::repo().join("formatters/short/tests");
+    let out = tidings(&[
+        "test".as_ref(),
+        wasm.as_os_str(),
+        "--cases".as_ref(),
+        cases.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with("5 passed, 0 failed"),
+        "{stdout}"
+    );
 }

@@ -115,7 +115,8 @@ pub fn run(
         }
     }
     if spec.deterministic {
-        b.wall_clock(FixedClock).monotonic_clock(FixedClock);
+        b.wall_clock(FixedClock::default())
+            .monotonic_clock(FixedClock::default());
         b.secure_random(wasmtime_wasi::Deterministic::new(vec![42; 64]));
         b.insecure_random(wasmtime_wasi::Deterministic::new(vec![7; 64]));
         b.insecure_random_seed(0);
@@ -401,8 +402,13 @@ impl tokio::io::AsyncWrite for CappedPipe {
     }
 }
 
-/// The clocks of deterministic calls (`tidings test`): 2026-01-01T00:00:00Z, never moving.
-struct FixedClock;
+/// The clocks of deterministic calls (`tidings test`): the wall clock is
+/// 2026-01-01T00:00:00Z and never moves; the monotonic clock starts at one second and moves
+/// one microsecond per reading, the same sequence in every call (language runtimes refuse a
+/// monotonic clock that reads zero or stands still: Go's aborts with "nanotime returning
+/// zero").
+#[derive(Default)]
+struct FixedClock(std::sync::atomic::AtomicU64);
 
 impl wasmtime_wasi::HostWallClock for FixedClock {
     fn resolution(&self) -> Duration {
@@ -415,10 +421,10 @@ impl wasmtime_wasi::HostWallClock for FixedClock {
 
 impl wasmtime_wasi::HostMonotonicClock for FixedClock {
     fn resolution(&self) -> u64 {
-        1_000_000_000
+        1_000
     }
     fn now(&self) -> u64 {
-        0
+        1_000_000_000 + 1_000 * self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -1,0 +1,3 @@
+module tidings
+
+go 1.21

@@ -1,0 +1,191 @@
+// Package tidings is the Go SDK for tidings formatters: WASI preview 1 commands built with
+// GOOS=wasip1 GOARCH=wasm (Go 1.21 or newer).
+//
+// A formatter reads one JSON request on stdin and writes one JSON result on stdout (the ABI:
+// guest-sdk/README.md; the shapes: guest-sdk/schema/). This package decodes the request into
+// typed structs (with encoding/json: fields tidings does not name here stay reachable through
+// Raw), calls your function, and writes its result:
+//
+//	func main() {
+//		tidings.MessageFormatter(func(a *tidings.MessageArgs) (*tidings.Message, error) {
+//			return tidings.Plain("STATUS: " + tidings.TitleCase(a.ResultsText)), nil
+//		})
+//	}
+//
+// Return (nil, nil) to send nothing; return an error to fail the call (its text goes to
+// stderr, which tidings logs under the formatter's name, and the reporter falls back to its
+// built-in message or to nothing, as its on_error says).
+package tidings
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"unicode"
+)
+
+// Master is what formatters know of the CI master.
+type Master struct {
+	Title       string `json:"title"`
+	BuildbotURL string `json:"buildbotURL"`
+}
+
+// Reporter says which reporter asks.
+type Reporter struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
+// Builder is a build's builder.
+type Builder struct {
+	BuilderID *int64   `json:"builderid"`
+	Name      string   `json:"name"`
+	Tags      []string `json:"tags"`
+}
+
+// LogContent is a log's text; stdio logs prefix each line with h, o or e.
+type LogContent struct {
+	LogID     *int64 `json:"logid"`
+	FirstLine int64  `json:"firstline"`
+	Content   string `json:"content"`
+}
+
+// Log is one log of a step.
+type Log struct {
+	LogID   *int64      `json:"logid"`
+	Name    string      `json:"name"`
+	Type    string      `json:"type"`
+	URL     string      `json:"url"`
+	Content *LogContent `json:"content"`
+}
+
+// Step is one step of a build.
+type Step struct {
+	StepID      *int64 `json:"stepid"`
+	Number      int64  `json:"number"`
+	Name        string `json:"name"`
+	Complete    bool   `json:"complete"`
+	StateString string `json:"state_string"`
+	Results     *int64 `json:"results"`
+	Logs        []Log  `json:"logs"`
+}
+
+// Build is Buildbot's build dict (the fields most formatters read). Properties map a name to
+// [value, source].
+type Build struct {
+	BuildID        *int64                       `json:"buildid"`
+	Number         *int64                       `json:"number"`
+	BuilderID      *int64                       `json:"builderid"`
+	BuildRequestID *int64                       `json:"buildrequestid"`
+	Complete       bool                         `json:"complete"`
+	Results        *int64                       `json:"results"`
+	StateString    string                       `json:"state_string"`
+	URL            string                       `json:"url"`
+	Properties     map[string][]json.RawMessage `json:"properties"`
+	Builder        *Builder                     `json:"builder"`
+	Steps          []Step                       `json:"steps"`
+}
+
+// Property returns the string value of property name, and whether there is one.
+func (b *Build) Property(name string) (string, bool) {
+	p, ok := b.Properties[name]
+	if !ok || len(p) == 0 {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(p[0], &s) != nil {
+		return string(p[0]), true
+	}
+	return s, true
+}
+
+// MessageArgs are the messageFormatter hook's arguments.
+type MessageArgs struct {
+	Mode        []string `json:"mode"`
+	Name        string   `json:"name"`
+	Build       Build    `json:"build"`
+	Results     *int64   `json:"results"`
+	ResultsText string   `json:"results_text"`
+	Reporter    Reporter `json:"reporter"`
+	Master      Master   `json:"master"`
+	BuildURL    string   `json:"build_url"`
+	Users       []string `json:"users"`
+	PrevBuild   *Build   `json:"prev_build"`
+	// Raw is the whole request, for fields this package does not name.
+	Raw json.RawMessage `json:"-"`
+}
+
+// Message is the messageFormatter result. Body is a string for "plain" and "html", any JSON
+// value for "json".
+type Message struct {
+	Body    any    `json:"body"`
+	Type    string `json:"type"`
+	Subject string `json:"subject,omitempty"`
+}
+
+// Plain is a plain-text message.
+func Plain(body string) *Message { return &Message{Body: body, Type: "plain"} }
+
+// HTML is an HTML message.
+func HTML(body string) *Message { return &Message{Body: body, Type: "html"} }
+
+// TitleCase is Python's str.title(): a letter after a non-letter upper-cased, others
+// lower-cased ("not finished" -> "Not Finished").
+func TitleCase(s string) string {
+	out := []rune(s)
+	inWord := false
+	for i, r := range out {
+		if unicode.IsLetter(r) {
+			if inWord {
+				out[i] = unicode.ToLower(r)
+			} else {
+				out[i] = unicode.ToTitle(r)
+			}
+			inWord = true
+		} else {
+			inWord = false
+		}
+	}
+	return string(out)
+}
+
+// fail writes the reason on stderr and ends the call with status 1.
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(1)
+}
+
+// MessageFormatter runs f as the messageFormatter hook: reads the request, calls f, writes
+// the result (null for a nil message), and exits.
+func MessageFormatter(f func(*MessageArgs) (*Message, error)) {
+	raw, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		fail("cannot read the request: %v", err)
+	}
+	var head struct {
+		Abi  int    `json:"abi"`
+		Hook string `json:"hook"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		fail("the request is not JSON: %v", err)
+	}
+	if head.Abi != 1 || head.Hook != "messageFormatter" {
+		fail("this formatter serves messageFormatter (ABI 1), not %q (ABI %d)", head.Hook, head.Abi)
+	}
+	var args MessageArgs
+	if err := json.Unmarshal(raw, &args); err != nil {
+		fail("cannot decode the request: %v", err)
+	}
+	args.Raw = raw
+	msg, err := f(&args)
+	if err != nil {
+		fail("%v", err)
+	}
+	out, err := json.Marshal(msg)
+	if err != nil {
+		fail("cannot encode the result: %v", err)
+	}
+	os.Stdout.Write(append(out, '\n'))
+	os.Exit(0)
+}
