@@ -97,3 +97,47 @@ fn the_go_short_passes_the_rust_shorts_cases() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_component_runs_the_same_cases_and_its_compilation_is_cached() {
+    // The Rust `short` built for wasm32-wasip2 is a wasi:cli/command component.
+    let wasm = support::component("short");
+    let cases = support::repo().join("formatters/short/tests");
+    let out = tidings(&[
+        "test".as_ref(),
+        wasm.as_os_str(),
+        "--cases".as_ref(),
+        cases.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with("5 passed, 0 failed"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let host = |_| {
+        tidings::formatter::Host::new(tidings::formatter::HostOptions {
+            cache_dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let load = |h: &tidings::formatter::Host| {
+        h.load(
+            "short",
+            &wasm,
+            tidings::formatter::Limits::default(),
+            tidings::formatter::Grants::default(),
+        )
+        .unwrap()
+        .origin()
+    };
+    assert_eq!(load(&host(1)), tidings::formatter::Origin::Compiled);
+    assert_eq!(load(&host(2)), tidings::formatter::Origin::Cached);
+}

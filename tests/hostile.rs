@@ -266,7 +266,7 @@ fn a_non_wasi_import_is_refused_at_load() {
 }
 
 #[test]
-fn a_component_is_refused_with_what_was_expected() {
+fn a_component_that_is_not_a_command_is_refused_with_what_was_expected() {
     let wasm = support::wat("(component)");
     let err = support::shared_host()
         .load_bytes("component", &wasm, limits(), Grants::default())
@@ -274,11 +274,40 @@ fn a_component_is_refused_with_what_was_expected() {
         .expect("refused");
     match err {
         FormatterError::InvalidModule { reason } => {
-            assert!(reason.contains("component"), "{reason}");
-            assert!(reason.contains("wasm32-wasip1"), "{reason}");
+            assert!(reason.contains("wasi:cli/command"), "{reason}");
+            assert!(reason.contains("wasi:cli/run"), "{reason}");
         }
         other => panic!("expected InvalidModule, got {other:?}"),
     }
+}
+
+/// Loads a hostile component (tests/guests/hostile) and runs it as [`run_hostile`] does.
+fn run_hostile_component(name: &str) -> FormatterError {
+    run_hostile(&std::fs::read(support::component(name)).unwrap())
+}
+
+#[test]
+fn a_spinning_component_times_out() {
+    assert_eq!(
+        run_hostile_component("spin"),
+        FormatterError::Timeout { limit: DEADLINE }
+    );
+}
+
+#[test]
+fn a_memory_bomb_component_hits_the_memory_limit() {
+    assert_eq!(
+        run_hostile_component("bomb"),
+        FormatterError::MemoryLimit { limit: 64 << 20 }
+    );
+}
+
+#[test]
+fn a_component_sleeping_in_the_host_is_stopped_on_time() {
+    assert_eq!(
+        run_hostile_component("sleeper"),
+        FormatterError::Timeout { limit: DEADLINE }
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module, Precompiled};
 
 const MAGIC: &[u8] = b"TIDINGS-CWASM-1\n";
@@ -71,6 +72,54 @@ impl ArtifactCache {
         // SAFETY: `artifact` was produced by `precompile_module` on this very engine a moment ago.
         let module = unsafe { Module::deserialize(engine, &artifact)? };
         Ok((module, Origin::Compiled))
+    }
+
+    /// [`ArtifactCache::load`] for a component.
+    pub fn load_component(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> wasmtime::Result<(Component, Origin)> {
+        let path = self.path_for(sha256);
+        if let Some(artifact) = self.read_checked(&path, Precompiled::Component) {
+            // SAFETY: as for modules: our own artifact, checksummed, in a private directory.
+            match unsafe { Component::deserialize(engine, &artifact) } {
+                Ok(c) => return Ok((c, Origin::Cached)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding an unusable compiled-component artifact; recompiling");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        let artifact = engine.precompile_component(wasm)?;
+        if let Err(e) = self.write(&path, &artifact) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-module cache");
+        }
+        // SAFETY: produced by this engine a moment ago.
+        let component = unsafe { Component::deserialize(engine, &artifact)? };
+        Ok((component, Origin::Compiled))
+    }
+
+    /// The artifact at `path` when it is whole (magic, checksum) and of `kind`; a damaged one
+    /// is removed.
+    fn read_checked(&self, path: &Path, kind: Precompiled) -> Option<Vec<u8>> {
+        let bytes = fs::read(path).ok()?;
+        let artifact = bytes
+            .strip_prefix(MAGIC)
+            .filter(|rest| rest.len() > 32)
+            .map(|rest| rest.split_at(32))
+            .filter(|(sum, artifact)| Sha256::digest(artifact).as_slice() == *sum)
+            .map(|(_, artifact)| artifact)
+            .filter(|artifact| Engine::detect_precompiled(artifact) == Some(kind));
+        match artifact {
+            Some(a) => Some(a.to_vec()),
+            None => {
+                tracing::warn!(path = %path.display(), "discarding a damaged compiled artifact; recompiling");
+                let _ = fs::remove_file(path);
+                None
+            }
+        }
     }
 
     fn read(&self, engine: &Engine, path: &Path) -> Option<Module> {

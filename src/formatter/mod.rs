@@ -24,7 +24,7 @@ pub use limits::{GUEST_DIR, Grants, Limits};
 pub use sandbox::TICK;
 
 use cache::ArtifactCache;
-use sandbox::{CallSpec, CallState, Stdio};
+use sandbox::{CallSpec, CallState, Program, Stdio};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +32,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tidings_guest::Hook;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, Module};
 
 /// How a [`Host`] is set up.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +57,7 @@ pub struct Host {
 struct HostInner {
     engine: Engine,
     linker: Linker<CallState>,
+    component_linker: wasmtime::component::Linker<CallState>,
     cache: Option<ArtifactCache>,
     slots: Slots,
     ticker_stop: Arc<AtomicBool>,
@@ -91,6 +93,8 @@ impl Host {
             .total_memories(slots)
             .total_tables(slots)
             .total_component_instances(slots)
+            // Component calls run asynchronously, each on a fiber stack from the pool.
+            .total_stacks(slots)
             .linear_memory_keep_resident(
                 options
                     .memory_keep_resident
@@ -103,6 +107,7 @@ impl Host {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(host_err)?;
         let linker = sandbox::linker(&engine).map_err(host_err)?;
+        let component_linker = sandbox::component_linker(&engine).map_err(host_err)?;
         let cache = options
             .cache_dir
             .map(|dir| ArtifactCache::new(dir, &engine));
@@ -127,6 +132,7 @@ impl Host {
             inner: Arc::new(HostInner {
                 engine,
                 linker,
+                component_linker,
                 cache,
                 slots: Slots::new(concurrency),
                 ticker_stop,
@@ -157,21 +163,43 @@ impl Host {
         limits: Limits,
         grants: Grants,
     ) -> Result<Formatter, FormatterError> {
-        validate::check_header(wasm)?;
+        let kind = validate::check_header(wasm)?;
         let sha256 = cache::hex(&Sha256::digest(wasm));
         let started = Instant::now();
-        let compiled = match &self.inner.cache {
-            Some(cache) => cache.load(&self.inner.engine, wasm, &sha256),
-            None => Module::new(&self.inner.engine, wasm).map(|m| (m, Origin::Compiled)),
+        let engine = &self.inner.engine;
+        let does_not_compile =
+            |e: wasmtime::Error| FormatterError::invalid(format!("does not compile: {e:#}"));
+        let (pre, origin) = if kind == validate::BinaryKind::Component {
+            let (component, origin) = match &self.inner.cache {
+                Some(cache) => cache.load_component(engine, wasm, &sha256),
+                None => Component::new(engine, wasm).map(|c| (c, Origin::Compiled)),
+            }
+            .map_err(does_not_compile)?;
+            let pre = self
+                .inner
+                .component_linker
+                .instantiate_pre(&component)
+                .map_err(|e| FormatterError::invalid(format!("cannot be linked: {e:#}")))?;
+            let pre = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|e| {
+                FormatterError::invalid(format!(
+                    "is a component but not a wasi:cli/command (it must export wasi:cli/run): {e:#}"
+                ))
+            })?;
+            (Program::Component(pre), origin)
+        } else {
+            let (module, origin) = match &self.inner.cache {
+                Some(cache) => cache.load(engine, wasm, &sha256),
+                None => Module::new(engine, wasm).map(|m| (m, Origin::Compiled)),
+            }
+            .map_err(does_not_compile)?;
+            validate::check_command(&module, limits.memory)?;
+            let pre = self
+                .inner
+                .linker
+                .instantiate_pre(&module)
+                .map_err(|e| FormatterError::invalid(format!("cannot be linked: {e:#}")))?;
+            (Program::Module(pre), origin)
         };
-        let (module, origin) =
-            compiled.map_err(|e| FormatterError::invalid(format!("does not compile: {e:#}")))?;
-        validate::check_command(&module, limits.memory)?;
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| FormatterError::invalid(format!("cannot be linked: {e:#}")))?;
         tracing::debug!(formatter = name, ?origin, elapsed = ?started.elapsed(), "loaded formatter module");
         Ok(Formatter {
             host: self.clone(),
@@ -222,7 +250,7 @@ impl Host {
 pub struct Formatter {
     host: Host,
     name: String,
-    pre: InstancePre<CallState>,
+    pre: Program,
     limits: Limits,
     grants: Grants,
     sha256: String,

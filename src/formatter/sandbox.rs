@@ -7,7 +7,8 @@
 //! - time: epoch interruption (a ticker thread advances the engine's epoch); `Trap::Interrupt`;
 //! - sleeping: `poll_oneoff` is shadowed ([`poll_oneoff`]): a wait that would end past the
 //!   deadline stops the guest at once, shorter waits return immediately (virtual time), so no
-//!   guest ever parks a host thread;
+//!   guest ever parks a host thread; a component's host calls are asynchronous, and the
+//!   deadline cancels the whole call even while it waits in the host;
 //! - memory: [`Limiter`] denies growth past the limit by trapping, and records that it did;
 //! - stdout/stderr: [`CappedPipe`] traps on the write that would pass its cap, and records it;
 //! - stdin: checked before the guest starts.
@@ -21,19 +22,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Caller, Engine, Extern, InstancePre, Linker, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How often the ticker advances the engine's epoch; the granularity of time limits.
 pub const TICK: Duration = Duration::from_millis(5);
 
+/// WASI for one call: preview 1 for core modules, preview 2 for components.
+enum Wasi {
+    P1(WasiP1Ctx),
+    P2 { ctx: WasiCtx, table: ResourceTable },
+}
+
 /// The store data of one call.
 pub struct CallState {
-    wasi: WasiP1Ctx,
+    wasi: Wasi,
     limiter: Limiter,
     /// When the call must end; `poll_oneoff` measures waits against it.
     deadline: Option<Instant>,
@@ -41,14 +51,46 @@ pub struct CallState {
     slept_past_deadline: bool,
 }
 
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        match &mut self.wasi {
+            Wasi::P2 { ctx, table } => WasiCtxView { ctx, table },
+            // Only the component linker asks, and only component calls build a P2 context.
+            Wasi::P1(_) => unreachable!("a preview 2 view of a preview 1 call"),
+        }
+    }
+}
+
 /// The linker every formatter instance is created with: WASI preview 1 (synchronous), with
 /// `poll_oneoff` replaced by [`poll_oneoff`].
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CallState| &mut s.wasi)?;
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CallState| match &mut s.wasi {
+        Wasi::P1(ctx) => ctx,
+        // Only the module linker asks, and only module calls build a P1 context.
+        Wasi::P2 { .. } => unreachable!("a preview 1 view of a preview 2 call"),
+    })?;
     linker.allow_shadowing(true);
     linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", poll_oneoff)?;
     Ok(linker)
+}
+
+/// The linker of components: WASI preview 2 (`wasi:cli/command`), asynchronous, so that a
+/// call's deadline can cancel a guest blocked in a host wait (a sleep, a poll).
+pub fn component_linker(
+    engine: &Engine,
+) -> wasmtime::Result<wasmtime::component::Linker<CallState>> {
+    let mut linker = wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
+/// What a formatter was compiled into.
+pub enum Program {
+    /// A WASI preview 1 command module.
+    Module(InstancePre<CallState>),
+    /// A WASI preview 2 `wasi:cli/command` component.
+    Component(CommandPre<CallState>),
 }
 
 /// How the guest's stdio and clocks are set up for a call.
@@ -85,7 +127,7 @@ pub struct CallSpec<'a> {
 /// wrote (for the log), plus the guest's exit code when it exited non-zero.
 pub fn run(
     engine: &Engine,
-    pre: &InstancePre<CallState>,
+    program: &Program,
     spec: &CallSpec<'_>,
     stdio: Stdio<'_>,
 ) -> Result<Output, (FormatterError, Vec<u8>)> {
@@ -133,8 +175,15 @@ pub fn run(
     }
 
     let started = Instant::now();
+    let wasi = match program {
+        Program::Module(_) => Wasi::P1(b.build_p1()),
+        Program::Component(_) => Wasi::P2 {
+            ctx: b.build(),
+            table: ResourceTable::new(),
+        },
+    };
     let state = CallState {
-        wasi: b.build_p1(),
+        wasi,
         limiter: Limiter::new(limits.memory),
         deadline: spec.timeout.map(|t| started + t),
         slept_past_deadline: false,
@@ -148,10 +197,13 @@ pub fn run(
         None => store.set_epoch_deadline(u64::MAX / 2),
     }
 
-    let result = pre.instantiate(&mut store).and_then(|instance| {
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call(&mut store, ())
-    });
+    let result = match program {
+        Program::Module(pre) => pre.instantiate(&mut store).and_then(|instance| {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        }),
+        Program::Component(pre) => run_component(pre, &mut store, spec.timeout),
+    };
 
     let state = store.into_data();
     let out = stdout.take();
@@ -175,6 +227,41 @@ pub fn run(
         }),
         Some(f) => Err((f, err)),
     }
+}
+
+/// Runs `wasi:cli/run` of a fresh instance of the component. Its host calls are asynchronous:
+/// the call runs on a small runtime of its own, and the deadline cancels it even while the
+/// guest waits in the host (where epochs cannot reach it).
+fn run_component(
+    pre: &CommandPre<CallState>,
+    store: &mut Store<CallState>,
+    timeout: Option<Duration>,
+) -> wasmtime::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| wasmtime::Error::msg(format!("cannot start the call's runtime: {e}")))?;
+    rt.block_on(async {
+        let call = async {
+            let command = pre.instantiate_async(&mut *store).await?;
+            command.wasi_cli_run().call_run(&mut *store).await
+        };
+        let outcome = match timeout {
+            Some(t) => match tokio::time::timeout(t + TICK, call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    store.data_mut().slept_past_deadline = true;
+                    return Err(wasmtime::Error::new(SleptPastDeadline));
+                }
+            },
+            None => call.await,
+        };
+        match outcome? {
+            Ok(()) => Ok(()),
+            // `wasi:cli/run` says only that it failed: exit status 1, like a module's exit(1).
+            Err(()) => Err(wasmtime::Error::new(I32Exit(1))),
+        }
+    })
 }
 
 /// Names the way a call that did not exit ended. The flags set by the host come first: a guest
@@ -226,6 +313,8 @@ fn classify(
 /// the call is reported as `MemoryLimit` however the guest reacts to it.
 struct Limiter {
     limit: u64,
+    /// Bytes of linear memory the instance has now, all memories together.
+    total: u64,
     peak: u64,
     denied: bool,
 }
@@ -234,6 +323,7 @@ impl Limiter {
     fn new(limit: u64) -> Limiter {
         Limiter {
             limit,
+            total: 0,
             peak: 0,
             denied: false,
         }
@@ -251,21 +341,27 @@ struct MemoryDenied {
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let desired = desired as u64;
-        if desired > self.limit {
+        // The budget is for all of the instance's memories together (a component has several;
+        // a module may declare several).
+        let total = self
+            .total
+            .saturating_sub(current as u64)
+            .saturating_add(desired as u64);
+        if total > self.limit {
             self.denied = true;
             // Trap rather than return -1 from memory.grow: a guest that ignores the failure
             // must not keep running, and the report must say why it stopped.
             return Err(wasmtime::Error::new(MemoryDenied {
-                desired,
+                desired: total,
                 limit: self.limit,
             }));
         }
-        self.peak = self.peak.max(desired);
+        self.total = total;
+        self.peak = self.peak.max(total);
         Ok(true)
     }
 
@@ -287,14 +383,16 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
+    // A component is several core instances (the guest, its WASI adapter, shims), each with
+    // its own memory and tables; the byte budget above is for all memories together.
     fn instances(&self) -> usize {
-        1
+        16
     }
     fn tables(&self) -> usize {
-        4
+        32
     }
     fn memories(&self) -> usize {
-        1
+        16
     }
 }
 

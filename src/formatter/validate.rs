@@ -1,6 +1,7 @@
-//! Load-time checks of a formatter binary: it must be a core WebAssembly module that is a
-//! WASI preview 1 *command* — it exports `_start` and `memory` and imports only from
-//! `wasi_snapshot_preview1`. Every refusal says what was found and what is expected, because
+//! Load-time checks of a formatter binary: a core WebAssembly module that is a WASI preview 1
+//! *command* — it exports `_start` and `memory` and imports only from
+//! `wasi_snapshot_preview1` — or a WASI preview 2 component (checked to be a
+//! `wasi:cli/command` when it is linked). Every refusal says what was found and what is expected, because
 //! the person reading it is usually a formatter author with the wrong build flags.
 
 use super::FormatterError;
@@ -34,13 +35,9 @@ pub fn binary_kind(bytes: &[u8]) -> BinaryKind {
 }
 
 /// Refuses anything but a core module, before spending time compiling it.
-pub fn check_header(bytes: &[u8]) -> Result<(), FormatterError> {
+pub fn check_header(bytes: &[u8]) -> Result<BinaryKind, FormatterError> {
     match binary_kind(bytes) {
-        BinaryKind::CoreModule => Ok(()),
-        BinaryKind::Component => Err(FormatterError::invalid(
-            "found a WebAssembly component (WASI preview 2); expected a core module that is a \
-             WASI preview 1 command (build for wasm32-wasip1)",
-        )),
+        kind @ (BinaryKind::CoreModule | BinaryKind::Component) => Ok(kind),
         BinaryKind::Precompiled => Err(FormatterError::invalid(
             "found a precompiled wasmtime artifact (.cwasm); give the .wasm module instead: \
              tidings compiles and caches it itself",

@@ -84,6 +84,59 @@ fn build_guests() -> PathBuf {
     out
 }
 
+/// WASI preview 2 components (`wasm32-wasip2`), built on first use: `short` (the formatter)
+/// and the hostile programs of `tests/guests/hostile` (`spin`, `bomb`, `sleeper`).
+pub fn component(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(build_components)
+        .join(format!("{name}.component.wasm"))
+}
+
+fn build_components() -> PathBuf {
+    let target = target_dir();
+    let out = target.join("guests");
+    std::fs::create_dir_all(&out).expect("create guests dir");
+    let lock = std::fs::File::create(out.join(".lock-p2")).expect("lock file");
+    lock.lock().expect("lock guests dir");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let _ = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status();
+    let dir = target.join("guest-build-p2");
+    for manifest in ["Cargo.toml", "tests/guests/hostile/Cargo.toml"] {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(repo())
+            .envs(tidings::testing::GUEST_BUILD_ENV)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(repo().join(manifest))
+            .arg("--target-dir")
+            .arg(&dir);
+        if manifest == "Cargo.toml" {
+            cmd.args(["-p", "short"]);
+        } else {
+            cmd.arg("--bins");
+        }
+        let status = cmd.status().expect("run cargo");
+        assert!(
+            status.success(),
+            "building {manifest} for wasm32-wasip2 failed"
+        );
+    }
+    for name in ["short", "spin", "bomb", "sleeper"] {
+        let from = dir.join(format!("wasm32-wasip2/release/{name}.wasm"));
+        std::fs::copy(&from, out.join(format!("{name}.component.wasm")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+    out
+}
+
 /// A host without a compiled-module cache.
 pub fn host() -> Host {
     Host::new(HostOptions::default()).expect("host")
