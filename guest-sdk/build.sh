@@ -2,13 +2,14 @@
 # Builds the `short` formatter in one guest language, installing that language's toolchain
 # first if it is missing (idempotent; from the project's registries only):
 #
-#   guest-sdk/build.sh rust|c|go    -> <target>/guests/short-<lang>.wasm
+#   guest-sdk/build.sh rust|c|go|javascript -> <target>/guests/short-<lang>.wasm
 #   guest-sdk/build.sh all          -> every language this script knows
 #
 # <target> is $CARGO_TARGET_DIR, else ./target. For C it also builds the SDK's own test program,
 # <target>/guests/tidings-h-test.wasm (run it with `tidings run`).
 # For Go it also runs the SDK's unit tests natively (go test).
-# Languages still to come (see issue 5): zig assemblyscript python javascript.
+# JavaScript builds a WASI preview 2 component (componentize-qjs from npm).
+# Languages still to come (see issue 5): zig assemblyscript python.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -68,8 +69,44 @@ build_go() {
   echo "$OUT/short-go.wasm"
 }
 
+# The WASI WIT packages a component formatter's world refers to, from the wasmtime-wasi crate
+# that cargo already fetched from crates.io (the host runs them), next to our world.
+wit_dir() {
+  local dir="$TARGET/formatter-wit"
+  if [[ ! -f $dir/deps/cli.wit ]]; then
+    local manifest
+    manifest=$(cargo metadata --format-version 1 --manifest-path "$ROOT/Cargo.toml" 2>/dev/null |
+      python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "wasmtime-wasi"))')
+    mkdir -p "$dir/deps"
+    cp "$(dirname "$manifest")"/src/p2/wit/deps/*.wit "$dir/deps/"
+  fi
+  cp "$ROOT/guest-sdk/javascript/wit/formatter.wit" "$dir/"
+  echo "$dir"
+}
+
+build_javascript() {
+  # componentize-qjs (QuickJS) from npm, pinned, into the target directory.
+  if ! command -v npm >/dev/null; then
+    echo "JavaScript needs node and npm (Debian: apt-get install nodejs npm)" >&2
+    return 1
+  fi
+  local tools="$TARGET/js-tools"
+  if [[ ! -x $tools/node_modules/.bin/componentize-qjs ]]; then
+    echo "== installing componentize-qjs (npm)" >&2
+    mkdir -p "$tools"
+    (cd "$tools" && npm install --silent --no-audit --no-fund componentize-qjs@0.4.5 >&2)
+  fi
+  local wit build="$TARGET/js-build/short"
+  wit=$(wit_dir)
+  mkdir -p "$build"
+  cp "$ROOT/formatters/short-javascript/short.js" "$ROOT/guest-sdk/javascript/tidings.js" "$build/"
+  "$tools/node_modules/.bin/componentize-qjs" --sync --wit "$wit" --js "$build/short.js" \
+    -o "$OUT/short-javascript.wasm" >&2
+  echo "$OUT/short-javascript.wasm"
+}
+
 not_yet() {
-  echo "guest-sdk/build.sh: $1 is not supported yet (see issue 5); supported: rust c go" >&2
+  echo "guest-sdk/build.sh: $1 is not supported yet (see issue 5); supported: rust c go javascript" >&2
   return 2
 }
 
@@ -77,17 +114,18 @@ case "${1:-}" in
   rust) build_rust ;;
   c) build_c ;;
   go) build_go ;;
-  zig|assemblyscript|python|javascript) not_yet "$1" ;;
+  javascript) build_javascript ;;
+  zig|assemblyscript|python) not_yet "$1" ;;
   all)
     failed=()
-    for lang in rust c go; do
+    for lang in rust c go javascript; do
       "build_$lang" || failed+=("$lang")
     done
     if ((${#failed[@]})); then
       echo "guest-sdk/build.sh: FAILED: ${failed[*]}" >&2
       exit 1
     fi
-    echo "guest-sdk/build.sh: not yet supported, so not built: zig assemblyscript python javascript" >&2
+    echo "guest-sdk/build.sh: not yet supported, so not built: zig assemblyscript python" >&2
     ;;
   *)
     echo "usage: guest-sdk/build.sh rust|c|go|zig|assemblyscript|python|javascript|all" >&2

@@ -1,0 +1,113 @@
+// tidings.js -- the JavaScript SDK for tidings formatters, built as WASI preview 2 components
+// with componentize-qjs (QuickJS). A formatter reads one JSON request on stdin and writes one
+// JSON result on stdout (guest-sdk/README.md); this module does the I/O through the
+// wasi:cli/stdin and wasi:cli/stdout imports and the UTF-8 coding (QuickJS here has no
+// TextEncoder/TextDecoder), so a formatter is:
+//
+//   import { messageFormatter, plain, titleCase } from "./tidings.js";
+//   export const run = messageFormatter((req) => plain("STATUS: " + titleCase(req.results_text)));
+//
+// Return null to send nothing; throw to fail the call (the message goes to stderr, which
+// tidings logs under the formatter's name).
+import { getStdin } from "wasi:cli/stdin@0.2.12";
+import { getStdout } from "wasi:cli/stdout@0.2.12";
+import { getStderr } from "wasi:cli/stderr@0.2.12";
+
+/** UTF-8 bytes to a string. */
+export function decodeUtf8(bytes) {
+  let out = "";
+  for (let i = 0; i < bytes.length; ) {
+    const b = bytes[i];
+    let cp, n;
+    if (b < 0x80) { cp = b; n = 1; }
+    else if (b >= 0xf0) { cp = b & 0x07; n = 4; }
+    else if (b >= 0xe0) { cp = b & 0x0f; n = 3; }
+    else if (b >= 0xc0) { cp = b & 0x1f; n = 2; }
+    else { cp = 0xfffd; n = 1; }
+    for (let k = 1; k < n; k++) cp = (cp << 6) | (bytes[i + k] & 0x3f);
+    out += String.fromCodePoint(cp);
+    i += n;
+  }
+  return out;
+}
+
+/** A string to UTF-8 bytes. */
+export function encodeUtf8(s) {
+  const out = [];
+  for (const ch of s) {
+    const cp = ch.codePointAt(0);
+    if (cp < 0x80) out.push(cp);
+    else if (cp < 0x800) out.push(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
+    else if (cp < 0x10000) out.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+    else out.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 0x3f), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+  }
+  return new Uint8Array(out);
+}
+
+/** All of stdin, as a string. */
+export function readStdin() {
+  const input = getStdin();
+  const parts = [];
+  for (;;) {
+    let chunk;
+    try {
+      chunk = input.blockingRead(65536);
+    } catch (e) {
+      break; // the stream is closed: the request is complete
+    }
+    if (!chunk || chunk.length === 0) break;
+    parts.push(chunk);
+  }
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const all = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) { all.set(p, off); off += p.length; }
+  return decodeUtf8(all);
+}
+
+function write(stream, text) {
+  const bytes = encodeUtf8(text);
+  // blocking-write-and-flush takes at most 4096 bytes at a time.
+  for (let i = 0; i < bytes.length; i += 4096) {
+    stream.blockingWriteAndFlush(bytes.subarray(i, i + 4096));
+  }
+}
+
+/** Writes text on stdout. */
+export function writeStdout(text) { write(getStdout(), text); }
+
+/** Writes text on stderr (tidings logs each line under the formatter's name). */
+export function writeStderr(text) { write(getStderr(), text); }
+
+/** A plain-text message. */
+export function plain(body, subject) { return subject === undefined ? { body, type: "plain" } : { body, type: "plain", subject }; }
+
+/** An HTML message. */
+export function html(body, subject) { return subject === undefined ? { body, type: "html" } : { body, type: "html", subject }; }
+
+/** Python's str.title() on ASCII words: "not finished" -> "Not Finished". */
+export function titleCase(s) {
+  return String(s).replace(/[A-Za-z]+/g, (w) => w[0].toUpperCase() + w.slice(1).toLowerCase());
+}
+
+/** The wasi:cli/run export for a messageFormatter function: export const run = messageFormatter(f). */
+export function messageFormatter(f) {
+  return {
+    run() {
+      const request = JSON.parse(readStdin());
+      if (request.abi !== 1 || request.hook !== "messageFormatter") {
+        writeStderr(`this formatter serves messageFormatter (ABI 1), not ${request.hook}\n`);
+        throw new Error("unsupported hook");
+      }
+      let message;
+      try {
+        message = f(request);
+      } catch (e) {
+        writeStderr(`${e && e.message ? e.message : e}\n`);
+        throw e;
+      }
+      writeStdout(JSON.stringify(message === undefined ? null : message) + "\n");
+    },
+  };
+}
