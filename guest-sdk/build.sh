@@ -2,14 +2,14 @@
 # Builds the `short` formatter in one guest language, installing that language's toolchain
 # first if it is missing (idempotent; from the project's registries only):
 #
-#   guest-sdk/build.sh rust|c|go|javascript -> <target>/guests/short-<lang>.wasm
+#   guest-sdk/build.sh rust|c|go|javascript|python -> <target>/guests/short-<lang>.wasm
 #   guest-sdk/build.sh all          -> every language this script knows
 #
 # <target> is $CARGO_TARGET_DIR, else ./target. For C it also builds the SDK's own test program,
 # <target>/guests/tidings-h-test.wasm (run it with `tidings run`).
 # For Go it also runs the SDK's unit tests natively (go test).
-# JavaScript builds a WASI preview 2 component (componentize-qjs from npm).
-# Languages still to come (see issue 5): zig assemblyscript python.
+# JavaScript and Python build WASI preview 2 components (componentize-qjs from npm,
+# componentize-py from PyPI). Languages still to come (see issue 5): zig assemblyscript.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -105,8 +105,20 @@ build_javascript() {
   echo "$OUT/short-javascript.wasm"
 }
 
+build_python() {
+  # componentize-py from PyPI, in a venv (scripts/python-venv).
+  local venv wit build="$TARGET/py-build/short"
+  venv=$("$ROOT/scripts/python-venv" componentize-py-0.25.1 componentize-py==0.25.1)
+  wit=$(wit_dir)
+  mkdir -p "$build"
+  cp "$ROOT/formatters/short-python/app.py" "$ROOT/guest-sdk/python/tidings.py" "$build/"
+  (cd "$build" && "$venv/bin/componentize-py" -d "$wit" -w formatter componentize app \
+    -o "$OUT/short-python.wasm" >&2)
+  echo "$OUT/short-python.wasm"
+}
+
 not_yet() {
-  echo "guest-sdk/build.sh: $1 is not supported yet (see issue 5); supported: rust c go javascript" >&2
+  echo "guest-sdk/build.sh: $1 is not supported yet (see issue 5); supported: rust c go javascript python" >&2
   return 2
 }
 
@@ -115,20 +127,21 @@ case "${1:-}" in
   c) build_c ;;
   go) build_go ;;
   javascript) build_javascript ;;
-  zig|assemblyscript|python) not_yet "$1" ;;
+  python) build_python ;;
+  zig|assemblyscript) not_yet "$1" ;;
   all)
     failed=()
-    for lang in rust c go javascript; do
+    for lang in rust c go javascript python; do
       "build_$lang" || failed+=("$lang")
     done
     if ((${#failed[@]})); then
       echo "guest-sdk/build.sh: FAILED: ${failed[*]}" >&2
       exit 1
     fi
-    echo "guest-sdk/build.sh: not yet supported, so not built: zig assemblyscript python" >&2
+    echo "guest-sdk/build.sh: not yet supported, so not built: zig assemblyscript" >&2
     ;;
   *)
-    echo "usage: guest-sdk/build.sh rust|c|go|zig|assemblyscript|python|javascript|all" >&2
+    echo "usage: guest-sdk/build.sh rust|c|go|javascript|python|zig|assemblyscript|all" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,4 @@
-//! Formatters in other languages than Rust (C, Go, JavaScript), built by `guest-sdk/build.sh` (which installs the
+//! Formatters in other languages than Rust (C, Go, JavaScript, Python), built by `guest-sdk/build.sh` (which installs the
 //! toolchain when it is missing) and run under the sandbox against the *same* cases as the Rust
 //! `short` (formatters/short/tests).
 
@@ -146,6 +146,29 @@ fn a_component_runs_the_same_cases_and_its_compilation_is_cached() {
 fn the_javascript_short_component_passes_the_rust_shorts_cases() {
     // componentize-qjs (npm) builds a WASI preview 2 component; tidings runs it like a module.
     let wasm = build("javascript");
+    let cases = support::repo().join("formatters/short/tests");
+    let out = tidings(&[
+        "test".as_ref(),
+        wasm.as_os_str(),
+        "--cases".as_ref(),
+        cases.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with("5 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_python_short_component_passes_the_rust_shorts_cases() {
+    // componentize-py (PyPI) builds a WASI preview 2 component with CPython inside.
+    let wasm = build("python");
     let cases = support::repo().join("formatters/short/tests");
     let out = tidings(&[
         "test".as_ref(),

@@ -89,9 +89,11 @@ impl Host {
         // races need a few more. Each reserves address space (not memory) for one instance.
         let slots = (concurrency as u32) * 2 + 8;
         let mut pool = wasmtime::PoolingAllocationConfig::new();
-        pool.total_core_instances(slots)
-            .total_memories(slots)
-            .total_tables(slots)
+        // A component is many core instances (CPython's is over a dozen, each with tables, some
+        // with memories); address space is what the extra room costs.
+        pool.total_core_instances(slots * 32)
+            .total_memories(slots * 8)
+            .total_tables(slots * 32)
             .total_component_instances(slots)
             // Component calls run asynchronously, each on a fiber stack from the pool.
             .total_stacks(slots)

@@ -386,13 +386,13 @@ impl ResourceLimiter for Limiter {
     // A component is several core instances (the guest, its WASI adapter, shims), each with
     // its own memory and tables; the byte budget above is for all memories together.
     fn instances(&self) -> usize {
-        16
+        32
     }
     fn tables(&self) -> usize {
         32
     }
     fn memories(&self) -> usize {
-        16
+        8
     }
 }
 

@@ -1,0 +1,64 @@
+"""tidings -- the Python SDK for tidings formatters, built as WASI preview 2 components with
+componentize-py.
+
+A formatter reads one JSON request on stdin and writes one JSON result on stdout (the ABI:
+guest-sdk/README.md; the shapes: guest-sdk/schema/). componentize-py runs CPython inside the
+component, so stdin and stdout are Python's own; this module reads the request, checks it,
+calls your function and writes its result::
+
+    import tidings
+    from wit_world import exports
+
+    class Run(exports.Run):
+        def run(self) -> None:
+            tidings.message_formatter(
+                lambda req: tidings.plain("STATUS: " + req["results_text"].title()))
+
+Return None to send nothing; raise to fail the call (the message goes to stderr, which tidings
+logs under the formatter's name, and the exit status is 1).
+"""
+import json
+import sys
+from typing import Any, Callable, Optional
+
+Request = dict
+Message = dict
+
+
+def plain(body: str, subject: Optional[str] = None) -> Message:
+    """A plain-text message."""
+    return _message(body, "plain", subject)
+
+
+def html(body: str, subject: Optional[str] = None) -> Message:
+    """An HTML message."""
+    return _message(body, "html", subject)
+
+
+def _message(body: Any, kind: str, subject: Optional[str]) -> Message:
+    m = {"body": body, "type": kind}
+    if subject is not None:
+        m["subject"] = subject
+    return m
+
+
+def prop(build: dict, name: str, default: Any = None) -> Any:
+    """The value of build property `name` (properties are [value, source] pairs)."""
+    value = (build.get("properties") or {}).get(name)
+    return value[0] if value else default
+
+
+def message_formatter(f: Callable[[Request], Optional[Message]]) -> None:
+    """Runs `f` as the messageFormatter hook: reads the request, writes f's result."""
+    try:
+        request = json.loads(sys.stdin.read())
+        if request.get("abi") != 1 or request.get("hook") != "messageFormatter":
+            raise ValueError(
+                f"this formatter serves messageFormatter (ABI 1), not {request.get('hook')!r}")
+        message = f(request)
+    except Exception as e:  # any failure of the formatter is the call's failure
+        sys.stderr.write(f"{type(e).__name__}: {e}\n")
+        sys.stderr.flush()
+        sys.exit(1)
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
