@@ -2,14 +2,15 @@
 # Builds the `short` formatter in one guest language, installing that language's toolchain
 # first if it is missing (idempotent; from the project's registries only):
 #
-#   guest-sdk/build.sh rust|c|go|javascript|python -> <target>/guests/short-<lang>.wasm
+#   guest-sdk/build.sh rust|c|go|assemblyscript|javascript|python
+#                                   -> <target>/guests/short-<lang>.wasm
 #   guest-sdk/build.sh all          -> every language this script knows
 #
 # <target> is $CARGO_TARGET_DIR, else ./target. For C it also builds the SDK's own test program,
 # <target>/guests/tidings-h-test.wasm (run it with `tidings run`).
 # For Go it also runs the SDK's unit tests natively (go test).
 # JavaScript and Python build WASI preview 2 components (componentize-qjs from npm,
-# componentize-py from PyPI). Languages still to come (see issue 5): zig assemblyscript.
+# componentize-py from PyPI). Still to come (see issue 5): zig.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -117,8 +118,35 @@ build_python() {
   echo "$OUT/short-python.wasm"
 }
 
+build_assemblyscript() {
+  # asc and the WASI shim from npm, pinned, into the target directory.
+  if ! command -v npm >/dev/null; then
+    echo "AssemblyScript needs node and npm (Debian: apt-get install nodejs npm)" >&2
+    return 1
+  fi
+  # The build directory sits beside node_modules: asc resolves the shim's "lib" relatively.
+  local tools="$TARGET/as-tools" build="$TARGET/as-tools/build-short"
+  if [[ ! -x $tools/node_modules/.bin/asc ]]; then
+    echo "== installing assemblyscript and @assemblyscript/wasi-shim (npm)" >&2
+    mkdir -p "$tools"
+    (cd "$tools" && npm install --silent --no-audit --no-fund \
+      assemblyscript@0.28.20 @assemblyscript/wasi-shim@0.1.0 >&2)
+  fi
+  mkdir -p "$build"
+  cp "$ROOT/formatters/short-assemblyscript/short.ts" "$ROOT/guest-sdk/assemblyscript/tidings.ts" "$build/"
+  cat > "$build/asconfig.json" <<JSON
+{
+  "extends": "../node_modules/@assemblyscript/wasi-shim/asconfig.json",
+  "targets": { "release": { "outFile": "$OUT/short-assemblyscript.wasm",
+                            "optimizeLevel": 3, "shrinkLevel": 1, "noAssert": true } }
+}
+JSON
+  (cd "$build" && "$tools/node_modules/.bin/asc" short.ts --config asconfig.json --target release >&2)
+  echo "$OUT/short-assemblyscript.wasm"
+}
+
 not_yet() {
-  echo "guest-sdk/build.sh: $1 is not supported yet (see issue 5); supported: rust c go javascript python" >&2
+  echo "guest-sdk/build.sh: $1 is not supported yet (see issue 5); supported: rust c go assemblyscript javascript python" >&2
   return 2
 }
 
@@ -128,17 +156,18 @@ case "${1:-}" in
   go) build_go ;;
   javascript) build_javascript ;;
   python) build_python ;;
-  zig|assemblyscript) not_yet "$1" ;;
+  assemblyscript) build_assemblyscript ;;
+  zig) not_yet "$1" ;;
   all)
     failed=()
-    for lang in rust c go javascript python; do
+    for lang in rust c go assemblyscript javascript python; do
       "build_$lang" || failed+=("$lang")
     done
     if ((${#failed[@]})); then
       echo "guest-sdk/build.sh: FAILED: ${failed[*]}" >&2
       exit 1
     fi
-    echo "guest-sdk/build.sh: not yet supported, so not built: zig assemblyscript" >&2
+    echo "guest-sdk/build.sh: not yet supported, so not built: zig" >&2
     ;;
   *)
     echo "usage: guest-sdk/build.sh rust|c|go|javascript|python|zig|assemblyscript|all" >&2

@@ -1,6 +1,6 @@
-//! Formatters in other languages than Rust (C, Go, JavaScript, Python), built by `guest-sdk/build.sh` (which installs the
-//! toolchain when it is missing) and run under the sandbox against the *same* cases as the Rust
-//! `short` (formatters/short/tests).
+//! Formatters in other languages than Rust (C, Go, AssemblyScript, JavaScript, Python), built by
+//! `guest-sdk/build.sh` (which installs the toolchain when it is missing) and run under the
+//! sandbox against the *same* cases as the Rust `short` (formatters/short/tests).
 
 mod support;
 
@@ -169,6 +169,28 @@ fn the_javascript_short_component_passes_the_rust_shorts_cases() {
 fn the_python_short_component_passes_the_rust_shorts_cases() {
     // componentize-py (PyPI) builds a WASI preview 2 component with CPython inside.
     let wasm = build("python");
+    let cases = support::repo().join("formatters/short/tests");
+    let out = tidings(&[
+        "test".as_ref(),
+        wasm.as_os_str(),
+        "--cases".as_ref(),
+        cases.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with("5 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_assemblyscript_short_passes_the_rust_shorts_cases() {
+    let wasm = build("assemblyscript");
     let cases = support::repo().join("formatters/short/tests");
     let out = tidings(&[
         "test".as_ref(),
