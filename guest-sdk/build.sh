@@ -2,15 +2,15 @@
 # Builds the `short` formatter in one guest language, installing that language's toolchain
 # first if it is missing (idempotent; from the project's registries only):
 #
-#   guest-sdk/build.sh rust|c|go|assemblyscript|javascript|python
+#   guest-sdk/build.sh rust|c|zig|go|assemblyscript|javascript|python
 #                                   -> <target>/guests/short-<lang>.wasm
 #   guest-sdk/build.sh all          -> every language this script knows
 #
-# <target> is $CARGO_TARGET_DIR, else ./target. For C it also builds the SDK's own test program,
-# <target>/guests/tidings-h-test.wasm (run it with `tidings run`).
-# For Go it also runs the SDK's unit tests natively (go test).
-# JavaScript and Python build WASI preview 2 components (componentize-qjs from npm,
-# componentize-py from PyPI). Still to come (see issue 5): zig.
+# <target> is $CARGO_TARGET_DIR, else ./target. C, Zig and Go also test their SDK: C builds
+# <target>/guests/tidings-h-test.wasm (run it with `tidings run`), Zig runs `zig test`, Go
+# `go vet` and `go test`; Go also builds the larger example, formatters/html-log-tail-go
+# (<target>/guests/html-log-tail-go.wasm). JavaScript and Python build WASI preview 2 components
+# (componentize-qjs from npm, componentize-py from PyPI).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -67,6 +67,9 @@ build_go() {
   export GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local GOCACHE="$TARGET/go-cache" GOTELEMETRY=off
   (cd "$ROOT/guest-sdk/go" && "$GO" vet ./... >&2 && "$GO" test ./... >&2)
   (cd "$ROOT/formatters/short-go" && GOOS=wasip1 GOARCH=wasm "$GO" build -o "$OUT/short-go.wasm" .)
+  # The larger example: html-log-tail in Go.
+  (cd "$ROOT/formatters/html-log-tail-go" && GOOS=wasip1 GOARCH=wasm "$GO" vet . >&2 &&
+    GOOS=wasip1 GOARCH=wasm "$GO" build -o "$OUT/html-log-tail-go.wasm" .)
   echo "$OUT/short-go.wasm"
 }
 
@@ -145,9 +148,18 @@ JSON
   echo "$OUT/short-assemblyscript.wasm"
 }
 
-not_yet() {
-  echo "guest-sdk/build.sh: $1 is not supported yet (see issue 5); supported: rust c go assemblyscript javascript python" >&2
-  return 2
+build_zig() {
+  # Zig 0.17 from PyPI (the ziglang package), in a venv (scripts/python-venv).
+  local venv build="$TARGET/zig-build/short"
+  venv=$("$ROOT/scripts/python-venv" ziglang-0.17.1 ziglang==0.17.1)
+  local zig=("$venv/bin/python" -m ziglang)
+  mkdir -p "$build"
+  cp "$ROOT/formatters/short-zig/short.zig" "$ROOT/guest-sdk/zig/tidings.zig" "$build/"
+  export ZIG_GLOBAL_CACHE_DIR="$TARGET/zig-cache" ZIG_LOCAL_CACHE_DIR="$TARGET/zig-cache"
+  (cd "$build" && "${zig[@]}" test tidings.zig >&2 &&
+    "${zig[@]}" build-exe short.zig -target wasm32-wasi -O ReleaseSmall \
+      -femit-bin="$OUT/short-zig.wasm" >&2)
+  echo "$OUT/short-zig.wasm"
 }
 
 case "${1:-}" in
@@ -157,17 +169,16 @@ case "${1:-}" in
   javascript) build_javascript ;;
   python) build_python ;;
   assemblyscript) build_assemblyscript ;;
-  zig) not_yet "$1" ;;
+  zig) build_zig ;;
   all)
     failed=()
-    for lang in rust c go assemblyscript javascript python; do
+    for lang in rust c zig go assemblyscript javascript python; do
       "build_$lang" || failed+=("$lang")
     done
     if ((${#failed[@]})); then
       echo "guest-sdk/build.sh: FAILED: ${failed[*]}" >&2
       exit 1
     fi
-    echo "guest-sdk/build.sh: not yet supported, so not built: zig" >&2
     ;;
   *)
     echo "usage: guest-sdk/build.sh rust|c|go|javascript|python|zig|assemblyscript|all" >&2

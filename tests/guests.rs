@@ -1,4 +1,4 @@
-//! Formatters in other languages than Rust (C, Go, AssemblyScript, JavaScript, Python), built by
+//! Formatters in other languages than Rust (C, Zig, Go, AssemblyScript, JavaScript, Python), built by
 //! `guest-sdk/build.sh` (which installs the toolchain when it is missing) and run under the
 //! sandbox against the *same* cases as the Rust `short` (formatters/short/tests).
 
@@ -76,26 +76,38 @@ fn the_c_sdk_json_reader_passes_its_own_tests() {
 }
 
 #[test]
-fn the_go_short_passes_the_rust_shorts_cases() {
+fn the_go_short_and_html_log_tail_pass_the_rust_formatters_cases() {
     // build.sh also runs the Go SDK's own tests (go vet, go test) natively.
     let wasm = build("go");
-    let cases = support::repo().join("formatters/short/tests");
-    let out = tidings(&[
-        "test".as_ref(),
-        wasm.as_os_str(),
-        "--cases".as_ref(),
-        cases.as_os_str(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.trim_end().ends_with("5 passed, 0 failed"),
-        "{stdout}"
-    );
+    for (module, cases, n) in [
+        (wasm.clone(), "formatters/short/tests", 5),
+        // The larger example: the Rust html-log-tail's HTML mail, character for character.
+        (
+            wasm.with_file_name("html-log-tail-go.wasm"),
+            "formatters/html-log-tail/tests",
+            6,
+        ),
+    ] {
+        let cases = support::repo().join(cases);
+        let out = tidings(&[
+            "test".as_ref(),
+            module.as_os_str(),
+            "--cases".as_ref(),
+            cases.as_os_str(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout
+                .trim_end()
+                .ends_with(&format!("{n} passed, 0 failed")),
+            "{stdout}"
+        );
+    }
 }
 
 #[test]
@@ -191,6 +203,29 @@ fn the_python_short_component_passes_the_rust_shorts_cases() {
 #[test]
 fn the_assemblyscript_short_passes_the_rust_shorts_cases() {
     let wasm = build("assemblyscript");
+    let cases = support::repo().join("formatters/short/tests");
+    let out = tidings(&[
+        "test".as_ref(),
+        wasm.as_os_str(),
+        "--cases".as_ref(),
+        cases.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with("5 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_zig_short_passes_the_rust_shorts_cases() {
+    // build.sh also runs the Zig SDK's own tests (zig test) natively.
+    let wasm = build("zig");
     let cases = support::repo().join("formatters/short/tests");
     let out = tidings(&[
         "test".as_ref(),

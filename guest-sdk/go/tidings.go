@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"unicode"
 )
 
@@ -71,6 +72,37 @@ type Step struct {
 	Logs        []Log  `json:"logs"`
 }
 
+// Patch is a source stamp's patch.
+type Patch struct {
+	Author  *string `json:"author"`
+	Comment *string `json:"comment"`
+	Body    *string `json:"body"`
+}
+
+// SourceStamp says what was built.
+type SourceStamp struct {
+	Codebase   *string `json:"codebase"`
+	Branch     *string `json:"branch"`
+	Revision   *string `json:"revision"`
+	Repository *string `json:"repository"`
+	Patch      *Patch  `json:"patch"`
+}
+
+// Buildset is the set of build requests a build belongs to.
+type Buildset struct {
+	BSID         *int64        `json:"bsid"`
+	Reason       *string       `json:"reason"`
+	Sourcestamps []SourceStamp `json:"sourcestamps"`
+}
+
+// Change is one change (commit) in a build.
+type Change struct {
+	Revision *string `json:"revision"`
+	Revlink  *string `json:"revlink"`
+	Author   *string `json:"author"`
+	Comments *string `json:"comments"`
+}
+
 // Build is Buildbot's build dict (the fields most formatters read). Properties map a name to
 // [value, source].
 type Build struct {
@@ -84,20 +116,50 @@ type Build struct {
 	URL            string                       `json:"url"`
 	Properties     map[string][]json.RawMessage `json:"properties"`
 	Builder        *Builder                     `json:"builder"`
+	Buildset       *Buildset                    `json:"buildset"`
 	Steps          []Step                       `json:"steps"`
 }
 
-// Property returns the string value of property name, and whether there is one.
+// Property returns property name's value as Python's str() shows it (a string as it is; true,
+// false and null as True, False and None; numbers and lists as JSON), and whether there is
+// one.
 func (b *Build) Property(name string) (string, bool) {
 	p, ok := b.Properties[name]
 	if !ok || len(p) == 0 {
 		return "", false
 	}
 	var s string
-	if json.Unmarshal(p[0], &s) != nil {
-		return string(p[0]), true
+	if json.Unmarshal(p[0], &s) == nil {
+		return s, true
 	}
-	return s, true
+	switch string(p[0]) {
+	case "true":
+		return "True", true
+	case "false":
+		return "False", true
+	case "null":
+		return "None", true
+	}
+	return string(p[0]), true
+}
+
+// Lines returns a log's lines (Rust's str::lines: split at newlines, a trailing newline ends
+// the last line), without the one-letter stream prefix (h, o, e) when prefixed is true.
+func (c *LogContent) Lines(prefixed bool) []string {
+	text := c.Content
+	if text == "" {
+		return nil
+	}
+	text = strings.TrimSuffix(text, "\n")
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		l = strings.TrimSuffix(l, "\r")
+		if prefixed && len(l) > 0 && (l[0] == 'h' || l[0] == 'o' || l[0] == 'e') {
+			l = l[1:]
+		}
+		lines[i] = l
+	}
+	return lines
 }
 
 // MessageArgs are the messageFormatter hook's arguments.
@@ -111,6 +173,8 @@ type MessageArgs struct {
 	Master      Master   `json:"master"`
 	BuildURL    string   `json:"build_url"`
 	Users       []string `json:"users"`
+	Changes     []Change `json:"changes"`
+	Logs        []Log    `json:"logs"`
 	PrevBuild   *Build   `json:"prev_build"`
 	// Raw is the whole request, for fields this package does not name.
 	Raw json.RawMessage `json:"-"`
@@ -129,6 +193,28 @@ func Plain(body string) *Message { return &Message{Body: body, Type: "plain"} }
 
 // HTML is an HTML message.
 func HTML(body string) *Message { return &Message{Body: body, Type: "html"} }
+
+// HTMLEscape escapes &, <, >, " and ' for HTML text and attribute values.
+func HTMLEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '&':
+			b.WriteString("&amp;")
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '"':
+			b.WriteString("&quot;")
+		case '\'':
+			b.WriteString("&#x27;")
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
 
 // TitleCase is Python's str.title(): a letter after a non-letter upper-cased, others
 // lower-cased ("not finished" -> "Not Finished").
