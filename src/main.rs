@@ -378,7 +378,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Check { config } => check(&host, &config),
+        Command::Check { config } => check(&config),
         Command::Serve { .. } | Command::Outbox { .. } => unreachable!("handled before"),
     }
 }
@@ -526,9 +526,16 @@ fn test(host: &Host, path: &Path, cases: Option<PathBuf>, grants: Grants) -> Res
 
 /// `tidings check`: the whole config must parse and validate; then every formatter is loaded
 /// (validated, compiled, cached) and called once per hook it serves on a bundled sample build.
-fn check(host: &Host, path: &Path) -> Result<ExitCode> {
+/// Formatters are compiled into the daemon's own cache (`<data_dir>/modules`), so a `serve`
+/// after a `check` starts without compiling (large components take seconds).
+fn check(path: &Path) -> Result<ExitCode> {
     let config = Config::load(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
+    let host = &Host::new(HostOptions {
+        cache_dir: Some(base.join(&config.server.data_dir).join("modules")),
+        concurrency: None,
+        memory_keep_resident: None,
+    })?;
     let mut problems = 0;
     for entry in &config.formatter {
         let module = entry.module_path(base);

@@ -244,3 +244,28 @@ fn the_zig_short_passes_the_rust_shorts_cases() {
         "{stdout}"
     );
 }
+
+#[test]
+fn check_compiles_components_into_the_daemons_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(support::component("short"), dir.path().join("short.wasm")).unwrap();
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        "[server]\ndata_dir = \"data\"\n\n[[formatter]]\nname = \"short\"\nmodule = \"short.wasm\"\n",
+    )
+    .unwrap();
+    let out = tidings(&["check".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("data/modules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cwasm"))
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+}
