@@ -8,7 +8,6 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -28,28 +27,6 @@ fn form_encode(v: &str) -> String {
         .collect()
 }
 
-/// A port free at the time of asking (the master needs its ports in its config).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The venv with buildbot, installed by the project's script if missing.
-fn venv() -> PathBuf {
-    let out = Command::new(support::repo().join("scripts/install-buildbot"))
-        .output()
-        .expect("run scripts/install-buildbot");
-    assert!(
-        out.status.success(),
-        "scripts/install-buildbot failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// A running master and worker; both stopped when dropped.
 struct Master {
     venv: PathBuf,
@@ -61,8 +38,8 @@ struct Master {
 
 impl Master {
     fn start(dir: &Path, tidings_url: &str) -> Master {
-        let venv = venv();
-        let (www, pb) = (free_port(), free_port());
+        let venv = support::install("install-buildbot");
+        let (www, pb) = (support::free_port(), support::free_port());
         let bin = |b: &str| venv.join("bin").join(b);
         let run = |cmd: &mut Command, what: &str| {
             let out = cmd.output().unwrap();
@@ -209,7 +186,7 @@ fn a_real_master_reports_through_tidings_once_in_order_and_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let peer = Arc::new(Peer::default());
     let peer_addr = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
-    let tidings_port = free_port();
+    let tidings_port = support::free_port();
     let tidings_url = format!("http://127.0.0.1:{tidings_port}");
     let master = Master::start(dir.path(), &tidings_url);
 
@@ -397,7 +374,7 @@ retry_delay = "100ms"
     // bring the build: only the catch-up can.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("127.0.0.1:{tidings_port}"),
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{}", support::free_port()),
     );
     std::fs::write(&config, text).unwrap();
     daemon = Daemon::start(&config);

@@ -40,10 +40,9 @@ fn tidings(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn the_c_short_passes_the_rust_shorts_cases() {
-    let wasm = build_c();
-    let cases = support::repo().join("formatters/short/tests");
+/// Runs `tidings test wasm --cases <cases>` and checks that all `n` cases pass.
+fn passes(wasm: &std::path::Path, cases: &str, n: usize) {
+    let cases = support::repo().join(cases);
     let out = tidings(&[
         "test".as_ref(),
         wasm.as_os_str(),
@@ -53,13 +52,24 @@ fn the_c_short_passes_the_rust_shorts_cases() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{stdout}{}",
+        "{}: {stdout}{}",
+        wasm.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.trim_end().ends_with("5 passed, 0 failed"),
+        stdout
+            .trim_end()
+            .ends_with(&format!("{n} passed, 0 failed")),
         "{stdout}"
     );
+}
+
+/// The shared cases of `short`.
+const SHORT: &str = "formatters/short/tests";
+
+#[test]
+fn the_c_short_passes_the_rust_shorts_cases() {
+    passes(&build_c(), SHORT, 5);
 }
 
 #[test]
@@ -79,58 +89,20 @@ fn the_c_sdk_json_reader_passes_its_own_tests() {
 fn the_go_short_and_html_log_tail_pass_the_rust_formatters_cases() {
     // build.sh also runs the Go SDK's own tests (go vet, go test) natively.
     let wasm = build("go");
-    for (module, cases, n) in [
-        (wasm.clone(), "formatters/short/tests", 5),
-        // The larger example: the Rust html-log-tail's HTML mail, character for character.
-        (
-            wasm.with_file_name("html-log-tail-go.wasm"),
-            "formatters/html-log-tail/tests",
-            6,
-        ),
-    ] {
-        let cases = support::repo().join(cases);
-        let out = tidings(&[
-            "test".as_ref(),
-            module.as_os_str(),
-            "--cases".as_ref(),
-            cases.as_os_str(),
-        ]);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout
-                .trim_end()
-                .ends_with(&format!("{n} passed, 0 failed")),
-            "{stdout}"
-        );
-    }
+    passes(&wasm, SHORT, 5);
+    // The larger example: the Rust html-log-tail's HTML mail, character for character.
+    passes(
+        &wasm.with_file_name("html-log-tail-go.wasm"),
+        "formatters/html-log-tail/tests",
+        6,
+    );
 }
 
 #[test]
 fn a_component_runs_the_same_cases_and_its_compilation_is_cached() {
     // The Rust `short` built for wasm32-wasip2 is a wasi:cli/command component.
     let wasm = support::component("short");
-    let cases = support::repo().join("formatters/short/tests");
-    let out = tidings(&[
-        "test".as_ref(),
-        wasm.as_os_str(),
-        "--cases".as_ref(),
-        cases.as_os_str(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.trim_end().ends_with("5 passed, 0 failed"),
-        "{stdout}"
-    );
+    passes(&wasm, SHORT, 5);
 
     let dir = tempfile::tempdir().unwrap();
     let host = |_| {
@@ -157,92 +129,24 @@ fn a_component_runs_the_same_cases_and_its_compilation_is_cached() {
 #[test]
 fn the_javascript_short_component_passes_the_rust_shorts_cases() {
     // componentize-qjs (npm) builds a WASI preview 2 component; tidings runs it like a module.
-    let wasm = build("javascript");
-    let cases = support::repo().join("formatters/short/tests");
-    let out = tidings(&[
-        "test".as_ref(),
-        wasm.as_os_str(),
-        "--cases".as_ref(),
-        cases.as_os_str(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.trim_end().ends_with("5 passed, 0 failed"),
-        "{stdout}"
-    );
+    passes(&build("javascript"), SHORT, 5);
 }
 
 #[test]
 fn the_python_short_component_passes_the_rust_shorts_cases() {
     // componentize-py (PyPI) builds a WASI preview 2 component with CPython inside.
-    let wasm = build("python");
-    let cases = support::repo().join("formatters/short/tests");
-    let out = tidings(&[
-        "test".as_ref(),
-        wasm.as_os_str(),
-        "--cases".as_ref(),
-        cases.as_os_str(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.trim_end().ends_with("5 passed, 0 failed"),
-        "{stdout}"
-    );
+    passes(&build("python"), SHORT, 5);
 }
 
 #[test]
 fn the_assemblyscript_short_passes_the_rust_shorts_cases() {
-    let wasm = build("assemblyscript");
-    let cases = support::repo().join("formatters/short/tests");
-    let out = tidings(&[
-        "test".as_ref(),
-        wasm.as_os_str(),
-        "--cases".as_ref(),
-        cases.as_os_str(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.trim_end().ends_with("5 passed, 0 failed"),
-        "{stdout}"
-    );
+    passes(&build("assemblyscript"), SHORT, 5);
 }
 
 #[test]
 fn the_zig_short_passes_the_rust_shorts_cases() {
     // build.sh also runs the Zig SDK's own tests (zig test) natively.
-    let wasm = build("zig");
-    let cases = support::repo().join("formatters/short/tests");
-    let out = tidings(&[
-        "test".as_ref(),
-        wasm.as_os_str(),
-        "--cases".as_ref(),
-        cases.as_os_str(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.trim_end().ends_with("5 passed, 0 failed"),
-        "{stdout}"
-    );
+    passes(&build("zig"), SHORT, 5);
 }
 
 #[test]

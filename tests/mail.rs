@@ -15,26 +15,6 @@ use std::time::Duration;
 use support::daemon::{Daemon, wait_until};
 use tidings::store::{State, Store};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn venv() -> PathBuf {
-    let out = Command::new(support::repo().join("scripts/install-aiosmtpd"))
-        .output()
-        .expect("run scripts/install-aiosmtpd");
-    assert!(
-        out.status.success(),
-        "scripts/install-aiosmtpd failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// A throw-away CA and a server certificate it signed for 127.0.0.1: (ca.pem, cert.pem,
 /// key.pem). (rustls, rightly, takes no self-signed server certificate as its own anchor.)
 fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -109,7 +89,7 @@ struct Smtpd {
 impl Smtpd {
     fn start(port: u16, dir: &Path, args: &[&str]) -> Smtpd {
         std::fs::create_dir_all(dir).unwrap();
-        let mut child = Command::new(venv().join("bin/python"))
+        let mut child = Command::new(support::install("install-aiosmtpd").join("bin/python"))
             .arg(support::repo().join("tests/support/smtpd.py"))
             .args(["--port", &port.to_string(), "--dir"])
             .arg(dir)
@@ -154,6 +134,14 @@ impl Drop for Smtpd {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// A `[[reporter.mail]]` named `name` sending to the test server on `port`, plus `rest`.
+fn mail(name: &str, port: u16, rest: &str) -> String {
+    format!(
+        "[[reporter.mail]]\nname = \"{name}\"\nfromaddr = \"ci@example.org\"\n\
+         relayhost = \"127.0.0.1\"\nsmtp_port = {port}\n{rest}"
+    )
 }
 
 fn config(dir: &Path, body: &str) -> PathBuf {
@@ -202,7 +190,7 @@ fn states(data: &Path) -> Vec<(State, String)> {
 fn a_mail_over_starttls_with_auth_has_buildbots_layout_and_our_headers() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificate(dir.path());
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(
         port,
         &dir.path().join("received"),
@@ -327,7 +315,7 @@ retry_delay = "100ms"
 #[test]
 fn header_values_from_a_build_cannot_add_a_header() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
     let config = config(
         dir.path(),
@@ -370,20 +358,17 @@ mode = "all"
 #[test]
 fn starttls_required_but_not_offered_sends_nothing_in_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
     let config = config(
         dir.path(),
-        &format!(
-            r#"[[reporter.mail]]
-name = "m"
-fromaddr = "ci@example.org"
-relayhost = "127.0.0.1"
-smtp_port = {port}
-use_tls = true
+        &mail(
+            "m",
+            port,
+            r#"use_tls = true
 extra_recipients = ["ops@example.org"]
 mode = "all"
-"#
+"#,
         ),
     );
     let daemon = Daemon::start(&config);
@@ -401,7 +386,7 @@ mode = "all"
 fn a_wrong_password_is_dead_lettered_with_the_servers_reply() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificate(dir.path());
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(
         port,
         &dir.path().join("received"),
@@ -446,7 +431,7 @@ mode = "all"
 #[test]
 fn a_server_down_at_first_gets_the_mail_once_it_is_up() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let config = config(
         dir.path(),
         &format!(
@@ -491,7 +476,7 @@ fn every_mode_mails_exactly_what_buildbot_reports() {
     let sequence: Vec<i64> = serde_json::from_value(table["sequence"].clone()).unwrap();
     let rows = table["modes"].as_array().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
     let mut reporters = String::new();
     for (i, row) in rows.iter().enumerate() {
@@ -539,7 +524,7 @@ fn every_mode_mails_exactly_what_buildbot_reports() {
 #[test]
 fn buildset_summaries_and_missing_workers() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
     let config = config(
         dir.path(),
@@ -620,7 +605,7 @@ mode = ["exception"]
 fn a_certificate_nobody_vouches_for_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_ca, cert, key) = certificate(dir.path());
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(
         port,
         &dir.path().join("received"),
@@ -634,16 +619,13 @@ fn a_certificate_nobody_vouches_for_is_refused() {
     // No tls_ca_file: the test CA is not trusted.
     let config = config(
         dir.path(),
-        &format!(
-            r#"[[reporter.mail]]
-name = "m"
-fromaddr = "ci@example.org"
-relayhost = "127.0.0.1"
-smtp_port = {port}
-use_tls = true
+        &mail(
+            "m",
+            port,
+            r#"use_tls = true
 extra_recipients = ["ops@example.org"]
 mode = "all"
-"#
+"#,
         ),
     );
     let daemon = Daemon::start(&config);
@@ -697,7 +679,7 @@ fn the_embedded_default_config_mails_into_files() {
 #[test]
 fn a_json_formatter_for_mail_is_a_bad_output_and_the_default_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
     let json = r#"{"body":{"a":1},"type":"json"}"#;
     let module = support::wat(&format!(
@@ -756,7 +738,7 @@ message_formatter = "json"
 fn implicit_tls_and_a_refused_recipient() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificate(dir.path());
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(
         port,
         &dir.path().join("received"),
@@ -821,21 +803,18 @@ mode = "all"
 #[test]
 fn a_4xx_reply_is_retried_and_the_mail_arrives_once() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let smtpd = Smtpd::start(port, &dir.path().join("received"), &["--tempfail", "2"]);
     let config = config(
         dir.path(),
-        &format!(
-            r#"[[reporter.mail]]
-name = "m"
-fromaddr = "ci@example.org"
-relayhost = "127.0.0.1"
-smtp_port = {port}
-extra_recipients = ["ops@example.org"]
+        &mail(
+            "m",
+            port,
+            r#"extra_recipients = ["ops@example.org"]
 mode = "all"
 retry_delay = "100ms"
 retry_max_delay = "200ms"
-"#
+"#,
         ),
     );
     let daemon = Daemon::start(&config);
@@ -860,16 +839,13 @@ fn a_timeout_is_not_repeated_blindly() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(
         dir.path(),
-        &format!(
-            r#"[[reporter.mail]]
-name = "m"
-fromaddr = "ci@example.org"
-relayhost = "127.0.0.1"
-smtp_port = {port}
-extra_recipients = ["ops@example.org"]
+        &mail(
+            "m",
+            port,
+            r#"extra_recipients = ["ops@example.org"]
 mode = "all"
 timeout = "1s"
-"#
+"#,
         ),
     );
     let daemon = Daemon::start(&config);

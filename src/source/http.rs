@@ -106,24 +106,12 @@ async fn buildbot(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !ingest.auth.allows(&headers) {
-        return unauthorized();
-    }
-    let build: Build = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a Buildbot build dict: {e}"),
-            );
-        }
+    let parse = |body: &[u8]| {
+        let build: Build = serde_json::from_slice(body)
+            .map_err(|e| format!("the body is not a Buildbot build dict: {e}"))?;
+        Event::from_build(build)
     };
-    let event = match Event::from_build(build) {
-        Ok(e) => e,
-        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
-    };
-    let body = String::from_utf8_lossy(&body).into_owned();
-    accept(&ingest, &event, "http_buildbot", body).await
+    ingest_one(&ingest, &headers, &body, parse, "http_buildbot").await
 }
 
 async fn native(
@@ -131,25 +119,33 @@ async fn native(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !ingest.auth.allows(&headers) {
+    let parse = |body: &[u8]| {
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+            format!("the body is not a tidings event envelope (schema_version 1): {e}")
+        })?;
+        Event::from_envelope(envelope)
+    };
+    ingest_one(&ingest, &headers, &body, parse, "http_events").await
+}
+
+/// Checks the credentials, parses the body into an event (400 with the reason if it is not
+/// one) and commits it, stored as received (`Event::from_stored` reads either form back).
+async fn ingest_one(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: &[u8],
+    parse: impl FnOnce(&[u8]) -> Result<Event, String>,
+    source: &'static str,
+) -> Response {
+    if !ingest.auth.allows(headers) {
         return unauthorized();
     }
-    let envelope: Envelope = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a tidings event envelope (schema_version 1): {e}"),
-            );
-        }
-    };
-    let event = match Event::from_envelope(envelope) {
+    let event = match parse(body) {
         Ok(e) => e,
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
-    // Stored as received: `Event::from_stored` reads it back (the master is derived again).
-    let body = String::from_utf8_lossy(&body).into_owned();
-    accept(&ingest, &event, "http_events", body).await
+    let body = String::from_utf8_lossy(body).into_owned();
+    accept(ingest, &event, source, body).await
 }
 
 /// Commits a checked event and answers 202 (or 503 when the store cannot take it).

@@ -189,3 +189,26 @@ pub fn validator(name: &str) -> jsonschema::Validator {
         .build(&load_schema(name))
         .unwrap_or_else(|e| panic!("schema {name}: {e}"))
 }
+
+/// A port free on 127.0.0.1 at the time of asking (for peers whose config needs it up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs one of the project's install scripts (`scripts/install-buildbot`, …), which installs
+/// a peer once per machine and prints where it is.
+pub fn install(script: &str) -> PathBuf {
+    let out = Command::new(repo().join("scripts").join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
