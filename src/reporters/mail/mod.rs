@@ -78,6 +78,26 @@ pub fn check_config(c: &MailConfig, secrets: &BTreeMap<String, Secret>) -> Vec<S
                 "extra header name {k:?} is not a valid header name"
             ));
         }
+        let reserved = [
+            "from",
+            "to",
+            "cc",
+            "bcc",
+            "subject",
+            "date",
+            "message-id",
+            "mime-version",
+            "content-type",
+            "content-transfer-encoding",
+        ];
+        if reserved.contains(&k.to_ascii_lowercase().as_str())
+            || k.to_ascii_lowercase().starts_with("x-tidings-")
+        {
+            // Buildbot logs such a header and adds it twice; a mail must not carry two.
+            p.push(format!(
+                "extra header {k:?} is one tidings writes itself; choose another name"
+            ));
+        }
         if let Err(e) = Template::parse(v, &allowed) {
             p.push(format!("extra header {k:?}: {e}"));
         }
