@@ -984,6 +984,10 @@ mod tests {
                 "extra_headers = { \"Bad Name\" = \"x\" }",
                 "not a valid header name",
             ),
+            (
+                "extra_headers = { \"Subject\" = \"x\" }",
+                "tidings writes itself",
+            ),
             ("transport = \"pigeon\"", "pigeon"),
         ] {
             let e = mail(extra);
