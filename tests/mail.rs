@@ -7,12 +7,11 @@ mod support;
 
 use mailparse::{MailHeaderMap, ParsedMail};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
-use support::daemon::{Daemon, wait_until};
+use support::daemon::{Daemon, spawn_until_first_line, wait_until};
 use tidings::store::{State, Store};
 
 /// A throw-away CA and a server certificate it signed for 127.0.0.1: (ca.pem, cert.pem,
@@ -89,24 +88,27 @@ struct Smtpd {
 impl Smtpd {
     fn start(port: u16, dir: &Path, args: &[&str]) -> Smtpd {
         std::fs::create_dir_all(dir).unwrap();
-        let mut child = Command::new(support::install("install-aiosmtpd").join("bin/python"))
-            .arg(support::repo().join("tests/support/smtpd.py"))
+        let mut cmd = Command::new(support::install("install-aiosmtpd").join("bin/python"));
+        cmd.arg(support::repo().join("tests/support/smtpd.py"))
             .args(["--port", &port.to_string(), "--dir"])
             .arg(dir)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+            .args(args);
+        let (child, line) = spawn_until_first_line(&mut cmd);
         assert_eq!(line.trim(), "READY", "smtpd did not start");
         Smtpd {
             child,
             dir: dir.to_owned(),
         }
+    }
+
+    /// A server with TLS on a certificate from a throw-away CA (in `dir`), and `args`; returns
+    /// it, its port and the CA's certificate.
+    fn start_tls(dir: &Path, args: &[&str]) -> (Smtpd, u16, PathBuf) {
+        let (ca, cert, key) = certificate(dir);
+        let port = support::free_port();
+        let mut all = vec!["--tls", cert.to_str().unwrap(), key.to_str().unwrap()];
+        all.extend_from_slice(args);
+        (Smtpd::start(port, &dir.join("received"), &all), port, ca)
     }
 
     /// What it received, in order: (envelope and session, raw message).
@@ -189,20 +191,7 @@ fn states(data: &Path) -> Vec<(State, String)> {
 #[test]
 fn a_mail_over_starttls_with_auth_has_buildbots_layout_and_our_headers() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificate(dir.path());
-    let port = support::free_port();
-    let smtpd = Smtpd::start(
-        port,
-        &dir.path().join("received"),
-        &[
-            "--tls",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap(),
-            "--require-tls",
-            "--auth",
-            "ci:s3cret",
-        ],
-    );
+    let (smtpd, port, ca) = Smtpd::start_tls(dir.path(), &["--require-tls", "--auth", "ci:s3cret"]);
     let html = support::guest("html-log-tail");
     let config = config(
         dir.path(),
@@ -385,20 +374,7 @@ mode = "all"
 #[test]
 fn a_wrong_password_is_dead_lettered_with_the_servers_reply() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificate(dir.path());
-    let port = support::free_port();
-    let smtpd = Smtpd::start(
-        port,
-        &dir.path().join("received"),
-        &[
-            "--tls",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap(),
-            "--require-tls",
-            "--auth",
-            "ci:s3cret",
-        ],
-    );
+    let (smtpd, port, ca) = Smtpd::start_tls(dir.path(), &["--require-tls", "--auth", "ci:s3cret"]);
     let config = config(
         dir.path(),
         &format!(
@@ -604,18 +580,7 @@ mode = ["exception"]
 #[test]
 fn a_certificate_nobody_vouches_for_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (_ca, cert, key) = certificate(dir.path());
-    let port = support::free_port();
-    let smtpd = Smtpd::start(
-        port,
-        &dir.path().join("received"),
-        &[
-            "--tls",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap(),
-            "--require-tls",
-        ],
-    );
+    let (smtpd, port, _ca) = Smtpd::start_tls(dir.path(), &["--require-tls"]);
     // No tls_ca_file: the test CA is not trusted.
     let config = config(
         dir.path(),
@@ -737,15 +702,9 @@ message_formatter = "json"
 #[test]
 fn implicit_tls_and_a_refused_recipient() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificate(dir.path());
-    let port = support::free_port();
-    let smtpd = Smtpd::start(
-        port,
-        &dir.path().join("received"),
+    let (smtpd, port, ca) = Smtpd::start_tls(
+        dir.path(),
         &[
-            "--tls",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap(),
             "--smtps",
             "--auth",
             "ci:s3cret",

@@ -90,20 +90,28 @@ pub struct Daemon {
     pub addr: String,
 }
 
+/// Starts `cmd` with its stdout piped (stderr inherited) and returns it with the first line it
+/// printed (servers print their readiness there).
+pub fn spawn_until_first_line(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .args(["serve", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidings"));
+        cmd.args(["serve", "--config"])
             .arg(config)
-            .env("TIDINGS_LOG", "warn,tidings::outbox=error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+            .env("TIDINGS_LOG", "warn,tidings::outbox=error");
+        let (child, line) = spawn_until_first_line(&mut cmd);
         let addr = line
             .trim()
             .strip_prefix("tidings listening on ")
