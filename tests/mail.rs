@@ -173,6 +173,18 @@ fn header(m: &ParsedMail<'_>, name: &str) -> Option<String> {
     m.headers.get_first_value(name)
 }
 
+/// Runs a daemon on `config`, posts the failing sample as build `buildid`, waits for its
+/// delivery to be dead-lettered, and returns the reason in the delivery log.
+fn dead_letter(config: &Path, buildid: i64) -> String {
+    let daemon = Daemon::start(config);
+    daemon.post(&failing(buildid));
+    let data = config.parent().unwrap().join("data");
+    wait_until("a dead letter", Duration::from_secs(30), || {
+        states(&data).iter().any(|(s, _)| *s == State::Dead)
+    });
+    states(&data).swap_remove(0).1
+}
+
 /// The outbox states of every delivery (read beside the running daemon).
 fn states(data: &Path) -> Vec<(State, String)> {
     let store = Store::open_shared(data).unwrap();
@@ -360,13 +372,7 @@ mode = "all"
 "#,
         ),
     );
-    let daemon = Daemon::start(&config);
-    daemon.post(&failing(9));
-    let data = dir.path().join("data");
-    wait_until("a dead letter", Duration::from_secs(30), || {
-        states(&data).iter().any(|(s, _)| *s == State::Dead)
-    });
-    let (_, why) = &states(&data)[0];
+    let why = dead_letter(&config, 9);
     assert!(why.contains("STARTTLS"), "{why}");
     assert!(smtpd.received().is_empty(), "nothing sent in clear");
 }
@@ -393,13 +399,7 @@ mode = "all"
             ca = ca.display()
         ),
     );
-    let daemon = Daemon::start(&config);
-    daemon.post(&failing(10));
-    let data = dir.path().join("data");
-    wait_until("a dead letter", Duration::from_secs(30), || {
-        states(&data).iter().any(|(s, _)| *s == State::Dead)
-    });
-    let (_, why) = &states(&data)[0];
+    let why = dead_letter(&config, 10);
     assert!(why.contains("535"), "{why}");
     assert!(smtpd.received().is_empty());
 }
@@ -807,13 +807,7 @@ timeout = "1s"
 "#,
         ),
     );
-    let daemon = Daemon::start(&config);
-    daemon.post(&failing(16));
-    let data = dir.path().join("data");
-    wait_until("a dead letter", Duration::from_secs(30), || {
-        states(&data).iter().any(|(s, _)| *s == State::Dead)
-    });
-    let (_, why) = &states(&data)[0];
+    let why = dead_letter(&config, 16);
     assert!(why.contains("may have accepted the mail"), "{why}");
     drop(silent);
 }
