@@ -101,6 +101,12 @@ impl Smtpd {
         }
     }
 
+    /// A plain server (no TLS, no AUTH) on a free port, saving into `dir/received`.
+    fn start_plain(dir: &Path) -> (Smtpd, u16) {
+        let port = support::free_port();
+        (Smtpd::start(port, &dir.join("received"), &[]), port)
+    }
+
     /// A server with TLS on a certificate from a throw-away CA (in `dir`), and `args`; returns
     /// it, its port and the CA's certificate.
     fn start_tls(dir: &Path, args: &[&str]) -> (Smtpd, u16, PathBuf) {
@@ -316,22 +322,18 @@ retry_delay = "100ms"
 #[test]
 fn header_values_from_a_build_cannot_add_a_header() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let (smtpd, port) = Smtpd::start_plain(dir.path());
     let config = config(
         dir.path(),
-        &format!(
-            r#"[[reporter.mail]]
-name = "m"
-fromaddr = "ci@example.org"
-relayhost = "127.0.0.1"
-smtp_port = {port}
-send_to_interested_users = false
+        &mail(
+            "m",
+            port,
+            r#"send_to_interested_users = false
 extra_recipients = ["ops@example.org"]
-extra_headers = {{ "X-Branch" = "%(prop:branch)s" }}
+extra_headers = { "X-Branch" = "%(prop:branch)s" }
 subject = "%(builder)s is %(result)s"
 mode = "all"
-"#
+"#,
         ),
     );
     let daemon = Daemon::start(&config);
@@ -359,8 +361,7 @@ mode = "all"
 #[test]
 fn starttls_required_but_not_offered_sends_nothing_in_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let (smtpd, port) = Smtpd::start_plain(dir.path());
     let config = config(
         dir.path(),
         &mail(
@@ -452,8 +453,7 @@ fn every_mode_mails_exactly_what_buildbot_reports() {
     let sequence: Vec<i64> = serde_json::from_value(table["sequence"].clone()).unwrap();
     let rows = table["modes"].as_array().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let (smtpd, port) = Smtpd::start_plain(dir.path());
     let mut reporters = String::new();
     for (i, row) in rows.iter().enumerate() {
         reporters.push_str(&format!(
@@ -500,8 +500,7 @@ fn every_mode_mails_exactly_what_buildbot_reports() {
 #[test]
 fn buildset_summaries_and_missing_workers() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let (smtpd, port) = Smtpd::start_plain(dir.path());
     let config = config(
         dir.path(),
         &format!(
@@ -644,8 +643,7 @@ fn the_embedded_default_config_mails_into_files() {
 #[test]
 fn a_json_formatter_for_mail_is_a_bad_output_and_the_default_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let smtpd = Smtpd::start(port, &dir.path().join("received"), &[]);
+    let (smtpd, port) = Smtpd::start_plain(dir.path());
     let json = r#"{"body":{"a":1},"type":"json"}"#;
     let module = support::wat(&format!(
         r#"(module
