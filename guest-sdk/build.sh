@@ -15,7 +15,19 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="$TARGET/guests"
-mkdir -p "$OUT"
+# npm tools (asc, componentize-qjs) go here; TIDINGS_TOOLS lets CI start from an empty one.
+TOOLS="${TIDINGS_TOOLS:-$TARGET}"
+mkdir -p "$OUT" "$TOOLS"
+
+# Runs "$@" holding the lock NAME, so that parallel builds (the tests build every language at
+# once) never install the same tool or write the same directory together.
+locked() {
+  local name=$1; shift
+  (
+    flock 9
+    "$@"
+  ) 9>"$TOOLS/.$name.lock"
+}
 
 build_rust() {
   if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip1; then
@@ -33,7 +45,7 @@ build_c() {
   if ! command -v clang >/dev/null || [[ ! -d /usr/lib/wasm32-wasi ]]; then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
       echo "== installing clang, lld and wasi-libc (Debian)" >&2
-      apt-get install -y -q clang lld wasi-libc libclang-rt-14-dev-wasm32 >&2
+      "$ROOT/scripts/apt-install" clang lld wasi-libc libclang-rt-14-dev-wasm32
     else
       echo "C needs clang, lld, wasi-libc and libclang-rt-14-dev-wasm32 (apt-get install …)" >&2
       return 1
@@ -47,17 +59,22 @@ build_c() {
 
 GO=/usr/lib/go-1.23/bin/go
 
+# Adds Debian's bookworm-backports as an apt source (once) and refreshes the lists.
+add_backports() {
+  local src=/etc/apt/sources.list.d/tidings-bookworm-backports.sources
+  if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$src"
+    (flock 9; apt-get update -q >&2) 9>/tmp/tidings-apt.lock
+  fi
+}
+
 build_go() {
   # Go 1.23 from Debian bookworm-backports (bookworm's own 1.19 predates GOOS=wasip1).
   if [[ ! -x $GO ]]; then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
       echo "== installing golang-1.23-go from bookworm-backports (Debian)" >&2
-      local src=/etc/apt/sources.list.d/tidings-bookworm-backports.sources
-      if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$src"
-      fi
-      apt-get update -q >&2
-      apt-get install -y -q -t bookworm-backports golang-1.23-go >&2
+      locked go-apt add_backports
+      "$ROOT/scripts/apt-install" -t bookworm-backports golang-1.23-go
     else
       echo "Go needs golang-1.23-go from bookworm-backports (apt-get install -t bookworm-backports …)" >&2
       return 1
@@ -76,6 +93,10 @@ build_go() {
 # The WASI WIT packages a component formatter's world refers to, from the wasmtime-wasi crate
 # that cargo already fetched from crates.io (the host runs them), next to our world.
 wit_dir() {
+  locked wit make_wit_dir
+}
+
+make_wit_dir() {
   local dir="$TARGET/formatter-wit"
   if [[ ! -f $dir/deps/cli.wit ]]; then
     local manifest
@@ -88,18 +109,25 @@ wit_dir() {
   echo "$dir"
 }
 
+# npm_install DIR BIN PACKAGE@VERSION...: installs the packages into DIR unless DIR's
+# node_modules/.bin/BIN is there already (complete installs only: npm writes the bin last).
+npm_install() {
+  local dir=$1 bin=$2; shift 2
+  if [[ ! -x $dir/node_modules/.bin/$bin ]]; then
+    echo "== installing $* (npm) into $dir" >&2
+    mkdir -p "$dir"
+    (cd "$dir" && npm install --silent --no-audit --no-fund "$@" >&2)
+  fi
+}
+
 build_javascript() {
   # componentize-qjs (QuickJS) from npm, pinned, into the target directory.
   if ! command -v npm >/dev/null; then
     echo "JavaScript needs node and npm (Debian: apt-get install nodejs npm)" >&2
     return 1
   fi
-  local tools="$TARGET/js-tools"
-  if [[ ! -x $tools/node_modules/.bin/componentize-qjs ]]; then
-    echo "== installing componentize-qjs (npm)" >&2
-    mkdir -p "$tools"
-    (cd "$tools" && npm install --silent --no-audit --no-fund componentize-qjs@0.4.5 >&2)
-  fi
+  local tools="$TOOLS/js-tools"
+  locked js-tools npm_install "$tools" componentize-qjs componentize-qjs@0.4.5
   local wit build="$TARGET/js-build/short"
   wit=$(wit_dir)
   mkdir -p "$build"
@@ -128,13 +156,8 @@ build_assemblyscript() {
     return 1
   fi
   # The build directory sits beside node_modules: asc resolves the shim's "lib" relatively.
-  local tools="$TARGET/as-tools" build="$TARGET/as-tools/build-short"
-  if [[ ! -x $tools/node_modules/.bin/asc ]]; then
-    echo "== installing assemblyscript and @assemblyscript/wasi-shim (npm)" >&2
-    mkdir -p "$tools"
-    (cd "$tools" && npm install --silent --no-audit --no-fund \
-      assemblyscript@0.28.20 @assemblyscript/wasi-shim@0.1.0 >&2)
-  fi
+  local tools="$TOOLS/as-tools" build="$TOOLS/as-tools/build-short"
+  locked as-tools npm_install "$tools" asc assemblyscript@0.28.20 @assemblyscript/wasi-shim@0.1.0
   mkdir -p "$build"
   cp "$ROOT/formatters/short-assemblyscript/short.ts" "$ROOT/guest-sdk/assemblyscript/tidings.ts" "$build/"
   cat > "$build/asconfig.json" <<JSON
