@@ -123,7 +123,7 @@ fn loads(c: &mut Criterion) {
     });
     let dir = tempfile::tempdir().unwrap();
     let cached = Host::new(HostOptions {
-        cache_dir: Some(dir.path().to_owned()),
+        cache_dir: Some(dir.path().join("cache")),
         concurrency: None,
         memory_keep_resident: None,
     })

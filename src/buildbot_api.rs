@@ -365,19 +365,31 @@ impl BuildbotApi {
     }
 }
 
-/// [`crate::dispatch::History`] over a master's REST API, for dispatch's thread (it blocks on
-/// the daemon's runtime, at most [`RestHistory::TIMEOUT`] per question). Answers only for the
-/// master it follows (events whose master is its `buildbotURL`).
+/// [`crate::history::History`] over a master's REST API, for dispatch's thread. Answers only
+/// for the master it follows (events whose master is its `buildbotURL`, asked once and then
+/// remembered).
+///
+/// Dispatch has one thread, so a slow or dead master must not hold every reporter back: a
+/// question waits at most [`RestHistory::TIMEOUT`], and a master that did not answer (timed out,
+/// refused the connection) is not asked again for [`RestHistory::PAUSE`]: meanwhile every
+/// question answers `None` at once and dispatch goes on with what it has (its own history, the
+/// event as received). So one master down delays events by at most one timeout per pause.
 pub struct RestHistory {
     api: BuildbotApi,
     runtime: tokio::runtime::Handle,
     /// The master's `buildbotURL`, once known.
     url: std::sync::Mutex<Option<String>>,
+    /// Until when the master is taken to be unreachable.
+    down_until: std::sync::Mutex<Option<std::time::Instant>>,
+    timeout: Duration,
 }
 
 impl RestHistory {
     /// The longest a question may take before dispatch goes on without the answer.
     pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// How long a master that did not answer is left alone.
+    pub const PAUSE: Duration = Duration::from_secs(30);
 
     /// A history for `api`'s master; `runtime` runs the requests.
     pub fn new(api: BuildbotApi, runtime: tokio::runtime::Handle) -> RestHistory {
@@ -385,7 +397,15 @@ impl RestHistory {
             api,
             runtime,
             url: std::sync::Mutex::new(None),
+            down_until: std::sync::Mutex::new(None),
+            timeout: Self::TIMEOUT,
         }
+    }
+
+    /// The same history with another bound per question (tests).
+    pub fn with_timeout(mut self, timeout: Duration) -> RestHistory {
+        self.timeout = timeout;
+        self
     }
 
     fn ask<T>(
@@ -393,20 +413,33 @@ impl RestHistory {
         what: &str,
         f: impl std::future::Future<Output = Result<T, ApiError>>,
     ) -> Option<T> {
-        match self
-            .runtime
-            .block_on(async { tokio::time::timeout(Self::TIMEOUT, f).await })
+        let now = std::time::Instant::now();
         {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                tracing::warn!(master = %self.api.base(), error = %e, "cannot ask the master for {what}");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(master = %self.api.base(), "the master did not say {what} within {:?}", Self::TIMEOUT);
-                None
+            let down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+            if down.is_some_and(|until| now < until) {
+                tracing::debug!(master = %self.api.base(), "not asking the master for {what}: it did not answer recently");
+                return None;
             }
         }
+        let unreachable = match self
+            .runtime
+            .block_on(async { tokio::time::timeout(self.timeout, f).await })
+        {
+            Ok(Ok(v)) => return Some(v),
+            Ok(Err(e)) => {
+                tracing::warn!(master = %self.api.base(), error = %e, "cannot ask the master for {what}");
+                matches!(&e, ApiError::Http { source, .. } if source.is_connect() || source.is_timeout())
+            }
+            Err(_) => {
+                tracing::warn!(master = %self.api.base(), "the master did not say {what} within {:?}", self.timeout);
+                true
+            }
+        };
+        if unreachable {
+            tracing::warn!(master = %self.api.base(), "not asking the master again for {:?}; events are dispatched with what tidings has", Self::PAUSE);
+            *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + Self::PAUSE);
+        }
+        None
     }
 
     /// Whether `master` (an event's) is the master this history asks.
@@ -419,7 +452,7 @@ impl RestHistory {
     }
 }
 
-impl crate::dispatch::History for RestHistory {
+impl crate::history::History for RestHistory {
     fn enrich(&self, master: &str, build: &crate::event::Build) -> Option<crate::event::Build> {
         if !self.api.want_steps
             || build.steps.as_ref().is_some_and(|s| !s.is_empty())
@@ -467,7 +500,7 @@ impl crate::dispatch::History for RestHistory {
         master: &str,
         builderid: i64,
         number: i64,
-    ) -> Option<crate::store::BuildRecord> {
+    ) -> Option<crate::history::BuildRecord> {
         if !self.is_ours(master) {
             return None;
         }
@@ -484,7 +517,7 @@ impl crate::dispatch::History for RestHistory {
             b.get("results").and_then(Value::as_i64) != Some(crate::event::Results::Retry.code())
         })?;
         let dict = self.ask("a previous build", self.api.build_dict(prev, master))?;
-        Some(crate::store::BuildRecord {
+        Some(crate::history::BuildRecord {
             master: master.to_owned(),
             buildid: dict.get("buildid").and_then(Value::as_i64)?,
             builderid,
@@ -510,6 +543,45 @@ mod tests {
             want_logs_content: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn a_silent_master_is_asked_once_per_pause() {
+        use crate::history::History;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A master that accepts connections and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(c);
+            }
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let history = RestHistory::new(api(&format!("http://{addr}/")), rt.handle().clone())
+            .with_timeout(Duration::from_millis(200));
+        let master = format!("http://{addr}/");
+        assert_eq!(history.changes(&master, 1), None);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // Every later question, of any kind, answers at once without asking.
+        for id in 2..20 {
+            assert_eq!(history.changes(&master, id), None);
+            assert_eq!(history.previous_build(&master, 1, id), None);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "asked again during the pause"
+        );
+        rt.shutdown_background();
     }
 
     #[test]

@@ -35,9 +35,10 @@ pub struct Config {
     /// WebAssembly formatters, referred to by name from reporters.
     #[serde(default)]
     pub formatter: Vec<FormatterConfig>,
-    /// Reporters, by kind.
+    /// Reporters, by kind: `[[reporter.<kind>]]` tables, parsed through the registry
+    /// ([`crate::reporters::ReporterTables`]).
     #[serde(default)]
-    pub reporter: Reporters,
+    pub reporter: crate::reporters::ReporterTables,
     /// Named secrets, for `%(secret:name)s` in option templates (a literal, `env:NAME` or
     /// `file:PATH` each).
     #[serde(default)]
@@ -274,27 +275,6 @@ impl FormatterConfig {
     }
 }
 
-/// `[reporter]`: one list per kind. Kinds land with their reporters.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Reporters {
-    /// Buildbot's HttpStatusPush (and the 0.8 StatusPush).
-    #[serde(default)]
-    pub http_push: Vec<HttpPushConfig>,
-    /// Buildbot's MailNotifier.
-    #[serde(default)]
-    pub mail: Vec<MailConfig>,
-}
-
-impl Reporters {
-    /// Every reporter's common part, with its kind.
-    pub fn all(&self) -> Vec<(&'static str, Selection)> {
-        let push = self.http_push.iter().map(|r| ("http_push", r.selection()));
-        let mail = self.mail.iter().map(|r| ("mail", r.selection()));
-        push.chain(mail).collect()
-    }
-}
-
 /// What every reporter shares: its name, which builds it reports, and how it formats them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selection {
@@ -334,13 +314,13 @@ impl WorkerFilter {
     }
 }
 
-/// Declares a reporter's config struct: the common fields (Buildbot's generator options) are
-/// written into each struct, because serde cannot combine `flatten` with
-/// `deny_unknown_fields`; `selection()` gathers them.
+/// Declares a reporter's config struct (in `src/reporters/<kind>/config.rs`): the common fields
+/// (Buildbot's generator options, retry settings) are written into each struct, because serde
+/// cannot combine `flatten` with `deny_unknown_fields`; [`CommonOptions`] gathers them.
 macro_rules! reporter_config {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
         $(#[$m])*
-        #[derive(Debug, Deserialize)]
+        #[derive(Debug, PartialEq, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             /// Unique across all reporters; in logs, metrics, the outbox and the delivery log.
@@ -348,7 +328,7 @@ macro_rules! reporter_config {
             /// Buildbot's mode: `failing`, `passing`, `warnings`, `exception`, `cancelled`,
             /// `change`, `problem`, or `all` [default: failing, passing, warnings].
             #[serde(default)]
-            pub mode: Option<Mode>,
+            pub mode: Option<$crate::config::Mode>,
             /// Only these builders (not together with `tags`).
             #[serde(default)]
             pub builders: Vec<String>,
@@ -366,7 +346,7 @@ macro_rules! reporter_config {
             pub message_formatter: Option<String>,
             /// When the formatter fails: `default` (built-in message, marked degraded) or `skip`.
             #[serde(default)]
-            pub on_error: OnError,
+            pub on_error: $crate::config::OnError,
             /// Report each buildset once, when it completes, with the builds that pass the
             /// filters and the mode, instead of each build [default false].
             #[serde(default)]
@@ -377,31 +357,30 @@ macro_rules! reporter_config {
             /// Report missing workers: `"all"` or a list of worker names; only workers with a
             /// `notify` list are reported, as in Buildbot [default: none].
             #[serde(default)]
-            pub workers: Option<WorkerFilter>,
+            pub workers: Option<$crate::config::WorkerFilter>,
             /// Attempts before a delivery is dead-lettered [default 10].
             #[serde(default)]
             pub max_attempts: Option<u32>,
             /// Age after which a failing delivery is dead-lettered [default 24h].
             #[serde(default)]
-            pub max_age: Option<DurationStr>,
+            pub max_age: Option<$crate::config::DurationStr>,
             /// First retry delay; doubles per attempt, with jitter [default 1s].
             #[serde(default)]
-            pub retry_delay: Option<DurationStr>,
+            pub retry_delay: Option<$crate::config::DurationStr>,
             /// Longest retry delay [default 10min].
             #[serde(default)]
-            pub retry_max_delay: Option<DurationStr>,
+            pub retry_max_delay: Option<$crate::config::DurationStr>,
             /// Deliveries of this reporter in flight at once [default 8].
             #[serde(default)]
             pub concurrency: Option<usize>,
             $($(#[$fm])* pub $f: $t,)*
         }
 
-        impl $name {
-            /// The fields every reporter has.
-            pub fn selection(&self) -> Selection {
-                Selection {
+        impl $crate::config::CommonOptions for $name {
+            fn selection(&self) -> $crate::config::Selection {
+                $crate::config::Selection {
                     name: self.name.clone(),
-                    mode: self.mode.clone().unwrap_or_else(Mode::default_words),
+                    mode: self.mode.clone().unwrap_or_else($crate::config::Mode::default_words),
                     builders: self.builders.clone(),
                     tags: self.tags.clone(),
                     branches: self.branches.clone(),
@@ -414,10 +393,9 @@ macro_rules! reporter_config {
                 }
             }
 
-            /// How this reporter retries.
-            pub fn retry(&self) -> RetrySettings {
-                let d = RetrySettings::default();
-                RetrySettings {
+            fn retry(&self) -> $crate::config::RetrySettings {
+                let d = $crate::config::RetrySettings::default();
+                $crate::config::RetrySettings {
                     max_attempts: self.max_attempts.unwrap_or(d.max_attempts).max(1),
                     max_age: self.max_age.map_or(d.max_age, |t| t.0),
                     base: self.retry_delay.map_or(d.base, |t| t.0),
@@ -427,6 +405,15 @@ macro_rules! reporter_config {
             }
         }
     };
+}
+pub(crate) use reporter_config;
+
+/// The options every reporter table has (written into each by [`reporter_config!`]).
+pub trait CommonOptions {
+    /// Name, filters, mode, formatter, generators.
+    fn selection(&self) -> Selection;
+    /// How the reporter's deliveries are retried.
+    fn retry(&self) -> RetrySettings;
 }
 
 /// How a reporter's deliveries are retried (the common `max_attempts`, `max_age`,
@@ -463,136 +450,9 @@ pub enum OnError {
     Skip,
 }
 
-reporter_config! {
-    /// One `[[reporter.http_push]]`: Buildbot's HttpStatusPush (and the 0.8 StatusPush).
-    pub struct HttpPushConfig {
-        /// Where to POST.
-        pub server_url: String,
-        /// `{ user = "…", password = "…" }` (basic) or `{ bearer = "…" }`.
-        #[serde(default)]
-        pub auth: Option<HttpAuth>,
-        /// Extra request headers.
-        #[serde(default)]
-        pub headers: BTreeMap<String, String>,
-        /// Verify the server's certificate [default true].
-        #[serde(default = "yes")]
-        pub verify: bool,
-        /// An extra CA certificate (PEM) to trust.
-        #[serde(default)]
-        pub ca_file: Option<PathBuf>,
-        /// A client certificate and its private key, both in one PEM file.
-        #[serde(default)]
-        pub client_cert: Option<PathBuf>,
-        /// Also report builds when they start (Buildbot's `report_new`) [default true].
-        #[serde(default = "yes")]
-        pub report_new: bool,
-        /// Per-request time limit [default 30s].
-        #[serde(default)]
-        pub timeout: Option<DurationStr>,
-        /// Collect events this long into one POST of a JSON array (0.8 StatusPush); off when
-        /// absent.
-        #[serde(default)]
-        pub buffer_delay: Option<DurationStr>,
-        /// Most events per batched POST.
-        #[serde(default)]
-        pub chunk_size: Option<usize>,
-        /// Largest batched POST body.
-        #[serde(default)]
-        pub max_http_request_size: Option<Size>,
-    }
-}
-
-reporter_config! {
-    /// One `[[reporter.mail]]`: Buildbot's MailNotifier. Missing workers are reported to their
-    /// `notify` lists unless `workers = []` (Buildbot's default generators report them too).
-    pub struct MailConfig {
-        /// `From:` as written; the envelope sender is its address.
-        pub fromaddr: String,
-        /// `smtp` (deliver to `relayhost`) or `file` (write `.eml` files into `directory`).
-        #[serde(default)]
-        pub transport: MailTransport,
-        /// Where `transport = "file"` writes [default: `<data_dir>/mail`].
-        #[serde(default)]
-        pub directory: Option<PathBuf>,
-        /// The SMTP server [default localhost].
-        #[serde(default = "default_relayhost")]
-        pub relayhost: String,
-        /// Its port [default 25].
-        #[serde(default = "default_smtp_port")]
-        pub smtp_port: u16,
-        /// Require STARTTLS; never fall back to plain text.
-        #[serde(default)]
-        pub use_tls: bool,
-        /// Implicit TLS (SMTPS, usually port 465).
-        #[serde(default)]
-        pub use_smtps: bool,
-        /// An extra CA certificate (PEM) to trust; certificates are always verified.
-        #[serde(default)]
-        pub tls_ca_file: Option<PathBuf>,
-        /// SMTP AUTH user; AUTH is used only when `smtp_password` is set too.
-        #[serde(default)]
-        pub smtp_user: Option<String>,
-        /// SMTP AUTH password.
-        #[serde(default)]
-        pub smtp_password: Option<Secret>,
-        /// A domain: a user name without `@` becomes `user@domain`.
-        #[serde(default)]
-        pub lookup: Option<String>,
-        /// Always sent to (CC when interested users were found, else To).
-        #[serde(default)]
-        pub extra_recipients: Vec<String>,
-        /// Send to the blamelist [default true].
-        #[serde(default = "yes")]
-        pub send_to_interested_users: bool,
-        /// Extra headers; values may use `%(prop:…)s`, `%(kw:…)s`, `%(secret:…)s`.
-        #[serde(default)]
-        pub extra_headers: BTreeMap<String, String>,
-        /// Log every message sent (info level).
-        #[serde(default)]
-        pub dump_mails_to_log: bool,
-        /// Attach log contents: `true` or `log` / `step.log` names.
-        #[serde(default)]
-        pub add_logs: Option<LogsWanted>,
-        /// Attach the source stamps' patches [default true].
-        #[serde(default = "yes")]
-        pub add_patch: bool,
-        /// The subject when the formatter gives none; `%(builder)s`, `%(result)s`, `%(title)s`,
-        /// `%(projectName)s` [default `Buildbot %(result)s in %(title)s on %(builder)s`].
-        #[serde(default)]
-        pub subject: Option<String>,
-        /// Per-message time limit [default 60s].
-        #[serde(default)]
-        pub timeout: Option<DurationStr>,
-    }
-}
-
-/// How mail leaves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MailTransport {
-    #[default]
-    Smtp,
-    File,
-}
-
-fn default_relayhost() -> String {
-    "localhost".into()
-}
-
-fn default_smtp_port() -> u16 {
-    25
-}
-
-fn yes() -> bool {
+/// `true`, for `#[serde(default = "crate::config::yes")]`.
+pub fn yes() -> bool {
     true
-}
-
-/// HTTP authentication for a push target.
-#[derive(Debug, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
-pub enum HttpAuth {
-    Basic { user: String, password: Secret },
-    Bearer { bearer: Secret },
 }
 
 /// A set of mode words, as Buildbot normalises them.
@@ -675,7 +535,7 @@ impl<'de> Deserialize<'de> for Mode {
     }
 }
 
-/// A duration written as `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+/// A duration written as `"250ms"`, `"5s"`, `"2m"`, `"1h"`, `"30d"` or `"1h 30m"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationStr(pub Duration);
 
@@ -688,29 +548,24 @@ impl<'de> Deserialize<'de> for DurationStr {
     }
 }
 
-/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+/// The longest duration any option takes: ten years. Longer ones are refused rather than
+/// overflowing a deadline later.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Parses a duration with a unit (`humantime`'s syntax: `"250ms"`, `"5s"`, `"2m"`, `"1h"`,
+/// `"30d"`, `"1h 30m"`), at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: expected e.g. \"250ms\", \"5s\", \"2m\""))?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => {
-            return Err(format!(
-                "bad duration {s:?}: the unit must be ms, s, m or h"
-            ));
-        }
-    };
-    Ok(Duration::from_millis(ms))
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("bad duration {s:?} ({e}): expected e.g. \"250ms\", \"5s\", \"2m\", \"1h\"")
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!("duration {s:?} is too long (at most 10 years)"));
+    }
+    Ok(d)
 }
 
-/// A size in bytes, written as `"64MiB"`, `"512KiB"`, `"1GiB"`, `"1000"` or a bare integer.
+/// A size in bytes, written as `"64MiB"`, `"512KiB"`, `"1GiB"`, `"10MB"`, `"1000"` or a bare
+/// integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);
 
@@ -722,34 +577,36 @@ impl<'de> Deserialize<'de> for Size {
             N(u64),
             S(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Size(n)),
-            Raw::S(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        let raw = Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("a size is a number of bytes or a string such as \"64MiB\"")
+        })?;
+        match raw {
+            Raw::N(n) => check_size(n, &n.to_string()).map(Size),
+            Raw::S(s) => parse_size(&s).map(Size),
         }
+        .map_err(serde::de::Error::custom)
     }
 }
 
-/// Parses `"64MiB"`, `"512KiB"`, `"1GiB"`, `"1000"`, `"1000B"`.
+/// The largest size any option takes: 1 PiB. Larger ones are refused rather than wrapping.
+pub const MAX_SIZE: u64 = 1 << 50;
+
+fn check_size(n: u64, written: &str) -> Result<u64, String> {
+    if n > MAX_SIZE {
+        return Err(format!("size {written:?} is too large (at most 1PiB)"));
+    }
+    Ok(n)
+}
+
+/// Parses a size (`bytesize`'s syntax: `"64MiB"`, `"512KiB"`, `"1GiB"`, `"10MB"`, `"1000"`,
+/// `"1000B"`), at most [`MAX_SIZE`].
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad size {s:?}: expected e.g. \"64MiB\", \"512KiB\""))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "bad size {s:?}: the unit must be B, KiB, MiB or GiB"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+    let b: bytesize::ByteSize = t.parse().map_err(|e| {
+        format!("bad size {s:?} ({e}): expected e.g. \"64MiB\", \"512KiB\", \"1000\"")
+    })?;
+    // bytesize computes in floating point and saturates; a saturated value is over MAX_SIZE.
+    check_size(b.as_u64(), s)
 }
 
 /// A secret: a literal, `env:NAME` (an environment variable) or `file:PATH` (a file's contents,
@@ -852,13 +709,17 @@ impl Config {
             }
         }
         let mut reporters = HashSet::new();
-        let all = self.reporter.all();
-        for (kind, s) in &all {
+        let cx = crate::reporters::CheckContext {
+            secrets: &self.secrets,
+            formatters: &formatters,
+        };
+        for (kind, table) in self.reporter.all() {
+            let s = table.selection();
             let at = format!("[[reporter.{kind}]] {:?}", s.name);
             if s.name.is_empty() {
                 problems.push(format!("[[reporter.{kind}]]: name is empty"));
             }
-            if !reporters.insert(s.name.as_str()) {
+            if !reporters.insert(s.name.clone()) {
                 problems.push(format!("{at}: the name is used by another reporter"));
             }
             if !s.builders.is_empty() && !s.tags.is_empty() {
@@ -880,23 +741,7 @@ impl Config {
                     "{at}: message_formatter {f:?} is not a [[formatter]] name"
                 ));
             }
-        }
-        for r in &self.reporter.http_push {
-            let u = &r.server_url;
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                problems.push(format!(
-                    "[[reporter.http_push]] {:?}: server_url {u:?} is not an http:// or https:// URL",
-                    r.name
-                ));
-            }
-        }
-        for m in &self.reporter.mail {
-            let at = format!("[[reporter.mail]] {:?}", m.name);
-            problems.extend(
-                crate::reporters::mail::check_config(m, &self.secrets)
-                    .into_iter()
-                    .map(|p| format!("{at}: {p}")),
-            );
+            problems.extend(table.check(&cx).into_iter().map(|p| format!("{at}: {p}")));
         }
         if self.server.ingest_user.is_some() != self.server.ingest_password.is_some() {
             problems.push("[server]: ingest_user and ingest_password go together".into());
@@ -920,6 +765,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CommonOptions;
 
     fn errors(text: &str) -> String {
         Config::parse(text).unwrap_err().to_string()
@@ -1049,13 +895,31 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("fast").is_err());
+        // Huge values are refused, never overflowed (this used to panic).
+        for huge in ["99999999999999999h", "18446744073709551615s", "11y"] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(
+                e.contains("too long") || e.contains("bad duration"),
+                "{huge}: {e}"
+            );
+        }
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert_eq!(parse_size("512KiB"), Ok(512 << 10));
         assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("64MB").is_err());
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert!(parse_size("many").is_err());
         assert!(parse_size("99999999999GiB").is_err());
+        assert!(parse_size("99999999999999999999999999999999GiB").is_err());
+        let e = errors("[server]\nmax_body = \"2048TiB\"\n");
+        assert!(e.contains("too large"), "{e}");
+        let e = errors(
+            "[[reporter.http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\ntimeout = \"99999999999999999999h\"\n",
+        );
+        assert!(e.contains("bad duration") && e.contains("line 4"), "{e}");
         let e = errors("[[formatter]]\nname = \"f\"\nmodule = \"f.wasm\"\ntimeout = \"quick\"\n");
         assert!(e.contains("bad duration") && e.contains("line 4"), "{e}");
     }
@@ -1134,6 +998,7 @@ server_url = "http://x/"
              [[reporter.http_push]]\nname = \"b\"\nserver_url = \"http://x/\"\nauth = { bearer = \"t\" }\n",
         )
         .unwrap();
+        use crate::reporters::http::HttpAuth;
         assert!(matches!(
             c.reporter.http_push[0].auth,
             Some(HttpAuth::Basic { .. })

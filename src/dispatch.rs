@@ -9,12 +9,13 @@
 //! that moves its cursor past the event, so an event is dispatched once even across a crash
 //! (and if a crash comes between the two, the deliveries' idempotency keys absorb the repeat).
 
+use crate::clock::now_ms;
 use crate::config::{Mode, OnError, Selection};
 use crate::event::{Build, Change, Event, EventKind, Results, Subject, Worker};
 use crate::formatter::{Formatter, HookOutput, Request, WrapContext};
+use crate::history::History;
 use crate::metrics::Metrics;
-use crate::reporters::{Formatted, RenderInput, Reporter};
-use crate::source::http::now_ms;
+use crate::reporters::{Formatted, PrevBuild, RenderInput, Reporter};
 use crate::store::{BuildRecord, NewDelivery, Store, StoreError, StoredEvent};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -109,20 +110,6 @@ pub const CURSOR: &str = "dispatch";
 /// Most events dispatched in one outbox transaction.
 const BATCH: usize = 256;
 
-/// What a master can tell dispatch besides its events: a build's changes (for the blamelist)
-/// and a previous build tidings' own history lacks (it started after that build). Implemented
-/// over the master's REST API by [`crate::buildbot_api::RestHistory`] when
-/// `[source.buildbot]` is configured. Both answer `None` for another master or on failure.
-pub trait History: Send + Sync {
-    /// The changes of build `buildid` since the last successful build.
-    fn changes(&self, master: &str, buildid: i64) -> Option<Vec<Change>>;
-    /// The previous build of builder `builderid` before `number` (finished, not RETRY).
-    fn previous_build(&self, master: &str, builderid: i64, number: i64) -> Option<BuildRecord>;
-    /// `build` with what the source is configured to add and the event lacks (steps, log
-    /// contents); `None` when there is nothing to add.
-    fn enrich(&self, master: &str, build: &Build) -> Option<Build>;
-}
-
 /// One reporter as dispatch sees it: the reporter, and who to wake when it has new deliveries.
 pub struct Route {
     pub reporter: Arc<dyn Reporter>,
@@ -147,6 +134,7 @@ struct About<'a> {
     build: Option<&'a Build>,
     builds: &'a [&'a Build],
     users: &'a [String],
+    prev: Option<PrevBuild>,
 }
 
 /// A delivery rendered but not yet enqueued.
@@ -318,6 +306,10 @@ impl Dispatcher {
                 build: Some(full),
                 builds: &[full],
                 users: &users,
+                prev: prev.as_ref().map(|p| PrevBuild {
+                    number: p.number,
+                    results: p.results,
+                }),
             };
             self.emit(ev, event, r, &why, &message, document, &about, out);
         }
@@ -391,6 +383,7 @@ impl Dispatcher {
                 build: Some(b),
                 builds: &[],
                 users: &[],
+                prev: None,
             };
             self.emit(
                 ev,
@@ -478,7 +471,11 @@ impl Dispatcher {
                     message: merged,
                 },
             };
-            let mut users: Vec<String> = kept.iter().flat_map(|(b, _)| blamelist(b, &[])).collect();
+            // Buildbot's buildset blamelist: every kept build's change authors and owners.
+            let mut users: Vec<String> = kept
+                .iter()
+                .flat_map(|(b, _)| blamelist(b, &self.changes_of(event, b)))
+                .collect();
             users.sort();
             users.dedup();
             let kept_builds: Vec<&Build> = kept.iter().map(|(b, _)| *b).collect();
@@ -500,6 +497,7 @@ impl Dispatcher {
                 build: kept_builds.first().copied(),
                 builds: &kept_builds,
                 users: &users,
+                prev: None,
             };
             self.emit(ev, event, r, &why, &message, &document, &about, out);
         }
@@ -533,6 +531,7 @@ impl Dispatcher {
                 build: None,
                 builds: &[],
                 users: &w.notify,
+                prev: None,
             };
             self.emit(ev, event, r, &why, &message, &document, &about, out);
         }
@@ -576,6 +575,7 @@ impl Dispatcher {
             users: about.users,
             document,
             message,
+            prev: about.prev,
             title: &self.master.title,
             now: now_ms(),
         });
@@ -642,11 +642,7 @@ impl Dispatcher {
         let failure = match result {
             Ok(HookOutput::Message(Some(m))) => match r.accepts(&m) {
                 Ok(()) => {
-                    self.metrics.add(
-                        "tidings_formatter_calls_total",
-                        &[("formatter", name), ("result", "ok")],
-                        1,
-                    );
+                    self.metrics.formatter_call(name, "ok");
                     return Some(Formatted::Custom(m));
                 }
                 Err(why) => (
@@ -655,11 +651,7 @@ impl Dispatcher {
                 ),
             },
             Ok(_) => {
-                self.metrics.add(
-                    "tidings_formatter_calls_total",
-                    &[("formatter", name), ("result", "nothing")],
-                    1,
-                );
+                self.metrics.formatter_call(name, "nothing");
                 tracing::debug!(formatter = %name, reporter = %sel.name, "the formatter chose to send nothing");
                 return None;
             }
@@ -669,11 +661,7 @@ impl Dispatcher {
             ),
         };
         let (kind, why) = failure;
-        self.metrics.add(
-            "tidings_formatter_calls_total",
-            &[("formatter", name), ("result", kind)],
-            1,
-        );
+        self.metrics.formatter_call(name, kind);
         match sel.on_error {
             OnError::Default => {
                 tracing::warn!(reporter = %sel.name, build = ?b.buildid, "{why}; sending the built-in message, marked degraded");
@@ -791,7 +779,7 @@ mod tests {
                 row["mode"]
             ))
             .unwrap();
-            let mode = config.reporter.http_push[0].selection().mode;
+            let mode = crate::config::CommonOptions::selection(&config.reporter.http_push[0]).mode;
             let expanded: Vec<String> = serde_json::from_value(row["expanded"].clone()).unwrap();
             assert_eq!(mode.0, expanded, "expansion of {}", row["mode"]);
             let reported: Vec<i64> = (1..=sequence.len() as i64)

@@ -1,5 +1,7 @@
 //! Buildbot's `Interpolate` for option values: `%(prop:name)s`, `%(kw:name)s`,
-//! `%(secret:name)s`, and the bare `%(name)s` of Buildbot's `%`-format subjects (a `kw`).
+//! `%(secret:name)s`, `%(src:codebase:attr)s` (an attribute of the build's source stamp for
+//! that codebase; an empty codebase is the default one: `%(src::revision)s`), and the bare
+//! `%(name)s` of Buildbot's `%`-format subjects (a `kw`).
 //!
 //! After the key, an operator may choose what is rendered (Buildbot's forms):
 //!
@@ -43,7 +45,19 @@ pub enum Selector {
     Kw,
     /// A `[secrets]` entry.
     Secret,
+    /// A source stamp's attribute; the key is `codebase:attr`.
+    Src,
 }
+
+/// The source stamp attributes `%(src:codebase:attr)s` may name (Buildbot's).
+pub const SRC_ATTRS: [&str; 6] = [
+    "repository",
+    "branch",
+    "revision",
+    "project",
+    "codebase",
+    "ssid",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 enum Op {
@@ -224,13 +238,33 @@ fn parse_lookup(
             "prop" => Selector::Prop,
             "kw" => Selector::Kw,
             "secret" => Selector::Secret,
+            "src" => Selector::Src,
             s => {
                 return Err(TemplateError(format!(
-                    "unknown selector {s:?} in %({s}:…): use prop, kw or secret"
+                    "unknown selector {s:?} in %({s}:…): use prop, kw, secret or src"
                 )));
             }
         };
-        (selector, word(chars, pos))
+        let key = word(chars, pos);
+        if selector == Selector::Src {
+            // `codebase:attr`; the codebase may be empty.
+            if chars.get(*pos) != Some(&':') {
+                return Err(TemplateError(format!(
+                    "%(src:{key}…) needs a codebase and an attribute: %(src:codebase:attr)s or %(src::attr)s"
+                )));
+            }
+            *pos += 1;
+            let attr = word(chars, pos);
+            if !SRC_ATTRS.contains(&attr.as_str()) {
+                return Err(TemplateError(format!(
+                    "unknown source stamp attribute {attr:?}; use {}",
+                    SRC_ATTRS.join(", ")
+                )));
+            }
+            (selector, format!("{key}:{attr}"))
+        } else {
+            (selector, key)
+        }
     } else {
         (Selector::Kw, first)
     };
@@ -347,6 +381,30 @@ pub struct Context<'a> {
     pub properties: Option<&'a crate::event::Properties>,
     pub kw: &'a [(&'a str, String)],
     pub secrets: &'a dyn Fn(&str) -> Option<String>,
+    /// The build's source stamps, for `%(src:…)s`.
+    pub sourcestamps: &'a [crate::event::SourceStamp],
+}
+
+/// `attr` of the source stamp of `codebase` (`""`: the default codebase, which is also what a
+/// single source stamp without a codebase is).
+pub fn source_stamp_attr(
+    stamps: &[crate::event::SourceStamp],
+    codebase: &str,
+    attr: &str,
+) -> Option<Value> {
+    let ss = stamps
+        .iter()
+        .find(|s| s.codebase.as_deref().unwrap_or("") == codebase)?;
+    let text = |v: &Option<String>| v.clone().map(Value::String);
+    match attr {
+        "repository" => text(&ss.repository),
+        "branch" => text(&ss.branch),
+        "revision" => text(&ss.revision),
+        "project" => text(&ss.project),
+        "codebase" => Some(Value::String(codebase.to_owned())),
+        "ssid" => ss.ssid.map(Value::from),
+        _ => None,
+    }
 }
 
 impl Lookup for Context<'_> {
@@ -362,6 +420,10 @@ impl Lookup for Context<'_> {
                 .find(|(k, _)| *k == key)
                 .map(|(_, v)| Value::String(v.clone())),
             Selector::Secret => (self.secrets)(key).map(Value::String),
+            Selector::Src => {
+                let (codebase, attr) = key.split_once(':')?;
+                source_stamp_attr(self.sourcestamps, codebase, attr)
+            }
         }
     }
 }
@@ -380,6 +442,7 @@ mod tests {
                 Selector::Prop => 0,
                 Selector::Kw => 1,
                 Selector::Secret => 2,
+                Selector::Src => 3,
             };
             self.0.get(&(s, key.to_owned())).cloned()
         }
@@ -399,10 +462,43 @@ mod tests {
             ((0, "list".into()), json!(["a", "b"])),
             ((1, "builder".into()), json!("runtests")),
             ((2, "token".into()), json!("s3cret")),
+            ((3, ":revision".into()), json!("abc123")),
+            ((3, "lib:branch".into()), json!("dev")),
         ]));
         Template::parse(t, &ALLOWED)
             .unwrap_or_else(|e| panic!("{t}: {e}"))
             .render(&ctx)
+    }
+
+    #[test]
+    fn source_stamps_by_codebase() {
+        assert_eq!(render("%(src::revision)s"), "abc123");
+        assert_eq!(render("%(src:lib:branch)s"), "dev");
+        assert_eq!(render("%(src:lib:revision:-HEAD)s"), "HEAD");
+        for bad in ["%(src:revision)s", "%(src::colour)s"] {
+            assert!(Template::parse(bad, &ALLOWED).is_err(), "{bad}");
+        }
+        let stamps: Vec<crate::event::SourceStamp> = serde_json::from_value(json!([
+            {"codebase": "", "revision": "r1", "branch": "main", "ssid": 7},
+            {"codebase": "lib", "revision": "r2", "repository": "https://x/lib.git"}
+        ]))
+        .unwrap();
+        let ctx = Context {
+            properties: None,
+            kw: &[],
+            secrets: &|_| None,
+            sourcestamps: &stamps,
+        };
+        let t = |s: &str| Template::parse(s, &ALLOWED).unwrap().render(&ctx);
+        assert_eq!(
+            t("%(src::revision)s@%(src::branch)s#%(src::ssid)s"),
+            "r1@main#7"
+        );
+        assert_eq!(
+            t("%(src:lib:repository)s %(src:lib:revision)s"),
+            "https://x/lib.git r2"
+        );
+        assert_eq!(t("[%(src:nope:revision)s]"), "[]");
     }
 
     #[test]
@@ -438,7 +534,8 @@ mod tests {
         for (t, why) in [
             ("%(prop:x)", "must end with )s"),
             ("%(prop:x", "unclosed"),
-            ("%(src::revision)s", "unknown selector \"src\""),
+            ("%(source::revision)s", "unknown selector \"source\""),
+            ("%(src::colour)s", "unknown source stamp attribute"),
             ("%(kw:nope)s", "unknown key \"nope\""),
             ("%(projectName)s", "unknown key \"projectName\""),
             ("%(secret:other)s", "not defined in [secrets]"),

@@ -226,7 +226,7 @@ fn outbox(config: Option<PathBuf>, action: OutboxAction) -> Result<ExitCode> {
         source.base().join(&c.server.data_dir)
     };
     let store = Store::open_shared(&dir)?;
-    let now = tidings::source::http::now_ms();
+    let now = tidings::clock::now_ms();
     let when = |ms: i64| {
         let d = (ms - now) / 1000;
         if d > 0 {
@@ -343,7 +343,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return outbox(config, action);
     }
     let host = Host::new(HostOptions {
-        cache_dir: Some(cli.cache_dir.unwrap_or_else(default_cache_dir)),
+        cache_dir: cli.cache_dir.or_else(default_cache_dir),
         concurrency: None,
         memory_keep_resident: None,
     })?;
@@ -383,15 +383,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn default_cache_dir() -> PathBuf {
+/// `$TIDINGS_CACHE_DIR`, else `$XDG_CACHE_HOME/tidings/modules`, else
+/// `~/.cache/tidings/modules`; none (compile every time) without a home: never a shared
+/// temporary directory, since the cache holds native code.
+fn default_cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("TIDINGS_CACHE_DIR") {
-        return d.into();
+        return Some(d.into());
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("tidings").join("modules")
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("tidings").join("modules"))
 }
 
 fn render(host: &Host, args: RenderArgs) -> Result<ExitCode> {
@@ -574,11 +576,12 @@ fn check(path: &Path) -> Result<ExitCode> {
             }
         }
     }
-    if let Err(e) = daemon::build_reporters(&config, base) {
+    if let Err(e) = daemon::build_reporters(&config, base, None) {
         eprintln!("{e:#}");
         problems += 1;
     }
-    for (kind, s) in config.reporter.all() {
+    for (kind, table) in config.reporter.all() {
+        let s = tidings::config::CommonOptions::selection(table);
         println!(
             "reporter {:?} ({kind}): mode {}",
             s.name,

@@ -1,11 +1,17 @@
-//! Counters and one histogram, rendered as Prometheus text at `GET /metrics`.
+//! The daemon's metrics, in the Prometheus project's own client (`prometheus-client`), served
+//! as OpenMetrics text at `GET /metrics`.
 //!
-//! A handful of series does not need a metrics crate: counters are keyed by name and label
-//! values, and the registry renders them sorted, so the output is stable.
+//! Every series is a typed family here, so a caller cannot misspell a name or a label: ingest
+//! counts events ([`Metrics::event`]), sources count connections, dispatch counts formatter
+//! calls and their latency, the outbox counts attempts by result; the outbox depth by state is
+//! sampled from the store when `/metrics` is read.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 /// Formatter-call latency buckets, in seconds.
@@ -13,120 +19,177 @@ const BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    source: String,
+    r#type: String,
+    duplicate: String,
 }
 
-/// A series: metric name and label pairs.
-type Series = (&'static str, Vec<(&'static str, String)>);
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
 
-/// A gauge sampled at render time: name, help text, labels, value.
-pub type Gauge<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, i64);
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    reporter: String,
+    result: String,
+}
 
-/// The daemon's metrics.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    formatter: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FormatterLabels {
+    formatter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The daemon's metrics (one per process, shared by every task).
 pub struct Metrics {
-    counters: Mutex<BTreeMap<Series, u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    registry: Registry,
+    events: Family<EventLabels, Counter>,
+    connections: Family<SourceLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
+    calls: Family<CallLabels, Counter>,
+    latency: Family<FormatterLabels, Histogram, fn() -> Histogram>,
+    outbox: Family<StateLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::default();
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "tidings_events",
+            "Events accepted, by source and type; duplicate = already stored",
+            events.clone(),
+        );
+        let connections = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "tidings_source_connections",
+            "Connections made to a followed master's event stream",
+            connections.clone(),
+        );
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "tidings_deliveries",
+            "Delivery attempts by reporter and result (delivered, retry, dead)",
+            deliveries.clone(),
+        );
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "tidings_formatter_calls",
+            "Formatter calls by result: ok, nothing, or the failure kind",
+            calls.clone(),
+        );
+        let latency = Family::<FormatterLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "tidings_formatter_call_seconds",
+            "Formatter call duration",
+            latency.clone(),
+        );
+        let outbox = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "tidings_outbox_deliveries",
+            "Deliveries in the outbox by state (dead = dead letters)",
+            outbox.clone(),
+        );
+        Metrics {
+            registry,
+            events,
+            connections,
+            deliveries,
+            calls,
+            latency,
+            outbox,
+        }
+    }
 }
 
 impl Metrics {
-    /// Adds `n` to counter `name` with `labels`.
-    pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-        );
-        *self
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default() += n;
+    /// An event was accepted from `source` (`http_buildbot`, `http_events`, `buildbot`).
+    pub fn event(&self, source: &str, kind: &str, duplicate: bool) {
+        self.events
+            .get_or_create(&EventLabels {
+                source: source.into(),
+                r#type: kind.into(),
+                duplicate: duplicate.to_string(),
+            })
+            .inc();
+    }
+
+    /// A source (re)connected to its master.
+    pub fn source_connected(&self, source: &str) {
+        self.connections
+            .get_or_create(&SourceLabels {
+                source: source.into(),
+            })
+            .inc();
+    }
+
+    /// A delivery attempt of `reporter` ended with `result` (delivered, retry, dead).
+    pub fn delivery(&self, reporter: &str, result: &str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                reporter: reporter.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// A call of `formatter` ended with `result` (ok, nothing, or a failure kind).
+    pub fn formatter_call(&self, formatter: &str, result: &str) {
+        self.calls
+            .get_or_create(&CallLabels {
+                formatter: formatter.into(),
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// Records one formatter call's duration.
     pub fn observe_call(&self, formatter: &str, took: Duration) {
-        let secs = took.as_secs_f64();
-        let mut all = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let h = all.entry(formatter.to_owned()).or_default();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += secs;
-        h.count += 1;
+        self.latency
+            .get_or_create(&FormatterLabels {
+                formatter: formatter.into(),
+            })
+            .observe(took.as_secs_f64());
     }
 
-    /// The Prometheus text exposition; `gauges` are sampled by the caller (outbox depth, …).
-    pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
+    /// The OpenMetrics text exposition, with the outbox depth by state (`pending`, …) as
+    /// sampled by the caller.
+    pub fn render(&self, outbox: &[(&str, i64)]) -> String {
+        for (state, n) in outbox {
+            self.outbox
+                .get_or_create(&StateLabels {
+                    state: (*state).into(),
+                })
+                .set(*n);
+        }
         let mut out = String::new();
-        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = "";
-        for ((name, labels), v) in counters.iter() {
-            if *name != last {
-                let _ = writeln!(out, "# TYPE {name} counter");
-                last = name;
-            }
-            let _ = writeln!(out, "{name}{} {v}", fmt_labels(labels));
-        }
-        drop(counters);
-        let latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        if !latency.is_empty() {
-            let name = "tidings_formatter_call_seconds";
-            let _ = writeln!(out, "# TYPE {name} histogram");
-            for (f, h) in latency.iter() {
-                let f = escape(f);
-                for (i, le) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{formatter=\"{f}\",le=\"{le}\"}} {}",
-                        h.counts[i]
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{formatter=\"{f}\",le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(out, "{name}_sum{{formatter=\"{f}\"}} {}", h.sum);
-                let _ = writeln!(out, "{name}_count{{formatter=\"{f}\"}} {}", h.count);
-            }
-        }
-        let mut last = "";
-        for (name, help, labels, v) in gauges {
-            if *name != last {
-                let _ = writeln!(out, "# HELP {name} {help}");
-                let _ = writeln!(out, "# TYPE {name} gauge");
-                last = name;
-            }
-            let labels: Vec<(&str, String)> = labels.clone();
-            let _ = writeln!(out, "{name}{} {v}", fmt_labels(&labels));
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn fmt_labels<K: AsRef<str>>(labels: &[(K, String)]) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
-    let inner: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{}=\"{}\"", k.as_ref(), escape(v)))
-        .collect();
-    format!("{{{}}}", inner.join(","))
-}
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
@@ -135,29 +198,24 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_gauges() {
         let m = Metrics::default();
-        m.add("tidings_events_total", &[("source", "http")], 2);
-        m.add("tidings_events_total", &[("source", "http")], 1);
-        m.add("tidings_events_total", &[("source", "a\"b")], 1);
+        m.event("http", "build_finished", false);
+        m.event("http", "build_finished", false);
+        m.event("http", "build_finished", true);
+        m.formatter_call("a\"b", "ok");
         m.observe_call("short", Duration::from_micros(300));
-        let text = m.render(&[(
-            "tidings_outbox_deliveries",
-            "Deliveries by state.",
-            vec![("state", "dead".into())],
-            4,
-        )]);
-        assert!(text.contains("tidings_events_total{source=\"http\"} 3\n"));
-        assert!(text.contains("tidings_events_total{source=\"a\\\"b\"} 1\n"));
-        assert!(text.contains(
-            "tidings_formatter_call_seconds_bucket{formatter=\"short\",le=\"0.0005\"} 1\n"
-        ));
-        assert!(text.contains(
-            "tidings_formatter_call_seconds_bucket{formatter=\"short\",le=\"0.00025\"} 0\n"
-        ));
-        assert!(text.contains("tidings_formatter_call_seconds_count{formatter=\"short\"} 1\n"));
-        assert!(text.contains("tidings_outbox_deliveries{state=\"dead\"} 4\n"));
-        assert_eq!(
-            text.matches("# TYPE tidings_events_total counter").count(),
-            1
-        );
+        let text = m.render(&[("dead", 4)]);
+        for want in [
+            "tidings_events_total{source=\"http\",type=\"build_finished\",duplicate=\"false\"} 2\n",
+            "tidings_events_total{source=\"http\",type=\"build_finished\",duplicate=\"true\"} 1\n",
+            "tidings_formatter_calls_total{formatter=\"a\\\"b\",result=\"ok\"} 1\n",
+            "tidings_formatter_call_seconds_bucket{le=\"0.0005\",formatter=\"short\"} 1\n",
+            "tidings_formatter_call_seconds_bucket{le=\"0.00025\",formatter=\"short\"} 0\n",
+            "tidings_formatter_call_seconds_count{formatter=\"short\"} 1\n",
+            "tidings_outbox_deliveries{state=\"dead\"} 4\n",
+            "# TYPE tidings_events counter\n",
+            "# EOF\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
     }
 }

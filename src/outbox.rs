@@ -13,9 +13,9 @@
 //! again at the next start ([`Store::recover_in_flight`]), so nothing is lost; a peer may then
 //! see it twice, which is what idempotency keys are for.
 
+use crate::clock::now_ms;
 use crate::config::RetrySettings;
 use crate::metrics::Metrics;
-use crate::source::http::now_ms;
 use crate::store::{Delivery, Outcome, Store, StoreError};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -34,6 +34,12 @@ pub enum RetryClass {
     Backoff,
     /// A permanent failure: dead-letter now.
     Never,
+    /// The peer may have acted on the delivery although the attempt failed (a timeout after
+    /// the request was sent). Decided here, once, by [`Sink::idempotent`]: an idempotent sink
+    /// retries it with backoff (the peer drops the repeat); any other sink dead-letters it with
+    /// that reason, so a mail or a review is never sent twice blindly (`tidings outbox retry`
+    /// sends it again on purpose).
+    MaybeDelivered,
 }
 
 /// A failed attempt, as a sink reports it.
@@ -65,6 +71,34 @@ pub struct Batching {
     pub max_bytes: usize,
 }
 
+/// What a sink is given of an outbox row: the narrow part it needs to deliver, not the
+/// store's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The row's id (for logs).
+    pub id: i64,
+    /// The delivery's idempotency key: event + reporter + destination.
+    pub key: String,
+    /// Where it goes, as the reporter rendered it.
+    pub destination: String,
+    /// What is sent, as the reporter rendered it.
+    pub payload: String,
+    /// This attempt's number, from 1.
+    pub attempt: i64,
+}
+
+impl From<&Delivery> for Outgoing {
+    fn from(d: &Delivery) -> Outgoing {
+        Outgoing {
+            id: d.id,
+            key: d.key.clone(),
+            destination: d.destination.clone(),
+            payload: d.payload.clone(),
+            attempt: d.attempts,
+        }
+    }
+}
+
 /// A future a sink returns.
 pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<String, SinkError>> + Send + 'a>>;
 
@@ -72,17 +106,28 @@ pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<String, SinkError>>
 pub trait Sink: Send + Sync + 'static {
     /// Delivers `batch` (exactly one delivery unless [`Sink::batching`] says otherwise);
     /// `Ok` carries a short receipt for the delivery log.
-    fn deliver<'a>(&'a self, batch: &'a [Delivery]) -> SinkFuture<'a>;
+    fn deliver<'a>(&'a self, batch: &'a [Outgoing]) -> SinkFuture<'a>;
 
     /// Whether deliveries are grouped into batches.
     fn batching(&self) -> Option<Batching> {
         None
     }
+
+    /// Whether the peer drops a repeated delivery (HTTP with `Idempotency-Key`): then an
+    /// attempt that may have been delivered ([`RetryClass::MaybeDelivered`]) is retried;
+    /// otherwise it is dead-lettered [default false].
+    fn idempotent(&self) -> bool {
+        false
+    }
 }
 
 /// Decides the next state of a delivery after an attempt.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy(pub RetrySettings);
+pub struct RetryPolicy {
+    pub settings: RetrySettings,
+    /// The sink's [`Sink::idempotent`].
+    pub idempotent: bool,
+}
 
 impl RetryPolicy {
     /// The outcome of attempt `d.attempts` of `d`, which ended with `result` at `now`;
@@ -102,15 +147,23 @@ impl RetryPolicy {
             }
             Err(e) => e,
         };
-        let s = &self.0;
+        let s = &self.settings;
         let delay = match e.class {
             RetryClass::Never => {
                 return Outcome::Dead {
                     error: format!("permanent failure: {}", e.message),
                 };
             }
+            RetryClass::MaybeDelivered if !self.idempotent => {
+                return Outcome::Dead {
+                    error: format!(
+                        "may have been delivered, so it is not repeated (tidings outbox retry sends it again): {}",
+                        e.message
+                    ),
+                };
+            }
             RetryClass::RetryAfter(d) => d,
-            RetryClass::Backoff => {
+            RetryClass::Backoff | RetryClass::MaybeDelivered => {
                 let exp = u32::try_from(d.attempts.saturating_sub(1)).unwrap_or(u32::MAX);
                 let full = s
                     .base
@@ -187,7 +240,7 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let this = Arc::new(self);
         let batching = this.sink.batching();
-        let concurrency = this.policy.0.concurrency;
+        let concurrency = this.policy.settings.concurrency;
         let mut inflight: JoinSet<()> = JoinSet::new();
         loop {
             if *shutdown.borrow() {
@@ -269,7 +322,8 @@ impl Worker {
     }
 
     async fn attempt(&self, group: Vec<Delivery>) {
-        let result = self.sink.deliver(&group).await;
+        let outgoing: Vec<Outgoing> = group.iter().map(Outgoing::from).collect();
+        let result = self.sink.deliver(&outgoing).await;
         let now = now_ms();
         for d in &group {
             let outcome = self.policy.outcome(d, &result, now, jitter());
@@ -289,11 +343,7 @@ impl Worker {
                     tracing::error!(reporter = %self.reporter, id = d.id, attempt = d.attempts, %error, "delivery dead-lettered")
                 }
             }
-            self.metrics.add(
-                "tidings_deliveries_total",
-                &[("reporter", &self.reporter), ("result", label)],
-                1,
-            );
+            self.metrics.delivery(&self.reporter, label);
             let id = d.id;
             // Until the outcome is recorded the row stays in flight; should tidings stop first,
             // it is attempted again at the next start (at least once, same Idempotency-Key).
@@ -372,13 +422,16 @@ mod tests {
     }
 
     fn policy() -> RetryPolicy {
-        RetryPolicy(RetrySettings {
-            max_attempts: 5,
-            max_age: Duration::from_secs(3600),
-            base: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-            concurrency: 1,
-        })
+        RetryPolicy {
+            settings: RetrySettings {
+                max_attempts: 5,
+                max_age: Duration::from_secs(3600),
+                base: Duration::from_secs(1),
+                max_delay: Duration::from_secs(60),
+                concurrency: 1,
+            },
+            idempotent: false,
+        }
     }
 
     fn err(class: RetryClass) -> Result<String, SinkError> {
@@ -400,10 +453,13 @@ mod tests {
         assert_eq!((at(1, 0.0), at(1, 0.999_999)), (500, 999));
         assert_eq!((at(2, 0.0), at(3, 0.0)), (1000, 2000));
         assert_eq!(at(4, 1.0), 8000);
-        let capped = RetryPolicy(RetrySettings {
-            max_attempts: 100,
-            ..p.0
-        });
+        let capped = RetryPolicy {
+            settings: RetrySettings {
+                max_attempts: 100,
+                ..p.settings
+            },
+            ..p
+        };
         match capped.outcome(&delivery(1, 40, ""), &err(RetryClass::Backoff), 0, 1.0) {
             Outcome::Retry { at, .. } => assert_eq!(at, 60_000),
             other => panic!("{other:?}"),
@@ -440,6 +496,33 @@ mod tests {
                 detail: "HTTP 200".into()
             }
         );
+    }
+
+    #[test]
+    fn maybe_delivered_is_retried_only_by_idempotent_sinks() {
+        let maybe = err(RetryClass::MaybeDelivered);
+        match policy().outcome(&delivery(1, 1, ""), &maybe, 0, 0.0) {
+            Outcome::Dead { error } => {
+                assert!(error.starts_with("may have been delivered"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let idempotent = RetryPolicy {
+            idempotent: true,
+            ..policy()
+        };
+        assert_eq!(
+            idempotent.outcome(&delivery(1, 1, ""), &maybe, 0, 0.0),
+            Outcome::Retry {
+                at: 500,
+                error: "HTTP 500".into()
+            }
+        );
+        // The attempt budget still applies.
+        assert!(matches!(
+            idempotent.outcome(&delivery(1, 5, ""), &maybe, 0, 0.0),
+            Outcome::Dead { error } if error.starts_with("gave up after 5 attempts")
+        ));
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! Callers: the ingest sources (events), dispatch (builds, deliveries), the outbox workers
 //! (claim, finish), and `tidings outbox` (list, show, retry, drop).
 
+mod committer;
+
+pub use crate::history::BuildRecord;
+pub use committer::Committer;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -152,19 +157,6 @@ pub struct Summary {
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
-}
-
-/// A build as the history knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildRecord {
-    pub master: String,
-    pub buildid: i64,
-    pub builderid: i64,
-    pub number: i64,
-    pub complete: bool,
-    pub results: Option<i64>,
-    /// The build dict as JSON.
-    pub body: String,
 }
 
 /// Buildbot's RETRY result code.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-use support::daemon::{Daemon, Peer, client, seen_on, start_peer, wait_until};
+use support::daemon::{Daemon, Peer, client, seen_on, settled, start_peer, wait_until};
 
 /// `application/x-www-form-urlencoded` encoding of one value.
 fn form_encode(v: &str) -> String {
@@ -293,7 +293,9 @@ retry_delay = "100ms"
     wait_until("both buildsets' summaries", Duration::from_secs(30), || {
         seen_on(&peer, "/sets").len() >= 2
     });
-    std::thread::sleep(Duration::from_secs(1)); // nothing more should come
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     let bodies: Vec<Value> = seen_on(&peer, "/push")
         .iter()
         .map(|s| s.body.clone())
@@ -399,7 +401,9 @@ retry_delay = "100ms"
         "the build came from the catch-up: {}",
         client::get(&format!("{}/metrics", daemon.addr))
     );
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     assert_eq!(seen_on(&peer, "/push").len(), 3, "nothing reported twice");
 
     // The master restarts: the stream drops, the source reconnects (with backoff) and goes on.

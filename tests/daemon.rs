@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use support::daemon::{Daemon, Peer, Seen, client, seen_on, start_peer, wait_until};
+use support::daemon::{Daemon, Peer, Seen, client, seen_on, settled, start_peer, wait_until};
 use tidings::store::{State as DState, Store};
 
 fn sample(buildid: i64) -> Value {
@@ -176,7 +176,9 @@ fn kill_9_loses_nothing_and_repeats_nothing() {
     wait_until("200 deliveries", Duration::from_secs(60), || {
         unique().0 >= 200
     });
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     let (distinct, total) = unique();
     assert_eq!((distinct, total), (200, 200), "every event once");
     let mut ids: Vec<i64> = peer
@@ -212,7 +214,9 @@ fn sighup_reloads_a_valid_config_and_refuses_a_broken_one() {
     // A broken config is refused; the running one keeps delivering.
     std::fs::write(&config, "[server]\nlisten = 5\n").unwrap();
     daemon.signal("-HUP");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the reload to be refused", Duration::from_secs(10), || {
+        daemon.log.contents().contains("config reload refused")
+    });
     daemon.post(&sample(2));
     wait_until(
         "delivery under the old config",
@@ -226,7 +230,9 @@ fn sighup_reloads_a_valid_config_and_refuses_a_broken_one() {
         &push("second", &format!("http://{p}/second"), ""),
     );
     daemon.signal("-HUP");
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until("the reload", Duration::from_secs(10), || {
+        daemon.log.contents().contains("config reloaded")
+    });
     daemon.post(&sample(3));
     wait_until(
         "delivery under the new config",
@@ -273,7 +279,9 @@ fn a_failing_formatter_degrades_or_skips_as_configured() {
     wait_until("the degraded delivery", Duration::from_secs(10), || {
         !peer.seen.lock().unwrap().is_empty()
     });
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     let seen = peer.seen.lock().unwrap().clone();
     // on_error = "default": the built-in payload (the build dict) goes out; "skip": nothing.
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -365,7 +373,9 @@ fn every_mode_and_filter_reports_through_the_daemon_exactly_what_buildbot_report
     wait_until("every notification", Duration::from_secs(30), || {
         peer.seen.lock().unwrap().len() >= total
     });
-    std::thread::sleep(Duration::from_millis(500)); // nothing more arrives
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     assert_eq!(peer.seen.lock().unwrap().len(), total);
     for (path, settings, expected) in &cases {
         let mut got: Vec<i64> = seen_on(&peer, path)
@@ -491,7 +501,9 @@ fn buildsets_requests_and_workers_reach_the_reporters_that_ask_for_them() {
     wait_until("every notification", Duration::from_secs(20), || {
         peer.seen.lock().unwrap().len() >= 7
     });
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     assert_eq!(
         peer.seen.lock().unwrap().len(),
         7,
@@ -580,7 +592,9 @@ fn a_full_store_answers_503_and_loses_nothing() {
     wait_until("every event delivered", Duration::from_secs(60), || {
         peer.seen.lock().unwrap().len() >= 300
     });
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     // A delivery whose outcome could not be recorded (the store was full) is sent again after
     // the restart, with the same Idempotency-Key: the peer sees every event, and can drop the
     // repeat.

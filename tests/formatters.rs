@@ -162,11 +162,13 @@ fn render_wraps_a_build_dict_and_reports_errors_by_kind() {
 
 #[test]
 fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
-    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // A directory of its own: the cache creates it private (tempdir's own is 0755).
+    let dir = tmp.path().join("cache");
     let wasm = std::fs::read(support::guest("short")).unwrap();
     let host = || {
         Host::new(HostOptions {
-            cache_dir: Some(dir.path().to_owned()),
+            cache_dir: Some(dir.clone()),
             concurrency: None,
             memory_keep_resident: None,
         })
@@ -193,7 +195,7 @@ fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
     assert_eq!(second.origin(), Origin::Cached);
     assert_eq!(call(&second), "STATUS: Failure");
 
-    let artifact = std::fs::read_dir(dir.path())
+    let artifact = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
@@ -230,6 +232,40 @@ fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
         assert_eq!(f.origin(), Origin::Compiled);
         assert_eq!(call(&f), "STATUS: Failure");
     }
+}
+
+#[test]
+fn a_cache_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("modules");
+    let wasm = std::fs::read(support::guest("short")).unwrap();
+    let host = || {
+        Host::new(HostOptions {
+            cache_dir: Some(cache.clone()),
+            ..HostOptions::default()
+        })
+        .unwrap()
+    };
+    let load = |h: &Host| {
+        h.load_bytes("short", &wasm, Limits::default(), Grants::default())
+            .unwrap()
+            .origin()
+    };
+    assert_eq!(load(&host()), Origin::Compiled);
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the cache directory is created private");
+    assert_eq!(load(&host()), Origin::Cached);
+    // Opened to the group (say, by a careless chmod): its artifacts are no longer loaded.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o770)).unwrap();
+    assert_eq!(load(&host()), Origin::Compiled);
+    assert!(
+        tidings::formatter::private_dir_problem(&cache)
+            .unwrap()
+            .contains("chmod 700")
+    );
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(load(&host()), Origin::Cached);
 }
 
 #[test]

@@ -107,7 +107,7 @@ fn a_component_runs_the_same_cases_and_its_compilation_is_cached() {
     let dir = tempfile::tempdir().unwrap();
     let host = |_| {
         tidings::formatter::Host::new(tidings::formatter::HostOptions {
-            cache_dir: Some(dir.path().to_owned()),
+            cache_dir: Some(dir.path().join("cache")),
             ..Default::default()
         })
         .unwrap()

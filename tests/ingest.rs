@@ -5,7 +5,8 @@ mod support;
 
 use std::sync::Arc;
 use tidings::config::Secret;
-use tidings::source::http::{Committer, Ingest, IngestAuth, router};
+use tidings::source::http::{Ingest, IngestAuth, router};
+use tidings::store::Committer;
 use tidings::store::{Durability, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

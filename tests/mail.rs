@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
-use support::daemon::{Daemon, spawn_until_first_line, wait_until};
+use support::daemon::{Daemon, settled, spawn_until_first_line, wait_until};
 use tidings::store::{State, Store};
 
 /// A throw-away CA and a server certificate it signed for 127.0.0.1: (ca.pem, cert.pem,
@@ -83,6 +83,7 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 struct Smtpd {
     child: Child,
     dir: PathBuf,
+    _log: support::daemon::StderrLog,
 }
 
 impl Smtpd {
@@ -93,11 +94,12 @@ impl Smtpd {
             .args(["--port", &port.to_string(), "--dir"])
             .arg(dir)
             .args(args);
-        let (child, line) = spawn_until_first_line(&mut cmd);
+        let (child, line, log) = spawn_until_first_line(&mut cmd, "smtpd");
         assert_eq!(line.trim(), "READY", "smtpd did not start");
         Smtpd {
             child,
             dir: dir.to_owned(),
+            _log: log,
         }
     }
 
@@ -185,9 +187,15 @@ fn dead_letter(config: &Path, buildid: i64) -> String {
     let daemon = Daemon::start(config);
     daemon.post(&failing(buildid));
     let data = config.parent().unwrap().join("data");
-    wait_until("a dead letter", Duration::from_secs(30), || {
-        states(&data).iter().any(|(s, _)| *s == State::Dead)
-    });
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while !states(&data).iter().any(|(s, _)| *s == State::Dead) {
+        assert!(
+            std::time::Instant::now() < end,
+            "no dead letter; the outbox has {:?}",
+            states(&data)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     states(&data).swap_remove(0).1
 }
 
@@ -232,7 +240,7 @@ smtp_user = "ci"
 smtp_password = "s3cret"
 lookup = "example.org"
 extra_recipients = ["ops@example.org"]
-extra_headers = {{ "X-Branch" = "%(prop:branch)s", "X-Team" = "%(secret:team)s", "X-Missing" = "%(prop:nope:-none)s" }}
+extra_headers = {{ "X-Branch" = "%(prop:branch)s", "X-Team" = "%(secret:team)s", "X-Missing" = "%(prop:nope:-none)s", "X-Revision" = "%(src::revision)s" }}
 add_logs = ["run.stdio"]
 mode = "all"
 message_formatter = "html"
@@ -278,6 +286,10 @@ retry_delay = "100ms"
     assert_eq!(header(&mail, "X-Branch").unwrap(), "main");
     assert_eq!(header(&mail, "X-Team").unwrap(), "infra");
     assert_eq!(header(&mail, "X-Missing").unwrap(), "none");
+    assert_eq!(
+        header(&mail, "X-Revision").unwrap(),
+        "0123456789abcdef0123456789abcdef01234567"
+    );
     assert_eq!(header(&mail, "X-Tidings-Builder").unwrap(), "runtests");
     assert_eq!(header(&mail, "X-Tidings-Result").unwrap(), "failure");
     assert_eq!(
@@ -442,7 +454,9 @@ retry_max_delay = "400ms"
     wait_until("the mail", Duration::from_secs(30), || {
         !smtpd.received().is_empty()
     });
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     assert_eq!(smtpd.received().len(), 1, "exactly once");
     assert_eq!(states(&data)[0].0, State::Delivered);
 }
@@ -478,7 +492,9 @@ fn every_mode_mails_exactly_what_buildbot_reports() {
     wait_until("every mail", Duration::from_secs(60), || {
         smtpd.received().len() >= total
     });
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     let received = smtpd.received();
     assert_eq!(received.len(), total);
     for (i, row) in rows.iter().enumerate() {
@@ -526,7 +542,8 @@ mode = ["exception"]
     let (a, mut b) = (failing(20), failing(21));
     b["builder"]["name"] = "lint".into();
     daemon.post_event(&json!({"schema_version": 1, "type": "buildset_complete",
-        "buildset": {"bsid": 5, "complete": true, "results": 2}, "builds": [a, b]}));
+        "buildset": {"bsid": 5, "complete": true, "results": 2}, "builds": [a, b],
+        "changes": [{"author": "Alice <alice@example.org>", "comments": "fix"}]}));
     daemon.post_event(&json!({"schema_version": 1, "type": "worker_missing",
         "master": "http://127.0.0.1:8010/",
         "worker": {"name": "w1", "notify": ["admin@example.org"],
@@ -534,7 +551,9 @@ mode = ["exception"]
     wait_until("two mails", Duration::from_secs(30), || {
         smtpd.received().len() >= 2
     });
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     let received = smtpd.received();
     assert_eq!(
         received.len(),
@@ -553,8 +572,13 @@ mode = ["exception"]
             })
             .unwrap_or_else(|| panic!("no mail to {rcpt}"))
     };
-    // The buildset: one mail to the owner, both builds' default texts, "whole buildset".
-    let (_, raw) = find("tester@example.org");
+    // The buildset: one mail to the owner and the changes' author (Buildbot's buildset
+    // blamelist), both builds' default texts, "whole buildset".
+    let (env, raw) = find("tester@example.org");
+    assert_eq!(
+        env["rcpt_tos"],
+        json!(["alice@example.org", "tester@example.org"])
+    );
     let m = mailparse::parse_mail(raw).unwrap();
     let body = m.get_body().unwrap();
     assert!(body.contains("runtests") && body.contains("lint"), "{body}");
@@ -592,14 +616,11 @@ mode = "all"
 "#,
         ),
     );
-    let daemon = Daemon::start(&config);
-    daemon.post(&failing(12));
-    let data = dir.path().join("data");
-    wait_until("a failed attempt", Duration::from_secs(30), || {
-        states(&data).iter().any(|(_, why)| !why.is_empty())
-    });
-    let (_, why) = &states(&data)[0];
+    // A TLS failure is a dead letter at once, not an endless retry.
+    let why = dead_letter(&config, 12);
     assert!(why.to_lowercase().contains("certificate"), "{why}");
+    let store = Store::open_shared(&dir.path().join("data")).unwrap();
+    assert_eq!(store.log(1).unwrap().len(), 1, "one attempt");
     assert!(smtpd.received().is_empty());
 }
 
@@ -779,7 +800,9 @@ retry_max_delay = "200ms"
     wait_until("the mail", Duration::from_secs(30), || {
         !smtpd.received().is_empty()
     });
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
     assert_eq!(smtpd.received().len(), 1);
     let store = Store::open_shared(&dir.path().join("data")).unwrap();
     let log = store.log(1).unwrap();
@@ -806,6 +829,9 @@ timeout = "1s"
         ),
     );
     let why = dead_letter(&config, 16);
-    assert!(why.contains("may have accepted the mail"), "{why}");
+    assert!(
+        why.contains("may have been delivered") && why.contains("timed out"),
+        "{why}"
+    );
     drop(silent);
 }

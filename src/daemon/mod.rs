@@ -13,16 +13,15 @@
 
 use crate::buildbot_api::{BuildbotApi, RestHistory};
 use crate::config::{Config, Synchronous};
-use crate::dispatch::History;
 use crate::dispatch::{Dispatcher, Route};
 use crate::formatter::{Formatter, Host, HostOptions};
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::outbox::{RetryPolicy, Worker};
-use crate::reporters::Reporter;
-use crate::reporters::http_push::HttpPush;
-use crate::reporters::mail::Mail;
+use crate::reporters::{BuildContext, Reporter, ServiceContext};
 use crate::source::buildbot::BuildbotStream;
-use crate::source::http::{Committer, Ingest, IngestAuth, router};
+use crate::source::http::{Ingest, IngestAuth, router};
+use crate::store::Committer;
 use crate::store::{Durability, State, Store};
 use anyhow::{Context, Result};
 use axum::Router;
@@ -36,9 +35,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+mod services;
+
+pub use services::{Prepared, Services};
+
 /// The config `tidings serve` runs without `--config`: listen on 127.0.0.1:8411, keep data in
 /// `./tidings-data`, accept events and keep them (add reporters to have them delivered).
-pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
 
 /// Where the config comes from.
 pub struct ConfigSource {
@@ -64,26 +67,56 @@ impl ConfigSource {
     }
 }
 
-/// Builds every configured reporter (HTTP clients, certificates).
+/// The data directory of `config`, resolved against `base` (the config file's directory).
+pub fn data_dir(config: &Config, base: &Path) -> PathBuf {
+    base.join(&config.server.data_dir)
+}
+
+/// Builds every configured reporter through the registry (HTTP clients, certificates, mail
+/// directories). `services` are the reporters' services by name ([`Services::prepare`]); `None`
+/// builds without them (`tidings check`).
 ///
 /// `base` is the config file's directory: relative paths (the data directory, a mail
-/// `directory`) are resolved against it.
-pub fn build_reporters(config: &Config, base: &Path) -> Result<Vec<Arc<dyn Reporter>>> {
+/// `directory`, certificate files) are resolved against it.
+pub fn build_reporters(
+    config: &Config,
+    base: &Path,
+    services: Option<&Prepared>,
+) -> Result<Vec<Arc<dyn Reporter>>> {
+    let data_dir = data_dir(config, base);
     let mut out: Vec<Arc<dyn Reporter>> = Vec::new();
-    for c in &config.reporter.http_push {
-        let r = HttpPush::new(c).with_context(|| format!("[[reporter.http_push]] {:?}", c.name))?;
-        out.push(Arc::new(r));
-    }
-    for c in &config.reporter.mail {
-        let dir = match &c.directory {
-            Some(d) => base.join(d),
-            None => base.join(&config.server.data_dir).join("mail"),
+    for (kind, table) in config.reporter.all() {
+        let name = table.selection().name;
+        let cx = BuildContext {
+            secrets: &config.secrets,
+            base,
+            data_dir: &data_dir,
+            service: services.and_then(|s| s.get(&name)),
         };
-        let r = Mail::new(c, &config.secrets, &dir)
-            .with_context(|| format!("[[reporter.mail]] {:?}", c.name))?;
-        out.push(Arc::new(r));
+        let r = table
+            .build(&cx)
+            .with_context(|| format!("[[reporter.{kind}]] {name:?}"))?;
+        out.push(r);
     }
     Ok(out)
+}
+
+/// Decides the services of `config` against the running config `old` (none at start).
+fn prepare_services(
+    services: &Services,
+    old: Option<&Config>,
+    config: &Config,
+    base: &Path,
+) -> Result<Prepared> {
+    let data_dir = data_dir(config, base);
+    let cx = BuildContext {
+        secrets: &config.secrets,
+        base,
+        data_dir: &data_dir,
+        service: None,
+    };
+    let old = old.map(|c| c.reporter.all()).unwrap_or_default();
+    services.prepare(&old, &config.reporter.all(), &cx)
 }
 
 /// Loads every `[[formatter]]` (compiling, or reading the precompiled cache).
@@ -112,12 +145,41 @@ struct Pipeline {
     workers: JoinSet<()>,
 }
 
+/// A dispatch thread spawned but not yet dispatching: spawning (which can fail) happens before
+/// the running pipeline is stopped, so a reload that cannot get a thread changes nothing.
+struct Parked {
+    go: std::sync::mpsc::SyncSender<Dispatcher>,
+    handle: std::thread::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Parked {
+    fn spawn(shared: &Shared) -> Result<Parked> {
+        let (go, go_rx) = std::sync::mpsc::sync_channel::<Dispatcher>(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let wake = shared.dispatch_wake.clone();
+        let handle = std::thread::Builder::new()
+            .name("tidings-dispatch".into())
+            .spawn(move || {
+                // A dropped sender (the reload was abandoned) ends the thread unused.
+                if let Ok(dispatcher) = go_rx.recv() {
+                    let wake = wake.lock().unwrap_or_else(|e| e.into_inner());
+                    dispatcher.run(&wake, &stop_flag);
+                }
+            })
+            .context("cannot start the dispatch thread")?;
+        Ok(Parked { go, handle, stop })
+    }
+}
+
 impl Pipeline {
     fn start(
         config: &Config,
         formatters: HashMap<String, Arc<Formatter>>,
         reporters: Vec<Arc<dyn Reporter>>,
         shared: &Shared,
+        parked: Parked,
     ) -> Pipeline {
         let grace = grace(config);
         let (stop_workers, stop_rx) = watch::channel(false);
@@ -128,7 +190,10 @@ impl Pipeline {
             let worker = Worker {
                 reporter: r.selection().name.clone(),
                 sink: r.sink(),
-                policy: RetryPolicy(r.retry()),
+                policy: RetryPolicy {
+                    settings: r.retry(),
+                    idempotent: r.sink().idempotent(),
+                },
                 store: shared.store.clone(),
                 metrics: shared.metrics.clone(),
                 wake: wake.clone(),
@@ -136,6 +201,11 @@ impl Pipeline {
             workers.spawn(worker.run(stop_rx.clone(), grace));
             routes.push(Route { reporter: r, wake });
         }
+        let Parked {
+            go,
+            handle,
+            stop: stop_dispatch,
+        } = parked;
         let dispatcher = Dispatcher {
             store: shared.store.clone(),
             routes,
@@ -147,16 +217,8 @@ impl Pipeline {
             metrics: shared.metrics.clone(),
             history: shared.history.clone(),
         };
-        let stop_dispatch = Arc::new(AtomicBool::new(false));
-        let stop = stop_dispatch.clone();
-        let wake = shared.dispatch_wake.clone();
-        let handle = std::thread::Builder::new()
-            .name("tidings-dispatch".into())
-            .spawn(move || {
-                let wake = wake.lock().unwrap_or_else(|e| e.into_inner());
-                dispatcher.run(&wake, &stop);
-            })
-            .expect("spawn the dispatch thread");
+        // The thread is parked on this channel and owns its other end: it cannot be gone.
+        let _ = go.send(dispatcher);
         Pipeline {
             stop_dispatch,
             dispatcher: Some(handle),
@@ -198,11 +260,7 @@ struct Shared {
 pub async fn serve(source: ConfigSource) -> Result<()> {
     let config = source.load()?;
     let base = source.base();
-    let data_dir = if config.server.data_dir.is_absolute() {
-        config.server.data_dir.clone()
-    } else {
-        base.join(&config.server.data_dir)
-    };
+    let data_dir = data_dir(&config, &base);
     let durability = match config.server.synchronous {
         Synchronous::Normal => Durability::Normal,
         Synchronous::Full => Durability::Full,
@@ -224,7 +282,9 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         memory_keep_resident: None,
     })?;
     let formatters = load_formatters(&config, &base, &host)?;
-    let reporters = build_reporters(&config, &base)?;
+    let mut services = Services::default();
+    let prepared = prepare_services(&services, None, &config, &base)?;
+    let reporters = build_reporters(&config, &base, Some(&prepared))?;
 
     let metrics = Arc::new(Metrics::default());
     let (poke, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
@@ -247,7 +307,26 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         history,
         dispatch_wake: Arc::new(Mutex::new(wake_rx)),
     };
-    let mut pipeline = Pipeline::start(&config, formatters, reporters, &shared);
+    let api = match &config.source.buildbot {
+        Some(bb) => Some(BuildbotApi::new(bb)?),
+        None => None,
+    };
+    let service_context = {
+        let store = store.clone();
+        move || ServiceContext {
+            store: store.clone(),
+            api: api.clone(),
+            shutdown: watch::channel(false).1,
+        }
+    };
+    services.commit(prepared, &service_context).await;
+    let mut pipeline = Pipeline::start(
+        &config,
+        formatters,
+        reporters,
+        &shared,
+        Parked::spawn(&shared)?,
+    );
 
     let ingest = Ingest {
         committer,
@@ -295,16 +374,33 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut running = config;
+    let mut running = Arc::new(config);
+    let source = Arc::new(source);
+    let services = Arc::new(Mutex::new(services));
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                match reload(&source, &running, &host) {
-                    Ok((config, formatters, reporters)) => {
+                // Compiling formatters and reading certificates blocks: off the async workers.
+                let loaded = tokio::task::spawn_blocking({
+                    let (source, running, host, services) =
+                        (source.clone(), running.clone(), host.clone(), services.clone());
+                    move || {
+                        let services = services.lock().unwrap_or_else(|e| e.into_inner());
+                        reload(&source, &running, &host, &services)
+                    }
+                })
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("the reload task failed: {e}")));
+                let parked = loaded.and_then(|l| Ok((l, Parked::spawn(&shared)?)));
+                match parked {
+                    Ok(((config, formatters, reporters, prepared), parked)) => {
                         pipeline.stop(&poke).await;
-                        pipeline = Pipeline::start(&config, formatters, reporters, &shared);
+                        let mut s = std::mem::take(&mut *services.lock().unwrap_or_else(|e| e.into_inner()));
+                        s.commit(prepared, &service_context).await;
+                        *services.lock().unwrap_or_else(|e| e.into_inner()) = s;
+                        pipeline = Pipeline::start(&config, formatters, reporters, &shared, parked);
                         tracing::info!(reporters = config.reporter.all().len(), "config reloaded");
-                        running = config;
+                        running = Arc::new(config);
                     }
                     Err(e) => tracing::error!("config reload refused, the running config stays: {e:#}"),
                 }
@@ -323,6 +419,8 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         Ok(Ok(())) => {}
     }
     pipeline.stop(&poke).await;
+    let mut s = std::mem::take(&mut *services.lock().unwrap_or_else(|e| e.into_inner()));
+    s.stop_all().await;
     let left: i64 = store
         .counts()?
         .iter()
@@ -337,10 +435,16 @@ type Loaded = (
     Config,
     HashMap<String, Arc<Formatter>>,
     Vec<Arc<dyn Reporter>>,
+    Prepared,
 );
 
 /// Reads, validates and builds a new config; nothing running is touched until it all worked.
-fn reload(source: &ConfigSource, running: &Config, host: &Host) -> Result<Loaded> {
+fn reload(
+    source: &ConfigSource,
+    running: &Config,
+    host: &Host,
+    services: &Services,
+) -> Result<Loaded> {
     let config = source.load()?;
     let s = (&config.server, &running.server);
     if s.0.listen != s.1.listen
@@ -362,8 +466,9 @@ fn reload(source: &ConfigSource, running: &Config, host: &Host) -> Result<Loaded
     }
     let base = source.base();
     let formatters = load_formatters(&config, &base, host)?;
-    let reporters = build_reporters(&config, &base)?;
-    Ok((config, formatters, reporters))
+    let prepared = prepare_services(services, Some(running), &config, &base)?;
+    let reporters = build_reporters(&config, &base, Some(&prepared))?;
+    Ok((config, formatters, reporters, prepared))
 }
 
 /// `GET /metrics`: counters, the formatter latency histogram, and the outbox by state.
@@ -379,30 +484,27 @@ fn metrics_router(store: Arc<Store>, metrics: Arc<Metrics>) -> Router {
                     .ok()
                     .and_then(Result::ok)
                     .unwrap_or_default();
-                let mut gauges = Vec::new();
-                for state in [
+                let by_state: Vec<(&str, i64)> = [
                     State::Pending,
                     State::InFlight,
                     State::Delivered,
                     State::Dead,
-                ] {
+                ]
+                .into_iter()
+                .map(|state| {
                     let n = counts
                         .iter()
                         .find(|(s, _)| *s == state)
                         .map_or(0, |(_, n)| *n);
-                    gauges.push((
-                        "tidings_outbox_deliveries",
-                        "Deliveries in the outbox by state (dead = dead letters).",
-                        vec![("state", state.as_str().to_owned())],
-                        n,
-                    ));
-                }
+                    (state.as_str(), n)
+                })
+                .collect();
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
+                        crate::metrics::CONTENT_TYPE,
                     )],
-                    metrics.render(&gauges),
+                    metrics.render(&by_state),
                 )
             }
         }),

@@ -9,7 +9,10 @@
 //! Deserializing an artifact runs native code from it, so wasmtime marks it `unsafe`: only
 //! artifacts this host wrote may be loaded. Each file therefore starts with a magic line and
 //! the SHA-256 of the artifact; a file that fails either check (truncated, corrupted, or not
-//! ours) is discarded and rebuilt. The directory is created private to the user (0700).
+//! ours) is discarded and rebuilt. The directory is created private to the user (0700), and an
+//! existing directory is used only while it still is: owned by this user, no access for group
+//! or others ([`private_dir_problem`]). A directory that is not private is refused (logged; the
+//! module is compiled instead), since anyone who can write there could plant native code.
 
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -42,7 +45,7 @@ impl ArtifactCache {
     pub fn new(dir: PathBuf, engine: &Engine) -> ArtifactCache {
         let mut h = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
-        let engine_key = hex(&h.0.finalize()[..8]);
+        let engine_key = hex::encode(&h.0.finalize()[..8]);
         ArtifactCache { dir, engine_key }
     }
 
@@ -104,6 +107,9 @@ impl ArtifactCache {
     /// The artifact at `path` when it is whole (magic, checksum) and of `kind`; a damaged one
     /// is removed.
     fn read_checked(&self, path: &Path, kind: Precompiled) -> Option<Vec<u8>> {
+        if !self.is_private() {
+            return None;
+        }
         let bytes = fs::read(path).ok()?;
         let artifact = bytes
             .strip_prefix(MAGIC)
@@ -123,6 +129,9 @@ impl ArtifactCache {
     }
 
     fn read(&self, engine: &Engine, path: &Path) -> Option<Module> {
+        if !self.is_private() {
+            return None;
+        }
         let bytes = fs::read(path).ok()?;
         let checked = bytes
             .strip_prefix(MAGIC)
@@ -150,8 +159,26 @@ impl ArtifactCache {
         }
     }
 
+    /// Whether the directory may be read from: private, or not there yet (it is then created
+    /// private on the first write). A refusal is logged.
+    fn is_private(&self) -> bool {
+        match private_dir_problem(&self.dir) {
+            None => true,
+            Some(why) => {
+                tracing::warn!(dir = %self.dir.display(), "not using the compiled-module cache: {why}; modules are compiled instead");
+                false
+            }
+        }
+    }
+
     fn write(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
         create_private_dir(&self.dir)?;
+        if let Some(why) = private_dir_problem(&self.dir) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                why,
+            ));
+        }
         // Write to a temporary name and rename, so a reader never sees half a file.
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let mut f = fs::File::create(&tmp)?;
@@ -162,6 +189,39 @@ impl ArtifactCache {
         drop(f);
         fs::rename(&tmp, path)
     }
+}
+
+/// Why `dir` cannot hold artifacts this process will load, if it cannot: it must be a real
+/// directory (not a symlink) owned by the effective user, with no permissions for group or
+/// others (0700). `None` also when it does not exist yet.
+pub fn private_dir_problem(dir: &Path) -> Option<String> {
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(format!("cannot inspect it: {e}")),
+    };
+    if !meta.file_type().is_dir() {
+        return Some("it is not a directory (or is a symlink)".into());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Some(format!(
+                "it belongs to uid {}, not to this user (uid {me})",
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Some(format!(
+                "its mode is {:04o}; it must be private to its owner (chmod 700)",
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    None
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -177,11 +237,6 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     {
         fs::create_dir_all(dir)
     }
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Feeds `Hash` output into SHA-256, giving a hash that is stable across processes (unlike

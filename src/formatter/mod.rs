@@ -18,7 +18,7 @@ mod sandbox;
 pub mod validate;
 
 pub use abi::{HookOutput, Request, WrapContext};
-pub use cache::Origin;
+pub use cache::{Origin, private_dir_problem};
 pub use error::{FormatterError, Stream};
 pub use limits::{GUEST_DIR, Grants, Limits};
 pub use sandbox::TICK;
@@ -166,7 +166,7 @@ impl Host {
         grants: Grants,
     ) -> Result<Formatter, FormatterError> {
         let kind = validate::check_header(wasm)?;
-        let sha256 = cache::hex(&Sha256::digest(wasm));
+        let sha256 = hex::encode(Sha256::digest(wasm));
         let started = Instant::now();
         let engine = &self.inner.engine;
         let does_not_compile =

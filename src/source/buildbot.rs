@@ -18,9 +18,10 @@
 //! the catch-up) and the events stored (`tidings_events_total{source="buildbot",…}`).
 
 use crate::buildbot_api::{ApiError, BuildbotApi};
+use crate::clock::now_ms;
 use crate::event::{Build, Buildset, Envelope, Event, EventKind, Worker};
 use crate::metrics::Metrics;
-use crate::source::http::{Committer, now_ms};
+use crate::store::Committer;
 use crate::store::Store;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -114,11 +115,7 @@ impl BuildbotStream {
         }
         // Subscribed first, then caught up: nothing falls between the two (repeats are fine).
         self.catch_up(&url).await?;
-        self.metrics.add(
-            "tidings_source_connections_total",
-            &[("source", "buildbot")],
-            1,
-        );
+        self.metrics.source_connected("buildbot");
         tracing::info!(master = %self.api.base(), "following the master's event stream");
         let mut ping = tokio::time::interval(Duration::from_secs(30));
         ping.tick().await;
@@ -335,15 +332,8 @@ impl BuildbotStream {
             .commit(event.key(), event.kind.name(), "buildbot", body)
             .await
             .map_err(StreamError::Store)?;
-        self.metrics.add(
-            "tidings_events_total",
-            &[
-                ("source", "buildbot"),
-                ("type", event.kind.name()),
-                ("duplicate", if stored.duplicate { "true" } else { "false" }),
-            ],
-            1,
-        );
+        self.metrics
+            .event("buildbot", event.kind.name(), stored.duplicate);
         Ok(!stored.duplicate)
     }
 }

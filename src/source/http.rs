@@ -14,13 +14,13 @@
 //! if the store cannot commit (the sender should retry; nothing was stored). Nothing panics on
 //! any input.
 //!
-//! Concurrent requests share one transaction: a [`Committer`] thread takes every event waiting
-//! and commits them together (group commit), so durability does not cap throughput.
+//! Concurrent requests share one transaction: the store's [`Committer`] thread takes every event
+//! waiting and commits them together (group commit), so durability does not cap throughput.
 
 use crate::config::Secret;
 use crate::event::{Build, Envelope, Event};
 use crate::metrics::Metrics;
-use crate::store::{NewEvent, Store, Stored};
+use crate::store::Committer;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -29,9 +29,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
-use tokio::sync::{mpsc, oneshot};
 
 /// Who may ingest: a bearer token, HTTP Basic credentials, either, or (both `None`) anyone.
 #[derive(Clone, Default)]
@@ -156,15 +154,9 @@ async fn accept(ingest: &Ingest, event: &Event, source: &'static str, body: Stri
         .await
     {
         Ok(stored) => {
-            ingest.metrics.add(
-                "tidings_events_total",
-                &[
-                    ("source", source),
-                    ("type", event.kind.name()),
-                    ("duplicate", if stored.duplicate { "true" } else { "false" }),
-                ],
-                1,
-            );
+            ingest
+                .metrics
+                .event(source, event.kind.name(), stored.duplicate);
             (
                 StatusCode::ACCEPTED,
                 axum::Json(json!({ "id": stored.id, "duplicate": stored.duplicate })),
@@ -179,106 +171,4 @@ async fn accept(ingest: &Ingest, event: &Event, source: &'static str, body: Stri
             )
         }
     }
-}
-
-struct Pending {
-    key: String,
-    kind: &'static str,
-    source: &'static str,
-    body: String,
-    reply: oneshot::Sender<Result<Stored, String>>,
-}
-
-/// Commits events on its own thread, every event waiting at that moment in one transaction.
-#[derive(Clone)]
-pub struct Committer {
-    tx: mpsc::Sender<Pending>,
-}
-
-/// Most events one transaction takes.
-const MAX_BATCH: usize = 512;
-
-impl Committer {
-    /// Starts the committer thread for `store`. It stops when every `Committer` clone is gone.
-    pub fn start(store: Arc<Store>) -> Committer {
-        Self::start_with(store, || {})
-    }
-
-    /// [`Committer::start`], calling `committed` after each transaction that stored events
-    /// (dispatch listens to it).
-    pub fn start_with(store: Arc<Store>, committed: impl Fn() + Send + 'static) -> Committer {
-        let (tx, mut rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
-        std::thread::Builder::new()
-            .name("tidings-commit".into())
-            .spawn(move || {
-                while let Some(first) = rx.blocking_recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(p) => batch.push(p),
-                            Err(_) => break,
-                        }
-                    }
-                    let events: Vec<NewEvent<'_>> = batch
-                        .iter()
-                        .map(|p| NewEvent {
-                            key: &p.key,
-                            kind: p.kind,
-                            source: p.source,
-                            body: &p.body,
-                        })
-                        .collect();
-                    let result = store.insert_events(&events, now_ms());
-                    match result {
-                        Ok(stored) => {
-                            if stored.iter().any(|s| !s.duplicate) {
-                                committed();
-                            }
-                            for (p, s) in batch.into_iter().zip(stored) {
-                                let _ = p.reply.send(Ok(s));
-                            }
-                        }
-                        Err(e) => {
-                            let msg = e.to_string();
-                            for p in batch {
-                                let _ = p.reply.send(Err(msg.clone()));
-                            }
-                        }
-                    }
-                }
-            })
-            .expect("spawn the committer thread");
-        Committer { tx }
-    }
-
-    /// Commits one event (with whatever else is waiting) and returns once it is durable.
-    pub async fn commit(
-        &self,
-        key: String,
-        kind: &'static str,
-        source: &'static str,
-        body: String,
-    ) -> Result<Stored, String> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Pending {
-                key,
-                kind,
-                source,
-                body,
-                reply,
-            })
-            .await
-            .map_err(|_| "the committer has stopped".to_owned())?;
-        answer
-            .await
-            .map_err(|_| "the committer has stopped".to_owned())?
-    }
-}
-
-/// Now, in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -88,36 +88,84 @@ pub fn start_peer(addr: SocketAddr, peer: Arc<Peer>) -> SocketAddr {
 pub struct Daemon {
     pub child: Child,
     pub addr: String,
+    /// Its log: shown only if the test fails. Declared last, so it is dropped (and shown)
+    /// after the process was stopped.
+    pub log: StderrLog,
 }
 
-/// Starts `cmd` with its stdout piped (stderr inherited) and returns it with the first line it
-/// printed (servers print their readiness there).
-pub fn spawn_until_first_line(cmd: &mut Command) -> (Child, String) {
+/// A child process's stderr, captured in a file instead of the test run's output: a passing
+/// test prints nothing, a failing one shows it (when this is dropped during the panic).
+pub struct StderrLog {
+    name: String,
+    file: tempfile::NamedTempFile,
+}
+
+impl StderrLog {
+    pub fn new(name: &str) -> StderrLog {
+        StderrLog {
+            name: name.to_owned(),
+            file: tempfile::NamedTempFile::new().unwrap(),
+        }
+    }
+
+    /// What the process wrote so far.
+    pub fn contents(&self) -> String {
+        std::fs::read_to_string(self.file.path()).unwrap_or_default()
+    }
+
+    fn stdio(&self) -> Stdio {
+        Stdio::from(self.file.reopen().unwrap())
+    }
+}
+
+impl Drop for StderrLog {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "----- stderr of {} -----\n{}----- end of {} -----",
+                self.name,
+                self.contents(),
+                self.name
+            );
+        }
+    }
+}
+
+/// Starts `cmd` with its stdout piped and its stderr captured (see [`StderrLog`]) and returns
+/// it with the first line it printed (servers print their readiness there).
+pub fn spawn_until_first_line(cmd: &mut Command, name: &str) -> (Child, String, StderrLog) {
+    let log = StderrLog::new(name);
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log.stdio())
         .spawn()
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    (child, line)
+    if line.is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{name} exited before it was ready:\n{}", log.contents());
+    }
+    (child, line, log)
 }
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidings"));
-        cmd.args(["serve", "--config"])
-            .arg(config)
-            .env("TIDINGS_LOG", "warn,tidings::outbox=error");
-        let (child, line) = spawn_until_first_line(&mut cmd);
+        cmd.args(["serve", "--config"]).arg(config).env(
+            "TIDINGS_LOG",
+            "warn,tidings::outbox=error,tidings::daemon=info",
+        );
+        let (child, line, log) = spawn_until_first_line(&mut cmd, "tidings serve");
         let addr = line
             .trim()
             .strip_prefix("tidings listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Daemon { child, addr }
+        Daemon { child, addr, log }
     }
 
     pub fn signal(&self, sig: &str) {
@@ -189,6 +237,26 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether the daemon keeping its data in `data` has nothing more to do: dispatch has passed
+/// every stored event, and no delivery is pending or in flight. Tests wait for this, then
+/// assert what arrived: "nothing more arrives" without a fixed sleep.
+pub fn settled(data: &Path) -> bool {
+    use tidings::store::{State, Store};
+    let Ok(store) = Store::open_shared(data) else {
+        return false;
+    };
+    let dispatched = store
+        .cursor(tidings::dispatch::CURSOR)
+        .and_then(|c| store.events_after(c, 1))
+        .is_ok_and(|rest| rest.is_empty());
+    let idle = store.counts().is_ok_and(|counts| {
+        counts
+            .iter()
+            .all(|(s, n)| *n == 0 || matches!(s, State::Delivered | State::Dead))
+    });
+    dispatched && idle
 }
 
 /// The requests the peer saw on `path`, in arrival order.

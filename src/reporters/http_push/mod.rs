@@ -3,13 +3,15 @@
 //! JSON array, when `buffer_delay` is set). Unlike Buildbot's, it retries, and every request
 //! carries an `Idempotency-Key` so the peer can drop repeats.
 
+mod config;
 mod render;
 mod sink;
 
+pub use config::HttpPushConfig;
 pub use render::packet;
 pub use sink::{HttpPushSink, idempotency_key};
 
-use crate::config::{HttpPushConfig, RetrySettings, Selection};
+use crate::config::{CommonOptions, RetrySettings, Selection};
 use crate::outbox::Sink;
 use crate::reporters::{RenderInput, Rendered, Reporter};
 use std::sync::Arc;
@@ -25,9 +27,10 @@ pub struct HttpPush {
 }
 
 impl HttpPush {
-    /// Builds the reporter and its HTTP client (reads the CA and client certificate files).
-    pub fn new(config: &HttpPushConfig) -> anyhow::Result<HttpPush> {
-        let sink = HttpPushSink::new(config)?;
+    /// Builds the reporter and its HTTP client (reads the CA and client certificate files;
+    /// relative paths are resolved against `base`, the config file's directory).
+    pub fn new(config: &HttpPushConfig, base: &std::path::Path) -> anyhow::Result<HttpPush> {
+        let sink = HttpPushSink::new(config, base)?;
         Ok(HttpPush {
             selection: config.selection(),
             report_new: config.report_new,

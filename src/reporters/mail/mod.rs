@@ -10,16 +10,20 @@
 //!   ([`crate::interpolate`]); besides Buildbot's headers every mail has `Message-ID`,
 //!   `X-Tidings-Builder`, `X-Tidings-Result` and `X-Tidings-Build-Url`.
 
+mod config;
 pub mod message;
 pub mod sink;
 
-use crate::config::{LogsWanted, MailConfig, RetrySettings, Secret, Selection, WorkerFilter};
+pub use config::{MailConfig, MailTransport};
+
+use crate::config::{CommonOptions, LogsWanted, RetrySettings, Secret, Selection, WorkerFilter};
 use crate::event::{EventKind, Results, Subject};
 use crate::formatter::Request;
 use crate::interpolate::{Allowed, Context, Template};
 use crate::outbox::Sink;
 use crate::reporters::{Formatted, RenderInput, Rendered, Reporter};
 use anyhow::Context as _;
+use config::check_config;
 use lettre::message::Mailbox;
 use message::{Mail as MailParts, compose, mailbox, recipients};
 use sha2::{Digest, Sha256};
@@ -31,79 +35,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use tidings_guest::{Message, MessageType};
 
 /// The names a mail subject or header template may use besides properties and secrets.
-const KW: &[&str] = &["builder", "result", "title", "projectName"];
+pub(crate) const KW: &[&str] = &["builder", "result", "title", "projectName"];
 
 /// Buildbot's subject when the formatter gives none.
 const DEFAULT_SUBJECT: &str = "Buildbot %(result)s in %(title)s on %(builder)s";
-
-/// Problems with a mail reporter's settings (empty when fine).
-pub fn check_config(c: &MailConfig, secrets: &BTreeMap<String, Secret>) -> Vec<String> {
-    let mut p = Vec::new();
-    if mailbox(&c.fromaddr).is_none() {
-        p.push(format!(
-            "fromaddr {:?} is not an e-mail address",
-            c.fromaddr
-        ));
-    }
-    for r in &c.extra_recipients {
-        if !message::is_valid_email(r) || mailbox(r).is_none() {
-            p.push(format!(
-                "extra recipient {r:?} is not a valid e-mail address"
-            ));
-        }
-    }
-    if c.use_tls && c.use_smtps {
-        p.push("use_tls (STARTTLS) and use_smtps (implicit TLS) exclude each other".into());
-    }
-    if c.smtp_user.is_some() != c.smtp_password.is_some() {
-        p.push("smtp_user and smtp_password go together (AUTH needs both)".into());
-    }
-    let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
-    let allowed = Allowed {
-        kw: KW,
-        secrets: &names,
-    };
-    if let Some(s) = &c.subject {
-        if s.contains(['\n', '\r']) {
-            p.push("subject cannot contain a newline".into());
-        }
-        if let Err(e) = Template::parse(s, &allowed) {
-            p.push(format!("subject: {e}"));
-        }
-    }
-    for (k, v) in &c.extra_headers {
-        let printable = !k.is_empty() && k.bytes().all(|b| (33..=126).contains(&b) && b != b':');
-        if !printable || lettre::message::header::HeaderName::new_from_ascii(k.clone()).is_err() {
-            p.push(format!(
-                "extra header name {k:?} is not a valid header name"
-            ));
-        }
-        let reserved = [
-            "from",
-            "to",
-            "cc",
-            "bcc",
-            "subject",
-            "date",
-            "message-id",
-            "mime-version",
-            "content-type",
-            "content-transfer-encoding",
-        ];
-        if reserved.contains(&k.to_ascii_lowercase().as_str())
-            || k.to_ascii_lowercase().starts_with("x-tidings-")
-        {
-            // Buildbot logs such a header and adds it twice; a mail must not carry two.
-            p.push(format!(
-                "extra header {k:?} is one tidings writes itself; choose another name"
-            ));
-        }
-        if let Err(e) = Template::parse(v, &allowed) {
-            p.push(format!("extra header {k:?}: {e}"));
-        }
-    }
-    p
-}
 
 /// A configured mail reporter.
 pub struct Mail {
@@ -324,7 +259,7 @@ impl Reporter for Mail {
         };
         // Stable per delivery, so a retried mail has the same Message-ID.
         let digest = Sha256::digest(format!("{}|{}", input.event_key, self.selection.name));
-        let id: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let id = hex::encode(&digest[..12]);
         let domain = self.from.email.domain().to_owned();
         let message_id = format!("<{id}.{}@{domain}>", input.event_id);
         let raw = match compose(&MailParts {
@@ -387,6 +322,10 @@ impl Mail {
                 ("projectName", input.title.to_owned()),
             ],
             secrets: &self.secrets,
+            sourcestamps: input
+                .build
+                .and_then(|b| b.buildset.as_ref())
+                .map_or(&[], |bs| &bs.sourcestamps[..]),
         }
     }
 }
@@ -396,6 +335,7 @@ struct OwnedContext<'a> {
     properties: Option<&'a crate::event::Properties>,
     kw: Vec<(&'static str, String)>,
     secrets: &'a BTreeMap<String, String>,
+    sourcestamps: &'a [crate::event::SourceStamp],
 }
 
 impl crate::interpolate::Lookup for OwnedContext<'_> {
@@ -409,6 +349,7 @@ impl crate::interpolate::Lookup for OwnedContext<'_> {
             properties: self.properties,
             kw: &self.kw,
             secrets: &secrets,
+            sourcestamps: self.sourcestamps,
         }
         .lookup(selector, key)
     }

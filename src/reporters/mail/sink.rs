@@ -5,12 +5,13 @@
 //! SMTP replies map to retry classes where the client is: 4xx and connection failures back
 //! off; 5xx (a refused recipient, failed authentication) and TLS that cannot be had (no
 //! STARTTLS offered, a bad certificate) are permanent — the delivery is dead-lettered with the
-//! server's reply, and nothing is ever sent in clear instead. A timeout is not retried either:
-//! the server may have taken the mail, and mail is not idempotent.
+//! server's reply, and nothing is ever sent in clear instead. A timeout is
+//! [`RetryClass::MaybeDelivered`]: the server may have taken the mail, and mail is not
+//! idempotent, so the outbox dead-letters it with that reason instead of repeating it.
 
-use crate::config::{MailConfig, MailTransport};
-use crate::outbox::{RetryClass, Sink, SinkError, SinkFuture};
-use crate::store::Delivery;
+use super::{MailConfig, MailTransport};
+use crate::outbox::{Outgoing, RetryClass, Sink, SinkError, SinkFuture};
+use crate::reporters::http::error_chain;
 use anyhow::Context;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
@@ -90,7 +91,7 @@ impl MailSink {
         })
     }
 
-    async fn send(&self, d: &Delivery) -> Result<String, SinkError> {
+    async fn send(&self, d: &Outgoing) -> Result<String, SinkError> {
         let p: Payload = serde_json::from_str(&d.payload).map_err(|e| {
             SinkError::new(
                 RetryClass::Never,
@@ -125,11 +126,8 @@ impl MailSink {
                     )),
                     Ok(Err(e)) => Err(classify(&e)),
                     Err(_) => Err(SinkError::new(
-                        RetryClass::Never,
-                        format!(
-                            "SMTP: timed out after {:?}; the server may have accepted the mail, so it is not repeated",
-                            self.timeout
-                        ),
+                        RetryClass::MaybeDelivered,
+                        format!("SMTP: timed out after {:?}", self.timeout),
                     )),
                 }
             }
@@ -151,23 +149,16 @@ fn timeout(c: &MailConfig) -> Duration {
 
 /// The retry class of an SMTP failure.
 fn classify(e: &lettre::transport::smtp::Error) -> SinkError {
-    use std::error::Error as _;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    let text = format!("{e}{}", error_chain(e));
+    if let Some(why) = crate::reporters::tls::certificate_problem(e) {
+        return SinkError::new(RetryClass::Never, format!("SMTP: TLS: {why}"));
     }
     if e.is_timeout() {
-        // The server may have taken the mail before the time ran out: mail is not idempotent,
-        // so it is not sent again blindly (`tidings outbox retry ID` sends it anyway; the
-        // Message-ID stays the same).
+        // The server may have taken the mail before the time ran out (`tidings outbox retry
+        // ID` sends it anyway; the Message-ID stays the same).
         return SinkError::new(
-            RetryClass::Never,
-            format!(
-                "SMTP: timed out; the server may have accepted the mail, so it is not repeated: {text}"
-            ),
+            RetryClass::MaybeDelivered,
+            format!("SMTP: timed out: {text}"),
         );
     }
     let class = if e.is_permanent() || e.is_tls() || e.is_client() {
@@ -179,7 +170,7 @@ fn classify(e: &lettre::transport::smtp::Error) -> SinkError {
 }
 
 impl Sink for MailSink {
-    fn deliver<'a>(&'a self, batch: &'a [Delivery]) -> SinkFuture<'a> {
+    fn deliver<'a>(&'a self, batch: &'a [Outgoing]) -> SinkFuture<'a> {
         Box::pin(async move {
             let d = batch
                 .first()

@@ -1,0 +1,103 @@
+//! Group commit: one thread takes every event waiting and commits them in one transaction, so
+//! durability does not cap ingest throughput. Ingest (HTTP and `[source.buildbot]`) hands each
+//! event to [`Committer::commit`] and answers only once it is durable.
+
+use crate::clock::now_ms;
+use crate::store::{NewEvent, Store, Stored};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+struct Pending {
+    key: String,
+    kind: &'static str,
+    source: &'static str,
+    body: String,
+    reply: oneshot::Sender<Result<Stored, String>>,
+}
+
+/// Commits events on its own thread, every event waiting at that moment in one transaction.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Pending>,
+}
+
+/// Most events one transaction takes.
+const MAX_BATCH: usize = 512;
+
+impl Committer {
+    /// Starts the committer thread for `store`. It stops when every `Committer` clone is gone.
+    pub fn start(store: Arc<Store>) -> Committer {
+        Self::start_with(store, || {})
+    }
+
+    /// [`Committer::start`], calling `committed` after each transaction that stored events
+    /// (dispatch listens to it).
+    pub fn start_with(store: Arc<Store>, committed: impl Fn() + Send + 'static) -> Committer {
+        let (tx, mut rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        std::thread::Builder::new()
+            .name("tidings-commit".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(p) => batch.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                    let events: Vec<NewEvent<'_>> = batch
+                        .iter()
+                        .map(|p| NewEvent {
+                            key: &p.key,
+                            kind: p.kind,
+                            source: p.source,
+                            body: &p.body,
+                        })
+                        .collect();
+                    let result = store.insert_events(&events, now_ms());
+                    match result {
+                        Ok(stored) => {
+                            if stored.iter().any(|s| !s.duplicate) {
+                                committed();
+                            }
+                            for (p, s) in batch.into_iter().zip(stored) {
+                                let _ = p.reply.send(Ok(s));
+                            }
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            for p in batch {
+                                let _ = p.reply.send(Err(msg.clone()));
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn the committer thread");
+        Committer { tx }
+    }
+
+    /// Commits one event (with whatever else is waiting) and returns once it is durable.
+    pub async fn commit(
+        &self,
+        key: String,
+        kind: &'static str,
+        source: &'static str,
+        body: String,
+    ) -> Result<Stored, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                key,
+                kind,
+                source,
+                body,
+                reply,
+            })
+            .await
+            .map_err(|_| "the committer has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the committer has stopped".to_owned())?
+    }
+}
