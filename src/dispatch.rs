@@ -12,10 +12,10 @@
 use crate::clock::now_ms;
 use crate::config::{Mode, OnError, Selection};
 use crate::event::{Build, Change, Event, EventKind, Results, Subject, Worker};
-use crate::formatter::{Formatter, HookOutput, Request, WrapContext};
+use crate::formatter::{Formatter, Request, WrapContext};
 use crate::history::History;
 use crate::metrics::Metrics;
-use crate::reporters::{Formatted, PrevBuild, RenderInput, Reporter};
+use crate::reporters::{Formatted, HookCall, Output, PrevBuild, RenderInput, Reporter};
 use crate::store::{BuildRecord, NewDelivery, Store, StoreError, StoredEvent};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -266,12 +266,14 @@ impl Dispatcher {
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
-            if sel.build_set_summary || !selected(sel, b) {
+            let Some(call) = r.hook(event.kind) else {
+                continue;
+            };
+            if !selected(sel, b) {
                 continue;
             }
             let why = match event.kind {
-                EventKind::BuildStarted if r.report_new() => "build start (report_new)".to_owned(),
-                EventKind::BuildStarted => continue,
+                EventKind::BuildStarted => format!("build start ({})", call.hook),
                 _ => {
                     let hits = mode_hits(sel, b.results, prev_results);
                     if hits.is_empty() {
@@ -298,7 +300,7 @@ impl Dispatcher {
                     .unwrap_or(b),
                 _ => b,
             };
-            let Some(message) = self.format(r, full, prev.as_ref(), changes) else {
+            let Some(message) = self.format(r, &call, full, prev.as_ref(), changes) else {
                 continue;
             };
             let users = blamelist(b, changes);
@@ -373,10 +375,13 @@ impl Dispatcher {
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
-            if !sel.report_requests || !selected(sel, b) {
+            let Some(call) = r.hook(event.kind) else {
+                continue;
+            };
+            if !selected(sel, b) {
                 continue;
             }
-            let Some(message) = self.format(r, b, None, &[]) else {
+            let Some(message) = self.format(r, &call, b, None, &[]) else {
                 continue;
             };
             let about = About {
@@ -428,7 +433,11 @@ impl Dispatcher {
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
-            if !sel.build_set_summary {
+            let Some(call) = r.hook(event.kind) else {
+                continue;
+            };
+            if call.hook == Hook::SummaryCb {
+                self.summary(ev, event, r, &call, buildset, builds, out);
                 continue;
             }
             let mut kept = Vec::new();
@@ -448,27 +457,27 @@ impl Dispatcher {
             let mut messages = Vec::new();
             let mut degraded = None;
             for (b, prev) in &kept {
-                match self.format(r, b, *prev, &[]) {
-                    Some(Formatted::Custom(m)) => messages.push(m),
+                match self.format(r, &call, b, *prev, &[]) {
+                    Some(Formatted::Custom(Output::Message(m))) => messages.push(m),
                     Some(Formatted::Default {
                         degraded: d,
-                        message,
+                        output,
                     }) => {
                         degraded = degraded.or(d);
-                        messages.extend(message);
+                        messages.extend(output.and_then(|o| o.message().cloned()));
                     }
-                    None => {}
+                    Some(Formatted::Custom(_)) | None => {}
                 }
             }
-            let merged = merge_messages(messages);
-            let message = match (&sel.message_formatter, degraded) {
+            let merged = merge_messages(messages).map(Output::Message);
+            let message = match (&call.formatter, degraded) {
                 (Some(_), None) => match merged {
                     Some(m) => Formatted::Custom(m),
                     None => continue, // the formatter chose to send nothing
                 },
                 (_, degraded) => Formatted::Default {
                     degraded,
-                    message: merged,
+                    output: merged,
                 },
             };
             // Buildbot's buildset blamelist: every kept build's change authors and owners.
@@ -515,7 +524,9 @@ impl Dispatcher {
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
-            if !sel.workers.as_ref().is_some_and(|f| f.matches(&w.name)) {
+            if r.hook(event.kind).is_none()
+                || !sel.workers.as_ref().is_some_and(|f| f.matches(&w.name))
+            {
                 continue;
             }
             let why = format!(
@@ -525,7 +536,7 @@ impl Dispatcher {
             );
             let message = Formatted::Default {
                 degraded: None,
-                message: None,
+                output: None,
             };
             let about = About {
                 build: None,
@@ -592,10 +603,62 @@ impl Dispatcher {
         }
     }
 
-    /// Calls the reporter's formatter (or its built-in one): `None` means send nothing.
+    /// `summaryCB` for a completed buildset (Gerrit's summary generator): one call with every
+    /// build that passes the reporter's filters (no mode), sorted by builder name, and the
+    /// buildset's result as a name; nothing when no build passes.
+    #[allow(clippy::too_many_arguments)]
+    fn summary(
+        &self,
+        ev: &StoredEvent,
+        event: &Event,
+        r: &dyn Reporter,
+        call: &HookCall,
+        buildset: &crate::event::Buildset,
+        builds: &[Build],
+        out: &mut Vec<Pending>,
+    ) {
+        let sel = r.selection();
+        let mut kept: Vec<&Build> = builds.iter().filter(|b| selected(sel, b)).collect();
+        if kept.is_empty() {
+            return;
+        }
+        kept.sort_by(|a, b| a.builder_name().cmp(&b.builder_name()));
+        let request = Request::summary(
+            kept.iter().map(|b| (*b).clone()).collect(),
+            buildset.results,
+            call.arg.clone(),
+        );
+        let Some(message) = self.call(r, call, &request, None) else {
+            return;
+        };
+        let mut users: Vec<String> = kept
+            .iter()
+            .flat_map(|b| blamelist(b, &self.changes_of(event, b)))
+            .collect();
+        users.sort();
+        users.dedup();
+        let document = serde_json::json!({ "buildset": buildset, "builds": kept }).to_string();
+        let why = format!(
+            "summaryCB: buildset {} result {}, {} of {} builds pass the filters",
+            buildset.bsid.unwrap_or_default(),
+            Results::text_for(buildset.results),
+            kept.len(),
+            builds.len(),
+        );
+        let about = About {
+            build: kept.first().copied(),
+            builds: &kept,
+            users: &users,
+            prev: None,
+        };
+        self.emit(ev, event, r, &why, &message, &document, &about, out);
+    }
+
+    /// Builds `call`'s request for build `b` and calls it: `None` means send nothing.
     fn format(
         &self,
         r: &dyn Reporter,
+        call: &HookCall,
         b: &Build,
         prev: Option<&BuildRecord>,
         changes: &[Change],
@@ -616,20 +679,33 @@ impl Dispatcher {
                 kind: r.kind().into(),
             },
             master: self.master.clone(),
-            arg: serde_json::Value::Null,
+            arg: call.arg.clone(),
         };
-        let mut request = Request::from_build(Hook::MessageFormatter, build, &ctx);
+        let mut request = Request::from_build(call.hook, build, &ctx);
         if let Request::Message(args) = &mut request
             && !changes.is_empty()
         {
             args.users = blamelist(b, changes);
             args.changes = changes.to_vec();
         }
+        self.call(r, call, &request, b.buildid)
+    }
+
+    /// Calls the hook's formatter (or the reporter's built-in one) on `request`, counting and
+    /// timing it; a failure degrades or skips as `on_error` says. `None` means send nothing.
+    fn call(
+        &self,
+        r: &dyn Reporter,
+        call: &HookCall,
+        request: &Request,
+        build: Option<i64>,
+    ) -> Option<Formatted> {
+        let sel = r.selection();
         let builtin = |degraded: Option<String>| Formatted::Default {
             degraded,
-            message: r.default_message(&request),
+            output: r.default_output(request),
         };
-        let Some(name) = &sel.message_formatter else {
+        let Some(name) = &call.formatter else {
             return Some(builtin(None));
         };
         let Some(formatter) = self.formatters.get(name) else {
@@ -637,22 +713,22 @@ impl Dispatcher {
             return Some(builtin(Some(format!("formatter {name:?} is not loaded"))));
         };
         let started = Instant::now();
-        let result = formatter.call(&request);
+        let result = formatter.call(request);
         self.metrics.observe_call(name, started.elapsed());
-        let failure = match result {
-            Ok(HookOutput::Message(Some(m))) => match r.accepts(&m) {
+        let failure = match result.map(Output::from_hook) {
+            Ok(Some(output)) => match r.accepts(&output) {
                 Ok(()) => {
                     self.metrics.formatter_call(name, "ok");
-                    return Some(Formatted::Custom(m));
+                    return Some(Formatted::Custom(output));
                 }
                 Err(why) => (
                     "BadOutput",
                     format!("formatter {name:?} failed (BadOutput): {why}"),
                 ),
             },
-            Ok(_) => {
+            Ok(None) => {
                 self.metrics.formatter_call(name, "nothing");
-                tracing::debug!(formatter = %name, reporter = %sel.name, "the formatter chose to send nothing");
+                tracing::debug!(formatter = %name, reporter = %sel.name, hook = %call.hook, "the formatter chose to send nothing");
                 return None;
             }
             Err(e) => (
@@ -664,11 +740,11 @@ impl Dispatcher {
         self.metrics.formatter_call(name, kind);
         match sel.on_error {
             OnError::Default => {
-                tracing::warn!(reporter = %sel.name, build = ?b.buildid, "{why}; sending the built-in message, marked degraded");
+                tracing::warn!(reporter = %sel.name, build = ?build, "{why}; sending the built-in message, marked degraded");
                 Some(builtin(Some(why)))
             }
             OnError::Skip => {
-                tracing::warn!(reporter = %sel.name, build = ?b.buildid, "{why}; on_error = skip, nothing sent");
+                tracing::warn!(reporter = %sel.name, build = ?build, "{why}; on_error = skip, nothing sent");
                 None
             }
         }
@@ -696,7 +772,8 @@ fn explain(
         }
     }
     let formatter = match (message, &sel.message_formatter) {
-        (Formatted::Custom(_), Some(f)) => format!("formatter {f:?}"),
+        (Formatted::Custom(Output::Message(_)), Some(f)) => format!("formatter {f:?}"),
+        (Formatted::Custom(_), _) => "the reporter's formatter (a callback)".to_owned(),
         (
             Formatted::Default {
                 degraded: Some(why),

@@ -504,12 +504,8 @@ fn buildsets_requests_and_workers_reach_the_reporters_that_ask_for_them() {
     wait_until("the outbox to settle", Duration::from_secs(30), || {
         settled(&dir.path().join("data"))
     });
-    assert_eq!(
-        peer.seen.lock().unwrap().len(),
-        7,
-        "{:#?}",
-        peer.seen.lock().unwrap()
-    );
+    let seen = peer.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 7, "{seen:#?}");
 
     // Build start and finish, as HttpStatusPush would post them.
     let builds = seen_on(&peer, "/builds");

@@ -145,22 +145,32 @@ impl Request {
                 extra: Default::default(),
             })),
             Hook::SummaryCb => {
-                let results = Results::text_for(build.results);
-                Request::Summary(Box::new(SummaryArgs {
-                    build_info_list: vec![BuildInfo {
-                        name,
-                        result: build.results,
-                        result_text: BuildInfo::result_text_for(build.results),
-                        text: build.state_string.clone().unwrap_or_default(),
-                        url: build.url.clone(),
-                        build,
-                    }],
-                    results,
-                    arg: ctx.arg.clone(),
-                    extra: Default::default(),
-                }))
+                let results = build.results;
+                Request::summary(vec![build], results, ctx.arg.clone())
             }
         }
+    }
+
+    /// `summaryCB`'s arguments for a completed buildset: `builds` (in the order given; dispatch
+    /// sorts them by builder name, as Buildbot does), the buildset's result as a name
+    /// (`"failure"`), and `arg`.
+    pub fn summary(builds: Vec<Build>, buildset_results: Option<i64>, arg: Value) -> Request {
+        Request::Summary(Box::new(SummaryArgs {
+            build_info_list: builds
+                .into_iter()
+                .map(|build| BuildInfo {
+                    name: build.builder_name().unwrap_or_default().to_owned(),
+                    result: build.results,
+                    result_text: BuildInfo::result_text_for(build.results),
+                    text: build.state_string.clone().unwrap_or_default(),
+                    url: build.url.clone(),
+                    build,
+                })
+                .collect(),
+            results: Results::text_for(buildset_results),
+            arg,
+            extra: Default::default(),
+        }))
     }
 
     /// Reads a request from JSON that is either a full request (`{"abi": 1, "hook": …}`) or a

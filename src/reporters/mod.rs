@@ -33,15 +33,16 @@ pub mod tls;
 
 use crate::config::{CommonOptions, RetrySettings, Secret, Selection};
 use crate::event::{Build, Event, EventKind};
-use crate::formatter::Request;
+use crate::formatter::{HookOutput, Request};
 use crate::outbox::Sink;
+use serde_json::Value;
 use std::any::Any;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use tidings_guest::Message;
+use tidings_guest::{Hook, Message, Review, StartMessage};
 
 /// Declares the registry: the `[reporter]` table's struct (one list per kind, unknown kinds
 /// refused with the list of known ones) and the walk over every configured reporter.
@@ -156,18 +157,105 @@ pub trait Service: Send + Sync + 'static {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
+/// A hook's result, typed: what a reporter renders.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// `messageFormatter`'s `{body, type, subject}`.
+    Message(Message),
+    /// `reviewCB`'s and `summaryCB`'s `{message, labels}`.
+    Review(Review),
+    /// `startCB`'s `{message, labels}`.
+    Start(StartMessage),
+}
+
+impl Output {
+    /// The message, for reporters that only take messages.
+    pub fn message(&self) -> Option<&Message> {
+        match self {
+            Output::Message(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// A formatter's checked result, if it has one (`None`: "send nothing").
+    pub fn from_hook(out: HookOutput) -> Option<Output> {
+        match out {
+            HookOutput::Message(m) => m.map(Output::Message),
+            HookOutput::Review(r) => r.map(Output::Review),
+            HookOutput::Start(s) => s.map(Output::Start),
+        }
+    }
+}
+
 /// What the formatter step produced for one reporter and event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Formatted {
-    /// The reporter's built-in message; `degraded` says which formatter failed and how;
-    /// `message` is the built-in formatter's output, for reporters that have one
-    /// ([`Reporter::default_message`]).
+    /// The reporter's built-in result; `degraded` says which formatter failed and how;
+    /// `output` is the built-in formatter's result, for reporters that have one
+    /// ([`Reporter::default_output`]).
     Default {
         degraded: Option<String>,
-        message: Option<Message>,
+        output: Option<Output>,
     },
-    /// The configured formatter's message.
-    Custom(Message),
+    /// The configured formatter's result.
+    Custom(Output),
+}
+
+impl Formatted {
+    /// The result, the formatter's or the built-in one.
+    pub fn output(&self) -> Option<&Output> {
+        match self {
+            Formatted::Custom(o) => Some(o),
+            Formatted::Default { output, .. } => output.as_ref(),
+        }
+    }
+
+    /// The message, the formatter's or the built-in one, when the result is a message.
+    pub fn message(&self) -> Option<&Message> {
+        self.output().and_then(Output::message)
+    }
+}
+
+/// The formatter hook a reporter wants called for one kind of event, and with what: Buildbot's
+/// generator and its callback. [`Reporter::hook`] decides it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookCall {
+    /// `messageFormatter`, `startCB`, `reviewCB` or `summaryCB`.
+    pub hook: Hook,
+    /// The `[[formatter]]` that serves it; `None`: the reporter's built-in
+    /// ([`Reporter::default_output`]).
+    pub formatter: Option<String>,
+    /// The hook's `arg` (Gerrit's `review_arg`, `start_arg`, `summary_arg`); null otherwise.
+    pub arg: Value,
+}
+
+impl HookCall {
+    /// `messageFormatter` with `formatter`.
+    pub fn message(formatter: Option<&str>) -> HookCall {
+        HookCall {
+            hook: Hook::MessageFormatter,
+            formatter: formatter.map(str::to_owned),
+            arg: Value::Null,
+        }
+    }
+}
+
+/// Buildbot's generators for a message reporter: `messageFormatter` for build starts (with
+/// `report_new`) and finished builds (both unless `build_set_summary`), completed buildsets (with
+/// `build_set_summary`) and build requests (with `report_requests`); missing workers (with
+/// `workers`) get the reporter's built-in message.
+pub fn message_hooks(sel: &Selection, report_new: bool, kind: EventKind) -> Option<HookCall> {
+    let with_formatter = HookCall::message(sel.message_formatter.as_deref());
+    match kind {
+        EventKind::BuildStarted => (report_new && !sel.build_set_summary).then_some(with_formatter),
+        EventKind::BuildFinished => (!sel.build_set_summary).then_some(with_formatter),
+        EventKind::BuildsetComplete => sel.build_set_summary.then_some(with_formatter),
+        EventKind::BuildrequestNew | EventKind::BuildrequestCancelled => {
+            sel.report_requests.then_some(with_formatter)
+        }
+        EventKind::WorkerMissing => sel.workers.is_some().then(|| HookCall::message(None)),
+        EventKind::WorkerConnected => None,
+    }
 }
 
 /// One event, as a reporter renders it.
@@ -224,16 +312,23 @@ pub trait Reporter: Send + Sync {
     fn selection(&self) -> &Selection;
     /// Whether build starts are reported (they bypass the mode, as in Buildbot).
     fn report_new(&self) -> bool;
+    /// The hook to call for an event of `kind`, or `None` when this reporter does not report
+    /// such events. The default is [`message_hooks`]: Buildbot's generators with
+    /// `messageFormatter`. A reporter with callbacks (Gerrit's `startCB`, `reviewCB`,
+    /// `summaryCB`) answers per kind, each with its own formatter and `arg`.
+    fn hook(&self, kind: EventKind) -> Option<HookCall> {
+        message_hooks(self.selection(), self.report_new(), kind)
+    }
     /// The deliveries for one event.
     fn render(&self, input: &RenderInput<'_>) -> Vec<Rendered>;
-    /// The reporter's built-in message for `request` (what its formatter would get), when it
-    /// has a built-in formatter; `None` when its built-in payload needs no message.
-    fn default_message(&self, _request: &Request) -> Option<Message> {
+    /// The reporter's built-in result for `request` (what its formatter would get), when it
+    /// has a built-in formatter for that hook; `None` when its built-in payload needs none.
+    fn default_output(&self, _request: &Request) -> Option<Output> {
         None
     }
-    /// Whether the reporter can send `message` (mail takes no `json`); the reason if not —
-    /// the formatter's output then counts as a `BadOutput` failure.
-    fn accepts(&self, _message: &Message) -> Result<(), String> {
+    /// Whether the reporter can send `output` (mail takes no `json` message); the reason if
+    /// not — the formatter's result then counts as a `BadOutput` failure.
+    fn accepts(&self, _output: &Output) -> Result<(), String> {
         Ok(())
     }
     /// Where the deliveries go.
@@ -245,6 +340,49 @@ pub trait Reporter: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_reporters_follow_buildbots_generators() {
+        use EventKind::*;
+        let kinds = [
+            BuildStarted,
+            BuildFinished,
+            BuildsetComplete,
+            BuildrequestNew,
+            BuildrequestCancelled,
+            WorkerMissing,
+            WorkerConnected,
+        ];
+        let asked = |sel: &Selection, report_new: bool| -> Vec<EventKind> {
+            kinds
+                .into_iter()
+                .filter(|k| message_hooks(sel, report_new, *k).is_some())
+                .collect()
+        };
+        let plain = Selection {
+            message_formatter: Some("short".into()),
+            ..Selection::default()
+        };
+        assert_eq!(asked(&plain, true), [BuildStarted, BuildFinished]);
+        assert_eq!(asked(&plain, false), [BuildFinished]);
+        let call = message_hooks(&plain, false, BuildFinished).unwrap();
+        assert_eq!(call, HookCall::message(Some("short")));
+        let sets = Selection {
+            build_set_summary: true,
+            report_requests: true,
+            workers: Some(crate::config::WorkerFilter::All("all".into())),
+            ..Selection::default()
+        };
+        assert_eq!(
+            asked(&sets, true),
+            [
+                BuildsetComplete,
+                BuildrequestNew,
+                BuildrequestCancelled,
+                WorkerMissing
+            ]
+        );
+    }
 
     #[test]
     fn the_registry_knows_every_kind_once() {

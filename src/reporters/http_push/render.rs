@@ -1,7 +1,7 @@
 //! What an HTTP push sends: the build dict as received (Buildbot 4.x), or the formatter's body.
 
 use crate::event::EventKind;
-use crate::reporters::{Formatted, RenderInput};
+use crate::reporters::{Formatted, Output, RenderInput};
 use serde_json::json;
 use tidings_guest::MessageType;
 
@@ -10,12 +10,13 @@ use tidings_guest::MessageType;
 /// `html` body as a JSON string (what Buildbot's `post(json=body)` does).
 pub fn body(input: &RenderInput<'_>) -> String {
     match input.message {
-        Formatted::Default { .. } => input.document.to_owned(),
-        Formatted::Custom(m) => match m.message_type {
+        Formatted::Custom(Output::Message(m)) => match m.message_type {
             MessageType::Json | MessageType::Plain | MessageType::Html => {
                 serde_json::to_string(&m.body).expect("a JSON value serialises")
             }
         },
+        // HTTP push asks for messageFormatter only; anything else posts the build dict.
+        Formatted::Custom(_) | Formatted::Default { .. } => input.document.to_owned(),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::event::{EventKind, Results, Subject};
 use crate::formatter::Request;
 use crate::interpolate::{Allowed, Context, Template};
 use crate::outbox::Sink;
-use crate::reporters::{Formatted, RenderInput, Rendered, Reporter};
+use crate::reporters::{Output, RenderInput, Rendered, Reporter};
 use anyhow::Context as _;
 use config::check_config;
 use lettre::message::Mailbox;
@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
-use tidings_guest::{Message, MessageType};
+use tidings_guest::MessageType;
 
 /// The names a mail subject or header template may use besides properties and secrets.
 pub(crate) const KW: &[&str] = &["builder", "result", "title", "projectName"];
@@ -140,12 +140,18 @@ impl Reporter for Mail {
         false
     }
 
-    fn default_message(&self, request: &Request) -> Option<Message> {
+    fn default_output(&self, request: &Request) -> Option<Output> {
         let args: default_mail::Args = serde_json::from_slice(&request.to_stdin()).ok()?;
-        default_mail::format(args).ok().flatten()
+        default_mail::format(args)
+            .ok()
+            .flatten()
+            .map(Output::Message)
     }
 
-    fn accepts(&self, message: &Message) -> Result<(), String> {
+    fn accepts(&self, output: &Output) -> Result<(), String> {
+        let Some(message) = output.message() else {
+            return Err("a mail needs a messageFormatter result".into());
+        };
         match (&message.message_type, &message.body) {
             (MessageType::Json, _) => Err("a mail body must be plain or html, not json".into()),
             (_, serde_json::Value::String(_)) => Ok(()),
@@ -161,11 +167,7 @@ impl Reporter for Mail {
             };
             (subject, body, false)
         } else {
-            let m = match input.message {
-                Formatted::Custom(m) => Some(m),
-                Formatted::Default { message, .. } => message.as_ref(),
-            };
-            let Some(m) = m else {
+            let Some(m) = input.message.message() else {
                 tracing::warn!(reporter = %self.selection.name, "no message to mail");
                 return Vec::new();
             };

@@ -1,0 +1,181 @@
+//! Dispatch calls the hook a reporter asks for, per event kind, with its own `arg`: `startCB` at
+//! a build's start, `reviewCB` at its end, `summaryCB` when its buildset completes (Gerrit's
+//! generators). A reporter here renders each typed result as JSON, and the real `gerrit`
+//! formatter (built for wasm32-wasip1) answers.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tidings::config::{RetrySettings, Selection};
+use tidings::dispatch::{Dispatcher, Route};
+use tidings::event::{Envelope, Event, EventKind};
+use tidings::formatter::{Grants, Host, HostOptions, Limits};
+use tidings::outbox::{Outgoing, Sink, SinkFuture};
+use tidings::reporters::{Formatted, HookCall, Output, RenderInput, Rendered, Reporter};
+use tidings::store::{Durability, NewEvent, Store};
+use tidings_guest::Hook;
+
+/// Gerrit's three callbacks, each with the `gerrit` formatter and an `arg` of its own.
+struct Callbacks {
+    selection: Selection,
+}
+
+struct NoSink;
+
+impl Sink for NoSink {
+    fn deliver<'a>(&'a self, _: &'a [Outgoing]) -> SinkFuture<'a> {
+        Box::pin(async { Ok("not sent".to_owned()) })
+    }
+}
+
+impl Reporter for Callbacks {
+    fn kind(&self) -> &'static str {
+        "callbacks"
+    }
+    fn selection(&self) -> &Selection {
+        &self.selection
+    }
+    fn report_new(&self) -> bool {
+        true
+    }
+    fn hook(&self, kind: EventKind) -> Option<HookCall> {
+        let (hook, arg) = match kind {
+            EventKind::BuildStarted => (Hook::StartCb, json!("start-arg")),
+            EventKind::BuildFinished => (Hook::ReviewCb, json!(true)),
+            EventKind::BuildsetComplete => (Hook::SummaryCb, json!({"k": 1})),
+            _ => return None,
+        };
+        Some(HookCall {
+            hook,
+            formatter: Some("gerrit".into()),
+            arg,
+        })
+    }
+    fn render(&self, input: &RenderInput<'_>) -> Vec<Rendered> {
+        let payload = match input.message {
+            Formatted::Custom(Output::Review(r)) => json!({"review": r}),
+            Formatted::Custom(Output::Start(s)) => json!({"start": s}),
+            other => json!({"other": format!("{other:?}")}),
+        };
+        vec![Rendered {
+            destination: "gerrit".into(),
+            payload: payload.to_string(),
+        }]
+    }
+    fn sink(&self) -> Arc<dyn Sink> {
+        Arc::new(NoSink)
+    }
+    fn retry(&self) -> RetrySettings {
+        RetrySettings::default()
+    }
+}
+
+fn build(buildid: i64, builder: &str, results: Option<i64>) -> Value {
+    let mut b: Value = serde_json::from_slice(&support::sample("failure-full.json")).unwrap();
+    b["buildid"] = buildid.into();
+    b["number"] = buildid.into();
+    b["builder"]["name"] = builder.into();
+    b["complete"] = results.is_some().into();
+    b["results"] = results.map_or(Value::Null, Value::from);
+    b["url"] = format!("http://ci/#/builders/1/builds/{buildid}").into();
+    b
+}
+
+#[test]
+fn each_event_kind_gets_the_hook_its_reporter_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Durability::Normal).unwrap());
+    let host = Host::new(HostOptions::default()).unwrap();
+    let gerrit = host
+        .load(
+            "gerrit",
+            &support::guest("gerrit"),
+            Limits::default(),
+            Grants::default(),
+        )
+        .unwrap();
+    let reporter = Callbacks {
+        selection: Selection {
+            name: "review".into(),
+            mode: tidings::config::Mode(vec!["failing".into(), "passing".into()]),
+            builders: vec!["runtests".into(), "lint".into()],
+            ..Selection::default()
+        },
+    };
+    let events = [
+        json!({"schema_version": 1, "type": "build_started", "build": build(1, "runtests", None)}),
+        json!({"schema_version": 1, "type": "build_finished", "build": build(1, "runtests", Some(2))}),
+        // Not in `builders`: no review, and left out of the summary.
+        json!({"schema_version": 1, "type": "build_finished", "build": build(2, "docs", Some(0))}),
+        json!({"schema_version": 1, "type": "buildset_complete",
+               "buildset": {"bsid": 9, "complete": true, "results": 2},
+               "builds": [build(1, "runtests", Some(2)), build(3, "lint", Some(0)),
+                          build(2, "docs", Some(0))]}),
+    ];
+    for (i, e) in events.iter().enumerate() {
+        let event =
+            Event::from_envelope(serde_json::from_value::<Envelope>(e.clone()).unwrap()).unwrap();
+        store
+            .insert_events(
+                &[NewEvent {
+                    key: &event.key(),
+                    kind: event.kind.name(),
+                    source: "test",
+                    body: &e.to_string(),
+                }],
+                i as i64,
+            )
+            .unwrap();
+    }
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        routes: vec![Route {
+            reporter: Arc::new(reporter),
+            wake: Default::default(),
+        }],
+        formatters: HashMap::from([("gerrit".to_owned(), Arc::new(gerrit))]),
+        master: tidings_guest::Master {
+            title: "CI".into(),
+            buildbot_url: "http://ci/".into(),
+        },
+        metrics: Default::default(),
+        history: None,
+    };
+    assert_eq!(dispatcher.dispatch_pending().unwrap(), 4);
+    let payloads: Vec<Value> = (1..=3)
+        .map(|id| {
+            let d = store.delivery(id).unwrap().expect("a delivery");
+            serde_json::from_str(&d.payload).unwrap()
+        })
+        .collect();
+    assert!(
+        store.delivery(4).unwrap().is_none(),
+        "three deliveries only"
+    );
+
+    // startCB: the builder and the URL.
+    let start = payloads[0]["start"]["message"].as_str().unwrap();
+    assert!(
+        start.contains("started compiling your patchset")
+            && start.contains("runtests")
+            && start.contains("http://ci/#/builders/1/builds/1"),
+        "{start}"
+    );
+    // reviewCB: the result as a code (FAILURE → -1), and `arg` (true: the URL is added).
+    let review = &payloads[1]["review"];
+    assert_eq!(review["labels"], json!({"Verified": -1}));
+    let message = review["message"].as_str().unwrap();
+    assert!(
+        message.contains("The result is: FAILURE") && message.contains("For more details visit"),
+        "{message}"
+    );
+    // summaryCB: the builds that pass the filter, sorted by builder name.
+    let summary = payloads[2]["review"]["message"].as_str().unwrap();
+    let lines: Vec<&str> = summary.split("\n\n").collect();
+    assert_eq!(lines.len(), 2, "{summary}");
+    assert!(lines[0].starts_with("Builder lint succeeded"), "{summary}");
+    assert!(lines[1].starts_with("Builder runtests failed"), "{summary}");
+    assert_eq!(payloads[2]["review"]["labels"], json!({"Verified": -1}));
+}
