@@ -300,7 +300,7 @@ impl Dispatcher {
                     .unwrap_or(b),
                 _ => b,
             };
-            let Some(message) = self.format(r, &call, full, prev.as_ref(), changes) else {
+            let Some(message) = self.format(r, &call, full, prev.as_ref(), changes, false) else {
                 continue;
             };
             let users = blamelist(b, changes);
@@ -381,7 +381,7 @@ impl Dispatcher {
             if !selected(sel, b) {
                 continue;
             }
-            let Some(message) = self.format(r, &call, b, None, &[]) else {
+            let Some(message) = self.format(r, &call, b, None, &[], false) else {
                 continue;
             };
             let about = About {
@@ -457,7 +457,7 @@ impl Dispatcher {
             let mut messages = Vec::new();
             let mut degraded = None;
             for (b, prev) in &kept {
-                match self.format(r, &call, b, *prev, &[]) {
+                match self.format(r, &call, b, *prev, &[], true) {
                     Some(Formatted::Custom(Output::Message(m))) => messages.push(m),
                     Some(Formatted::Default {
                         degraded: d,
@@ -654,7 +654,8 @@ impl Dispatcher {
         self.emit(ev, event, r, &why, &message, &document, &about, out);
     }
 
-    /// Builds `call`'s request for build `b` and calls it: `None` means send nothing.
+    /// Builds `call`'s request for build `b` (`is_buildset`: reported in a buildset summary)
+    /// and calls it: `None` means send nothing.
     fn format(
         &self,
         r: &dyn Reporter,
@@ -662,6 +663,7 @@ impl Dispatcher {
         b: &Build,
         prev: Option<&BuildRecord>,
         changes: &[Change],
+        is_buildset: bool,
     ) -> Option<Formatted> {
         let sel = r.selection();
         let mut build = b.clone();
@@ -682,11 +684,12 @@ impl Dispatcher {
             arg: call.arg.clone(),
         };
         let mut request = Request::from_build(call.hook, build, &ctx);
-        if let Request::Message(args) = &mut request
-            && !changes.is_empty()
-        {
-            args.users = blamelist(b, changes);
-            args.changes = changes.to_vec();
+        if let Request::Message(args) = &mut request {
+            args.is_buildset = is_buildset;
+            if !changes.is_empty() {
+                args.users = blamelist(b, changes);
+                args.changes = changes.to_vec();
+            }
         }
         self.call(r, call, &request, b.buildid)
     }

@@ -330,3 +330,78 @@ fn a_guests_stderr_is_logged_under_its_name() {
         assert!(line.ends_with("formatter=chatty"), "{text}");
     }
 }
+
+/// The template-context fields the host computes for every guest language are Buildbot's own:
+/// tests/data/template-context.json was made by Buildbot 4.3's `create_context_for_build`
+/// (scripts/buildbot-template-context.py).
+#[test]
+fn the_template_context_fields_are_buildbots() {
+    let table: Value =
+        serde_json::from_str(&support::read("tests/data/template-context.json")).unwrap();
+    let ctx = |mode: &Value| WrapContext {
+        mode: serde_json::from_value(mode.clone()).unwrap(),
+        master: tidings_guest::Master {
+            title: table["title"].as_str().unwrap().into(),
+            buildbot_url: table["buildbotURL"].as_str().unwrap().into(),
+        },
+        ..WrapContext::default()
+    };
+    let cases = table["cases"].as_array().unwrap();
+    assert!(cases.len() >= 14);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let mut build: Value =
+            serde_json::from_slice(&support::sample(case["sample"].as_str().unwrap())).unwrap();
+        if !case["results"].is_null() {
+            build["results"] = case["results"].clone();
+        }
+        if !case["sourcestamps"].is_null() {
+            build["buildset"]["sourcestamps"] = case["sourcestamps"].clone();
+        }
+        if !case["prev_results"].is_null() {
+            build["prev_build"] = json!({"results": case["prev_results"]});
+        }
+        let req = Request::parse(
+            build.to_string().as_bytes(),
+            Some(Hook::MessageFormatter),
+            &ctx(&case["mode"]),
+        )
+        .unwrap();
+        let Request::Message(mut args) = req else {
+            panic!("{name}: not a message request")
+        };
+        // Dispatch says whether the build is reported in a buildset; the rest is computed.
+        args.is_buildset = case["is_buildset"].as_bool().unwrap();
+        let want = &case["expected"];
+        let got = json!({
+            "status_detected": args.status_detected,
+            "summary": args.summary,
+            "previous_results": args.previous_results,
+            "projects": args.projects,
+            "sourcestamps": args.sourcestamps,
+            "is_buildset": args.is_buildset,
+            "workername": args.workername,
+            "buildbot_url": args.buildbot_url,
+        });
+        // Buildbot joins a set of projects in no fixed order; tidings sorts them.
+        let set = |v: &Value| {
+            let mut p: Vec<String> = v.as_str().unwrap().split(", ").map(String::from).collect();
+            p.sort();
+            p
+        };
+        assert_eq!(
+            set(&got["projects"]),
+            set(&want["projects"]),
+            "{name}: projects"
+        );
+        let (mut got, mut want) = (got, want.clone());
+        got["projects"] = Value::Null;
+        want["projects"] = Value::Null;
+        assert_eq!(got, want, "{name}");
+        assert_eq!(
+            args.result_name,
+            tidings::event::Results::text_for(args.results),
+            "{name}"
+        );
+    }
+}

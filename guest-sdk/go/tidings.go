@@ -176,6 +176,20 @@ type MessageArgs struct {
 	Changes     []Change `json:"changes"`
 	Logs        []Log    `json:"logs"`
 	PrevBuild   *Build   `json:"prev_build"`
+	// What Buildbot's template context has, computed by the host (empty from hosts that
+	// predate them): StatusDetected ("new failure", "passing build", …), Summary ("BUILD
+	// FAILED: …"), ResultName ("failure"), PreviousResults (prev_build's code), Projects,
+	// SourceStamps (one "Build Source Stamp: …" line each), IsBuildset, WorkerName and
+	// BuildbotURL.
+	StatusDetected  string `json:"status_detected"`
+	Summary         string `json:"summary"`
+	ResultName      string `json:"result_name"`
+	PreviousResults *int64 `json:"previous_results"`
+	Projects        string `json:"projects"`
+	SourceStamps    string `json:"sourcestamps"`
+	IsBuildset      bool   `json:"is_buildset"`
+	WorkerName      string `json:"workername"`
+	BuildbotURL     string `json:"buildbot_url"`
 	// Raw is the whole request, for fields this package does not name.
 	Raw json.RawMessage `json:"-"`
 }

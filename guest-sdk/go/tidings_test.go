@@ -28,3 +28,28 @@ func TestProperty(t *testing.T) {
 		t.Error("nope exists")
 	}
 }
+
+func TestTemplateContextFields(t *testing.T) {
+	var a MessageArgs
+	req := `{"build": {}, "status_detected": "new failure", "summary": "BUILD FAILED: failed test",
+		"result_name": "failure", "previous_results": 0, "projects": "proj",
+		"sourcestamps": "Build Source Stamp: [branch main] abc\n", "is_buildset": true,
+		"workername": "w1", "buildbot_url": "http://ci/"}`
+	if err := jsonUnmarshal(req, &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.StatusDetected != "new failure" || a.Summary != "BUILD FAILED: failed test" ||
+		a.ResultName != "failure" || a.PreviousResults == nil || *a.PreviousResults != 0 ||
+		a.Projects != "proj" || a.SourceStamps != "Build Source Stamp: [branch main] abc\n" ||
+		!a.IsBuildset || a.WorkerName != "w1" || a.BuildbotURL != "http://ci/" {
+		t.Errorf("decoded %+v", a)
+	}
+	// A request from a host that predates these fields decodes to their zero values.
+	var old MessageArgs
+	if err := jsonUnmarshal(`{"build": {}, "results_text": "failure"}`, &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.StatusDetected != "" || old.PreviousResults != nil || old.IsBuildset {
+		t.Errorf("decoded %+v", old)
+	}
+}

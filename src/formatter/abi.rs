@@ -11,6 +11,7 @@ use tidings_guest::abi::{
     BuildInfo, Hook, Master, Message, MessageArgs, MessageType, ReporterInfo, Review, ReviewArgs,
     StartArgs, StartMessage, SummaryArgs,
 };
+use tidings_guest::text;
 
 /// One hook call's arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +94,10 @@ impl Request {
 
     /// Wraps a bare build dict into `hook`'s arguments, filling in what the host derives from
     /// it: the builder name, result code and text, build URL, blamelist (`owner`/`owners`
-    /// properties), and `prev_build` when the dict has one.
+    /// properties), `prev_build` when the dict has one, and for `messageFormatter` what
+    /// Buildbot's template context has (`status_detected`, `summary`, `result_name`,
+    /// `previous_results`, `projects`, `sourcestamps`, `workername`, `buildbot_url`;
+    /// `is_buildset` is set by the caller).
     pub fn from_build(hook: Hook, build: Build, ctx: &WrapContext) -> Request {
         let name = build.builder_name().unwrap_or_default().to_owned();
         let url = build.url.clone().unwrap_or_default();
@@ -107,7 +111,21 @@ impl Request {
                     .extra
                     .get("prev_build")
                     .and_then(|v| serde_json::from_value::<Build>(v.clone()).ok());
+                let previous_results = prev_build.as_ref().and_then(|p| p.results);
                 Request::Message(Box::new(MessageArgs {
+                    status_detected: text::status_detected(
+                        &ctx.mode,
+                        build.results,
+                        previous_results,
+                    ),
+                    summary: text::summary(build.results, build.state_string.as_deref()),
+                    result_name: Results::text_for(build.results),
+                    previous_results,
+                    projects: text::projects(&build, &master.title),
+                    sourcestamps: text::sourcestamps(&build),
+                    is_buildset: false,
+                    workername: text::workername(&build),
+                    buildbot_url: master.buildbot_url.clone(),
                     mode: ctx.mode.clone(),
                     name,
                     results: build.results,

@@ -141,6 +141,40 @@ pub struct MessageArgs {
     /// The previous finished build on the same builder (not RETRY), when known.
     #[serde(default)]
     pub prev_build: Option<Build>,
+
+    // What Buildbot's template context has, computed by the host so that no guest language
+    // has to (ABI 1, added later: a host that predates them sends none, and they read as their
+    // defaults here).
+    /// Buildbot's `status_detected`: `new failure`, `failed build`, `problem in the build`,
+    /// `restored build`, `passing build`, `build exception`, or `<result> build`.
+    #[serde(default)]
+    pub status_detected: String,
+    /// Buildbot's `summary`: `Build succeeded!`, `Build Had Warnings: <state>`, `Build was
+    /// cancelled` or `BUILD FAILED: <state>`.
+    #[serde(default)]
+    pub summary: String,
+    /// Buildbot's result name (`success`, `failure`, …), `not finished`, or `unknown result N`.
+    #[serde(default)]
+    pub result_name: String,
+    /// The previous build's result code (`prev_build.results`), when there is one.
+    #[serde(default)]
+    pub previous_results: Option<i64>,
+    /// The source stamps' distinct projects, joined by `", "`, or the master's title.
+    #[serde(default)]
+    pub projects: String,
+    /// One line per source stamp: `Build Source Stamp[ '<codebase>']: [branch <b>] <revision
+    /// or HEAD>[ (plus patch)]`.
+    #[serde(default)]
+    pub sourcestamps: String,
+    /// Whether this build is reported as part of a buildset summary.
+    #[serde(default)]
+    pub is_buildset: bool,
+    /// The `workername` property, or `<unknown>`.
+    #[serde(default)]
+    pub workername: String,
+    /// `master.buildbotURL`, under Buildbot's template name.
+    #[serde(default)]
+    pub buildbot_url: String,
     /// Arguments a newer host sends that this version does not model.
     #[cfg_attr(feature = "unknown-fields", serde(flatten))]
     #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]

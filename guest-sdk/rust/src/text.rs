@@ -108,6 +108,56 @@ pub fn projects(build: &Build, fallback: &str) -> String {
     }
 }
 
+/// Buildbot's `summary` line: `Build succeeded!`, `Build Had Warnings: <state>`, `Build was
+/// cancelled`, or `BUILD FAILED: <state>` for any other result (the `: <state>` part is left
+/// out when the build has no `state_string`).
+pub fn summary(results: Option<i64>, state_string: Option<&str>) -> String {
+    let state = state_string
+        .filter(|s| !s.is_empty())
+        .map_or(String::new(), |s| format!(": {s}"));
+    match results.and_then(Results::from_code) {
+        Some(Results::Success) => "Build succeeded!".into(),
+        Some(Results::Warnings) => format!("Build Had Warnings{state}"),
+        Some(Results::Cancelled) => "Build was cancelled".into(),
+        _ => format!("BUILD FAILED{state}"),
+    }
+}
+
+/// Buildbot's `sourcestamps` text: one line per source stamp,
+/// `Build Source Stamp[ '<codebase>']: [branch <b>] <revision or HEAD>[ (plus patch)]`, each
+/// ending in a newline.
+pub fn sourcestamps(build: &Build) -> String {
+    let mut out = String::new();
+    for ss in build.buildset.iter().flat_map(|bs| &bs.sourcestamps) {
+        let mut source = String::new();
+        if let Some(b) = ss.branch.as_deref().filter(|b| !b.is_empty()) {
+            source.push_str(&format!("[branch {b}] "));
+        }
+        match ss.revision.as_deref().filter(|r| !r.is_empty()) {
+            Some(r) => source.push_str(r),
+            None => source.push_str("HEAD"),
+        }
+        if ss.patch.is_some() {
+            source.push_str(" (plus patch)");
+        }
+        let which = match ss.codebase.as_deref().filter(|c| !c.is_empty()) {
+            Some(c) => format!(" '{c}'"),
+            None => String::new(),
+        };
+        out.push_str(&format!("Build Source Stamp{which}: {source}\n"));
+    }
+    out
+}
+
+/// Buildbot's `workername`: the `workername` property as a template prints it, or
+/// `<unknown>`.
+pub fn workername(build: &Build) -> String {
+    build
+        .properties
+        .get("workername")
+        .map_or_else(|| "<unknown>".to_owned(), |p| py_str(&p.0))
+}
+
 /// How Python's `str()` (and so a Buildbot template) prints a JSON value: strings bare,
 /// `None`, `True`/`False`, and lists/dicts in Python's repr with single-quoted strings.
 pub fn py_str(v: &Value) -> String {
