@@ -221,22 +221,25 @@ impl BuildbotApi {
             build["url"] = format!("{buildbot_url}#/builders/{builderid}/builds/{number}").into();
             let complete = build.get("complete").and_then(Value::as_bool) == Some(true);
             if self.want_steps && complete {
-                build["steps"] =
-                    Value::Array(self.steps(id, builderid, number, buildbot_url).await?);
+                build["steps"] = Value::Array(
+                    self.steps(id, builderid, number, buildbot_url, self.want_logs.as_ref())
+                        .await?,
+                );
             }
         }
         Ok(build)
     }
 
     /// A build's steps with their logs (`stepname`, `url`, `url_raw`, `url_raw_inline`) and,
-    /// for the logs `want_logs_content` names, `content: {logid, firstline, content}` with
-    /// Buildbot's one-letter stream prefixes, as its reporters make them.
+    /// for the logs `contents` names, `content: {logid, firstline, content}` with Buildbot's
+    /// one-letter stream prefixes, as its reporters make them.
     async fn steps(
         &self,
         buildid: i64,
         builderid: i64,
         number: i64,
         buildbot_url: &str,
+        contents: Option<&LogsWanted>,
     ) -> Result<Vec<Value>, ApiError> {
         let mut steps = self
             .list(&format!("builds/{buildid}/steps"), "steps")
@@ -271,11 +274,7 @@ impl BuildbotApi {
                 log["url_raw_inline"] =
                     format!("{buildbot_url}api/v2/logs/{logid}/raw_inline").into();
                 log["content"] = Value::Null;
-                if self
-                    .want_logs
-                    .as_ref()
-                    .is_some_and(|w| w.wants(&stepname, &name))
-                {
+                if contents.is_some_and(|w| w.wants(&stepname, &name)) {
                     let chunks = self
                         .list(&format!("logs/{logid}/contents"), "logchunks")
                         .await?;
@@ -453,11 +452,27 @@ impl RestHistory {
 }
 
 impl crate::history::History for RestHistory {
-    fn enrich(&self, master: &str, build: &crate::event::Build) -> Option<crate::event::Build> {
-        if !self.api.want_steps
-            || build.steps.as_ref().is_some_and(|s| !s.is_empty())
-            || !self.is_ours(master)
-        {
+    fn enrich(
+        &self,
+        master: &str,
+        build: &crate::event::Build,
+        wants: &crate::config::Wants,
+    ) -> Option<crate::event::Build> {
+        // What the reporter wants, and what `[source.buildbot]` adds for every reporter.
+        let contents = crate::config::LogsWanted::union(
+            wants.logs_content.as_ref(),
+            self.api.want_logs.as_ref(),
+        );
+        let want_steps = wants.steps || self.api.want_steps || contents.is_some();
+        let steps = build.steps.as_deref().unwrap_or_default();
+        let lacks_content = contents.as_ref().is_some_and(|w| {
+            steps.iter().any(|s| {
+                s.logs
+                    .iter()
+                    .any(|l| l.content.is_none() && w.wants(&s.name, &l.name))
+            })
+        });
+        if !want_steps || (!steps.is_empty() && !lacks_content) || !self.is_ours(master) {
             return None;
         }
         let (Some(id), Some(builder), Some(number)) =
@@ -467,7 +482,8 @@ impl crate::history::History for RestHistory {
         };
         let steps = self.ask(
             "a build's steps",
-            self.api.steps(id, builder, number, master),
+            self.api
+                .steps(id, builder, number, master, contents.as_ref()),
         )?;
         let mut full = build.clone();
         full.steps = Some(

@@ -190,7 +190,7 @@ pub struct BuildbotSource {
 }
 
 /// Which logs' contents to fetch: all (`true`), none (`false`), or those named.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(untagged)]
 pub enum LogsWanted {
     All(bool),
@@ -198,6 +198,27 @@ pub enum LogsWanted {
 }
 
 impl LogsWanted {
+    /// `None` for `false` (nothing wanted), else the same.
+    pub fn some(self) -> Option<LogsWanted> {
+        (self != LogsWanted::All(false)).then_some(self)
+    }
+
+    /// Both sets of logs.
+    pub fn union(a: Option<&LogsWanted>, b: Option<&LogsWanted>) -> Option<LogsWanted> {
+        match (a, b) {
+            (None, x) | (x, None) => x.cloned(),
+            (Some(LogsWanted::All(true)), _) | (_, Some(LogsWanted::All(true))) => {
+                Some(LogsWanted::All(true))
+            }
+            (Some(LogsWanted::Named(x)), Some(LogsWanted::Named(y))) => {
+                let mut all = x.clone();
+                all.extend(y.iter().filter(|n| !x.contains(n)).cloned());
+                Some(LogsWanted::Named(all))
+            }
+            (Some(x), Some(_)) => Some(x.clone()),
+        }
+    }
+
     /// Whether the log `log` of step `step` is wanted (by `log` or `step.log`).
     pub fn wants(&self, step: &str, log: &str) -> bool {
         match self {
@@ -275,6 +296,46 @@ impl FormatterConfig {
     }
 }
 
+/// What a reporter's formatter is given of a build, as Buildbot's `MessageFormatter` options:
+/// the properties, the steps (with their logs' URLs), and the contents of some logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Wants {
+    /// `want_properties` [default true]: without it the build's properties are left out.
+    pub properties: bool,
+    /// `want_steps`, or implied by `want_logs` / `want_logs_content`.
+    pub steps: bool,
+    /// The logs whose contents are fetched (`want_logs_content`, mail's `add_logs`).
+    pub logs_content: Option<LogsWanted>,
+}
+
+impl Default for Wants {
+    fn default() -> Wants {
+        Wants {
+            properties: true,
+            steps: false,
+            logs_content: None,
+        }
+    }
+}
+
+impl Wants {
+    /// Buildbot's rules: `want_logs_content` (anything but `false`) implies logs and steps;
+    /// `want_logs` implies steps.
+    pub fn from_options(
+        properties: Option<bool>,
+        steps: bool,
+        logs: bool,
+        logs_content: Option<LogsWanted>,
+    ) -> Wants {
+        let logs_content = logs_content.and_then(LogsWanted::some);
+        Wants {
+            properties: properties.unwrap_or(true),
+            steps: steps || logs || logs_content.is_some(),
+            logs_content,
+        }
+    }
+}
+
 /// What every reporter shares: its name, which builds it reports, and how it formats them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selection {
@@ -293,6 +354,9 @@ pub struct Selection {
     pub report_requests: bool,
     /// Report missing workers (`WorkerMissingGenerator`): which ones.
     pub workers: Option<WorkerFilter>,
+    /// What the formatter is given of a build (`want_properties`, `want_steps`, `want_logs`,
+    /// `want_logs_content`).
+    pub wants: Wants,
 }
 
 /// Which workers a reporter reports missing: `workers = "all"` or a list of names.
@@ -373,6 +437,22 @@ macro_rules! reporter_config {
             /// Deliveries of this reporter in flight at once [default 8].
             #[serde(default)]
             pub concurrency: Option<usize>,
+            /// Give the formatter the build's properties (Buildbot's `want_properties`)
+            /// [default true].
+            #[serde(default)]
+            pub want_properties: Option<bool>,
+            /// Give it the steps, fetched from the followed master when the event lacks them
+            /// (`want_steps`) [default false].
+            #[serde(default)]
+            pub want_steps: bool,
+            /// Give it the steps with their logs' URLs (`want_logs`; implies `want_steps`)
+            /// [default false].
+            #[serde(default)]
+            pub want_logs: bool,
+            /// Give it log contents: `true` or a list of `log` / `step.log` names
+            /// (`want_logs_content`; implies `want_logs`) [default false].
+            #[serde(default)]
+            pub want_logs_content: Option<$crate::config::LogsWanted>,
             $($(#[$fm])* pub $f: $t,)*
         }
 
@@ -390,6 +470,12 @@ macro_rules! reporter_config {
                     build_set_summary: self.build_set_summary,
                     report_requests: self.report_requests,
                     workers: self.workers.clone(),
+                    wants: $crate::config::Wants::from_options(
+                        self.want_properties,
+                        self.want_steps,
+                        self.want_logs,
+                        self.want_logs_content.clone(),
+                    ),
                 }
             }
 
@@ -843,6 +929,32 @@ mod tests {
             errors("[[reporter.mail]]\nname = \"m\"\nfromaddr = \"not an address\"\n")
                 .contains("fromaddr")
         );
+    }
+
+    #[test]
+    fn wants_follow_buildbots_implications() {
+        let w = Wants::from_options(None, false, false, Some(LogsWanted::All(false)));
+        assert_eq!(w, Wants::default());
+        let w = Wants::from_options(Some(false), false, true, None);
+        assert!(!w.properties && w.steps && w.logs_content.is_none());
+        let named = |n: &[&str]| LogsWanted::Named(n.iter().map(|s| s.to_string()).collect());
+        let w = Wants::from_options(None, false, false, Some(named(&["run.stdio"])));
+        assert!(w.steps && w.logs_content == Some(named(&["run.stdio"])));
+        let u = LogsWanted::union(
+            w.logs_content.as_ref(),
+            Some(&named(&["stdio", "run.stdio"])),
+        );
+        assert_eq!(u, Some(named(&["run.stdio", "stdio"])));
+        let all = LogsWanted::union(u.as_ref(), Some(&LogsWanted::All(true)));
+        assert_eq!(all, Some(LogsWanted::All(true)));
+        assert_eq!(LogsWanted::union(None, None), None);
+        let c = Config::parse(
+            "[[reporter.http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\nwant_logs_content = [\"run.stdio\"]\nwant_properties = false\n",
+        )
+        .unwrap();
+        let s = c.reporter.http_push[0].selection();
+        assert!(s.wants.steps && !s.wants.properties);
+        assert!(s.wants.logs_content.unwrap().wants("run", "stdio"));
     }
 
     #[test]

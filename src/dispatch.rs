@@ -10,7 +10,7 @@
 //! (and if a crash comes between the two, the deliveries' idempotency keys absorb the repeat).
 
 use crate::clock::now_ms;
-use crate::config::{Mode, OnError, Selection};
+use crate::config::{LogsWanted, Mode, OnError, Selection, Wants};
 use crate::event::{Build, Change, Event, EventKind, Results, Subject, Worker};
 use crate::formatter::{Formatter, Request, WrapContext};
 use crate::history::History;
@@ -261,8 +261,9 @@ impl Dispatcher {
         let prev_results = prev.as_ref().and_then(|p| p.results);
         let mut changes: Option<Vec<Change>> = None;
         // What formatters get: the build, completed from the master when the event (say, from
-        // HttpStatusPush) lacks the steps and logs the source is configured to add.
-        let mut enriched: Option<Option<Build>> = None;
+        // HttpStatusPush) lacks the steps and logs a reporter wants; asked once per distinct
+        // set of wants.
+        let mut enriched: HashMap<Wants, Option<Build>> = HashMap::new();
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
@@ -295,7 +296,8 @@ impl Dispatcher {
             let changes = changes.get_or_insert_with(|| self.changes_of(event, b));
             let full = match (&self.history, b.complete) {
                 (Some(h), true) => enriched
-                    .get_or_insert_with(|| h.enrich(&event.master, b))
+                    .entry(sel.wants.clone())
+                    .or_insert_with(|| h.enrich(&event.master, b, &sel.wants))
                     .as_ref()
                     .unwrap_or(b),
                 _ => b,
@@ -667,6 +669,9 @@ impl Dispatcher {
     ) -> Option<Formatted> {
         let sel = r.selection();
         let mut build = b.clone();
+        if !sel.wants.properties {
+            build.properties = Default::default();
+        }
         let wants_prev = sel.mode.0.iter().any(|w| w == "change" || w == "problem");
         if wants_prev
             && let Some(p) = prev
@@ -686,6 +691,7 @@ impl Dispatcher {
         let mut request = Request::from_build(call.hook, build, &ctx);
         if let Request::Message(args) = &mut request {
             args.is_buildset = is_buildset;
+            args.logs = wanted_logs(b, sel.wants.logs_content.as_ref());
             if !changes.is_empty() {
                 args.users = blamelist(b, changes);
                 args.changes = changes.to_vec();
@@ -752,6 +758,25 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// The logs of `build`'s steps whose contents the reporter asked for and has, flattened (each
+/// with its `stepname`), for the request's `logs`.
+fn wanted_logs(build: &Build, wanted: Option<&LogsWanted>) -> Vec<tidings_guest::build::Log> {
+    let Some(wanted) = wanted else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for step in build.steps.iter().flatten() {
+        for log in &step.logs {
+            if log.content.is_some() && wanted.wants(&step.name, &log.name) {
+                let mut log = log.clone();
+                log.stepname.get_or_insert_with(|| step.name.clone());
+                out.push(log);
+            }
+        }
+    }
+    out
 }
 
 /// The story of one delivery, for `tidings outbox show`.

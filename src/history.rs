@@ -31,7 +31,7 @@ pub trait History: Send + Sync {
     fn changes(&self, master: &str, buildid: i64) -> Option<Vec<Change>>;
     /// The previous build of builder `builderid` before `number` (finished, not RETRY).
     fn previous_build(&self, master: &str, builderid: i64, number: i64) -> Option<BuildRecord>;
-    /// `build` with what the source is configured to add and the event lacks (steps, log
-    /// contents); `None` when there is nothing to add.
-    fn enrich(&self, master: &str, build: &Build) -> Option<Build>;
+    /// `build` with what `wants` (a reporter's `want_*` options) and the source's own settings
+    /// ask for and the event lacks (steps, log contents); `None` when there is nothing to add.
+    fn enrich(&self, master: &str, build: &Build, wants: &crate::config::Wants) -> Option<Build>;
 }

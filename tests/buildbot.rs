@@ -208,18 +208,19 @@ buildbot_url = "{url}"
 
 [source.buildbot]
 url = "{url}"
-want_logs_content = ["run.stdio"]
 
 [[formatter]]
 name = "html"
 module = "{html}"
 
+# Only this reporter's formatter gets the run step's output (fetched from the master's REST).
 [[reporter.http_push]]
 name = "html"
 server_url = "http://{peer_addr}/html"
 mode = ["failing"]
 report_new = false
 message_formatter = "html"
+want_logs_content = ["run.stdio"]
 retry_delay = "100ms"
 
 [[formatter]]
@@ -319,8 +320,9 @@ retry_delay = "100ms"
         "{}",
         client::get(&format!("{}/metrics", daemon.addr))
     );
-    // The failing build's log tail, fetched from the master by the source (HttpStatusPush sent
-    // no steps), in the html-log-tail formatter's mail.
+    // The failing build's log tail, fetched from the master for the one reporter that wants it
+    // (want_logs_content; neither HttpStatusPush nor the stream sent steps), in the
+    // html-log-tail formatter's mail.
     wait_until(
         "the failing build's HTML report",
         Duration::from_secs(30),

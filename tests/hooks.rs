@@ -179,3 +179,94 @@ fn each_event_kind_gets_the_hook_its_reporter_asks_for() {
     assert!(lines[1].starts_with("Builder runtests failed"), "{summary}");
     assert_eq!(payloads[2]["review"]["labels"], json!({"Verified": -1}));
 }
+
+/// A message reporter whose built-in formatter hands back the request it was given.
+struct Echo {
+    selection: Selection,
+}
+
+impl Reporter for Echo {
+    fn kind(&self) -> &'static str {
+        "echo"
+    }
+    fn selection(&self) -> &Selection {
+        &self.selection
+    }
+    fn report_new(&self) -> bool {
+        false
+    }
+    fn default_output(&self, request: &tidings::formatter::Request) -> Option<Output> {
+        let v: Value = serde_json::from_slice(&request.to_stdin()).unwrap();
+        Some(Output::Message(tidings_guest::Message {
+            body: v,
+            message_type: tidings_guest::MessageType::Json,
+            subject: None,
+        }))
+    }
+    fn render(&self, input: &RenderInput<'_>) -> Vec<Rendered> {
+        vec![Rendered {
+            destination: "echo".into(),
+            payload: input.message.message().unwrap().body.to_string(),
+        }]
+    }
+    fn sink(&self) -> Arc<dyn Sink> {
+        Arc::new(NoSink)
+    }
+    fn retry(&self) -> RetrySettings {
+        RetrySettings::default()
+    }
+}
+
+#[test]
+fn a_formatter_gets_what_its_reporter_wants_of_a_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Durability::Normal).unwrap());
+    let config = tidings::config::Config::parse(
+        "[[reporter.http_push]]\nname = \"echo\"\nserver_url = \"http://x/\"\nmode = \"all\"\n\
+         want_properties = false\nwant_logs_content = [\"run.stdio\"]\n",
+    )
+    .unwrap();
+    let selection = tidings::config::CommonOptions::selection(&config.reporter.http_push[0]);
+    let e = json!({"schema_version": 1, "type": "build_finished", "build": build(7, "runtests", Some(2))});
+    let event =
+        Event::from_envelope(serde_json::from_value::<Envelope>(e.clone()).unwrap()).unwrap();
+    store
+        .insert_events(
+            &[NewEvent {
+                key: &event.key(),
+                kind: event.kind.name(),
+                source: "test",
+                body: &e.to_string(),
+            }],
+            1,
+        )
+        .unwrap();
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        routes: vec![Route {
+            reporter: Arc::new(Echo { selection }),
+            wake: Default::default(),
+        }],
+        formatters: HashMap::new(),
+        master: Default::default(),
+        metrics: Default::default(),
+        history: None,
+    };
+    assert_eq!(dispatcher.dispatch_pending().unwrap(), 1);
+    let request: Value =
+        serde_json::from_str(&store.delivery(1).unwrap().unwrap().payload).unwrap();
+    // want_properties = false: none; want_logs_content: the run step's stdio, flat, with its
+    // step's name (the greet step's is not wanted).
+    assert_eq!(request["build"]["properties"], json!({}));
+    let logs = request["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0]["stepname"], "run");
+    assert_eq!(logs[0]["name"], "stdio");
+    assert!(
+        logs[0]["content"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("running")
+    );
+    assert_eq!(request["status_detected"], "failed build");
+}

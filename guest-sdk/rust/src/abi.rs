@@ -134,8 +134,9 @@ pub struct MessageArgs {
     pub users: Vec<String>,
     #[serde(default)]
     pub changes: Vec<Change>,
-    /// Logs with their content that the reporter attached (`add_logs`) and the build's own
-    /// steps do not already carry. Look in both: [`crate::Build::steps`] first.
+    /// The logs whose contents the reporter asked for (`want_logs_content`, mail's
+    /// `add_logs`), flat, each with its `stepname`; the same logs are in
+    /// [`crate::Build::steps`].
     #[serde(default)]
     pub logs: Vec<Log>,
     /// The previous finished build on the same builder (not RETRY), when known.

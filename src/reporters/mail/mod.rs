@@ -79,6 +79,14 @@ impl Mail {
         if selection.workers.is_none() {
             selection.workers = Some(WorkerFilter::All("all".into()));
         }
+        // The logs to attach are fetched like `want_logs_content`; Buildbot's default template
+        // (no formatter) lists the steps and their logs.
+        let add_logs = c.add_logs.clone().and_then(LogsWanted::some);
+        let wants = &mut selection.wants;
+        wants.logs_content = LogsWanted::union(wants.logs_content.as_ref(), add_logs.as_ref());
+        if wants.logs_content.is_some() || selection.message_formatter.is_none() {
+            wants.steps = true;
+        }
         Ok(Mail {
             selection,
             from: mailbox(&c.fromaddr).context("fromaddr")?,
@@ -95,7 +103,7 @@ impl Mail {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.expose().to_owned()))
                 .collect(),
-            add_logs: c.add_logs.clone().filter(|w| *w != LogsWanted::All(false)),
+            add_logs,
             add_patch: c.add_patch,
             retry: c.retry(),
             sink: Arc::new(MailSink::new(c, dir)?),
