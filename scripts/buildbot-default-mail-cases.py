@@ -73,3 +73,32 @@ for name, sample, mode, prev, results in CASES:
     (OUT / f"{name}.input.json").write_text(json.dumps(request, indent=1, ensure_ascii=False) + "\n")
     (OUT / f"{name}.expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
     print(name, "->", msg["subject"])
+
+# The missing-worker mail (MessageFormatterMissingWorker's default plain template), for the
+# messageFormatterMissingWorker hook.
+from buildbot.reporters.message import MessageFormatterMissingWorker
+
+WORKERS = [
+    ("missing-worker", {"name": "w1", "notify": ["admin@example.org"],
+                        "last_connection": "Mon Nov 23 10:00:00 2026",
+                        "workerinfo": {"admin": "Ada <ada@example.org>", "host": "box"}}),
+    ("missing-worker-unknown", {"name": "w2", "notify": ["ops@example.org"],
+                                "last_connection": None, "workerinfo": {}}),
+]
+for name, worker in WORKERS:
+    request = {
+        "abi": 1, "hook": "messageFormatterMissingWorker", "worker": worker,
+        "reporter": {"name": "mail", "kind": "mail"},
+        "master": {"title": TITLE, "buildbotURL": URL},
+        "buildbot_title": TITLE, "buildbot_url": URL,
+    }
+    out = []
+    d = MessageFormatterMissingWorker().formatMessageForMissingWorker(master, copy.deepcopy(worker))
+    d.addCallback(out.append)
+    d.addErrback(lambda f: out.append(f))
+    msg = out[0]
+    assert isinstance(msg, dict), msg
+    expected = {"body": msg["body"], "type": msg["type"], "subject": msg["subject"]}
+    (OUT / f"{name}.input.json").write_text(json.dumps(request, indent=1, ensure_ascii=False) + "\n")
+    (OUT / f"{name}.expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+    print(name, "->", msg["subject"])

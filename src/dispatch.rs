@@ -516,29 +516,47 @@ impl Dispatcher {
     }
 
     /// `worker_missing`: Buildbot's `WorkerMissingGenerator`, for reporters whose `workers`
-    /// names the worker, and only when the worker has a `notify` list. ABI 1's formatter hooks
-    /// take a build, so the built-in message is used.
+    /// names the worker, and only when the worker has a `notify` list: the reporter's
+    /// `messageFormatterMissingWorker` formatter, or its built-in message.
     fn for_worker(&self, ev: &StoredEvent, event: &Event, w: &Worker, out: &mut Vec<Pending>) {
         if event.kind != EventKind::WorkerMissing || w.notify.is_empty() {
             return;
         }
         let document = serde_json::to_string(w).expect("a worker serialises");
+        let worker: tidings_guest::WorkerInfo =
+            serde_json::from_str(&document).expect("a worker reads back");
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
-            if r.hook(event.kind).is_none()
-                || !sel.workers.as_ref().is_some_and(|f| f.matches(&w.name))
-            {
+            let Some(call) = r.hook(event.kind) else {
+                continue;
+            };
+            if !sel.workers.as_ref().is_some_and(|f| f.matches(&w.name)) {
                 continue;
             }
             let why = format!(
-                "worker {:?} missing, notify [{}]",
+                "worker {:?} missing, notify [{}]; {} by {}",
                 w.name,
-                w.notify.join(", ")
+                w.notify.join(", "),
+                call.hook,
+                call.formatter
+                    .as_ref()
+                    .map_or("the built-in formatter".to_owned(), |f| format!(
+                        "formatter {f:?}"
+                    )),
             );
-            let message = Formatted::Default {
-                degraded: None,
-                output: None,
+            let ctx = WrapContext {
+                mode: sel.mode.0.clone(),
+                reporter: ReporterInfo {
+                    name: sel.name.clone(),
+                    kind: r.kind().into(),
+                },
+                master: self.master.clone(),
+                arg: call.arg.clone(),
+            };
+            let request = Request::missing_worker(worker.clone(), &ctx);
+            let Some(message) = self.call(r, &call, &request, None) else {
+                continue;
             };
             let about = About {
                 build: None,

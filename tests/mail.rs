@@ -835,3 +835,56 @@ timeout = "1s"
     );
     drop(silent);
 }
+
+#[test]
+fn a_missing_worker_mail_can_come_from_a_formatter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (smtpd, port) = Smtpd::start_plain(dir.path());
+    let config = config(
+        dir.path(),
+        &format!(
+            r#"[[formatter]]
+name = "dm"
+module = "{}"
+hooks = ["messageFormatter", "messageFormatterMissingWorker"]
+
+{}"#,
+            support::guest("default-mail").display(),
+            mail("m", port, "message_formatter_missing_worker = \"dm\"\n"),
+        ),
+    );
+    let case: Value = serde_json::from_str(&support::read(
+        "formatters/default-mail/tests/missing-worker.input.json",
+    ))
+    .unwrap();
+    let expected: Value = serde_json::from_str(&support::read(
+        "formatters/default-mail/tests/missing-worker.expected.json",
+    ))
+    .unwrap();
+    let daemon = Daemon::start(&config);
+    daemon.post_event(&json!({"schema_version": 1, "type": "worker_missing",
+        "master": "http://127.0.0.1:8010/", "worker": case["worker"]}));
+    wait_until("the mail", Duration::from_secs(30), || {
+        !smtpd.received().is_empty()
+    });
+    let (env, raw) = &smtpd.received()[0];
+    assert_eq!(env["rcpt_tos"], json!(["admin@example.org"]));
+    let m = mailparse::parse_mail(raw).unwrap();
+    // Buildbot's own MessageFormatterMissingWorker text, from the WASM formatter (the mail's
+    // CRLF line ends and trailing blank lines aside).
+    let body = m.get_body().unwrap().replace("\r\n", "\n");
+    assert_eq!(
+        body.trim_end(),
+        expected["body"].as_str().unwrap().trim_end()
+    );
+    assert_eq!(
+        header(&m, "Subject").unwrap(),
+        "Buildbot Example CI worker w1 missing"
+    );
+    let store = Store::open_shared(&dir.path().join("data")).unwrap();
+    let why = store.delivery(1).unwrap().unwrap().explanation;
+    assert!(
+        why.contains("messageFormatterMissingWorker by formatter \"dm\""),
+        "{why}"
+    );
+}

@@ -8,8 +8,8 @@ use crate::event::{Build, Results};
 use serde::Serialize;
 use serde_json::Value;
 use tidings_guest::abi::{
-    BuildInfo, Hook, Master, Message, MessageArgs, MessageType, ReporterInfo, Review, ReviewArgs,
-    StartArgs, StartMessage, SummaryArgs,
+    BuildInfo, Hook, Master, Message, MessageArgs, MessageType, MissingWorkerArgs, ReporterInfo,
+    Review, ReviewArgs, StartArgs, StartMessage, SummaryArgs, WorkerInfo,
 };
 use tidings_guest::text;
 
@@ -20,6 +20,7 @@ pub enum Request {
     Review(Box<ReviewArgs>),
     Start(Box<StartArgs>),
     Summary(Box<SummaryArgs>),
+    MissingWorker(Box<MissingWorkerArgs>),
 }
 
 /// What the host knows besides the build when it wraps a bare build dict into a request.
@@ -66,6 +67,7 @@ impl Request {
             Request::Review(_) => Hook::ReviewCb,
             Request::Start(_) => Hook::StartCb,
             Request::Summary(_) => Hook::SummaryCb,
+            Request::MissingWorker(_) => Hook::MessageFormatterMissingWorker,
         }
     }
 
@@ -77,6 +79,7 @@ impl Request {
             Request::Review(a) => to_json(a),
             Request::Start(a) => to_json(a),
             Request::Summary(a) => to_json(a),
+            Request::MissingWorker(a) => to_json(a),
         };
         let mut out = Vec::with_capacity(args.len() + 48);
         out.extend_from_slice(br#"{"abi":1,"hook":""#);
@@ -166,7 +169,28 @@ impl Request {
                 let results = build.results;
                 Request::summary(vec![build], results, ctx.arg.clone())
             }
+            // A build names its worker; the rest of the worker is unknown here (`tidings
+            // render` and `check` with a build dict).
+            Hook::MessageFormatterMissingWorker => Request::missing_worker(
+                WorkerInfo {
+                    name: text::workername(&build),
+                    ..WorkerInfo::default()
+                },
+                ctx,
+            ),
         }
+    }
+
+    /// `messageFormatterMissingWorker`'s arguments for `worker`.
+    pub fn missing_worker(worker: WorkerInfo, ctx: &WrapContext) -> Request {
+        Request::MissingWorker(Box::new(MissingWorkerArgs {
+            worker,
+            reporter: ctx.reporter.clone(),
+            master: ctx.master.clone(),
+            buildbot_title: ctx.master.title.clone(),
+            buildbot_url: ctx.master.buildbot_url.clone(),
+            extra: Default::default(),
+        }))
     }
 
     /// `summaryCB`'s arguments for a completed buildset: `builds` (in the order given; dispatch
@@ -234,6 +258,9 @@ impl Request {
             Hook::ReviewCb => Request::Review(serde_json::from_value(args).map_err(bad)?),
             Hook::StartCb => Request::Start(serde_json::from_value(args).map_err(bad)?),
             Hook::SummaryCb => Request::Summary(serde_json::from_value(args).map_err(bad)?),
+            Hook::MessageFormatterMissingWorker => {
+                Request::MissingWorker(serde_json::from_value(args).map_err(bad)?)
+            }
         })
     }
 }
@@ -279,7 +306,7 @@ pub fn parse_output(hook: Hook, stdout: &[u8]) -> Result<HookOutput, FormatterEr
         ))
     };
     match hook {
-        Hook::MessageFormatter => {
+        Hook::MessageFormatter | Hook::MessageFormatterMissingWorker => {
             let msg: Option<Message> = serde_json::from_value(value).map_err(shape)?;
             if let Some(m) = &msg
                 && m.message_type != MessageType::Json

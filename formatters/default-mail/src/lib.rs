@@ -7,7 +7,7 @@ use std::fmt::Write;
 use tidings_guest::build::Property;
 use tidings_guest::serde::Deserialize;
 use tidings_guest::text::{py_str, result_name_in_template, status_detected};
-use tidings_guest::{Master, Message, Results};
+use tidings_guest::{Master, Message, MissingWorkerArgs, Results};
 
 // The request, as far as Buildbot's template reads it. Naming only these fields lets serde skip
 // the rest (log contents, changes, the other properties) without building it: decoding the
@@ -86,6 +86,32 @@ pub fn format(args: Args) -> Result<Option<Message>, String> {
     Ok(Some(
         Message::plain(body(&args)).with_subject(subject(&args)),
     ))
+}
+
+/// The `messageFormatterMissingWorker` hook: Buildbot's `MessageFormatterMissingWorker`
+/// default mail, its plain text and subject.
+pub fn missing_worker(args: MissingWorkerArgs) -> Result<Option<Message>, String> {
+    let w = &args.worker;
+    let mut body = format!(
+        "The Buildbot worker named {} went away.\n\nIt last disconnected at {}.\n\n",
+        w.name,
+        // Buildbot's template prints a missing time as Python's None.
+        w.last_connection.as_deref().unwrap_or("None"),
+    );
+    if let Some(admin) = w.workerinfo.get("admin").and_then(|a| a.as_str()) {
+        body.push_str(&format!(
+            "\nThe admin on record (as reported by WORKER:info/admin) was {admin}.\n"
+        ));
+    }
+    let title = if args.buildbot_title.is_empty() {
+        &args.master.title
+    } else {
+        &args.buildbot_title
+    };
+    Ok(Some(Message::plain(body).with_subject(format!(
+        "Buildbot {title} worker {} missing",
+        w.name
+    ))))
 }
 
 /// A property's value as a template prints it, or `default` when the build lacks it.
@@ -208,11 +234,18 @@ mod tests {
             let Some(case) = path.to_str().and_then(|p| p.strip_suffix(".input.json")) else {
                 continue;
             };
-            let args: Args = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let input = std::fs::read(&path).unwrap();
             let expected: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(format!("{case}.expected.json")).unwrap())
                     .unwrap();
-            let got = serde_json::to_value(format(args).unwrap()).unwrap();
+            let request: serde_json::Value = serde_json::from_slice(&input).unwrap();
+            let got = if request["hook"] == "messageFormatterMissingWorker" {
+                let args: MissingWorkerArgs = serde_json::from_slice(&input).unwrap();
+                serde_json::to_value(missing_worker(args).unwrap()).unwrap()
+            } else {
+                let args: Args = serde_json::from_slice(&input).unwrap();
+                serde_json::to_value(format(args).unwrap()).unwrap()
+            };
             assert_eq!(got, expected, "case {case}");
             n += 1;
         }

@@ -31,15 +31,19 @@ pub enum Hook {
     /// Gerrit: one review summarising a finished buildset.
     #[serde(rename = "summaryCB")]
     SummaryCb,
+    /// The message about a worker that went missing (mail's missing-worker notice).
+    #[serde(rename = "messageFormatterMissingWorker")]
+    MessageFormatterMissingWorker,
 }
 
 impl Hook {
     /// Every hook.
-    pub const ALL: [Hook; 4] = [
+    pub const ALL: [Hook; 5] = [
         Hook::MessageFormatter,
         Hook::ReviewCb,
         Hook::StartCb,
         Hook::SummaryCb,
+        Hook::MessageFormatterMissingWorker,
     ];
 
     /// The hook's name on the wire (and in argv and `TIDINGS_HOOK`).
@@ -49,6 +53,7 @@ impl Hook {
             Hook::ReviewCb => "reviewCB",
             Hook::StartCb => "startCB",
             Hook::SummaryCb => "summaryCB",
+            Hook::MessageFormatterMissingWorker => "messageFormatterMissingWorker",
         }
     }
 }
@@ -67,7 +72,8 @@ impl fmt::Display for UnknownHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown hook {:?}; ABI v1 hooks are messageFormatter, reviewCB, startCB, summaryCB",
+            "unknown hook {:?}; ABI v1 hooks are messageFormatter, reviewCB, startCB, summaryCB, \
+             messageFormatterMissingWorker",
             self.0
         )
     }
@@ -187,6 +193,46 @@ impl MessageArgs {
     pub fn result(&self) -> Option<Results> {
         self.results.and_then(Results::from_code)
     }
+}
+
+/// A worker, as `messageFormatterMissingWorker` gets it (Buildbot's worker dict).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    #[serde(default)]
+    pub name: String,
+    /// Who is told (the worker's `notify_on_missing`).
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// When it was last seen, as Buildbot writes it (a ctime string), if known.
+    #[serde(default)]
+    pub last_connection: Option<String>,
+    /// What the worker said of itself (`admin`, `host`, …).
+    #[serde(default)]
+    pub workerinfo: Map<String, Value>,
+    #[cfg_attr(feature = "unknown-fields", serde(flatten))]
+    #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]
+    pub extra: Map<String, Value>,
+}
+
+/// Arguments of `messageFormatterMissingWorker`: Buildbot's `MessageFormatterMissingWorker`
+/// context. The result is a [`Message`], as for `messageFormatter`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MissingWorkerArgs {
+    pub worker: WorkerInfo,
+    #[serde(default)]
+    pub reporter: ReporterInfo,
+    #[serde(default)]
+    pub master: Master,
+    /// `master.title`, under Buildbot's template name.
+    #[serde(default)]
+    pub buildbot_title: String,
+    /// `master.buildbotURL`, under Buildbot's template name.
+    #[serde(default)]
+    pub buildbot_url: String,
+    /// Arguments a newer host sends that this version does not model.
+    #[cfg_attr(feature = "unknown-fields", serde(flatten))]
+    #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]
+    pub extra: Map<String, Value>,
 }
 
 /// How a message body is to be read.

@@ -28,8 +28,8 @@ pub mod build;
 pub mod text;
 
 pub use abi::{
-    ABI_VERSION, BuildInfo, Hook, Master, Message, MessageArgs, MessageType, ReporterInfo, Review,
-    ReviewArgs, StartArgs, StartMessage, SummaryArgs,
+    ABI_VERSION, BuildInfo, Hook, Master, Message, MessageArgs, MessageType, MissingWorkerArgs,
+    ReporterInfo, Review, ReviewArgs, StartArgs, StartMessage, SummaryArgs, WorkerInfo,
 };
 pub use build::{Build, Change, Log, Results, Step};
 pub use serde;
@@ -167,7 +167,8 @@ fn fast_head(input: &[u8]) -> Option<&str> {
 /// tidings_guest::main!(review_cb = review, start_cb = start, summary_cb = summary);
 /// ```
 ///
-/// Hook keys: `message_formatter`, `review_cb`, `start_cb`, `summary_cb`. A hook not listed
+/// Hook keys: `message_formatter`, `review_cb`, `start_cb`, `summary_cb`,
+/// `message_formatter_missing_worker`. A hook not listed
 /// fails with "this formatter does not implement the … hook".
 #[macro_export]
 macro_rules! main {
@@ -195,5 +196,8 @@ macro_rules! __hook {
     };
     (summary_cb) => {
         $crate::Hook::SummaryCb
+    };
+    (message_formatter_missing_worker) => {
+        $crate::Hook::MessageFormatterMissingWorker
     };
 }

@@ -72,6 +72,10 @@ reporter_config! {
         /// Per-message time limit [default 60s].
         #[serde(default)]
         pub timeout: Option<DurationStr>,
+        /// A `[[formatter]]` serving `messageFormatterMissingWorker`, for missing-worker
+        /// mails (Buildbot's `MessageFormatterMissingWorker`); Buildbot's default text otherwise.
+        #[serde(default)]
+        pub message_formatter_missing_worker: Option<String>,
     }
 }
 
@@ -163,7 +167,15 @@ pub(super) fn check_config(c: &MailConfig, secrets: &BTreeMap<String, Secret>) -
 
 impl ReporterConfig for MailConfig {
     fn check(&self, cx: &CheckContext<'_>) -> Vec<String> {
-        check_config(self, cx.secrets)
+        let mut p = check_config(self, cx.secrets);
+        if let Some(f) = &self.message_formatter_missing_worker
+            && !cx.formatters.contains(f.as_str())
+        {
+            p.push(format!(
+                "message_formatter_missing_worker {f:?} is not a [[formatter]] name"
+            ));
+        }
+        p
     }
 
     fn build(&self, cx: &BuildContext<'_>) -> anyhow::Result<Arc<dyn Reporter>> {

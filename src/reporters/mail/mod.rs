@@ -21,7 +21,7 @@ use crate::event::{EventKind, Results, Subject};
 use crate::formatter::Request;
 use crate::interpolate::{Allowed, Context, Template};
 use crate::outbox::Sink;
-use crate::reporters::{Output, RenderInput, Rendered, Reporter};
+use crate::reporters::{HookCall, Output, RenderInput, Rendered, Reporter, message_hooks};
 use anyhow::Context as _;
 use config::check_config;
 use lettre::message::Mailbox;
@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
-use tidings_guest::MessageType;
+use tidings_guest::{Hook, MessageType};
 
 /// The names a mail subject or header template may use besides properties and secrets.
 pub(crate) const KW: &[&str] = &["builder", "result", "title", "projectName"];
@@ -52,6 +52,8 @@ pub struct Mail {
     secrets: BTreeMap<String, String>,
     add_logs: Option<LogsWanted>,
     add_patch: bool,
+    /// `message_formatter_missing_worker`.
+    missing_worker_formatter: Option<String>,
     retry: RetrySettings,
     sink: Arc<MailSink>,
 }
@@ -105,33 +107,10 @@ impl Mail {
                 .collect(),
             add_logs,
             add_patch: c.add_patch,
+            missing_worker_formatter: c.message_formatter_missing_worker.clone(),
             retry: c.retry(),
             sink: Arc::new(MailSink::new(c, dir)?),
         })
-    }
-
-    /// The missing-worker mail: Buildbot's `MessageFormatterMissingWorker` text and subject.
-    fn worker_mail(&self, input: &RenderInput<'_>) -> Option<(String, String)> {
-        let Subject::Worker(w) = &input.event.subject else {
-            return None;
-        };
-        let mut body = format!(
-            "The Buildbot worker named {} went away.\n\nIt last disconnected at {}.\n\n",
-            w.name,
-            w.last_connection.as_deref().unwrap_or("an unknown time")
-        );
-        if let Some(admin) = w
-            .extra
-            .get("workerinfo")
-            .and_then(|i| i.get("admin"))
-            .and_then(|a| a.as_str())
-        {
-            body.push_str(&format!(
-                "The admin on record (as reported by WORKER:info/admin) was {admin}.\n"
-            ));
-        }
-        let subject = format!("Buildbot {} worker {} missing", input.title, w.name);
-        Some((subject, body))
     }
 }
 
@@ -149,11 +128,23 @@ impl Reporter for Mail {
     }
 
     fn default_output(&self, request: &Request) -> Option<Output> {
-        let args: default_mail::Args = serde_json::from_slice(&request.to_stdin()).ok()?;
-        default_mail::format(args)
-            .ok()
-            .flatten()
-            .map(Output::Message)
+        let message = match request {
+            Request::MissingWorker(args) => default_mail::missing_worker((**args).clone()),
+            _ => {
+                let args: default_mail::Args = serde_json::from_slice(&request.to_stdin()).ok()?;
+                default_mail::format(args)
+            }
+        };
+        message.ok().flatten().map(Output::Message)
+    }
+
+    fn hook(&self, kind: EventKind) -> Option<HookCall> {
+        let mut call = message_hooks(&self.selection, false, kind)?;
+        if kind == EventKind::WorkerMissing {
+            call.hook = Hook::MessageFormatterMissingWorker;
+            call.formatter = self.missing_worker_formatter.clone();
+        }
+        Some(call)
     }
 
     fn accepts(&self, output: &Output) -> Result<(), String> {
@@ -170,10 +161,20 @@ impl Reporter for Mail {
     fn render(&self, input: &RenderInput<'_>) -> Vec<Rendered> {
         let is_worker = input.kind == EventKind::WorkerMissing;
         let (subject, body, html) = if is_worker {
-            let Some((subject, body)) = self.worker_mail(input) else {
+            let (Some(m), Subject::Worker(w)) = (input.message.message(), &input.event.subject)
+            else {
+                tracing::warn!(reporter = %self.selection.name, "no missing-worker message to mail");
                 return Vec::new();
             };
-            (subject, body, false)
+            let subject = m
+                .subject
+                .clone()
+                .unwrap_or_else(|| format!("Buildbot {} worker {} missing", input.title, w.name));
+            (
+                subject,
+                m.body.as_str().unwrap_or_default().to_owned(),
+                m.message_type == MessageType::Html,
+            )
         } else {
             let Some(m) = input.message.message() else {
                 tracing::warn!(reporter = %self.selection.name, "no message to mail");
