@@ -752,10 +752,44 @@ impl fmt::Debug for Secret {
 }
 
 impl<'de> Deserialize<'de> for Secret {
+    /// A string; any other value is refused without being repeated in the error.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-        let s = String::deserialize(d)?;
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = String;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a secret: a string, written as a literal, env:NAME or file:PATH")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+                Ok(v.to_owned())
+            }
+        }
+        let s = d.deserialize_any(Text).map_err(|_| {
+            serde::de::Error::custom(
+                "a secret must be a string: a literal, \"env:NAME\" or \"file:PATH\" (its value is not shown)",
+            )
+        })?;
         Secret::resolve(&s).map_err(serde::de::Error::custom)
     }
+}
+
+/// A TOML error as a sentence that names its line, column and key, but never quotes the
+/// file: the offending line may hold a secret.
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    // The key on that line, when the line is `key = value` (its value is never shown).
+    let source_line = text.lines().nth(line - 1).unwrap_or_default();
+    let key = source_line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['))
+        .map_or(String::new(), |k| format!(" ({k})"));
+    format!("line {line}, column {column}{key}: {}", e.message().trim())
 }
 
 /// A config that cannot be used, with every problem found.
@@ -767,7 +801,8 @@ impl Config {
     /// Parses `text` and validates it. Errors name the key (and, for unknown or malformed keys,
     /// the line).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError(vec![toml_error(&e, text)]))?;
         config.validate()?;
         Ok(config)
     }
@@ -1066,6 +1101,43 @@ mod tests {
             e.contains("cannot read the secret file /nonexistent/token"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn no_error_shows_a_secret() {
+        // Every secret-bearing key of the skeleton and of every reporter kind, given a value
+        // of the wrong type, or a wrong key beside it on the same line.
+        let cases = [
+            "[server]\ningest_token = 12345678\n",
+            "[server]\ningest_user = \"u\"\ningest_password = 12345678\n",
+            "[server]\ningest_password = [\"LEAKME\"]\n",
+            "[source.buildbot]\nurl = \"http://x/\"\npassword = 12345678\n",
+            "[source.buildbot]\nurl = \"http://x/\"\ntoken = { t = \"LEAKME\" }\n",
+            "[secrets]\nteam = 12345678\n",
+            "[[reporter.http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\nauth = { user = \"u\", password = \"LEAKME\", extra = 1 }\n",
+            "[[reporter.http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\nauth = { bearer = 12345678 }\n",
+            "[[reporter.mail]]\nname = \"m\"\nfromaddr = \"ci@example.org\"\nsmtp_password = 12345678\n",
+            "[[reporter.mail]]\nname = \"m\"\nfromaddr = \"ci@example.org\"\nsmtp_user = \"u\"\nsmtp_password = \"LEAKME\"\nsmtp_pasword = \"LEAKME\"\n",
+        ];
+        for text in cases {
+            let e = errors(text);
+            assert!(
+                !e.contains("LEAKME") && !e.contains("12345678"),
+                "a secret in: {e}\nfrom:\n{text}"
+            );
+            assert!(e.contains("line "), "no line in: {e}");
+        }
+        let e = errors("[server]\ningest_password = 12345678\n");
+        assert!(
+            e.contains("line 2")
+                && e.contains("(ingest_password)")
+                && e.contains("must be a string"),
+            "{e}"
+        );
+        let e = errors(
+            "[[reporter.http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\nauth = { user = \"u\", password = \"LEAKME\", extra = 1 }\n",
+        );
+        assert!(e.contains("(auth)") && e.contains("expected { user"), "{e}");
     }
 
     #[test]

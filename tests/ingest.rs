@@ -151,6 +151,18 @@ async fn credentials_are_required_when_configured() {
     assert_eq!(status, 202);
     let (status, _) = post(server.addr, &[("Authorization", "Bearer t0ken")], &body).await;
     assert_eq!(status, 202);
+    // Schemes are case-insensitive (RFC 9110): what some clients send.
+    for value in [
+        "bearer t0ken",
+        "BEARER t0ken",
+        "basic YmJ1c2VyOmJicGFzcw==",
+        "BASIC YmJ1c2VyOmJicGFzcw==",
+    ] {
+        let (status, _) = post(server.addr, &[("Authorization", value)], &body).await;
+        assert_eq!(status, 202, "{value}");
+    }
+    let (status, _) = post(server.addr, &[("Authorization", "bearer wrong")], &body).await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]

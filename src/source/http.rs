@@ -50,10 +50,17 @@ impl IngestAuth {
         else {
             return false;
         };
-        if let (Some(token), Some(given)) = (&self.token, value.strip_prefix("Bearer ")) {
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer`, `BASIC` are fine.
+        let (scheme, given) = value.trim().split_once(' ').unwrap_or((value, ""));
+        let given = given.trim_start();
+        if let Some(token) = &self.token
+            && scheme.eq_ignore_ascii_case("bearer")
+        {
             return bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()));
         }
-        if let (Some((user, password)), Some(given)) = (&self.basic, value.strip_prefix("Basic ")) {
+        if let Some((user, password)) = &self.basic
+            && scheme.eq_ignore_ascii_case("basic")
+        {
             let expected = format!("{user}:{}", password.expose());
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(given.trim())
