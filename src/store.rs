@@ -105,6 +105,13 @@ pub enum StoreError {
     /// A delivery id that does not exist.
     #[error("no delivery with id {0}")]
     NoSuchDelivery(i64),
+    /// A delivery whose state does not allow what was asked (retry a delivered one, …).
+    #[error("delivery {id} is {}: {why}", .state.as_str())]
+    WrongState {
+        id: i64,
+        state: State,
+        why: &'static str,
+    },
 }
 
 /// How hard a commit is pushed to disk.
@@ -535,7 +542,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Records how an attempt of delivery `id` ended, and logs it.
+    /// Records how an attempt of delivery `id` ended, and logs it. The state changes only while
+    /// the delivery is still in flight: if it was dropped or retried by hand meanwhile, that
+    /// decision stands and the attempt is only logged.
     pub fn finish(&self, id: i64, outcome: &Outcome, now: i64) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -552,7 +561,7 @@ impl Store {
         };
         tx.execute(
             "UPDATE outbox SET state = ?2, next_attempt_at = ?3, last_error = COALESCE(?4, last_error)
-             WHERE id = ?1",
+             WHERE id = ?1 AND state = 'inflight'",
             params![id, state.as_str(), next, error],
         )?;
         tx.execute(
@@ -644,7 +653,11 @@ impl Store {
             params![id, now],
         )?;
         if n == 0 {
-            return Err(StoreError::NoSuchDelivery(id));
+            return Err(Self::refusal(
+                &tx,
+                id,
+                "only a pending or dead delivery can be retried",
+            )?);
         }
         tx.execute(
             "INSERT INTO delivery_log (outbox_id, attempt, at, result, detail)
@@ -766,15 +779,51 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// `tidings outbox drop ID`: gives a delivery up (dead, with the reason "dropped by hand").
+    /// `tidings outbox drop ID`: gives a pending, in-flight or dead delivery up (dead). Its
+    /// `last_error` is kept (a drop says why only when there was no error); the drop is its
+    /// own entry in the log. An attempt in flight still finishes and is logged, but cannot
+    /// undo the drop ([`Store::finish`]).
     pub fn drop_delivery(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        self.finish(
-            id,
-            &Outcome::Dead {
-                error: "dropped by hand".into(),
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE outbox SET state = 'dead', last_error = COALESCE(last_error, 'dropped by hand')
+             WHERE id = ?1 AND state IN ('pending', 'inflight', 'dead')",
+            params![id],
+        )?;
+        if n == 0 {
+            return Err(Self::refusal(
+                &tx,
+                id,
+                "it was delivered; there is nothing to drop",
+            )?);
+        }
+        tx.execute(
+            "INSERT INTO delivery_log (outbox_id, attempt, at, result, detail)
+             VALUES (?1, 0, ?2, 'dropped', 'dropped by hand')",
+            params![id, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Why a by-hand action on delivery `id` was refused: it does not exist, or its state.
+    fn refusal(
+        tx: &rusqlite::Transaction<'_>,
+        id: i64,
+        why: &'static str,
+    ) -> Result<StoreError, StoreError> {
+        let state: Option<String> = tx
+            .query_row("SELECT state FROM outbox WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        Ok(match state {
+            None => StoreError::NoSuchDelivery(id),
+            Some(s) => StoreError::WrongState {
+                id,
+                state: State::parse(&s),
+                why,
             },
-            now,
-        )
+        })
     }
 }
 

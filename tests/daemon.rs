@@ -610,3 +610,61 @@ fn a_full_store_answers_503_and_loses_nothing() {
         seen.len()
     );
 }
+
+#[test]
+fn outbox_list_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    {
+        let store =
+            Store::open(&dir.path().join("data"), tidings::store::Durability::Normal).unwrap();
+        let ev = store
+            .insert_events(
+                &[tidings::store::NewEvent {
+                    key: "e",
+                    kind: "build_finished",
+                    source: "test",
+                    body: "{}",
+                }],
+                1,
+            )
+            .unwrap()[0]
+            .id;
+        let keys: Vec<String> = (0..2000).map(|i| format!("d{i}")).collect();
+        let rows: Vec<tidings::store::NewDelivery<'_>> = keys
+            .iter()
+            .map(|k| tidings::store::NewDelivery {
+                key: k,
+                event_id: ev,
+                reporter: "push",
+                destination: "http://x/",
+                order_key: None,
+                payload: "{}",
+                explanation: "",
+            })
+            .collect();
+        store.enqueue(&rows, 1).unwrap();
+    }
+    // `tidings outbox list | head -3`: the reader goes away after a few lines.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["outbox", "--config"])
+        .arg(&config)
+        .args(["list", "--limit", "2000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out);
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        result.status.success() || result.status.signal() == Some(13),
+        "{:?}: {stderr}",
+        result.status
+    );
+}

@@ -262,18 +262,74 @@ fn attempts_retries_and_dead_letters_are_logged() {
         "dead is never claimed"
     );
 
-    // By hand: retry brings it back; drop gives it up again.
+    // By hand: retry brings it back; drop gives it up again, keeping the original error.
     store.retry(id, 2000).unwrap();
     assert_eq!(store.claim_due("push", 2000, 1).unwrap()[0].id, id);
     store.drop_delivery(id, 2001).unwrap();
     assert_eq!(
         store.delivery(id).unwrap().unwrap().last_error.as_deref(),
-        Some("dropped by hand")
+        Some("HTTP 400: bad request")
     );
+    // The attempt that was in flight when it was dropped ends: logged, but the drop stands.
+    store
+        .finish(
+            id,
+            &Outcome::Retry {
+                at: 3000,
+                error: "HTTP 503".into(),
+            },
+            2002,
+        )
+        .unwrap();
+    let d = store.delivery(id).unwrap().unwrap();
+    assert_eq!(d.state, State::Dead, "a dropped delivery stays dropped");
+    let results: Vec<String> = store
+        .log(id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.result)
+        .collect();
+    assert_eq!(results, ["retry", "dead", "requeued", "dropped", "retry"]);
     assert!(matches!(
         store.retry(999, 1),
         Err(StoreError::NoSuchDelivery(999))
     ));
+}
+
+#[test]
+fn by_hand_actions_say_why_they_are_refused() {
+    let (_dir, store) = open();
+    let ev = store.insert_events(&[event("e")], 1).unwrap()[0].id;
+    let id = store.enqueue(&[delivery("d", ev, None)], 1).unwrap()[0].id;
+    store.claim_due("push", 1, 1).unwrap();
+    store
+        .finish(
+            id,
+            &Outcome::Delivered {
+                detail: "HTTP 200".into(),
+            },
+            2,
+        )
+        .unwrap();
+    let e = store.retry(id, 3).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("delivery {id} is delivered: only a pending or dead delivery can be retried")
+    );
+    let e = store.drop_delivery(id, 3).unwrap_err().to_string();
+    assert!(
+        e.contains("is delivered") && e.contains("nothing to drop"),
+        "{e}"
+    );
+    assert_eq!(store.delivery(id).unwrap().unwrap().state, State::Delivered);
+    // A dropped pending delivery without an error says why it is dead.
+    let other = store.enqueue(&[delivery("d2", ev, None)], 1).unwrap()[0].id;
+    store.drop_delivery(other, 4).unwrap();
+    let d = store.delivery(other).unwrap().unwrap();
+    assert_eq!(
+        (d.state, d.last_error.as_deref()),
+        (State::Dead, Some("dropped by hand"))
+    );
 }
 
 #[test]
