@@ -152,6 +152,14 @@ impl Dispatcher {
     /// Dispatches until `stop` is set: everything stored so far, then each time `wake` fires
     /// (the committer signals every commit), checking at least once a second.
     pub fn run(&self, wake: &Receiver<()>, stop: &AtomicBool) {
+        match self.retry_unreadable() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "dispatched events that could not be read before"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot try the unreadable events again"),
+        }
         while !stop.load(Ordering::Relaxed) {
             match self.dispatch_pending() {
                 Ok(n) if n > 0 => continue,
@@ -175,6 +183,9 @@ impl Dispatcher {
     }
 
     /// Dispatches the events stored after the cursor (at most one batch); returns how many.
+    /// An event that cannot be read is not passed over: it is recorded as unreadable, with
+    /// the reason, in the same transaction that moves the cursor
+    /// ([`Dispatcher::retry_unreadable`] tries it again at the next start).
     pub fn dispatch_pending(&self) -> Result<usize, StoreError> {
         let cursor = self.store.cursor(CURSOR)?;
         let events = self.store.events_after(cursor, BATCH)?;
@@ -182,25 +193,49 @@ impl Dispatcher {
             return Ok(0);
         };
         let mut pending = Vec::new();
+        let mut unreadable = Vec::new();
         for ev in &events {
-            pending.extend(self.deliveries_for(ev)?);
+            match self.deliveries_for(ev)? {
+                Ok(p) => pending.extend(p),
+                Err(reason) => {
+                    tracing::error!(event = ev.id, key = %ev.key, %reason, "a stored event cannot be read; kept as unreadable (tidings outbox unreadable), tried again at the next start");
+                    self.metrics.unreadable_event();
+                    unreadable.push((ev.id, reason));
+                }
+            }
         }
-        let rows: Vec<NewDelivery<'_>> = pending
-            .iter()
-            .map(|p| NewDelivery {
-                key: &p.key,
-                event_id: p.event_id,
-                reporter: &p.reporter,
-                destination: &p.destination,
-                order_key: p.order_key.as_deref(),
-                payload: &p.payload,
-                explanation: &p.explanation,
-            })
-            .collect();
+        let unreadable: Vec<(i64, &str)> =
+            unreadable.iter().map(|(id, r)| (*id, r.as_str())).collect();
+        let rows = new_rows(&pending);
         let stored = self
             .store
-            .enqueue_and_advance(&rows, now_ms(), CURSOR, last)?;
-        for (p, s) in pending.iter().zip(&stored) {
+            .enqueue_and_advance(&rows, &unreadable, now_ms(), CURSOR, last)?;
+        self.after_enqueue(&pending, &stored);
+        Ok(events.len())
+    }
+
+    /// Tries the events recorded as unreadable again (after an upgrade, they may read): each
+    /// one that reads now is dispatched, out of order, and forgotten as unreadable. Returns
+    /// how many were dispatched.
+    pub fn retry_unreadable(&self) -> Result<usize, StoreError> {
+        let mut done = 0;
+        for (ev, _) in self.store.unreadable()? {
+            let Ok(pending) = self.deliveries_for(&ev)? else {
+                continue;
+            };
+            let stored = self
+                .store
+                .resolve_unreadable(ev.id, &new_rows(&pending), now_ms())?;
+            self.after_enqueue(&pending, &stored);
+            tracing::info!(event = ev.id, key = %ev.key, "an event that could not be read before is dispatched now");
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// Logs repeats and wakes the workers of the reporters that got deliveries.
+    fn after_enqueue(&self, pending: &[Pending], stored: &[crate::store::Stored]) {
+        for (p, s) in pending.iter().zip(stored) {
             if s.duplicate {
                 tracing::debug!(key = %p.key, "delivery already in the outbox");
             }
@@ -213,16 +248,13 @@ impl Dispatcher {
                 route.wake.notify_one();
             }
         }
-        Ok(events.len())
     }
 
-    fn deliveries_for(&self, ev: &StoredEvent) -> Result<Vec<Pending>, StoreError> {
-        let (event, raw_build) = match Event::from_stored(&ev.body) {
+    /// The deliveries for one stored event; `Err(reason)` inside when it cannot be read.
+    fn deliveries_for(&self, ev: &StoredEvent) -> Result<Result<Vec<Pending>, String>, StoreError> {
+        let (event, raw_build) = match Event::from_stored(&ev.body, ev.format) {
             Ok(e) => e,
-            Err(reason) => {
-                tracing::error!(event = ev.id, %reason, "a stored event cannot be read; skipped");
-                return Ok(Vec::new());
-            }
+            Err(reason) => return Ok(Err(reason)),
         };
         let mut out = Vec::new();
         match &event.subject {
@@ -245,7 +277,7 @@ impl Dispatcher {
             }
             Subject::Worker(w) => self.for_worker(ev, &event, w, &mut out),
         }
-        Ok(out)
+        Ok(Ok(out))
     }
 
     /// `build_started` / `build_finished`: Buildbot's `BuildStatusGenerator`.
@@ -776,6 +808,22 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// The outbox rows for `pending`.
+fn new_rows(pending: &[Pending]) -> Vec<NewDelivery<'_>> {
+    pending
+        .iter()
+        .map(|p| NewDelivery {
+            key: &p.key,
+            event_id: p.event_id,
+            reporter: &p.reporter,
+            destination: &p.destination,
+            order_key: p.order_key.as_deref(),
+            payload: &p.payload,
+            explanation: &p.explanation,
+        })
+        .collect()
 }
 
 /// The logs of `build`'s steps whose contents the reporter asked for and has, flattened (each

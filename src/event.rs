@@ -117,6 +117,34 @@ pub struct Event {
     pub changes: Option<Vec<Change>>,
 }
 
+/// What a stored event's body is, as ingest decided when it accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// Buildbot's build dict (HttpStatusPush, `POST /api/v1/buildbot`).
+    Build,
+    /// The native envelope (`POST /api/v1/events`, `[source.buildbot]`).
+    Envelope,
+}
+
+impl BodyFormat {
+    /// As stored: `build`, `envelope`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Build => "build",
+            BodyFormat::Envelope => "envelope",
+        }
+    }
+
+    /// The stored form back; `None` for rows stored before the form was recorded.
+    pub fn parse(s: &str) -> Option<BodyFormat> {
+        match s {
+            "build" => Some(BodyFormat::Build),
+            "envelope" => Some(BodyFormat::Envelope),
+            _ => None,
+        }
+    }
+}
+
 /// The native event envelope, version 1: what `POST /api/v1/events` accepts and what
 /// `[source.buildbot]` stores. Which fields are required depends on `type`; see
 /// `guest-sdk/schema/event.schema.json`.
@@ -268,16 +296,27 @@ impl Event {
         })
     }
 
-    /// Parses a stored body: a native envelope (it has `schema_version`) or an HttpStatusPush
-    /// build dict; the flag says which (`true`: the body is the build dict itself).
-    pub fn from_stored(body: &str) -> Result<(Event, bool), String> {
+    /// Parses a stored body in the form ingest decided when it accepted it (`format`); the
+    /// flag says which (`true`: the body is the build dict itself). Only rows stored before
+    /// tidings recorded the form (`None`) are told apart by a top-level `schema_version`.
+    pub fn from_stored(body: &str, format: Option<BodyFormat>) -> Result<(Event, bool), String> {
         let value: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-        if value.get("schema_version").is_some() {
-            let env: Envelope = serde_json::from_value(value).map_err(|e| e.to_string())?;
-            Ok((Event::from_envelope(env)?, false))
+        let format = format.unwrap_or(if value.get("schema_version").is_some() {
+            BodyFormat::Envelope
         } else {
-            let build: Build = serde_json::from_value(value).map_err(|e| e.to_string())?;
-            Ok((Event::from_build(build)?, true))
+            BodyFormat::Build
+        });
+        match format {
+            BodyFormat::Envelope => {
+                let env: Envelope = serde_json::from_value(value)
+                    .map_err(|e| format!("not an event envelope: {e}"))?;
+                Ok((Event::from_envelope(env)?, false))
+            }
+            BodyFormat::Build => {
+                let build: Build =
+                    serde_json::from_value(value).map_err(|e| format!("not a build dict: {e}"))?;
+                Ok((Event::from_build(build)?, true))
+            }
         }
     }
 
@@ -379,7 +418,14 @@ mod tests {
         assert_eq!(a.key(), b.key());
         assert_eq!(a.key(), "http://ci/|build/7/build_finished");
         let stored = serde_json::to_string(&b.to_envelope()).unwrap();
-        assert_eq!(Event::from_stored(&stored).unwrap(), (b, false));
+        assert_eq!(
+            Event::from_stored(&stored, None).unwrap(),
+            (b.clone(), false)
+        );
+        assert_eq!(
+            Event::from_stored(&stored, Some(BodyFormat::Envelope)).unwrap(),
+            (b, false)
+        );
     }
 
     #[test]

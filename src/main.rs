@@ -103,6 +103,8 @@ enum OutboxAction {
     Retry { id: i64 },
     /// Give a delivery up (dead-lettered, "dropped by hand").
     Drop { id: i64 },
+    /// Stored events dispatch could not read (kept, tried again at every start), with why.
+    Unreadable,
 }
 
 #[derive(clap::Args)]
@@ -274,6 +276,12 @@ fn outbox(config: Option<PathBuf>, action: OutboxAction) -> Result<ExitCode> {
                     summary.join(", ")
                 }
             );
+            let unreadable = store.unreadable_count()?;
+            if unreadable > 0 {
+                println!(
+                    "{unreadable} stored event(s) cannot be read and wait for an upgrade: tidings outbox unreadable"
+                );
+            }
             for d in store.list(state, limit)? {
                 println!(
                     "{:>6}  {:<9}  {:<16}  attempts {:<2}  next {:<10}  {}{}",
@@ -332,6 +340,19 @@ fn outbox(config: Option<PathBuf>, action: OutboxAction) -> Result<ExitCode> {
         OutboxAction::Drop { id } => {
             store.drop_delivery(id, now)?;
             println!("delivery {id} dropped");
+        }
+        OutboxAction::Unreadable => {
+            let events = store.unreadable()?;
+            println!(
+                "{} stored event(s) cannot be read; each is tried again when tidings starts",
+                events.len()
+            );
+            for (ev, reason) in events {
+                println!(
+                    "{:>6}  {:<16}  {}  from {}: {reason}",
+                    ev.id, ev.kind, ev.key, ev.source
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

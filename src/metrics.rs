@@ -66,6 +66,8 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     latency: Family<FormatterLabels, Histogram, fn() -> Histogram>,
     outbox: Family<StateLabels, Gauge>,
+    unreadable_now: Gauge,
+    unreadable_seen: Counter,
 }
 
 impl Default for Metrics {
@@ -109,8 +111,22 @@ impl Default for Metrics {
             "Deliveries in the outbox by state (dead = dead letters)",
             outbox.clone(),
         );
+        let unreadable_now = Gauge::default();
+        registry.register(
+            "tidings_events_unreadable",
+            "Stored events dispatch cannot read, kept and tried again at the next start (tidings outbox unreadable)",
+            unreadable_now.clone(),
+        );
+        let unreadable_seen = Counter::default();
+        registry.register(
+            "tidings_events_unreadable_found",
+            "Times dispatch found a stored event it cannot read",
+            unreadable_seen.clone(),
+        );
         Metrics {
             registry,
+            unreadable_now,
+            unreadable_seen,
             events,
             connections,
             deliveries,
@@ -171,9 +187,15 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The OpenMetrics text exposition, with the outbox depth by state (`pending`, …) as
-    /// sampled by the caller.
-    pub fn render(&self, outbox: &[(&str, i64)]) -> String {
+    /// Dispatch found a stored event it cannot read.
+    pub fn unreadable_event(&self) {
+        self.unreadable_seen.inc();
+    }
+
+    /// The OpenMetrics text exposition, with the outbox depth by state (`pending`, …) and the
+    /// number of unreadable stored events, as sampled by the caller.
+    pub fn render(&self, outbox: &[(&str, i64)], unreadable: i64) -> String {
+        self.unreadable_now.set(unreadable);
         for (state, n) in outbox {
             self.outbox
                 .get_or_create(&StateLabels {
@@ -203,7 +225,7 @@ mod tests {
         m.event("http", "build_finished", true);
         m.formatter_call("a\"b", "ok");
         m.observe_call("short", Duration::from_micros(300));
-        let text = m.render(&[("dead", 4)]);
+        let text = m.render(&[("dead", 4)], 2);
         for want in [
             "tidings_events_total{source=\"http\",type=\"build_finished\",duplicate=\"false\"} 2\n",
             "tidings_events_total{source=\"http\",type=\"build_finished\",duplicate=\"true\"} 1\n",
@@ -212,6 +234,7 @@ mod tests {
             "tidings_formatter_call_seconds_bucket{le=\"0.00025\",formatter=\"short\"} 0\n",
             "tidings_formatter_call_seconds_count{formatter=\"short\"} 1\n",
             "tidings_outbox_deliveries{state=\"dead\"} 4\n",
+            "tidings_events_unreadable 2\n",
             "# TYPE tidings_events counter\n",
             "# EOF\n",
         ] {

@@ -21,22 +21,39 @@ mod committer;
 pub use crate::history::BuildRecord;
 pub use committer::Committer;
 
+use crate::event::BodyFormat;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The schema version this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// Events dispatch could not read (a bug, a downgrade), kept to be tried again after an
+/// upgrade: never silently passed over.
+macro_rules! unreadable_table {
+    () => {
+        "
+CREATE TABLE unreadable (
+    event_id INTEGER PRIMARY KEY REFERENCES events (id),
+    reason   TEXT NOT NULL,
+    at       INTEGER NOT NULL
+);
+"
+    };
+}
 
-const SCHEMA: &str = "
+/// The schema version this code writes (SQLite's `user_version`).
+const SCHEMA_VERSION: i64 = 2;
+
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE events (
     id          INTEGER PRIMARY KEY,
     key         TEXT NOT NULL UNIQUE,
     kind        TEXT NOT NULL,
     source      TEXT NOT NULL,
     received_at INTEGER NOT NULL,
-    body        TEXT NOT NULL
+    body        TEXT NOT NULL,
+    format      TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE builds (
     master       TEXT NOT NULL,
@@ -82,7 +99,9 @@ CREATE TABLE bot_state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-";
+",
+    unreadable_table!()
+);
 
 /// Why the store could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +154,8 @@ pub struct NewEvent<'a> {
     pub source: &'a str,
     /// The event as JSON.
     pub body: &'a str,
+    /// What `body` is, as ingest decided: dispatch reads it as that, never guesses again.
+    pub format: BodyFormat,
 }
 
 /// The outcome of an insert: the row's id, and whether it was already there.
@@ -152,6 +173,20 @@ pub struct StoredEvent {
     pub kind: String,
     pub source: String,
     pub body: String,
+    /// What the body is, as ingest decided; `None` for rows stored before it was recorded.
+    pub format: Option<BodyFormat>,
+}
+
+/// A row of `SELECT id, key, kind, source, body, format FROM events`.
+fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        kind: r.get(2)?,
+        source: r.get(3)?,
+        body: r.get(4)?,
+        format: BodyFormat::parse(&r.get::<_, String>(5)?),
+    })
 }
 
 /// One line of `tidings outbox list`.
@@ -329,6 +364,17 @@ impl Store {
                 conn.execute_batch(SCHEMA)?;
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
+            1 => {
+                // Version 2 records the form ingest decided for each event, and keeps the
+                // events dispatch could not read. Rows from version 1 have no form ('').
+                conn.execute_batch(concat!(
+                    "BEGIN;
+                     ALTER TABLE events ADD COLUMN format TEXT NOT NULL DEFAULT '';",
+                    unreadable_table!(),
+                    "PRAGMA user_version = 2;
+                     COMMIT;"
+                ))?;
+            }
             SCHEMA_VERSION => {}
             found => return Err(StoreError::Schema { found }),
         }
@@ -349,11 +395,21 @@ impl Store {
     ) -> Result<Vec<Stored>, StoreError> {
         self.insert_once(
             "events",
-            "INSERT INTO events (key, kind, source, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO events (key, kind, source, received_at, body, format)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (key) DO NOTHING",
             events,
             |e| e.key,
-            |insert, e| insert.execute(params![e.key, e.kind, e.source, now, e.body]),
+            |insert, e| {
+                insert.execute(params![
+                    e.key,
+                    e.kind,
+                    e.source,
+                    now,
+                    e.body,
+                    e.format.as_str()
+                ])
+            },
         )
     }
 
@@ -672,18 +728,44 @@ impl Store {
     pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.conn();
         let mut q = conn.prepare_cached(
-            "SELECT id, key, kind, source, body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, key, kind, source, body, format FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
-        let rows = q.query_map(params![after, limit as i64], |r| {
-            Ok(StoredEvent {
-                id: r.get(0)?,
-                key: r.get(1)?,
-                kind: r.get(2)?,
-                source: r.get(3)?,
-                body: r.get(4)?,
-            })
-        })?;
+        let rows = q.query_map(params![after, limit as i64], stored_event)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The events dispatch could not read, oldest first, with the reason.
+    pub fn unreadable(&self) -> Result<Vec<(StoredEvent, String)>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn.prepare_cached(
+            "SELECT e.id, e.key, e.kind, e.source, e.body, e.format, u.reason
+             FROM unreadable u JOIN events e ON e.id = u.event_id ORDER BY e.id",
+        )?;
+        let rows = q.query_map([], |r| Ok((stored_event(r)?, r.get::<_, String>(6)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many stored events dispatch could not read.
+    pub fn unreadable_count(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM unreadable", [], |r| r.get(0))?)
+    }
+
+    /// Dispatches an event that was unreadable and now reads: enqueues its deliveries and
+    /// forgets that it was unreadable, in one transaction.
+    pub fn resolve_unreadable(
+        &self,
+        event_id: i64,
+        deliveries: &[NewDelivery<'_>],
+        now: i64,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let stored = Self::enqueue_in(&tx, deliveries, now)?;
+        tx.execute("DELETE FROM unreadable WHERE event_id = ?1", [event_id])?;
+        tx.commit()?;
+        Ok(stored)
     }
 
     /// The value of cursor `name` (0 when never set): how far a consumer of the event log got.
@@ -733,6 +815,7 @@ impl Store {
     pub fn enqueue_and_advance(
         &self,
         deliveries: &[NewDelivery<'_>],
+        unreadable: &[(i64, &str)],
         now: i64,
         name: &str,
         to: i64,
@@ -740,6 +823,13 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let stored = Self::enqueue_in(&tx, deliveries, now)?;
+        for (event_id, reason) in unreadable {
+            tx.execute(
+                "INSERT INTO unreadable (event_id, reason, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (event_id) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+                params![event_id, reason, now],
+            )?;
+        }
         tx.execute(
             "INSERT INTO cursors (name, value) VALUES (?1, ?2)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",

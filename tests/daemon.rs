@@ -625,6 +625,7 @@ fn outbox_list_into_a_closed_pipe_ends_quietly() {
                     kind: "build_finished",
                     source: "test",
                     body: "{}",
+                    format: tidings::event::BodyFormat::Build,
                 }],
                 1,
             )
@@ -667,4 +668,24 @@ fn outbox_list_into_a_closed_pipe_ends_quietly() {
         "{:?}: {stderr}",
         result.status
     );
+}
+
+/// What ingest accepted is dispatched as ingest read it: a build dict that happens to carry a
+/// `schema_version` key used to be acknowledged, then read back as an envelope and skipped.
+#[test]
+fn an_acknowledged_build_dict_with_a_schema_version_key_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Arc::new(Peer::default());
+    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let config = write_config(dir.path(), &push("p", &format!("http://{p}/p"), ""));
+    let daemon = Daemon::start(&config);
+    let body = serde_json::json!({"buildid": 400010, "masterid": 1, "complete": true,
+                                  "results": 2, "schema_version": 1});
+    daemon.post(&body);
+    wait_until("the delivery", Duration::from_secs(20), || {
+        !seen_on(&peer, "/p").is_empty()
+    });
+    assert_eq!(seen_on(&peer, "/p")[0].body, body, "the dict as received");
+    let store = Store::open_shared(&dir.path().join("data")).unwrap();
+    assert_eq!(store.unreadable_count().unwrap(), 0);
 }

@@ -124,6 +124,7 @@ fn each_event_kind_gets_the_hook_its_reporter_asks_for() {
                     kind: event.kind.name(),
                     source: "test",
                     body: &e.to_string(),
+                    format: tidings::event::BodyFormat::Envelope,
                 }],
                 i as i64,
             )
@@ -237,6 +238,7 @@ fn a_formatter_gets_what_its_reporter_wants_of_a_build() {
                 kind: event.kind.name(),
                 source: "test",
                 body: &e.to_string(),
+                format: tidings::event::BodyFormat::Envelope,
             }],
             1,
         )

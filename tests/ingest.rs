@@ -169,8 +169,8 @@ async fn credentials_are_required_when_configured() {
 async fn malformed_and_oversize_bodies_are_refused_with_a_reason() {
     let server = start(IngestAuth::default(), 8 << 10).await;
     let cases: [(&[u8], u16, &str); 5] = [
-        (b"not json", 400, "not a Buildbot build dict"),
-        (b"[1, 2]", 400, "not a Buildbot build dict"),
+        (b"not json", 400, "must be a JSON object"),
+        (b"[1, 2]", 400, "must be a JSON object"),
         (
             b"{\"complete\": true, \"url\": \"http://x/#/builders/1/builds/1\"}",
             400,
@@ -335,6 +335,11 @@ async fn native_envelopes_are_checked_as_the_schema_says_and_stored_once() {
         (
             serde_json::json!({"schema_version": 1, "type": "worker_connected", "master": "m", "worker": {"name": ""}}),
             "worker.name",
+        ),
+        (
+            // A sequence would deserialize into the envelope's fields, in order: refused.
+            serde_json::json!([1, "build_finished", "m", null, {"buildid": 1, "complete": true}]),
+            "must be a JSON object",
         ),
         (
             serde_json::json!({"schema_version": 1, "type": "worker_missing", "master": "m", "worker": {"name": "w"}, "color": 1}),

@@ -479,11 +479,14 @@ fn metrics_router(store: Arc<Store>, metrics: Arc<Metrics>) -> Router {
             let store = store.clone();
             let metrics = metrics.clone();
             async move {
-                let counts = tokio::task::spawn_blocking(move || store.counts())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
+                let (counts, unreadable) = tokio::task::spawn_blocking(move || {
+                    (
+                        store.counts().unwrap_or_default(),
+                        store.unreadable_count().unwrap_or_default(),
+                    )
+                })
+                .await
+                .unwrap_or_default();
                 let by_state: Vec<(&str, i64)> = [
                     State::Pending,
                     State::InFlight,
@@ -504,7 +507,7 @@ fn metrics_router(store: Arc<Store>, metrics: Arc<Metrics>) -> Router {
                         axum::http::header::CONTENT_TYPE,
                         crate::metrics::CONTENT_TYPE,
                     )],
-                    metrics.render(&by_state),
+                    metrics.render(&by_state, unreadable),
                 )
             }
         }),

@@ -329,7 +329,13 @@ impl BuildbotStream {
         };
         let stored = self
             .committer
-            .commit(event.key(), event.kind.name(), "buildbot", body)
+            .commit(
+                event.key(),
+                event.kind.name(),
+                "buildbot",
+                body,
+                crate::event::BodyFormat::Envelope,
+            )
             .await
             .map_err(StreamError::Store)?;
         self.metrics

@@ -18,7 +18,7 @@
 //! waiting and commits them together (group commit), so durability does not cap throughput.
 
 use crate::config::Secret;
-use crate::event::{Build, Envelope, Event};
+use crate::event::{BodyFormat, Build, Envelope, Event};
 use crate::metrics::Metrics;
 use crate::store::Committer;
 use axum::Router;
@@ -116,7 +116,15 @@ async fn buildbot(
             .map_err(|e| format!("the body is not a Buildbot build dict: {e}"))?;
         Event::from_build(build)
     };
-    ingest_one(&ingest, &headers, &body, parse, "http_buildbot").await
+    ingest_one(
+        &ingest,
+        &headers,
+        &body,
+        parse,
+        "http_buildbot",
+        BodyFormat::Build,
+    )
+    .await
 }
 
 async fn native(
@@ -130,7 +138,15 @@ async fn native(
         })?;
         Event::from_envelope(envelope)
     };
-    ingest_one(&ingest, &headers, &body, parse, "http_events").await
+    ingest_one(
+        &ingest,
+        &headers,
+        &body,
+        parse,
+        "http_events",
+        BodyFormat::Envelope,
+    )
+    .await
 }
 
 /// Checks the credentials, parses the body into an event (400 with the reason if it is not
@@ -141,23 +157,37 @@ async fn ingest_one(
     body: &[u8],
     parse: impl FnOnce(&[u8]) -> Result<Event, String>,
     source: &'static str,
+    format: BodyFormat,
 ) -> Response {
     if !ingest.auth.allows(headers) {
         return unauthorized();
+    }
+    // Only a JSON object can be an event: serde would read a struct from an array too.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object (one event)",
+        );
     }
     let event = match parse(body) {
         Ok(e) => e,
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
     let body = String::from_utf8_lossy(body).into_owned();
-    accept(ingest, &event, source, body).await
+    accept(ingest, &event, source, body, format).await
 }
 
 /// Commits a checked event and answers 202 (or 503 when the store cannot take it).
-async fn accept(ingest: &Ingest, event: &Event, source: &'static str, body: String) -> Response {
+async fn accept(
+    ingest: &Ingest,
+    event: &Event,
+    source: &'static str,
+    body: String,
+    format: BodyFormat,
+) -> Response {
     match ingest
         .committer
-        .commit(event.key(), event.kind.name(), source, body)
+        .commit(event.key(), event.kind.name(), source, body, format)
         .await
     {
         Ok(stored) => {

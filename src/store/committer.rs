@@ -3,6 +3,7 @@
 //! event to [`Committer::commit`] and answers only once it is durable.
 
 use crate::clock::now_ms;
+use crate::event::BodyFormat;
 use crate::store::{NewEvent, Store, Stored};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -12,6 +13,7 @@ struct Pending {
     kind: &'static str,
     source: &'static str,
     body: String,
+    format: BodyFormat,
     reply: oneshot::Sender<Result<Stored, String>>,
 }
 
@@ -52,6 +54,7 @@ impl Committer {
                             kind: p.kind,
                             source: p.source,
                             body: &p.body,
+                            format: p.format,
                         })
                         .collect();
                     let result = store.insert_events(&events, now_ms());
@@ -78,12 +81,14 @@ impl Committer {
     }
 
     /// Commits one event (with whatever else is waiting) and returns once it is durable.
+    /// `format` is what ingest decided `body` is; dispatch reads it as that.
     pub async fn commit(
         &self,
         key: String,
         kind: &'static str,
         source: &'static str,
         body: String,
+        format: BodyFormat,
     ) -> Result<Stored, String> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -92,6 +97,7 @@ impl Committer {
                 kind,
                 source,
                 body,
+                format,
                 reply,
             })
             .await

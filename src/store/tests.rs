@@ -12,6 +12,7 @@ fn event<'a>(key: &'a str) -> NewEvent<'a> {
         kind: "build_finished",
         source: "http",
         body: "{}",
+        format: crate::event::BodyFormat::Build,
     }
 }
 
@@ -347,4 +348,75 @@ fn in_flight_deliveries_are_pending_again_after_a_crash() {
     assert_eq!(store.recover_in_flight().unwrap(), 1);
     let again = store.claim_due("push", 5, 1).unwrap();
     assert_eq!(again[0].attempts, 2, "the interrupted attempt counts");
+}
+
+/// An event dispatch cannot read is kept with its reason, counted, and dispatched when a later
+/// start can read it — never passed over.
+#[test]
+fn an_unreadable_event_is_kept_and_tried_again() {
+    use crate::dispatch::Dispatcher;
+    use crate::event::BodyFormat;
+    let (_dir, store) = open();
+    let store = std::sync::Arc::new(store);
+    let build = r#"{"buildid":400010,"masterid":1,"complete":true,"results":2}"#;
+    // Stored as an envelope, which it is not (as a bug or a downgrade could leave it).
+    store
+        .insert_events(
+            &[NewEvent {
+                format: BodyFormat::Envelope,
+                body: build,
+                ..event("m/build/400010/finished")
+            }],
+            1,
+        )
+        .unwrap();
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        routes: Vec::new(),
+        formatters: Default::default(),
+        master: Default::default(),
+        metrics: metrics.clone(),
+        history: None,
+    };
+    assert_eq!(dispatcher.dispatch_pending().unwrap(), 1);
+    let kept = store.unreadable().unwrap();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].1.contains("not an event envelope"), "{}", kept[0].1);
+    assert_eq!(store.unreadable_count().unwrap(), 1);
+    assert!(
+        metrics
+            .render(&[], 1)
+            .contains("tidings_events_unreadable_found_total 1")
+    );
+    // Still unreadable at the next start: kept.
+    assert_eq!(dispatcher.retry_unreadable().unwrap(), 0);
+    assert_eq!(store.unreadable_count().unwrap(), 1);
+    // After an "upgrade" that reads it (here: the row's form corrected), it is dispatched.
+    store
+        .conn()
+        .execute("UPDATE events SET format = 'build'", [])
+        .unwrap();
+    assert_eq!(dispatcher.retry_unreadable().unwrap(), 1);
+    assert_eq!(store.unreadable_count().unwrap(), 0);
+}
+
+#[test]
+fn a_version_1_store_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+             source TEXT NOT NULL, received_at INTEGER NOT NULL, body TEXT NOT NULL);
+             INSERT INTO events (key, kind, source, received_at, body)
+             VALUES ('k', 'build_finished', 'http_buildbot', 1, '{}');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    let ev = &store.events_after(0, 10).unwrap()[0];
+    assert_eq!((ev.key.as_str(), ev.format), ("k", None));
+    assert_eq!(store.unreadable_count().unwrap(), 0);
 }
