@@ -577,15 +577,7 @@ impl Dispatcher {
                         "formatter {f:?}"
                     )),
             );
-            let ctx = WrapContext {
-                mode: sel.mode.0.clone(),
-                reporter: ReporterInfo {
-                    name: sel.name.clone(),
-                    kind: r.kind().into(),
-                },
-                master: self.master.clone(),
-                arg: call.arg.clone(),
-            };
+            let ctx = self.wrap_context(r, &call);
             let request = Request::missing_worker(worker.clone(), &ctx);
             let Some(message) = self.call(r, &call, &request, None) else {
                 continue;
@@ -729,15 +721,7 @@ impl Dispatcher {
         {
             build.extra.insert("prev_build".into(), v);
         }
-        let ctx = WrapContext {
-            mode: sel.mode.0.clone(),
-            reporter: ReporterInfo {
-                name: sel.name.clone(),
-                kind: r.kind().into(),
-            },
-            master: self.master.clone(),
-            arg: call.arg.clone(),
-        };
+        let ctx = self.wrap_context(r, call);
         let mut request = Request::from_build(call.hook, build, &ctx);
         if let Request::Message(args) = &mut request {
             args.is_buildset = is_buildset;
@@ -748,6 +732,20 @@ impl Dispatcher {
             }
         }
         self.call(r, call, &request, b.buildid)
+    }
+
+    /// What a request for reporter `r`'s `call` carries besides the event.
+    fn wrap_context(&self, r: &dyn Reporter, call: &HookCall) -> WrapContext {
+        let sel = r.selection();
+        WrapContext {
+            mode: sel.mode.0.clone(),
+            reporter: ReporterInfo {
+                name: sel.name.clone(),
+                kind: r.kind().into(),
+            },
+            master: self.master.clone(),
+            arg: call.arg.clone(),
+        }
     }
 
     /// Calls the hook's formatter (or the reporter's built-in one) on `request`, counting and

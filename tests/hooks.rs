@@ -83,6 +83,24 @@ fn build(buildid: i64, builder: &str, results: Option<i64>) -> Value {
     b
 }
 
+/// Stores a native envelope as ingest would.
+fn store_envelope(store: &Store, e: &Value) {
+    let event =
+        Event::from_envelope(serde_json::from_value::<Envelope>(e.clone()).unwrap()).unwrap();
+    store
+        .insert_events(
+            &[NewEvent {
+                key: &event.key(),
+                kind: event.kind.name(),
+                source: "test",
+                body: &e.to_string(),
+                format: tidings::event::BodyFormat::Envelope,
+            }],
+            1,
+        )
+        .unwrap();
+}
+
 #[test]
 fn each_event_kind_gets_the_hook_its_reporter_asks_for() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,21 +132,8 @@ fn each_event_kind_gets_the_hook_its_reporter_asks_for() {
                "builds": [build(1, "runtests", Some(2)), build(3, "lint", Some(0)),
                           build(2, "docs", Some(0))]}),
     ];
-    for (i, e) in events.iter().enumerate() {
-        let event =
-            Event::from_envelope(serde_json::from_value::<Envelope>(e.clone()).unwrap()).unwrap();
-        store
-            .insert_events(
-                &[NewEvent {
-                    key: &event.key(),
-                    kind: event.kind.name(),
-                    source: "test",
-                    body: &e.to_string(),
-                    format: tidings::event::BodyFormat::Envelope,
-                }],
-                i as i64,
-            )
-            .unwrap();
+    for e in &events {
+        store_envelope(&store, e);
     }
     let dispatcher = Dispatcher {
         store: store.clone(),
@@ -228,21 +233,10 @@ fn a_formatter_gets_what_its_reporter_wants_of_a_build() {
     )
     .unwrap();
     let selection = tidings::config::CommonOptions::selection(&config.reporter.http_push[0]);
-    let e = json!({"schema_version": 1, "type": "build_finished", "build": build(7, "runtests", Some(2))});
-    let event =
-        Event::from_envelope(serde_json::from_value::<Envelope>(e.clone()).unwrap()).unwrap();
-    store
-        .insert_events(
-            &[NewEvent {
-                key: &event.key(),
-                kind: event.kind.name(),
-                source: "test",
-                body: &e.to_string(),
-                format: tidings::event::BodyFormat::Envelope,
-            }],
-            1,
-        )
-        .unwrap();
+    store_envelope(
+        &store,
+        &json!({"schema_version": 1, "type": "build_finished", "build": build(7, "runtests", Some(2))}),
+    );
     let dispatcher = Dispatcher {
         store: store.clone(),
         routes: vec![Route {

@@ -344,17 +344,8 @@ mod tests {
     #[test]
     fn message_reporters_follow_buildbots_generators() {
         use EventKind::*;
-        let kinds = [
-            BuildStarted,
-            BuildFinished,
-            BuildsetComplete,
-            BuildrequestNew,
-            BuildrequestCancelled,
-            WorkerMissing,
-            WorkerConnected,
-        ];
         let asked = |sel: &Selection, report_new: bool| -> Vec<EventKind> {
-            kinds
+            EventKind::ALL
                 .into_iter()
                 .filter(|k| message_hooks(sel, report_new, *k).is_some())
                 .collect()
