@@ -100,15 +100,30 @@ impl Master {
         m
     }
 
-    /// Stops the master and starts it again (same ports, same database).
+    /// Stops the master and starts it again (same ports, same database). The old process must
+    /// be gone before the new one starts (`buildbot restart` gives up waiting after a while, and
+    /// a new master beside a slowly stopping old one may die with it), and the new one must
+    /// answer before the test goes on.
     fn restart(&self) {
-        let out = Command::new(self.venv.join("bin/buildbot"))
-            .arg("restart")
-            .arg(self.dir.join("master"))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "buildbot restart: {out:?}");
+        let buildbot = |action: &str| {
+            let out = Command::new(self.venv.join("bin/buildbot"))
+                .arg(action)
+                .arg(self.dir.join("master"))
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "buildbot {action}: {out:?}");
+        };
+        buildbot("stop");
+        let pid = self.dir.join("master/twistd.pid");
+        wait_until("the old master to exit", Duration::from_secs(60), || {
+            !pid.exists()
+        });
+        buildbot("start");
+        let www = format!("127.0.0.1:{}", self.www);
+        wait_until("the master's web server", Duration::from_secs(60), || {
+            std::net::TcpStream::connect(&www).is_ok()
+        });
     }
 
     fn url(&self) -> String {
@@ -212,6 +227,8 @@ url = "{url}"
 [[formatter]]
 name = "html"
 module = "{html}"
+# The test is about reporting, not the time limit: room for a loaded machine.
+timeout = "5s"
 
 # Only this reporter's formatter gets the run step's output (fetched from the master's REST).
 [[reporter.http_push]]
@@ -226,10 +243,14 @@ retry_delay = "100ms"
 [[formatter]]
 name = "short"
 module = "{short}"
+# The test is about reporting, not the time limit: room for a loaded machine.
+timeout = "5s"
 
 [[formatter]]
 name = "default-mail"
 module = "{mail}"
+# The test is about reporting, not the time limit: room for a loaded machine.
+timeout = "5s"
 
 [[reporter.http_push]]
 name = "push"
