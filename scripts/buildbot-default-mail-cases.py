@@ -37,6 +37,19 @@ CASES = [c + (None,) for c in CASES] + [
     ("retry", "failure-full.json", ["change"], 2, 5),
 ]
 
+def write_case(name, request, deferred):
+    """Writes <name>.input.json (the tidings request) and <name>.expected.json (what Buildbot's
+    formatter, whose result `deferred` carries, made of it); returns Buildbot's message."""
+    out = []
+    deferred.addCallback(out.append)
+    deferred.addErrback(lambda f: out.append(f))
+    msg = out[0]
+    assert isinstance(msg, dict), msg
+    expected = {"body": msg["body"], "type": msg["type"], "subject": msg["subject"]}
+    (OUT / f"{name}.input.json").write_text(json.dumps(request, indent=1, ensure_ascii=False) + "\n")
+    (OUT / f"{name}.expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+    return msg
+
 def text(code):
     return "not finished" if code is None else Results[code]
 
@@ -62,16 +75,8 @@ for name, sample, mode, prev, results in CASES:
     }
     bb_build = copy.deepcopy(build)
     bb_build["prev_build"] = prev_build
-    out = []
-    d = MessageFormatter(template_type="plain").format_message_for_build(
-        master, bb_build, is_buildset=False, users=users, mode=tuple(mode))
-    d.addCallback(out.append)
-    d.addErrback(lambda f: out.append(f))
-    msg = out[0]
-    assert isinstance(msg, dict), msg
-    expected = {"body": msg["body"], "type": msg["type"], "subject": msg["subject"]}
-    (OUT / f"{name}.input.json").write_text(json.dumps(request, indent=1, ensure_ascii=False) + "\n")
-    (OUT / f"{name}.expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+    msg = write_case(name, request, MessageFormatter(template_type="plain").format_message_for_build(
+        master, bb_build, is_buildset=False, users=users, mode=tuple(mode)))
     print(name, "->", msg["subject"])
 
 # The missing-worker mail (MessageFormatterMissingWorker's default plain template), for the
@@ -92,13 +97,6 @@ for name, worker in WORKERS:
         "master": {"title": TITLE, "buildbotURL": URL},
         "buildbot_title": TITLE, "buildbot_url": URL,
     }
-    out = []
-    d = MessageFormatterMissingWorker().formatMessageForMissingWorker(master, copy.deepcopy(worker))
-    d.addCallback(out.append)
-    d.addErrback(lambda f: out.append(f))
-    msg = out[0]
-    assert isinstance(msg, dict), msg
-    expected = {"body": msg["body"], "type": msg["type"], "subject": msg["subject"]}
-    (OUT / f"{name}.input.json").write_text(json.dumps(request, indent=1, ensure_ascii=False) + "\n")
-    (OUT / f"{name}.expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+    msg = write_case(name, request, MessageFormatterMissingWorker().formatMessageForMissingWorker(
+        master, copy.deepcopy(worker)))
     print(name, "->", msg["subject"])
