@@ -11,6 +11,7 @@
 //! `url`, so an event from the stream and the same build from HttpStatusPush are alike.
 
 use crate::config::{BuildbotSource, LogsWanted, Secret};
+use anyhow::Context;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub struct BuildbotApi {
     /// The web root, ending in `/`.
     base: String,
     client: reqwest::Client,
+    /// The TLS settings of both the REST client and the event stream.
+    tls: std::sync::Arc<rustls::ClientConfig>,
     auth: Option<Auth>,
     /// Whether finished builds get their steps, and which logs' contents.
     want_steps: bool,
@@ -64,9 +67,15 @@ impl BuildbotApi {
             (Some(u), Some(p), None) => Some(Auth::Basic(u.clone(), p.clone())),
             _ => None,
         };
+        let tls = crate::tls::client_config(&crate::tls::TlsOptions {
+            ca_file: config.tls_ca_file.as_deref(),
+            ..Default::default()
+        })
+        .context("[source.buildbot] tls_ca_file")?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
+            .use_preconfigured_tls(tls.as_ref().clone())
             .build()?;
         let want_logs = config
             .want_logs_content
@@ -75,6 +84,7 @@ impl BuildbotApi {
         Ok(BuildbotApi {
             base,
             client,
+            tls,
             auth,
             want_steps: config.want_steps || want_logs.is_some(),
             want_logs,
@@ -99,6 +109,11 @@ impl BuildbotApi {
             })
             .unwrap_or_else(|| self.base.clone());
         format!("{rest}ws")
+    }
+
+    /// The TLS settings for the event stream (the same as the REST client's).
+    pub fn tls(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        self.tls.clone()
     }
 
     /// The `Authorization` header value, if any.
@@ -555,6 +570,7 @@ mod tests {
             user: None,
             password: None,
             token: None,
+            tls_ca_file: None,
             want_steps: false,
             want_logs_content: None,
         })

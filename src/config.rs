@@ -82,6 +82,25 @@ pub struct Server {
     /// Log lines as `human` text or `json` objects [default human].
     #[serde(default)]
     pub log_format: LogFormat,
+    /// How long delivered deliveries, their log and dispatched events are kept; older ones are
+    /// deleted in small batches [default 30d].
+    #[serde(default = "default_retention")]
+    pub retention: DurationStr,
+    /// How long dead letters are kept [default: until dropped or retried by hand].
+    #[serde(default)]
+    pub dead_retention: Option<DurationStr>,
+    /// How long a client may take to send a request's headers; then the connection is closed
+    /// [default 10s].
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: DurationStr,
+    /// How long a client may take to send an ingest body; then it gets 408 [default 30s].
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: DurationStr,
+    /// HTTP connections open at once. Beyond it a new connection takes the place of the
+    /// longest-open one that is not serving a request, and is refused (503) only when all are
+    /// [default 1024].
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 /// `[server] synchronous`.
@@ -115,6 +134,11 @@ impl Default for Server {
             synchronous: Synchronous::Normal,
             shutdown_grace: None,
             log_format: LogFormat::Human,
+            retention: default_retention(),
+            dead_retention: None,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -127,6 +151,18 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_max_body() -> Size {
     Size(16 << 20)
+}
+fn default_retention() -> DurationStr {
+    DurationStr(Duration::from_secs(30 * 86_400))
+}
+fn default_header_timeout() -> DurationStr {
+    DurationStr(Duration::from_secs(10))
+}
+fn default_body_timeout() -> DurationStr {
+    DurationStr(Duration::from_secs(30))
+}
+fn default_max_connections() -> usize {
+    1024
 }
 
 /// `[master]`.
@@ -178,6 +214,10 @@ pub struct BuildbotSource {
     /// A bearer token instead of user and password.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// Extra CA certificates (PEM) for an `https://` master, and self-signed certificates to
+    /// accept as they are.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Add the steps, with their logs' URLs, to finished builds (Buildbot's `want_steps`)
     /// [default false].
     #[serde(default)]
@@ -823,6 +863,21 @@ impl Config {
     /// The checks that span entries: unique names, formatter references, filters.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        if self.server.max_connections == 0 {
+            problems.push("[server] max_connections must be at least 1".to_owned());
+        }
+        for (key, d) in [
+            ("header_timeout", self.server.header_timeout),
+            ("body_timeout", self.server.body_timeout),
+            ("retention", self.server.retention),
+        ]
+        .into_iter()
+        .chain(self.server.dead_retention.map(|d| ("dead_retention", d)))
+        {
+            if d.0.is_zero() {
+                problems.push(format!("[server] {key} must be longer than 0s"));
+            }
+        }
         let mut formatters = HashSet::new();
         for f in &self.formatter {
             if !formatters.insert(f.name.as_str()) {

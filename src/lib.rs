@@ -22,6 +22,8 @@
 //! - [`store`]: SQLite (WAL) store of events, build history, the outbox and the delivery log;
 //!   the group committer.
 //! - [`testing`]: `tidings test`'s case runner (case files, comparison, diffs).
+//! - [`tls`]: the one TLS client configuration every client shares (SMTP, HTTP sinks, the
+//!   master's API and stream): CA files, pinned self-signed servers, failures in plain words.
 //!
 //! The binary (`src/main.rs`) is a thin CLI over these: `serve`, `outbox`, `render`, `test`,
 //! `run`, `check`.
@@ -41,3 +43,4 @@ pub mod reporters;
 pub mod source;
 pub mod store;
 pub mod testing;
+pub mod tls;

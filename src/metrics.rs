@@ -49,6 +49,11 @@ struct FormatterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -68,6 +73,9 @@ pub struct Metrics {
     outbox: Family<StateLabels, Gauge>,
     unreadable_now: Gauge,
     unreadable_seen: Counter,
+    http_open: Gauge,
+    http_shed: Family<ShedLabels, Counter>,
+    store_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -123,8 +131,29 @@ impl Default for Metrics {
             "Times dispatch found a stored event it cannot read",
             unreadable_seen.clone(),
         );
+        let http_open = Gauge::default();
+        registry.register(
+            "tidings_http_connections",
+            "HTTP connections open now",
+            http_open.clone(),
+        );
+        let http_shed = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "tidings_http_connections_shed",
+            "HTTP connections closed by the listener: header_timeout (headers too slow), evicted (an idle or slow one making way at the cap), refused (every slot serving a request)",
+            http_shed.clone(),
+        );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "tidings_store_bytes",
+            "Bytes the store takes on disk: the database and its WAL",
+            store_bytes.clone(),
+        );
         Metrics {
             registry,
+            store_bytes,
+            http_open,
+            http_shed,
             unreadable_now,
             unreadable_seen,
             events,
@@ -185,6 +214,25 @@ impl Metrics {
                 formatter: formatter.into(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// The store's size on disk, as sampled when `/metrics` is read.
+    pub fn store_bytes(&self, bytes: u64) {
+        self.store_bytes.set(bytes as i64);
+    }
+
+    /// The number of open HTTP connections.
+    pub fn http_connections(&self, open: usize) {
+        self.http_open.set(open as i64);
+    }
+
+    /// The listener closed a connection (`header_timeout`, `evicted`, `refused`).
+    pub fn http_connection_shed(&self, reason: &str) {
+        self.http_shed
+            .get_or_create(&ShedLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// Dispatch found a stored event it cannot read.

@@ -11,15 +11,19 @@
 //! - a batch of inserts is one transaction (the caller groups concurrent ingests into it), and
 //!   it is durable when the call returns (`synchronous = NORMAL` in WAL mode survives a process
 //!   crash; [`Durability::Full`] also a power cut);
-//! - one process per data directory: a second [`Store::open`] on it is refused.
+//! - one process per data directory: a second [`Store::open`] on it is refused;
+//! - bounded ([`retention`](Retention)): old delivered rows and dispatched events are deleted in
+//!   small batches, the WAL is checkpointed, and `max_store_size` counts database and WAL.
 //!
 //! Callers: the ingest sources (events), dispatch (builds, deliveries), the outbox workers
 //! (claim, finish), and `tidings outbox` (list, show, retry, drop).
 
 mod committer;
+mod retention;
 
 pub use crate::history::BuildRecord;
 pub use committer::Committer;
+pub use retention::{Pruned, Retention};
 
 use crate::event::BodyFormat;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -121,6 +125,9 @@ pub enum StoreError {
     /// SQLite failed (disk full, corruption, …).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// `max_store_size` is reached: new events are refused until retention frees room.
+    #[error("{0}")]
+    Full(String),
     /// A delivery id that does not exist.
     #[error("no delivery with id {0}")]
     NoSuchDelivery(i64),
@@ -298,6 +305,13 @@ pub struct LogEntry {
 /// The store of one data directory.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// The data directory (the database's and its WAL's sizes are read from there).
+    dir: PathBuf,
+    /// `max_store_size` in bytes, database and WAL together; 0 when there is none.
+    limit: std::sync::atomic::AtomicU64,
+    /// Why the last event insert failed for want of room, until one succeeds or retention
+    /// frees rows (`/healthz` reports it).
+    refused: Mutex<Option<String>>,
     // Held for the store's life: the OS releases it when the process dies, even by kill -9.
     // `None` for a shared handle (`tidings outbox` beside a running daemon).
     _lock: Option<File>,
@@ -322,6 +336,9 @@ impl Store {
         let conn = Self::connect(dir, durability, true)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            dir: dir.to_owned(),
+            limit: Default::default(),
+            refused: Mutex::default(),
             _lock: Some(lock),
         })
     }
@@ -341,6 +358,9 @@ impl Store {
         }
         Ok(Store {
             conn: Mutex::new(Self::connect(dir, Durability::Normal, false)?),
+            dir: dir.to_owned(),
+            limit: Default::default(),
+            refused: Mutex::default(),
             _lock: None,
         })
     }
@@ -378,6 +398,15 @@ impl Store {
             SCHEMA_VERSION => {}
             found => return Err(StoreError::Schema { found }),
         }
+        if create {
+            // What retention's deletes look rows up by (added without a version change: an
+            // older tidings reads a store with them as before).
+            conn.execute_batch(
+                "CREATE INDEX IF NOT EXISTS outbox_event ON outbox (event_id);
+                 CREATE INDEX IF NOT EXISTS delivery_log_outbox ON delivery_log (outbox_id);
+                 CREATE INDEX IF NOT EXISTS events_received ON events (received_at);",
+            )?;
+        }
         Ok(conn)
     }
 
@@ -393,7 +422,10 @@ impl Store {
         events: &[NewEvent<'_>],
         now: i64,
     ) -> Result<Vec<Stored>, StoreError> {
-        self.insert_once(
+        if let Some(why) = self.over_limit()? {
+            return Err(StoreError::Full(why));
+        }
+        let result = self.insert_once(
             "events",
             "INSERT INTO events (key, kind, source, received_at, body, format)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -410,7 +442,22 @@ impl Store {
                     e.format.as_str()
                 ])
             },
-        )
+        );
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(_) => *refused = None,
+            Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                if e.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                *refused = Some(
+                    "the store is full: the last event could not be stored (database or disk \
+                     is full)"
+                        .to_owned(),
+                );
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     /// Inserts `rows` into `table` in one transaction with `insert` (whose SQL must do nothing
@@ -783,6 +830,8 @@ impl Store {
     /// fails with "database or disk is full", exactly as on a full disk. Never shrinks below the
     /// current size.
     pub fn limit_size(&self, bytes: u64) -> Result<(), StoreError> {
+        self.limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
         let conn = self.conn();
         let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let page = page.max(1) as u64;

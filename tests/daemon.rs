@@ -566,7 +566,10 @@ fn a_full_store_answers_503_and_loses_nothing() {
         match status {
             202 => acked.push(id),
             503 => {
-                assert!(body.contains("database or disk is full"), "{body}");
+                assert!(
+                    body.contains("max_store_size") || body.contains("database or disk is full"),
+                    "{body}"
+                );
                 refused.push(id);
             }
             other => panic!("unexpected {other}: {body}"),
@@ -576,7 +579,12 @@ fn a_full_store_answers_503_and_loses_nothing() {
         !acked.is_empty() && !refused.is_empty(),
         "acked {acked:?}, refused {refused:?}"
     );
-    assert!(client::get(&format!("{}/healthz", daemon.addr)).contains("ok"));
+    // While full, /healthz says so (a load balancer or a probe sees it), with the reason.
+    let (status, health) = client::get_with_status(&format!("{}/healthz", daemon.addr));
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains("the store is full"), "{health}");
+    let metrics = client::get(&format!("{}/metrics", daemon.addr));
+    assert!(metrics.contains("tidings_store_bytes "), "{metrics}");
     drop(daemon); // whatever was in flight: kill -9
 
     // Room again: everything acknowledged is delivered; what was refused can be sent again.

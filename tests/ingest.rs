@@ -22,9 +22,11 @@ async fn start(auth: IngestAuth, max_body: usize) -> Server {
     let store = Arc::new(Store::open(dir.path(), Durability::Normal).unwrap());
     let ingest = Ingest {
         committer: Committer::start(store.clone()),
+        store: store.clone(),
         metrics: Default::default(),
         auth,
         max_body,
+        body_timeout: std::time::Duration::from_secs(2),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -363,4 +365,57 @@ async fn native_envelopes_are_checked_as_the_schema_says_and_stored_once() {
         stored,
         "nothing more stored"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_does_not_arrive_in_time_gets_408_and_nothing_is_stored() {
+    let server = start(IngestAuth::default(), 1 << 20).await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Headers promise 100 bytes; 10 arrive and then nothing (body_timeout is 2 s here).
+    s.write_all(
+        b"POST /api/v1/buildbot HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"buildid\"",
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            resp.extend_from_slice(&buf[..n]);
+            if n == 0 || resp.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body");
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(server.store.event_count().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_credentials_a_body_is_refused_before_it_is_read() {
+    let server = start(
+        IngestAuth {
+            token: Some(Secret::resolve("t0ken").unwrap()),
+            basic: None,
+        },
+        1 << 20,
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // A body that never comes: the 401 must not wait for it.
+    s.write_all(b"POST /api/v1/buildbot HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(1), s.read(&mut buf))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
 }

@@ -79,6 +79,86 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (p("ca.pem"), p("cert.pem"), p("key.pem"))
 }
 
+/// A self-signed server certificate as `openssl req -x509` makes it (CA:TRUE), for the
+/// subject alternative name `san` (`IP:127.0.0.1`, `DNS:…`): (cert.pem, key.pem) in `dir`,
+/// named after `name`. `expired`: valid only on 2020-01-01 (made with `openssl ca`, whose
+/// `-startdate`/`-enddate` can put the period in the past).
+fn self_signed(dir: &Path, name: &str, san: &str, expired: bool) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    let subj = format!("/CN={name}");
+    if !expired {
+        let ext = format!("subjectAltName={san}");
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-addext",
+            &ext,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ]);
+    } else {
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\n\
+             serial = serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n\
+             [any]\ncommonName = supplied\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "01\n").unwrap();
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName={san}\nbasicConstraints=critical,CA:TRUE\n"),
+        )
+        .unwrap();
+        let csr = format!("{name}.csr");
+        run(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subj, "-keyout", &key, "-out", &csr,
+        ]);
+        run(&[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-selfsign",
+            "-keyfile",
+            &key,
+            "-in",
+            &csr,
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-extfile",
+            &ext,
+            "-notext",
+            "-out",
+            &cert,
+        ]);
+    }
+    (dir.join(cert), dir.join(key))
+}
+
 /// A running aiosmtpd; stopped when dropped.
 struct Smtpd {
     child: Child,
@@ -117,6 +197,18 @@ impl Smtpd {
         let mut all = vec!["--tls", cert.to_str().unwrap(), key.to_str().unwrap()];
         all.extend_from_slice(args);
         (Smtpd::start(port, &dir.join("received"), &all), port, ca)
+    }
+
+    /// A server with STARTTLS required on `cert` and `key`; returns it and its port.
+    fn start_with(dir: &Path, cert: &Path, key: &Path) -> (Smtpd, u16) {
+        let port = support::free_port();
+        let args = [
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--require-tls",
+        ];
+        (Smtpd::start(port, &dir.join("received"), &args), port)
     }
 
     /// What it received, in order: (envelope and session, raw message).
@@ -613,7 +705,10 @@ mode = "all"
     );
     // A TLS failure is a dead letter at once, not an endless retry.
     let why = dead_letter(&config, 12);
-    assert!(why.to_lowercase().contains("certificate"), "{why}");
+    assert!(
+        why.contains("the server's certificate is not signed by a CA tidings trusts"),
+        "{why}"
+    );
     let store = Store::open_shared(&dir.path().join("data")).unwrap();
     assert_eq!(store.log(1).unwrap().len(), 1, "one attempt");
     assert!(smtpd.received().is_empty());
@@ -808,9 +903,32 @@ retry_max_delay = "200ms"
 
 #[test]
 fn a_timeout_is_not_repeated_blindly() {
-    // A server that takes the connection and never answers.
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port();
+    // A server that takes the whole mail and never answers after the data: it may have it.
+    let sink = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = sink.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for conn in sink.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut lines = std::io::BufReader::new(conn.try_clone().unwrap());
+            let _ = conn.write_all(b"220 sink ESMTP\r\n");
+            let mut line = String::new();
+            let mut in_data = false;
+            while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                let reply: &[u8] = match line.to_ascii_uppercase() {
+                    _ if in_data => b"",
+                    l if l.starts_with("EHLO") => b"250 sink\r\n",
+                    l if l.starts_with("DATA") => {
+                        in_data = true;
+                        b"354 go on\r\n"
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                let _ = conn.write_all(reply);
+                line.clear();
+            }
+        }
+    });
     let dir = tempfile::tempdir().unwrap();
     let config = config(
         dir.path(),
@@ -828,6 +946,38 @@ timeout = "1s"
         why.contains("may have been delivered") && why.contains("timed out"),
         "{why}"
     );
+}
+
+#[test]
+fn a_server_that_never_greets_is_tried_again() {
+    // It takes the connection and says nothing: no mail was sent, so this is an ordinary retry.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &mail(
+            "m",
+            port,
+            r#"extra_recipients = ["ops@example.org"]
+mode = "all"
+timeout = "1s"
+retry_delay = "100ms"
+"#,
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(17));
+    let data = dir.path().join("data");
+    wait_until("two attempts", Duration::from_secs(30), || {
+        Store::open_shared(&data)
+            .and_then(|s| s.log(1))
+            .is_ok_and(|log| log.len() >= 2)
+    });
+    let store = Store::open_shared(&data).unwrap();
+    let log = store.log(1).unwrap();
+    assert!(log.iter().all(|l| l.result == "retry"), "{log:?}");
+    assert!(log[0].detail.contains("no ready connection"), "{log:?}");
     drop(silent);
 }
 
@@ -882,4 +1032,91 @@ hooks = ["messageFormatter", "messageFormatterMissingWorker"]
         why.contains("messageFormatterMissingWorker by formatter \"dm\""),
         "{why}"
     );
+}
+
+#[test]
+fn a_self_signed_relay_in_tls_ca_file_is_trusted_as_python_and_curl_trust_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path(), "relay", "IP:127.0.0.1", false);
+    let (smtpd, port) = Smtpd::start_with(dir.path(), &cert, &key);
+    let config = config(
+        dir.path(),
+        &mail(
+            "m",
+            port,
+            &format!(
+                "use_tls = true\ntls_ca_file = \"{}\"\nextra_recipients = [\"ops@example.org\"]\n\
+                 mode = \"all\"\n",
+                cert.display()
+            ),
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    daemon.post(&failing(31));
+    wait_until("the mail", Duration::from_secs(30), || {
+        !smtpd.received().is_empty()
+    });
+    assert_eq!(smtpd.received()[0].0["tls"], true);
+}
+
+#[test]
+fn certificate_failures_are_dead_letters_said_in_one_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, _, _) = certificate(d);
+    let (expired, expired_key) = self_signed(d, "expired", "IP:127.0.0.1", true);
+    let (elsewhere, elsewhere_key) = self_signed(d, "elsewhere", "DNS:elsewhere.example", false);
+    let (unknown, unknown_key) = self_signed(d, "unknown", "IP:127.0.0.1", false);
+    // (server certificate and key, tls_ca_file, what the operator reads)
+    let cases = [
+        (
+            &expired,
+            &expired_key,
+            &expired,
+            "the server's certificate expired on 2020-01-02T00:00:00Z",
+        ),
+        (
+            &elsewhere,
+            &elsewhere_key,
+            &elsewhere,
+            "the server's certificate is for elsewhere.example, not for 127.0.0.1, the host name tidings connected to",
+        ),
+        (
+            &unknown,
+            &unknown_key,
+            &ca,
+            "the server presents a CA certificate as its own and that certificate is not in the CA file: to trust a self-signed server, put its certificate in the CA file",
+        ),
+    ];
+    for (i, (cert, key, trusted, sentence)) in cases.into_iter().enumerate() {
+        let case = d.join(format!("case{i}"));
+        std::fs::create_dir_all(&case).unwrap();
+        let (smtpd, port) = Smtpd::start_with(&case, cert, key);
+        let config = config(
+            &case,
+            &mail(
+                "m",
+                port,
+                &format!(
+                    "use_tls = true\ntls_ca_file = \"{}\"\nextra_recipients = [\"ops@example.org\"]\n\
+                     mode = \"all\"\n",
+                    trusted.display()
+                ),
+            ),
+        );
+        let why = dead_letter(&config, 40 + i as i64);
+        assert!(why.contains(sentence), "case {i}: {why}");
+        assert_eq!(
+            why.matches(sentence).count(),
+            1,
+            "case {i}: said once: {why}"
+        );
+        assert!(
+            !why.contains("InvalidCertificate"),
+            "case {i}: no jargon: {why}"
+        );
+        let store = Store::open_shared(&case.join("data")).unwrap();
+        assert_eq!(store.log(1).unwrap().len(), 1, "case {i}: one attempt");
+        assert!(smtpd.received().is_empty());
+    }
 }

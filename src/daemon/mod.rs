@@ -22,7 +22,8 @@ use crate::reporters::{BuildContext, Reporter, ServiceContext};
 use crate::source::buildbot::BuildbotStream;
 use crate::source::http::{Ingest, IngestAuth, router};
 use crate::store::Committer;
-use crate::store::{Durability, State, Store};
+use crate::store::{Durability, Retention, State, Store};
+use crate::{clock::now_ms, dispatch};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::routing::get;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+mod listener;
 mod services;
 
 pub use services::{Prepared, Services};
@@ -259,6 +261,15 @@ struct Shared {
 /// `tidings listening on http://ADDR` on stdout (for scripts and tests that listen on port 0).
 pub async fn serve(source: ConfigSource) -> Result<()> {
     let config = source.load()?;
+    match listener::raise_fd_limit() {
+        Ok(n) if (n as usize) < config.server.max_connections + 64 => tracing::warn!(
+            open_files = n,
+            max_connections = config.server.max_connections,
+            "the limit of open files is below max_connections: raise it (ulimit -Hn) or lower max_connections"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the limit of open files"),
+    }
     let base = source.base();
     let data_dir = data_dir(&config, &base);
     let durability = match config.server.synchronous {
@@ -328,8 +339,18 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         Parked::spawn(&shared)?,
     );
 
+    let (stop_retention, stop_retention_rx) = watch::channel(false);
+    let retention = tokio::spawn(retention_loop(
+        store.clone(),
+        Retention {
+            keep_ms: config.server.retention.0.as_millis() as i64,
+            dead_ms: config.server.dead_retention.map(|d| d.0.as_millis() as i64),
+        },
+        stop_retention_rx,
+    ));
     let ingest = Ingest {
         committer,
+        store: store.clone(),
         auth: IngestAuth {
             token: config.server.ingest_token.clone(),
             basic: config
@@ -339,6 +360,7 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
                 .zip(config.server.ingest_password.clone()),
         },
         max_body: config.server.max_body.0 as usize,
+        body_timeout: config.server.body_timeout.0,
         metrics: metrics.clone(),
     };
     let (stop_sources, stop_sources_rx) = watch::channel(false);
@@ -361,14 +383,18 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
     tracing::info!(%addr, data_dir = %data_dir.display(), reporters = config.reporter.all().len(), "tidings is serving");
     println!("tidings listening on http://{addr}");
 
-    let (stop_http, mut stop_http_rx) = watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_http_rx.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let (stop_http, stop_http_rx) = watch::channel(false);
+    let limits = listener::Limits {
+        header_timeout: config.server.header_timeout.0,
+        max_connections: config.server.max_connections,
+    };
+    let server = tokio::spawn(listener::serve(
+        listener,
+        app,
+        limits,
+        metrics.clone(),
+        stop_http_rx,
+    ));
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup())?;
@@ -411,14 +437,14 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
     }
     tracing::info!("stopping: no new events accepted; draining deliveries in flight");
     let _ = stop_http.send(true);
+    let _ = stop_retention.send(true);
     let _ = stop_sources.send(true);
     while sources.join_next().await.is_some() {}
-    match server.await {
-        Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server failed"),
-        Err(e) => tracing::error!(error = %e, "the HTTP server task failed"),
-        Ok(Ok(())) => {}
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "the HTTP server task failed");
     }
     pipeline.stop(&poke).await;
+    let _ = retention.await;
     let mut s = std::mem::take(&mut *services.lock().unwrap_or_else(|e| e.into_inner()));
     s.stop_all().await;
     let left: i64 = store
@@ -438,6 +464,55 @@ type Loaded = (
     Prepared,
 );
 
+/// Keeps the store bounded: every cycle (a tenth of `retention`, between 1 s and 1 min) deletes
+/// what retention no longer keeps in batches of 200 rows with a pause between them, so ingest
+/// and delivery never wait long for the store, then checkpoints the WAL.
+async fn retention_loop(store: Arc<Store>, r: Retention, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis((r.keep_ms / 10).clamp(1_000, 60_000) as u64);
+    loop {
+        let mut total = crate::store::Pruned::default();
+        while !*stop.borrow() {
+            let s = store.clone();
+            let pruned =
+                tokio::task::spawn_blocking(move || s.prune(r, now_ms(), dispatch::CURSOR, 200))
+                    .await;
+            match pruned {
+                Ok(Ok(p)) if p.any() => {
+                    total.deliveries += p.deliveries;
+                    total.events += p.events;
+                    total.builds += p.builds;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "retention cannot delete old rows; trying again later");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the retention task failed");
+                    break;
+                }
+            }
+        }
+        if total.any() {
+            tracing::debug!(
+                deliveries = total.deliveries,
+                events = total.events,
+                builds = total.builds,
+                "retention deleted old rows"
+            );
+        }
+        let s = store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.checkpoint()).await {
+            tracing::debug!(error = %e, "a WAL checkpoint did not complete");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Reads, validates and builds a new config; nothing running is touched until it all worked.
 fn reload(
     source: &ConfigSource,
@@ -451,6 +526,11 @@ fn reload(
         || s.0.data_dir != s.1.data_dir
         || s.0.synchronous != s.1.synchronous
         || s.0.max_body.0 != s.1.max_body.0
+        || s.0.body_timeout != s.1.body_timeout
+        || s.0.header_timeout != s.1.header_timeout
+        || s.0.max_connections != s.1.max_connections
+        || s.0.retention != s.1.retention
+        || s.0.dead_retention != s.1.dead_retention
         || s.0.max_store_size != s.1.max_store_size
         || s.0.ingest_user != s.1.ingest_user
         || s.0.ingest_token.as_ref().map(|t| t.expose().to_owned())
@@ -479,14 +559,16 @@ fn metrics_router(store: Arc<Store>, metrics: Arc<Metrics>) -> Router {
             let store = store.clone();
             let metrics = metrics.clone();
             async move {
-                let (counts, unreadable) = tokio::task::spawn_blocking(move || {
+                let (counts, unreadable, bytes) = tokio::task::spawn_blocking(move || {
                     (
                         store.counts().unwrap_or_default(),
                         store.unreadable_count().unwrap_or_default(),
+                        store.bytes_on_disk(),
                     )
                 })
                 .await
                 .unwrap_or_default();
+                metrics.store_bytes(bytes);
                 let by_state: Vec<(&str, i64)> = [
                     State::Pending,
                     State::InFlight,

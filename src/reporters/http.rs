@@ -8,6 +8,7 @@
 
 use crate::config::Secret;
 use crate::outbox::{RetryClass, SinkError};
+use crate::tls::TlsOptions;
 use anyhow::Context;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -67,7 +68,8 @@ pub struct ClientOptions<'a> {
     /// Verify the server's certificate (only an operator's explicit `verify = false` turns
     /// this off).
     pub verify: bool,
-    /// Extra CA certificates (PEM) to trust.
+    /// Extra CA certificates (PEM) to trust, and self-signed server certificates to accept as
+    /// they are (see [`crate::tls`]).
     pub ca_file: Option<&'a Path>,
     /// A client certificate and its key, both in one PEM file.
     pub client_cert: Option<&'a Path>,
@@ -86,35 +88,20 @@ pub fn client(o: &ClientOptions<'_>) -> anyhow::Result<reqwest::Client> {
             .with_context(|| format!("the value of header {k:?} is not valid"))?;
         headers.insert(name, value);
     }
-    let mut b = reqwest::Client::builder()
+    let b = reqwest::Client::builder()
         .default_headers(headers)
         .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
         .timeout(o.timeout)
         .connect_timeout(Duration::from_secs(10).min(o.timeout))
-        .danger_accept_invalid_certs(!o.verify);
-    if let Some(ca) = o.ca_file {
-        let pem =
-            std::fs::read(ca).with_context(|| format!("cannot read ca_file {}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("ca_file {} is not PEM", ca.display()))?;
-        if certs.is_empty() {
-            anyhow::bail!("ca_file {} holds no certificate", ca.display());
-        }
-        for cert in certs {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    if let Some(path) = o.client_cert {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read client_cert {}", path.display()))?;
-        let id = reqwest::Identity::from_pem(&pem).with_context(|| {
-            format!(
-                "client_cert {} must hold a certificate and its key in PEM",
-                path.display()
-            )
-        })?;
-        b = b.identity(id);
-    }
+        .use_preconfigured_tls(
+            crate::tls::client_config(&TlsOptions {
+                ca_file: o.ca_file,
+                insecure: !o.verify,
+                client_cert: o.client_cert,
+            })?
+            .as_ref()
+            .clone(),
+        );
     b.build().context("cannot build the HTTP client")
 }
 
@@ -152,7 +139,7 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 /// answer) the peer may have acted on it ([`RetryClass::MaybeDelivered`]: the outbox retries it
 /// only for an idempotent sink).
 pub fn transport_error(e: &reqwest::Error) -> SinkError {
-    if let Some(why) = crate::reporters::tls::certificate_problem(e) {
+    if let Some(why) = crate::tls::certificate_problem(e) {
         return SinkError::new(RetryClass::Never, format!("TLS: {why}"));
     }
     let class = if e.is_connect() || e.is_builder() {
@@ -274,11 +261,105 @@ mod tests {
             }
         }
         let e = client(&o(Some(&dir.path().join("none.pem")), None)).unwrap_err();
-        assert!(format!("{e:#}").contains("cannot read ca_file"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("cannot read the CA file"),
+            "{e:#}"
+        );
+        assert!(format!("{e:#}").contains("none.pem"), "{e:#}");
         let e = client(&o(Some(&not_pem), None)).unwrap_err();
         assert!(format!("{e:#}").contains("holds no certificate"), "{e:#}");
         let e = client(&o(None, Some(&not_pem))).unwrap_err();
-        assert!(format!("{e:#}").contains("client_cert"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("must hold a certificate and its private key"),
+            "{e:#}"
+        );
         assert!(client(&o(None, None)).is_ok());
+    }
+
+    /// A self-signed certificate for 127.0.0.1 as `openssl req -x509` makes it (CA:TRUE):
+    /// (cert.pem, key.pem).
+    fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=peer",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+            ])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        (dir.join("cert.pem"), dir.join("key.pem"))
+    }
+
+    #[tokio::test]
+    async fn an_https_peer_with_a_self_signed_certificate_is_trusted_when_pinned() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let server = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_file(&cert).unwrap()],
+            PrivateKeyDer::from_pem_file(&key).unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let options = |ca| ClientOptions {
+            timeout: Duration::from_secs(5),
+            verify: true,
+            ca_file: ca,
+            client_cert: None,
+            headers: None,
+        };
+        // Pinned in ca_file: trusted, as curl --cacert trusts it.
+        let pinned = client(&options(Some(&cert))).unwrap();
+        let answer = pinned.get(&url).send().await.unwrap();
+        assert_eq!(answer.text().await.unwrap(), "ok");
+        // Not in ca_file: refused, and said in a sentence (a dead letter for a sink).
+        let e = client(&options(None))
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap_err();
+        let why = crate::tls::certificate_problem(&e).expect("a certificate problem");
+        assert!(why.contains("put its certificate in the CA file"), "{why}");
+        assert!(matches!(transport_error(&e).class, RetryClass::Never));
     }
 }

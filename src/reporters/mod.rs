@@ -29,7 +29,6 @@
 pub mod http;
 pub mod http_push;
 pub mod mail;
-pub mod tls;
 
 use crate::config::{CommonOptions, RetrySettings, Secret, Selection};
 use crate::event::{Build, Event, EventKind};

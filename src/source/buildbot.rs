@@ -108,7 +108,10 @@ impl BuildbotStream {
                 .headers_mut()
                 .insert("authorization", a.parse().map_err(|_| StreamError::Closed)?);
         }
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let tls = tokio_tungstenite::Connector::Rustls(self.api.tls());
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(tls))
+                .await?;
         for (i, path) in PATHS.iter().enumerate() {
             let cmd = json!({"cmd": "startConsuming", "path": path, "_id": i + 1});
             ws.send(WsMessage::text(cmd.to_string())).await?;

@@ -20,9 +20,10 @@
 use crate::config::Secret;
 use crate::event::{BodyFormat, Build, Envelope, Event};
 use crate::metrics::Metrics;
-use crate::store::Committer;
+use crate::store::{Committer, Store};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -75,22 +76,83 @@ impl IngestAuth {
 #[derive(Clone)]
 pub struct Ingest {
     pub committer: Committer,
+    /// The store the committer writes to (`/healthz` says when it is full).
+    pub store: Arc<Store>,
     pub auth: IngestAuth,
     /// Largest body accepted, in bytes.
     pub max_body: usize,
+    /// How long a client may take to send the body (then 408).
+    pub body_timeout: std::time::Duration,
     /// Where accepted events are counted.
     pub metrics: Arc<Metrics>,
 }
 
 /// The ingest routes: `POST /api/v1/buildbot`, `POST /api/v1/events`, `GET /healthz`.
 pub fn router(ingest: Ingest) -> Router {
-    let limit = ingest.max_body;
     Router::new()
         .route("/api/v1/buildbot", post(buildbot))
         .route("/api/v1/events", post(native))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .layer(DefaultBodyLimit::max(limit))
+        .route("/healthz", get(healthz))
         .with_state(Arc::new(ingest))
+}
+
+/// The body of an authenticated request: at most `max_body` bytes (else 413) within
+/// `body_timeout` (else 408). Credentials are checked first, so nobody without them can make the
+/// daemon read (or wait for) a body.
+async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    if !ingest.auth.allows(headers) {
+        return Err(unauthorized());
+    }
+    match tokio::time::timeout(
+        ingest.body_timeout,
+        axum::body::to_bytes(body, ingest.max_body),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_too_large(&e) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than max_body ({} bytes)",
+                ingest.max_body
+            ),
+        )),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within body_timeout ({:?})",
+                ingest.body_timeout
+            ),
+        )),
+    }
+}
+
+/// Whether reading a body failed because it is over the limit.
+fn is_too_large(e: &axum::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// `GET /healthz`: `ok`, or 503 with the reason while the store cannot take new events.
+async fn healthz(State(ingest): State<Arc<Ingest>>) -> Response {
+    let store = ingest.store.clone();
+    let unhealthy = match tokio::task::spawn_blocking(move || store.full()).await {
+        Ok(Ok(None)) => return "ok\n".into_response(),
+        Ok(Ok(Some(why))) => why,
+        Ok(Err(e)) => format!("the store cannot be read: {e}"),
+        Err(e) => format!("the health check failed: {e}"),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{unhealthy}\n")).into_response()
 }
 
 fn error(status: StatusCode, reason: impl Into<String>) -> Response {
@@ -106,62 +168,42 @@ fn unauthorized() -> Response {
     r
 }
 
-async fn buildbot(
-    State(ingest): State<Arc<Ingest>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn buildbot(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(&ingest, &headers, body).await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
     let parse = |body: &[u8]| {
         let build: Build = serde_json::from_slice(body)
             .map_err(|e| format!("the body is not a Buildbot build dict: {e}"))?;
         Event::from_build(build)
     };
-    ingest_one(
-        &ingest,
-        &headers,
-        &body,
-        parse,
-        "http_buildbot",
-        BodyFormat::Build,
-    )
-    .await
+    ingest_one(&ingest, &body, parse, "http_buildbot", BodyFormat::Build).await
 }
 
-async fn native(
-    State(ingest): State<Arc<Ingest>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn native(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(&ingest, &headers, body).await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
     let parse = |body: &[u8]| {
         let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
             format!("the body is not a tidings event envelope (schema_version 1): {e}")
         })?;
         Event::from_envelope(envelope)
     };
-    ingest_one(
-        &ingest,
-        &headers,
-        &body,
-        parse,
-        "http_events",
-        BodyFormat::Envelope,
-    )
-    .await
+    ingest_one(&ingest, &body, parse, "http_events", BodyFormat::Envelope).await
 }
 
-/// Checks the credentials, parses the body into an event (400 with the reason if it is not
-/// one) and commits it, stored as received (`Event::from_stored` reads either form back).
+/// Parses an authenticated body into an event (400 with the reason if it is not one) and
+/// commits it, stored as received (`Event::from_stored` reads either form back).
 async fn ingest_one(
     ingest: &Ingest,
-    headers: &HeaderMap,
     body: &[u8],
     parse: impl FnOnce(&[u8]) -> Result<Event, String>,
     source: &'static str,
     format: BodyFormat,
 ) -> Response {
-    if !ingest.auth.allows(headers) {
-        return unauthorized();
-    }
     // Only a JSON object can be an event: serde would read a struct from an array too.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return error(

@@ -406,10 +406,13 @@ fn a_version_1_store_is_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
     {
         let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
+        // Version 1: today's tables without events.format and without `unreadable`.
+        let v1 = SCHEMA[..SCHEMA.find("CREATE TABLE unreadable").unwrap()]
+            .replace(",\n    format      TEXT NOT NULL DEFAULT ''", "");
+        assert!(!v1.contains("format"));
+        conn.execute_batch(&v1).unwrap();
         conn.execute_batch(
-            "CREATE TABLE events (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
-             source TEXT NOT NULL, received_at INTEGER NOT NULL, body TEXT NOT NULL);
-             INSERT INTO events (key, kind, source, received_at, body)
+            "INSERT INTO events (key, kind, source, received_at, body)
              VALUES ('k', 'build_finished', 'http_buildbot', 1, '{}');
              PRAGMA user_version = 1;",
         )
@@ -419,4 +422,172 @@ fn a_version_1_store_is_upgraded_in_place() {
     let ev = &store.events_after(0, 10).unwrap()[0];
     assert_eq!((ev.key.as_str(), ev.format), ("k", None));
     assert_eq!(store.unreadable_count().unwrap(), 0);
+}
+
+#[test]
+fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
+    let (_dir, store) = open();
+    let day = 86_400_000;
+    let r = Retention {
+        keep_ms: 30 * day,
+        dead_ms: None,
+    };
+    // Six events received on day 0; dispatch has passed the first five.
+    let keys = [
+        "delivered",
+        "dead",
+        "pending",
+        "none",
+        "unreadable",
+        "later",
+    ];
+    let ids: Vec<i64> = store
+        .insert_events(&keys.map(event), 0)
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let deliveries: Vec<i64> = store
+        .enqueue(
+            &[
+                delivery("d-delivered", ids[0], None),
+                delivery("d-dead", ids[1], None),
+                delivery("d-pending", ids[2], None),
+            ],
+            0,
+        )
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    store.claim_due("push", 0, 3).unwrap();
+    store
+        .finish(
+            deliveries[0],
+            &Outcome::Delivered {
+                detail: "HTTP 200".into(),
+            },
+            day,
+        )
+        .unwrap();
+    store
+        .finish(
+            deliveries[1],
+            &Outcome::Dead {
+                error: "HTTP 400".into(),
+            },
+            day,
+        )
+        .unwrap();
+    store
+        .finish(
+            deliveries[2],
+            &Outcome::Retry {
+                at: 40 * day,
+                error: "HTTP 503".into(),
+            },
+            day,
+        )
+        .unwrap();
+    store
+        .enqueue_and_advance(&[], &[(ids[4], "a bug")], 0, "dispatch", ids[4])
+        .unwrap();
+    for n in 1..=60 {
+        store.record_build(&build(n, n, true, Some(0))).unwrap();
+    }
+
+    // Within retention nothing goes, whatever the batch size.
+    let p = store.prune(r, 30 * day, "dispatch", 1000).unwrap();
+    assert_eq!((p.deliveries, p.events), (0, 0));
+    assert_eq!(
+        p.builds, 10,
+        "only the newest 50 builds of a builder are kept"
+    );
+
+    // Past it, in batches of one: the delivered delivery (with its log) and the event nothing
+    // refers to any more; never the dead letter, the pending delivery, an undispatched event
+    // or an unreadable one.
+    let mut total = Pruned::default();
+    loop {
+        let p = store.prune(r, 32 * day, "dispatch", 1).unwrap();
+        assert!(p.deliveries <= 1 && p.events <= 1 && p.builds <= 1);
+        if !p.any() {
+            break;
+        }
+        total.deliveries += p.deliveries;
+        total.events += p.events;
+    }
+    assert_eq!((total.deliveries, total.events), (1, 2));
+    assert!(store.delivery(deliveries[0]).unwrap().is_none());
+    assert!(store.log(deliveries[0]).unwrap().is_empty());
+    assert_eq!(store.event_body(ids[0]).unwrap(), None);
+    assert_eq!(store.event_body(ids[3]).unwrap(), None);
+    for kept in [ids[1], ids[2], ids[4], ids[5]] {
+        assert!(store.event_body(kept).unwrap().is_some(), "event {kept}");
+    }
+    assert_eq!(
+        store.delivery(deliveries[1]).unwrap().unwrap().state,
+        State::Dead
+    );
+    assert_eq!(
+        store.delivery(deliveries[2]).unwrap().unwrap().state,
+        State::Pending
+    );
+
+    // With dead_retention, an old dead letter goes too (and then its event).
+    let r = Retention {
+        dead_ms: Some(7 * day),
+        ..r
+    };
+    let p = store.prune(r, 32 * day, "dispatch", 100).unwrap();
+    assert_eq!((p.deliveries, p.events), (1, 1));
+    assert!(store.delivery(deliveries[1]).unwrap().is_none());
+}
+
+#[test]
+fn max_store_size_counts_the_wal_and_refuses_new_events_with_the_reason() {
+    let (dir, store) = open();
+    let body = "x".repeat(4000);
+    let keys: Vec<String> = (0..200).map(|n| format!("e{n}")).collect();
+    let big = |n: usize| NewEvent {
+        body: &body,
+        ..event(&keys[n])
+    };
+    store.insert_events(&[big(0)], 0).unwrap();
+    store.checkpoint().unwrap();
+    let start = store.bytes_used().unwrap();
+    store.limit_size(start + 256 * 1024).unwrap();
+    // A reader beside the daemon (`tidings outbox list`) holds a snapshot, so checkpoints
+    // cannot empty the WAL: it grows, and it counts.
+    let reader = Connection::open(dir.path().join("tidings.db")).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    let mut refused = None;
+    for n in 1..200 {
+        match store.insert_events(&[big(n)], 0) {
+            Ok(_) => {}
+            Err(StoreError::Full(why)) => {
+                refused = Some(why);
+                break;
+            }
+            Err(e) => panic!("expected Full, got {e}"),
+        }
+    }
+    let why = refused.expect("refused before 200 events of 4 kB");
+    assert!(why.contains("max_store_size"), "{why}");
+    let wal = std::fs::metadata(dir.path().join("tidings.db-wal"))
+        .unwrap()
+        .len();
+    let used = store.bytes_used().unwrap();
+    assert!(
+        used - wal < start + 256 * 1024,
+        "refused for the WAL's part: {used} used, {wal} of it WAL"
+    );
+    assert!(store.full().unwrap().is_some(), "/healthz says so too");
+    // The reader is gone: a checkpoint empties the WAL and there is room again.
+    drop(reader);
+    assert_eq!(store.full().unwrap(), None);
+    store.insert_events(&[big(199)], 0).unwrap();
 }

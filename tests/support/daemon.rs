@@ -154,7 +154,22 @@ pub fn spawn_until_first_line(cmd: &mut Command, name: &str) -> (Child, String, 
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidings"));
+        Daemon::start_after(config, None)
+    }
+
+    /// As [`Daemon::start`], but run by `sh -c '<shell>; exec tidings serve …'` (to set
+    /// `ulimit`s, say); the daemon keeps the shell's process id.
+    pub fn start_after(config: &Path, shell: Option<&str>) -> Daemon {
+        let mut cmd = match shell {
+            None => Command::new(env!("CARGO_BIN_EXE_tidings")),
+            Some(shell) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("{shell}; exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_tidings"));
+                c
+            }
+        };
         cmd.args(["serve", "--config"]).arg(config).env(
             "TIDINGS_LOG",
             "warn,tidings::outbox=error,tidings::daemon=info",
@@ -210,6 +225,14 @@ pub mod client {
 
     pub fn get(url: &str) -> String {
         block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+
+    /// GETs `url`; returns the status and the answer.
+    pub fn get_with_status(url: &str) -> (u16, String) {
+        block_on(async {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
     }
 
     /// POSTs `body` as `content_type`; returns the status and the answer.

@@ -13,6 +13,7 @@
 mod config;
 pub mod message;
 pub mod sink;
+mod smtp;
 
 pub use config::{MailConfig, MailTransport};
 

@@ -1,6 +1,6 @@
-//! Sending a rendered mail: SMTP through lettre (STARTTLS required with `use_tls`, implicit TLS
-//! with `use_smtps`, AUTH when a user and password are set, certificates always verified), or
-//! `.eml` files in a directory (`transport = "file"`).
+//! Sending a rendered mail: SMTP (STARTTLS required with `use_tls`, implicit TLS with
+//! `use_smtps`, both through the shared [`crate::tls`] client; AUTH when a user and password are
+//! set; certificates always verified), or `.eml` files in a directory (`transport = "file"`).
 //!
 //! SMTP replies map to retry classes where the client is: 4xx and connection failures back
 //! off; 5xx (a refused recipient, failed authentication) and TLS that cannot be had (no
@@ -9,14 +9,15 @@
 //! [`RetryClass::MaybeDelivered`]: the server may have taken the mail, and mail is not
 //! idempotent, so the outbox dead-letters it with that reason instead of repeating it.
 
+use super::smtp::{Failure, Relay, Security};
 use super::{MailConfig, MailTransport};
 use crate::outbox::{Outgoing, RetryClass, Sink, SinkError, SinkFuture};
 use crate::reporters::http::error_chain;
+use crate::tls::TlsOptions;
 use anyhow::Context;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +35,7 @@ pub struct Payload {
 }
 
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Relay),
     File(AsyncFileTransport<Tokio1Executor>, PathBuf),
 }
 
@@ -58,30 +59,31 @@ impl MailSink {
                 Transport::File(AsyncFileTransport::new(&dir), dir)
             }
             MailTransport::Smtp => {
-                let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.relayhost)
-                    .port(c.smtp_port)
-                    .timeout(Some(timeout(c)));
-                if c.use_tls || c.use_smtps {
-                    let mut params = TlsParameters::builder(c.relayhost.clone());
-                    if let Some(ca) = &c.tls_ca_file {
-                        let pem = std::fs::read(ca)
-                            .with_context(|| format!("cannot read tls_ca_file {}", ca.display()))?;
-                        let cert = Certificate::from_pem(&pem).with_context(|| {
-                            format!("tls_ca_file {} is not a PEM certificate", ca.display())
-                        })?;
-                        params = params.add_root_certificate(cert);
-                    }
-                    let params = params.build_rustls().context("TLS settings")?;
-                    b = b.tls(if c.use_smtps {
-                        Tls::Wrapper(params)
-                    } else {
-                        Tls::Required(params)
-                    });
-                }
-                if let (Some(user), Some(password)) = (&c.smtp_user, &c.smtp_password) {
-                    b = b.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
-                }
-                Transport::Smtp(b.build())
+                let tls = || {
+                    crate::tls::client_config(&TlsOptions {
+                        ca_file: c.tls_ca_file.as_deref(),
+                        ..Default::default()
+                    })
+                    .context("tls_ca_file")
+                };
+                let security = if c.use_smtps {
+                    Security::Wrapper(tls()?)
+                } else if c.use_tls {
+                    Security::StartTls(tls()?)
+                } else {
+                    Security::None
+                };
+                Transport::Smtp(Relay {
+                    host: c.relayhost.clone(),
+                    port: c.smtp_port,
+                    security,
+                    credentials: match (&c.smtp_user, &c.smtp_password) {
+                        (Some(user), Some(password)) => {
+                            Some(Credentials::new(user.clone(), password.expose().to_owned()))
+                        }
+                        _ => None,
+                    },
+                })
             }
         };
         Ok(MailSink {
@@ -114,17 +116,34 @@ impl MailSink {
             tracing::info!(to = ?p.rcpt, "mail data:\n{}", p.message);
         }
         match &self.transport {
-            Transport::Smtp(t) => {
-                let sent =
-                    tokio::time::timeout(self.timeout, t.send_raw(&envelope, p.message.as_bytes()))
-                        .await;
+            Transport::Smtp(relay) => {
+                // Until the connection is ready nothing of the mail has been sent, so running
+                // out of time there is an ordinary retry; after it, the server may have the mail.
+                let mut conn = match tokio::time::timeout(self.timeout, relay.connect()).await {
+                    Ok(Ok(conn)) => conn,
+                    Ok(Err(e)) => return Err(classify(e, false)),
+                    Err(_) => {
+                        return Err(SinkError::new(
+                            RetryClass::Backoff,
+                            format!(
+                                "SMTP: no ready connection to {}:{} after {:?}",
+                                relay.host, relay.port, self.timeout
+                            ),
+                        ));
+                    }
+                };
+                let sent = tokio::time::timeout(
+                    self.timeout,
+                    Relay::send(&mut conn, &envelope, p.message.as_bytes()),
+                )
+                .await;
                 match sent {
                     Ok(Ok(resp)) => Ok(format!(
                         "{} {}",
                         resp.code(),
                         resp.message().collect::<Vec<_>>().join(" ")
                     )),
-                    Ok(Err(e)) => Err(classify(&e)),
+                    Ok(Err(e)) => Err(classify(e, true)),
                     Err(_) => Err(SinkError::new(
                         RetryClass::MaybeDelivered,
                         format!("SMTP: timed out after {:?}", self.timeout),
@@ -147,13 +166,38 @@ fn timeout(c: &MailConfig) -> Duration {
     c.timeout.map_or(Duration::from_secs(60), |t| t.0)
 }
 
-/// The retry class of an SMTP failure.
-fn classify(e: &lettre::transport::smtp::Error) -> SinkError {
+/// The retry class of an SMTP failure; `sending` once the mail itself was on its way.
+fn classify(f: Failure, sending: bool) -> SinkError {
+    match f {
+        Failure::Certificate(why) => SinkError::new(RetryClass::Never, format!("SMTP: TLS: {why}")),
+        Failure::NoStartTls => SinkError::new(
+            RetryClass::Never,
+            "SMTP: use_tls is set and the server does not offer STARTTLS; nothing was sent in clear"
+                .to_owned(),
+        ),
+        Failure::Refused { code, text } => SinkError::new(
+            if code >= 500 {
+                RetryClass::Never
+            } else {
+                RetryClass::Backoff
+            },
+            format!("SMTP: the server refused: {text}"),
+        ),
+        Failure::Connect(e) => SinkError::new(
+            RetryClass::Backoff,
+            format!("SMTP: cannot connect: {e}{}", error_chain(&e)),
+        ),
+        Failure::Smtp(e) => classify_smtp(&e, sending),
+    }
+}
+
+/// The retry class of a failure in lettre's part of the dialogue.
+fn classify_smtp(e: &lettre::transport::smtp::Error, sending: bool) -> SinkError {
     let text = format!("{e}{}", error_chain(e));
-    if let Some(why) = crate::reporters::tls::certificate_problem(e) {
+    if let Some(why) = crate::tls::certificate_problem(e) {
         return SinkError::new(RetryClass::Never, format!("SMTP: TLS: {why}"));
     }
-    if e.is_timeout() {
+    if e.is_timeout() && sending {
         // The server may have taken the mail before the time ran out (`tidings outbox retry
         // ID` sends it anyway; the Message-ID stays the same).
         return SinkError::new(

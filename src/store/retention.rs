@@ -1,0 +1,192 @@
+//! Keeping the store bounded: retention deletes old rows in small batches, checkpoints keep
+//! the WAL small, and `max_store_size` counts the database and its WAL together.
+//!
+//! What is deleted, once older than `retention` ([`Retention::keep_ms`]):
+//! - delivered deliveries and their delivery log (by when they were delivered);
+//! - dead letters only once older than `dead_retention`, when set — by default they are kept
+//!   until an operator drops or retries them;
+//! - events that dispatch has passed, that no delivery still refers to and that are not kept as
+//!   unreadable;
+//! - build history beyond the newest [`BUILDS_KEPT`] builds of each builder (what a mode such as
+//!   `change` compares with is the previous build; a few more cover late arrivals).
+//!
+//! Pending and in-flight deliveries, events not yet dispatched, and unreadable events are never
+//! deleted, whatever their age: nothing acknowledged is lost to retention.
+
+use super::{Store, StoreError};
+use rusqlite::params;
+use std::sync::atomic::Ordering;
+
+/// Builds kept in the history per builder, newest first.
+pub const BUILDS_KEPT: i64 = 50;
+
+/// How long rows are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Delivered deliveries, their log, and events (milliseconds).
+    pub keep_ms: i64,
+    /// Dead letters (milliseconds); `None`: until dropped or retried by hand.
+    pub dead_ms: Option<i64>,
+}
+
+/// What one [`Store::prune`] call deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub deliveries: usize,
+    pub events: usize,
+    pub builds: usize,
+}
+
+impl Pruned {
+    /// Whether anything was deleted (when not, the caller can stop until the next cycle).
+    pub fn any(&self) -> bool {
+        self.deliveries + self.events + self.builds > 0
+    }
+}
+
+impl Store {
+    /// Deletes at most `batch` rows of each kind that `r` no longer keeps, as of `now`, in one
+    /// short transaction (so ingest and delivery wait for it only briefly); events are kept
+    /// while dispatch (cursor `dispatched`) has not passed them.
+    pub fn prune(
+        &self,
+        r: Retention,
+        now: i64,
+        dispatched: &str,
+        batch: usize,
+    ) -> Result<Pruned, StoreError> {
+        let cutoff = now - r.keep_ms;
+        let dead_cutoff = r.dead_ms.map_or(i64::MIN, |d| now - d);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut q = tx.prepare_cached(
+                "SELECT id FROM outbox
+                 WHERE (state = 'delivered' AND next_attempt_at < ?1)
+                    OR (state = 'dead' AND next_attempt_at < ?2)
+                 LIMIT ?3",
+            )?;
+            q.query_map(params![cutoff, dead_cutoff, batch as i64], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        {
+            let mut log = tx.prepare_cached("DELETE FROM delivery_log WHERE outbox_id = ?1")?;
+            let mut row = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in &ids {
+                log.execute([id])?;
+                row.execute([id])?;
+            }
+        }
+        let events = tx.execute(
+            "DELETE FROM events WHERE id IN (
+                 SELECT e.id FROM events e
+                 WHERE e.received_at < ?1
+                   AND e.id <= COALESCE((SELECT value FROM cursors WHERE name = ?2), 0)
+                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id)
+                   AND NOT EXISTS (SELECT 1 FROM unreadable u WHERE u.event_id = e.id)
+                 ORDER BY e.id
+                 LIMIT ?3)",
+            params![cutoff, dispatched, batch as i64],
+        )?;
+        let builds = tx.execute(
+            "DELETE FROM builds WHERE rowid IN (
+                 SELECT rowid FROM (
+                     SELECT rowid, ROW_NUMBER() OVER (
+                         PARTITION BY master, builderid ORDER BY number DESC) AS newer
+                     FROM builds)
+                 WHERE newer > ?1
+                 LIMIT ?2)",
+            params![super::retention::BUILDS_KEPT, batch as i64],
+        )?;
+        tx.commit()?;
+        drop(conn);
+        let pruned = Pruned {
+            deliveries: ids.len(),
+            events,
+            builds,
+        };
+        if pruned.any() {
+            // There may be room again: the next event will tell.
+            *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        Ok(pruned)
+    }
+
+    /// Copies the WAL into the database and truncates it (SQLite's `wal_checkpoint(TRUNCATE)`),
+    /// so the WAL stays small. Best effort: a reader beside the daemon (`tidings outbox`) can
+    /// keep part of it for a moment; the next checkpoint takes the rest.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        // Never wait for readers (SQLite would, for the whole busy timeout): whoever asked
+        // goes on, and the next checkpoint takes what this one could not.
+        conn.busy_timeout(std::time::Duration::ZERO)?;
+        let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        done?;
+        Ok(())
+    }
+
+    /// Bytes the store takes on disk: the database file and its WAL.
+    pub fn bytes_on_disk(&self) -> u64 {
+        let len = |name: &str| {
+            std::fs::metadata(self.dir.join(name))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        len("tidings.db") + len("tidings.db-wal")
+    }
+
+    /// Bytes in use: the database's pages that hold data (freed pages, which SQLite reuses,
+    /// are not counted) and the WAL.
+    pub fn bytes_used(&self) -> Result<u64, StoreError> {
+        let (pages, free, page) = {
+            let conn = self.conn();
+            let get = |pragma: &str| conn.query_row(pragma, [], |r| r.get::<_, i64>(0));
+            (
+                get("PRAGMA page_count")?,
+                get("PRAGMA freelist_count")?,
+                get("PRAGMA page_size")?,
+            )
+        };
+        let wal = std::fs::metadata(self.dir.join("tidings.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Ok(((pages - free).max(0) * page) as u64 + wal)
+    }
+
+    /// Why the store takes no new events, if it is full: `max_store_size` reached by the
+    /// database and its WAL together, or the last event refused for want of room (a full disk)
+    /// while nothing was freed since.
+    pub fn full(&self) -> Result<Option<String>, StoreError> {
+        if let Some(why) = self.over_limit()? {
+            return Ok(Some(why));
+        }
+        Ok(self
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
+    }
+
+    /// Whether the database and its WAL together reached `max_store_size` (a checkpoint, which
+    /// empties the WAL, is tried first), and by how much.
+    pub(super) fn over_limit(&self) -> Result<Option<String>, StoreError> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit == 0 {
+            return Ok(None);
+        }
+        let mut used = self.bytes_used()?;
+        if used >= limit {
+            let _ = self.checkpoint();
+            used = self.bytes_used()?;
+        }
+        Ok((used >= limit).then(|| {
+            format!(
+                "the store is full: {} used of max_store_size {} (retention frees room as rows \
+                 age; raise max_store_size or shorten retention)",
+                bytesize::ByteSize(used),
+                bytesize::ByteSize(limit)
+            )
+        }))
+    }
+}
