@@ -403,6 +403,7 @@ impl Store {
             // older tidings reads a store with them as before).
             conn.execute_batch(
                 "CREATE INDEX IF NOT EXISTS outbox_event ON outbox (event_id);
+                 CREATE INDEX IF NOT EXISTS outbox_state_at ON outbox (state, next_attempt_at);
                  CREATE INDEX IF NOT EXISTS delivery_log_outbox ON delivery_log (outbox_id);
                  CREATE INDEX IF NOT EXISTS events_received ON events (received_at);",
             )?;

@@ -472,12 +472,14 @@ async fn retention_loop(store: Arc<Store>, r: Retention, mut stop: watch::Receiv
     loop {
         let mut total = crate::store::Pruned::default();
         while !*stop.borrow() {
-            let s = store.clone();
-            let pruned =
-                tokio::task::spawn_blocking(move || s.prune(r, now_ms(), dispatch::CURSOR, 200))
-                    .await;
+            let (s, after) = (store.clone(), total.events_after);
+            let pruned = tokio::task::spawn_blocking(move || {
+                s.prune(r, now_ms(), dispatch::CURSOR, 200, after)
+            })
+            .await;
             match pruned {
                 Ok(Ok(p)) if p.any() => {
+                    total.events_after = p.events_after;
                     total.deliveries += p.deliveries;
                     total.events += p.events;
                     total.builds += p.builds;

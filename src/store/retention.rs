@@ -29,12 +29,20 @@ pub struct Retention {
     pub dead_ms: Option<i64>,
 }
 
+// Each query finds its rows through an index, so a batch costs the same with a month of rows
+// kept as with none: delivered and dead deliveries by (state, next_attempt_at); events from the
+// lowest id up to the last one both dispatched and received before the cutoff (ids and
+// receive times grow together), skipping only rows still referred to.
+
 /// What one [`Store::prune`] call deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub deliveries: usize,
     pub events: usize,
     pub builds: usize,
+    /// The highest event id this call deleted (or the `after` it was given): pass it to the
+    /// next call of the same cycle, so rows that must stay are not read again and again.
+    pub events_after: i64,
 }
 
 impl Pruned {
@@ -47,13 +55,16 @@ impl Pruned {
 impl Store {
     /// Deletes at most `batch` rows of each kind that `r` no longer keeps, as of `now`, in one
     /// short transaction (so ingest and delivery wait for it only briefly); events are kept
-    /// while dispatch (cursor `dispatched`) has not passed them.
+    /// while dispatch (cursor `dispatched`) has not passed them, and only events above id
+    /// `after` are considered (0 at the start of a cycle; then the previous call's
+    /// [`Pruned::events_after`]).
     pub fn prune(
         &self,
         r: Retention,
         now: i64,
         dispatched: &str,
         batch: usize,
+        after: i64,
     ) -> Result<Pruned, StoreError> {
         let cutoff = now - r.keep_ms;
         let dead_cutoff = r.dead_ms.map_or(i64::MIN, |d| now - d);
@@ -77,17 +88,33 @@ impl Store {
                 row.execute([id])?;
             }
         }
-        let events = tx.execute(
-            "DELETE FROM events WHERE id IN (
-                 SELECT e.id FROM events e
-                 WHERE e.received_at < ?1
-                   AND e.id <= COALESCE((SELECT value FROM cursors WHERE name = ?2), 0)
+        let doomed: Vec<i64> = {
+            let mut q = tx.prepare_cached(
+                "SELECT e.id FROM events e
+                 WHERE e.id > ?4
+                   AND e.id <= MIN(
+                         COALESCE((SELECT value FROM cursors WHERE name = ?2), 0),
+                         COALESCE((SELECT id FROM events WHERE received_at < ?1
+                                   ORDER BY received_at DESC LIMIT 1), 0))
+                   AND e.received_at < ?1
                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id)
                    AND NOT EXISTS (SELECT 1 FROM unreadable u WHERE u.event_id = e.id)
                  ORDER BY e.id
-                 LIMIT ?3)",
-            params![cutoff, dispatched, batch as i64],
-        )?;
+                 LIMIT ?3",
+            )?;
+            q.query_map(params![cutoff, dispatched, batch as i64, after], |row| {
+                row.get(0)
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+            for id in &doomed {
+                delete.execute([id])?;
+            }
+        }
+        let events = doomed.len();
+        let events_after = doomed.last().copied().unwrap_or(after);
         let builds = tx.execute(
             "DELETE FROM builds WHERE rowid IN (
                  SELECT rowid FROM (
@@ -104,6 +131,7 @@ impl Store {
             deliveries: ids.len(),
             events,
             builds,
+            events_after,
         };
         if pruned.any() {
             // There may be room again: the next event will tell.

@@ -497,7 +497,7 @@ fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
     }
 
     // Within retention nothing goes, whatever the batch size.
-    let p = store.prune(r, 30 * day, "dispatch", 1000).unwrap();
+    let p = store.prune(r, 30 * day, "dispatch", 1000, 0).unwrap();
     assert_eq!((p.deliveries, p.events), (0, 0));
     assert_eq!(
         p.builds, 10,
@@ -509,7 +509,10 @@ fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
     // or an unreadable one.
     let mut total = Pruned::default();
     loop {
-        let p = store.prune(r, 32 * day, "dispatch", 1).unwrap();
+        let p = store
+            .prune(r, 32 * day, "dispatch", 1, total.events_after)
+            .unwrap();
+        total.events_after = p.events_after;
         assert!(p.deliveries <= 1 && p.events <= 1 && p.builds <= 1);
         if !p.any() {
             break;
@@ -539,7 +542,7 @@ fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
         dead_ms: Some(7 * day),
         ..r
     };
-    let p = store.prune(r, 32 * day, "dispatch", 100).unwrap();
+    let p = store.prune(r, 32 * day, "dispatch", 100, 0).unwrap();
     assert_eq!((p.deliveries, p.events), (1, 1));
     assert!(store.delivery(deliveries[1]).unwrap().is_none());
 }
