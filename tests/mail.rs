@@ -1034,23 +1034,25 @@ hooks = ["messageFormatter", "messageFormatterMissingWorker"]
     );
 }
 
+/// A mail reporter sending every build over STARTTLS to `port`, trusting `ca_file`.
+fn starttls_mail(port: u16, ca_file: &Path) -> String {
+    mail(
+        "m",
+        port,
+        &format!(
+            "use_tls = true\ntls_ca_file = \"{}\"\nextra_recipients = [\"ops@example.org\"]\n\
+             mode = \"all\"\n",
+            ca_file.display()
+        ),
+    )
+}
+
 #[test]
 fn a_self_signed_relay_in_tls_ca_file_is_trusted_as_python_and_curl_trust_it() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path(), "relay", "IP:127.0.0.1", false);
     let (smtpd, port) = Smtpd::start_with(dir.path(), &cert, &key);
-    let config = config(
-        dir.path(),
-        &mail(
-            "m",
-            port,
-            &format!(
-                "use_tls = true\ntls_ca_file = \"{}\"\nextra_recipients = [\"ops@example.org\"]\n\
-                 mode = \"all\"\n",
-                cert.display()
-            ),
-        ),
-    );
+    let config = config(dir.path(), &starttls_mail(port, &cert));
     let daemon = Daemon::start(&config);
     daemon.post(&failing(31));
     wait_until("the mail", Duration::from_secs(30), || {
@@ -1092,18 +1094,7 @@ fn certificate_failures_are_dead_letters_said_in_one_sentence() {
         let case = d.join(format!("case{i}"));
         std::fs::create_dir_all(&case).unwrap();
         let (smtpd, port) = Smtpd::start_with(&case, cert, key);
-        let config = config(
-            &case,
-            &mail(
-                "m",
-                port,
-                &format!(
-                    "use_tls = true\ntls_ca_file = \"{}\"\nextra_recipients = [\"ops@example.org\"]\n\
-                     mode = \"all\"\n",
-                    trusted.display()
-                ),
-            ),
-        );
+        let config = config(&case, &starttls_mail(port, trusted));
         let why = dead_letter(&config, 40 + i as i64);
         assert!(why.contains(sentence), "case {i}: {why}");
         assert_eq!(
