@@ -32,6 +32,9 @@ pub enum ApiError {
     },
     #[error("{url}: the answer is not JSON: {reason}")]
     Json { url: String, reason: String },
+    /// The master refused a control call (JSON-RPC error).
+    #[error("{url}: the master refused: {message}")]
+    Refused { url: String, message: String },
 }
 
 /// How to authenticate to the master.
@@ -154,6 +157,54 @@ impl BuildbotApi {
             url,
             reason: e.to_string(),
         })
+    }
+
+    /// Calls control method `method` on `api/v2/<path>` (Buildbot's JSON-RPC): `force` on
+    /// `forceschedulers/<name>`, `stop` on `builds/<buildid>`. The master's refusal (a
+    /// validation error, an unknown builder) is [`ApiError::Refused`] with its message.
+    pub async fn control(
+        &self,
+        path: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, ApiError> {
+        let url = format!("{}api/v2/{path}", self.base);
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
+        let mut req = self
+            .client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(a) = self.authorization() {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let http = |source| ApiError::Http {
+            url: url.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(http)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(http)?;
+        let answer: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if let Some(e) = answer.as_ref().and_then(|a| a.get("error")) {
+            let message = match e.get("message") {
+                Some(Value::String(m)) => m.clone(),
+                Some(other) => other.to_string(),
+                None => e.to_string(),
+            };
+            return Err(ApiError::Refused { url, message });
+        }
+        if !status.is_success() {
+            return Err(ApiError::Status {
+                url,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+            });
+        }
+        Ok(answer
+            .and_then(|mut a| a.get_mut("result").map(Value::take))
+            .unwrap_or(Value::Null))
     }
 
     /// GETs `api/v2/<path>` and returns the list under `kind`.

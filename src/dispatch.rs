@@ -307,6 +307,15 @@ impl Dispatcher {
             }
             let why = match event.kind {
                 EventKind::BuildStarted => format!("build start ({})", call.hook),
+                _ if !r.uses_mode() => format!(
+                    "build finished (result {}, previous build {}); no mode: the reporter decides per destination",
+                    Results::text_for(b.results),
+                    prev.as_ref().map_or("none".to_owned(), |p| format!(
+                        "#{} {}",
+                        p.number,
+                        Results::text_for(p.results)
+                    )),
+                ),
                 _ => {
                     let hits = mode_hits(sel, b.results, prev_results);
                     if hits.is_empty() {
@@ -551,7 +560,9 @@ impl Dispatcher {
     /// names the worker, and only when the worker has a `notify` list: the reporter's
     /// `messageFormatterMissingWorker` formatter, or its built-in message.
     fn for_worker(&self, ev: &StoredEvent, event: &Event, w: &Worker, out: &mut Vec<Pending>) {
-        if event.kind != EventKind::WorkerMissing || w.notify.is_empty() {
+        // Buildbot reports a worker missing only when it has a `notify` list; a worker back
+        // online goes only to reporters that ask for it (the IRC bot).
+        if event.kind == EventKind::WorkerMissing && w.notify.is_empty() {
             return;
         }
         let document = serde_json::to_string(w).expect("a worker serialises");
@@ -567,8 +578,13 @@ impl Dispatcher {
                 continue;
             }
             let why = format!(
-                "worker {:?} missing, notify [{}]; {} by {}",
+                "worker {:?} {}, notify [{}]; {} by {}",
                 w.name,
+                if event.kind == EventKind::WorkerMissing {
+                    "missing"
+                } else {
+                    "connected"
+                },
                 w.notify.join(", "),
                 call.hook,
                 call.formatter

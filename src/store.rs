@@ -841,6 +841,83 @@ impl Store {
         Ok(())
     }
 
+    /// Service state (the IRC bot's per-channel settings): every `(key, value)` whose key
+    /// starts with `prefix`, in key order.
+    pub fn bot_state(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT key, value FROM bot_state WHERE substr(key, 1, ?2) = ?1 ORDER BY key",
+        )?;
+        let rows = stmt
+            .query_map(params![prefix, prefix.len() as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<Vec<(String, String)>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Sets (or, with `None`, deletes) service state `key`.
+    pub fn set_bot_state(&self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
+        let conn = self.conn();
+        match value {
+            Some(v) => conn.execute(
+                "INSERT INTO bot_state (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, v],
+            )?,
+            None => conn.execute("DELETE FROM bot_state WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+
+    /// The newest build of every builder the history knows (of every master).
+    pub fn latest_builds(&self) -> Result<Vec<BuildRecord>, StoreError> {
+        self.builds_where(
+            "WHERE (master, builderid, number) IN
+               (SELECT master, builderid, MAX(number) FROM builds GROUP BY master, builderid)
+             ORDER BY master, builderid",
+            params![],
+        )
+    }
+
+    /// The builds of one builder, newest first, at most `limit`.
+    pub fn builds_of(
+        &self,
+        master: &str,
+        builderid: i64,
+        limit: usize,
+    ) -> Result<Vec<BuildRecord>, StoreError> {
+        self.builds_where(
+            "WHERE master = ?1 AND builderid = ?2 ORDER BY number DESC LIMIT ?3",
+            params![master, builderid, limit as i64],
+        )
+    }
+
+    fn builds_where(
+        &self,
+        clause: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<BuildRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT master, buildid, builderid, number, complete, results, body FROM builds {clause}"
+        ))?;
+        let rows = stmt
+            .query_map(params, |r| {
+                Ok(BuildRecord {
+                    master: r.get(0)?,
+                    buildid: r.get(1)?,
+                    builderid: r.get(2)?,
+                    number: r.get(3)?,
+                    complete: r.get(4)?,
+                    results: r.get(5)?,
+                    body: r.get(6)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// Sets cursor `name` to `value` (a source's bookmark in its peer's history).
     pub fn set_cursor(&self, name: &str, value: i64) -> Result<(), StoreError> {
         self.conn().execute(

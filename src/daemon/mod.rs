@@ -18,7 +18,7 @@ use crate::formatter::{Formatter, Host, HostOptions};
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::outbox::{RetryPolicy, Worker};
-use crate::reporters::{BuildContext, Reporter, ServiceContext};
+use crate::reporters::{BuildContext, DaemonControl, Reporter, ServiceContext, Shutdown};
 use crate::source::buildbot::BuildbotStream;
 use crate::source::http::{Ingest, IngestAuth, router};
 use crate::store::Committer;
@@ -94,6 +94,7 @@ pub fn build_reporters(
             base,
             data_dir: &data_dir,
             service: services.and_then(|s| s.get(&name)),
+            store: None,
         };
         let r = table
             .build(&cx)
@@ -109,6 +110,7 @@ fn prepare_services(
     old: Option<&Config>,
     config: &Config,
     base: &Path,
+    store: &Arc<Store>,
 ) -> Result<Prepared> {
     let data_dir = data_dir(config, base);
     let cx = BuildContext {
@@ -116,6 +118,7 @@ fn prepare_services(
         base,
         data_dir: &data_dir,
         service: None,
+        store: Some(store.clone()),
     };
     let old = old.map(|c| c.reporter.all()).unwrap_or_default();
     services.prepare(&old, &config.reporter.all(), &cx)
@@ -294,7 +297,7 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
     })?;
     let formatters = load_formatters(&config, &base, &host)?;
     let mut services = Services::default();
-    let prepared = prepare_services(&services, None, &config, &base)?;
+    let prepared = prepare_services(&services, None, &config, &base, &store)?;
     let reporters = build_reporters(&config, &base, Some(&prepared))?;
 
     let metrics = Arc::new(Metrics::default());
@@ -322,12 +325,14 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         Some(bb) => Some(BuildbotApi::new(bb)?),
         None => None,
     };
+    let control = DaemonControl::default();
     let service_context = {
-        let store = store.clone();
+        let (store, control) = (store.clone(), control.clone());
         move || ServiceContext {
             store: store.clone(),
             api: api.clone(),
             shutdown: watch::channel(false).1,
+            control: control.clone(),
         }
     };
     services.commit(prepared, &service_context).await;
@@ -408,11 +413,11 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
             _ = hup.recv() => {
                 // Compiling formatters and reading certificates blocks: off the async workers.
                 let loaded = tokio::task::spawn_blocking({
-                    let (source, running, host, services) =
-                        (source.clone(), running.clone(), host.clone(), services.clone());
+                    let (source, running, host, services, store) =
+                        (source.clone(), running.clone(), host.clone(), services.clone(), store.clone());
                     move || {
                         let services = services.lock().unwrap_or_else(|e| e.into_inner());
-                        reload(&source, &running, &host, &services)
+                        reload(&source, &running, &host, &services, &store)
                     }
                 })
                 .await
@@ -433,6 +438,10 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
+            why = asked_to_stop(control.subscribe(), store.clone()) => {
+                tracing::info!("{why}");
+                break;
+            }
         }
     }
     tracing::info!("stopping: no new events accepted; draining deliveries in flight");
@@ -463,6 +472,37 @@ type Loaded = (
     Vec<Arc<dyn Reporter>>,
     Prepared,
 );
+
+/// Returns when a service asked the daemon to stop (the IRC bot's `shutdown`): at once for
+/// `now`, or once nothing waits in the outbox for `start` (checked every second); a request
+/// called off (`shutdown stop`) waits again.
+async fn asked_to_stop(mut rx: watch::Receiver<Shutdown>, store: Arc<Store>) -> String {
+    loop {
+        let state = *rx.borrow_and_update();
+        match state {
+            Shutdown::Now => return "stopping, as asked (IRC shutdown now)".into(),
+            Shutdown::WhenDrained => {
+                let waiting: i64 = store
+                    .counts()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|(s, _)| matches!(s, State::Pending | State::InFlight))
+                    .map(|(_, n)| n)
+                    .sum();
+                if waiting == 0 {
+                    return "stopping, as asked, now that the outbox is empty (IRC shutdown start)"
+                        .into();
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await;
+            }
+            Shutdown::Running => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
 
 /// Keeps the store bounded: every cycle (a tenth of `retention`, between 1 s and 1 min) deletes
 /// what retention no longer keeps in batches of 200 rows with a pause between them, so ingest
@@ -521,6 +561,7 @@ fn reload(
     running: &Config,
     host: &Host,
     services: &Services,
+    store: &Arc<Store>,
 ) -> Result<Loaded> {
     let config = source.load()?;
     let s = (&config.server, &running.server);
@@ -548,7 +589,7 @@ fn reload(
     }
     let base = source.base();
     let formatters = load_formatters(&config, &base, host)?;
-    let prepared = prepare_services(services, Some(running), &config, &base)?;
+    let prepared = prepare_services(services, Some(running), &config, &base, store)?;
     let reporters = build_reporters(&config, &base, Some(&prepared))?;
     Ok((config, formatters, reporters, prepared))
 }

@@ -231,11 +231,13 @@ mod tests {
             base: dir.path(),
             data_dir: dir.path(),
             service: None,
+            store: None,
         };
         let context = || ServiceContext {
             store: store.clone(),
             api: None,
             shutdown: watch::channel(false).1,
+            control: Default::default(),
         };
         let bot = |setting| Table {
             name: "bot".into(),

@@ -28,6 +28,7 @@
 
 pub mod http;
 pub mod http_push;
+pub mod irc;
 pub mod mail;
 
 use crate::config::{CommonOptions, RetrySettings, Secret, Selection};
@@ -71,6 +72,8 @@ macro_rules! registry {
 registry! {
     /// Buildbot's HttpStatusPush (and the 0.8 StatusPush).
     http_push: http_push::HttpPushConfig,
+    /// Buildbot's IRC bot (`reporters.IRC`).
+    irc: irc::IrcConfig,
     /// Buildbot's MailNotifier.
     mail: mail::MailConfig,
 }
@@ -95,6 +98,9 @@ pub struct BuildContext<'a> {
     /// The reporter's service, when [`ReporterConfig::service`] made one (the running one,
     /// kept across a reload while the table is unchanged).
     pub service: Option<Arc<dyn Service>>,
+    /// The daemon's store, when there is one (not for `tidings check`): a service reads the
+    /// state it keeps there (the IRC bot's notify settings) when it is made.
+    pub store: Option<Arc<crate::store::Store>>,
 }
 
 /// One `[[reporter.<kind>]]` table, parsed. The registry turns each into a [`Reporter`].
@@ -138,6 +144,53 @@ pub struct ServiceContext {
     /// Turns `true` when the service must stop (daemon shutdown, or its table changed or went
     /// away on reload). The service returns soon after.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The daemon's own shutdown, for a service that may ask for it (the IRC bot's `shutdown`).
+    pub control: DaemonControl,
+}
+
+/// What a service may ask of the daemon: its graceful shutdown, now or once the outbox has
+/// drained (the IRC bot's `shutdown now` and `shutdown start`), or not after all (`shutdown
+/// stop`).
+#[derive(Clone)]
+pub struct DaemonControl {
+    state: Arc<tokio::sync::watch::Sender<Shutdown>>,
+}
+
+/// Where the daemon's shutdown stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shutdown {
+    /// Not asked for.
+    #[default]
+    Running,
+    /// Asked for once nothing waits in the outbox (a clean shutdown).
+    WhenDrained,
+    /// Asked for now.
+    Now,
+}
+
+impl Default for DaemonControl {
+    fn default() -> DaemonControl {
+        DaemonControl {
+            state: Arc::new(tokio::sync::watch::channel(Shutdown::Running).0),
+        }
+    }
+}
+
+impl DaemonControl {
+    /// Where the shutdown stands.
+    pub fn shutdown_state(&self) -> Shutdown {
+        *self.state.borrow()
+    }
+
+    /// Asks for (or calls off) the daemon's shutdown.
+    pub fn request_shutdown(&self, s: Shutdown) {
+        self.state.send_replace(s);
+    }
+
+    /// Follows the shutdown requests (for the daemon).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Shutdown> {
+        self.state.subscribe()
+    }
 }
 
 /// A future a service runs as.
@@ -311,6 +364,11 @@ pub trait Reporter: Send + Sync {
     fn selection(&self) -> &Selection;
     /// Whether build starts are reported (they bypass the mode, as in Buildbot).
     fn report_new(&self) -> bool;
+    /// Whether dispatch applies the mode to finished builds [default true]. The IRC bot says
+    /// no: each of its channels decides with its own notify events.
+    fn uses_mode(&self) -> bool {
+        true
+    }
     /// The hook to call for an event of `kind`, or `None` when this reporter does not report
     /// such events. The default is [`message_hooks`]: Buildbot's generators with
     /// `messageFormatter`. A reporter with callbacks (Gerrit's `startCB`, `reviewCB`,
@@ -377,7 +435,7 @@ mod tests {
     #[test]
     fn the_registry_knows_every_kind_once() {
         let kinds = ReporterTables::KINDS;
-        assert_eq!(kinds, ["http_push", "mail"]);
+        assert_eq!(kinds, ["http_push", "irc", "mail"]);
         let text = "[[http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\n\
                     [[mail]]\nname = \"m\"\nfromaddr = \"ci@example.org\"\n";
         let tables: ReporterTables = toml::from_str(text).unwrap();

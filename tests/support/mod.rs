@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod irc;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,455 @@
+//! `[[reporter.irc]]` against a real IRC server: ngIRCd (Debian's `ngircd`, installed by
+//! `scripts/install-ngircd`), started per test on ports of its own, with a keyed channel; a
+//! plain IRC client in the test reads what the bot says and talks to it.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::daemon::{Daemon, settled, wait_until};
+use support::irc::{Client, Ngircd, Setup};
+
+const BOT: &str = "tidingsbot";
+
+fn config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("tidings.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nshutdown_grace = \"2s\"\n\n\
+             [master]\ntitle = \"Example CI\"\nbuildbot_url = \"http://127.0.0.1:8010/\"\n\n{body}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The bot on `port`, in `#builds` (key `sekrit`), plus `rest`.
+fn irc(port: u16, rest: &str) -> String {
+    format!(
+        "[[reporter.irc]]\nname = \"irc\"\nhost = \"127.0.0.1\"\nport = {port}\nnick = \"{BOT}\"\n\
+         channels = [{{ channel = \"#builds\", password = \"sekrit\" }}]\n\
+         notify_events = [\"started\", \"finished\"]\nuse_colors = false\nlost_delay = \"1s\"\n{rest}"
+    )
+}
+
+fn sample(name: &str) -> Value {
+    serde_json::from_slice(&support::sample(name)).unwrap()
+}
+
+/// The failing sample as build `n`.
+fn failing(n: i64) -> Value {
+    let mut b = sample("failure-full.json");
+    b["buildid"] = n.into();
+    b["number"] = n.into();
+    b["buildrequestid"] = n.into();
+    b["url"] = format!("http://127.0.0.1:8010/#/builders/1/builds/{n}").into();
+    b
+}
+
+/// A client in `#builds` that has seen the bot join it.
+fn watcher(server: &Ngircd, nick: &str) -> Client {
+    let mut c = Client::connect(server.port, nick);
+    c.join("#builds", Some("sekrit"));
+    c
+}
+
+fn bot_joined(c: &mut Client) {
+    c.expect("the bot to join #builds", Duration::from_secs(30), |l| {
+        l.command == "JOIN" && l.from == BOT
+    });
+}
+
+/// Asks the bot `command` on `#builds` and returns its first answer there.
+fn ask(c: &mut Client, command: &str, answer: impl Fn(&str) -> bool) -> String {
+    c.say("#builds", &format!("{BOT}: {command}"));
+    c.expect_message(BOT, "#builds", command, answer)
+}
+
+#[test]
+fn builds_are_announced_and_every_command_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Ngircd::start(
+        dir.path(),
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            ..Setup::default()
+        },
+    );
+    let mut c = watcher(&server, "watcher");
+    let cfg = config(
+        dir.path(),
+        &irc(
+            server.port,
+            "authz = { force = [\"trusted\"], mute = [\"watcher\"] }\nflood_interval = \"200ms\"\n",
+        ),
+    );
+    let daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+
+    // A started and a finished build, with the build URL, as Buildbot words them.
+    daemon.post(&sample("started-full.json"));
+    let started = c.expect_message(BOT, "#builds", "the start", |t| t.contains("started"));
+    assert_eq!(
+        started,
+        "Build [#1](http://127.0.0.1:8010/#/builders/1/builds/1) of `runtests` started."
+    );
+    daemon.post(&failing(2));
+    let finished = c.expect_message(BOT, "#builds", "the failure", |t| t.contains("failed"));
+    assert_eq!(
+        finished,
+        "Build [#2](http://127.0.0.1:8010/#/builders/1/builds/2) of `runtests` failed: failed 'sh -c ...' (failure)  blamelist: tester <tester@example.org>"
+    );
+
+    // Every command's reply.
+    assert!(!ask(&mut c, "hello", |_| true).is_empty());
+    assert_eq!(
+        ask(&mut c, "version", |_| true),
+        format!(
+            "This is tidings-{} at your service",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    assert!(ask(&mut c, "source", |_| true).contains("tidings"));
+    assert_eq!(
+        ask(&mut c, "commands", |_| true),
+        "Buildbot commands: commands, force, hello, help, join, last, leave, list, mute, notify, shutdown, source, status, stop, unmute, version, watch"
+    );
+    assert_eq!(
+        ask(&mut c, "help", |t| t.starts_with("commands")),
+        "commands - list available commands"
+    );
+    c.expect_message(BOT, "#builds", "the end of help", |t| {
+        t == "watch - announce the completion of an active build"
+    });
+    assert_eq!(
+        ask(&mut c, "help stop", |_| true),
+        "Usage: stop build _which_ _reason_ - Stop a running build"
+    );
+    assert_eq!(
+        ask(&mut c, "help nope", |_| true),
+        "There is no such command 'nope'."
+    );
+    assert_eq!(
+        ask(&mut c, "list builders", |_| true),
+        "I found the following builders: runtests"
+    );
+    assert_eq!(
+        ask(&mut c, "list", |_| true),
+        "Try 'list [all|N] builders|workers|changes'."
+    );
+    // Build 1 started and has not finished.
+    assert_eq!(
+        ask(&mut c, "status runtests", |_| true),
+        "`runtests`: running: build [#1](http://127.0.0.1:8010/#/builders/1/builds/1) (starting)"
+    );
+    let last = ask(&mut c, "last runtests", |_| true);
+    assert!(
+        last.starts_with("`runtests`: last build failed (")
+            && last.ends_with(" ago): failed 'sh -c ...' (failure)"),
+        "{last}"
+    );
+    assert_eq!(
+        ask(&mut c, "last nosuch", |_| true),
+        "no such builder 'nosuch'"
+    );
+    assert_eq!(
+        ask(&mut c, "watch runtests", |_| true),
+        "Watching build [#1](http://127.0.0.1:8010/#/builders/1/builds/1) of `runtests` until it finishes..."
+    );
+    assert_eq!(
+        ask(&mut c, "watch nosuch", |_| true),
+        "no such builder 'nosuch'"
+    );
+    assert_eq!(
+        ask(&mut c, "notify list", |_| true),
+        "The following events are being notified: finished, started."
+    );
+    // Nobody is a channel operator of a predefined channel: changing its events is refused.
+    assert_eq!(
+        ask(&mut c, "notify on failure", |_| true),
+        "Only channel operators can change notified events for this channel. And you, watcher, are neither!"
+    );
+    c.say(BOT, "notify on bogus");
+    c.expect_message(BOT, "watcher", "the usage, in private", |t| {
+        t == "Try 'notify on|off _EVENT_'."
+    });
+    // Unknown words, and dangerous commands for nicks authz does not name.
+    assert_eq!(ask(&mut c, "wow!", |_| true), "What you say!");
+    assert_eq!(
+        ask(&mut c, "frobnicate", |_| true),
+        "I don't get this 'frobnicate'..."
+    );
+    c.expect_message(BOT, "#builds", "the command list", |t| {
+        t.starts_with("Buildbot commands:")
+    });
+    assert_eq!(
+        ask(&mut c, "force build runtests please", |_| true),
+        "Thou shall not pass, watcher!!!"
+    );
+    assert_eq!(
+        ask(&mut c, "shutdown now", |_| true),
+        "Thou shall not pass, watcher!!!"
+    );
+    let mut trusted = watcher(&server, "trusted");
+    trusted.say(
+        "#builds",
+        &format!("{BOT}: force build --branch=x;y runtests go"),
+    );
+    trusted.expect_message(BOT, "#builds", "the refusal", |t| {
+        t == "Sorry, bad branch 'x;y'"
+    });
+    trusted.say("#builds", &format!("{BOT}, force build runtests go"));
+    trusted.expect_message(BOT, "#builds", "no master", |t| {
+        t.starts_with("Sorry, forcing builds is not configured")
+    });
+    trusted.say(BOT, "stop build runtests enough");
+    trusted.expect_message(BOT, "trusted", "stop, in private", |t| {
+        t == "Thou shall not pass, trusted!!!"
+    });
+
+    // A state string and an owner carrying IRC commands arrive as one harmless line each.
+    let mut hostile = failing(3);
+    hostile["state_string"] = "x\r\nQUIT :x\r\nPRIVMSG #builds :injected".into();
+    hostile["properties"]["owner"] = json!(["evil\r\nJOIN #owned", "Force Build Form"]);
+    daemon.post(&hostile);
+    let said = c.expect_message(BOT, "#builds", "the hostile build", |t| t.contains("[#3]"));
+    assert_eq!(
+        said,
+        "Build [#3](http://127.0.0.1:8010/#/builders/1/builds/3) of `runtests` failed: x  QUIT :x  PRIVMSG #builds :injected  blamelist: evil  JOIN #owned, tester <tester@example.org>"
+    );
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
+    let after = c.messages_until_reply(BOT);
+    assert!(after.is_empty(), "{after:?}");
+    assert!(
+        !c.seen
+            .iter()
+            .any(|l| l.from == BOT && (l.command == "QUIT" || l.text() == "injected")),
+        "the bot was made to do something"
+    );
+
+    // mute (authz names watcher for it) silences the channel; unmute brings it back.
+    assert_eq!(ask(&mut c, "mute", |_| true), "Shutting up for now.");
+    daemon.post(&failing(4));
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
+    let quiet = c.messages_until_reply(BOT);
+    assert!(quiet.is_empty(), "said while muted: {quiet:?}");
+    let log = attempts(&dir.path().join("data"));
+    assert_eq!(log.matches("Delivered").count(), 3, "{log}");
+    c.say("#builds", &format!("{BOT}: unmute"));
+    c.expect_message(BOT, "#builds", "unmute", |t| t == "I'm baaaaaaaaaaack!");
+    // The watched build ends: announced (here also by `finished`), once.
+    let mut done = sample("success-full.json");
+    done["buildrequestid"] = 1.into();
+    daemon.post(&done);
+    c.expect_message(BOT, "#builds", "the watched build", |t| {
+        t.starts_with("Build [#1](") && t.ends_with("completed successfully.")
+    });
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
+    let after = c.messages_until_reply(BOT);
+    assert!(after.is_empty(), "{after:?}");
+    drop(daemon);
+}
+
+/// Every delivery's attempts in the store under `data`: destination, state, last error and
+/// each attempt's detail, one per line.
+fn attempts(data: &Path) -> String {
+    use tidings::store::Store;
+    let Ok(store) = Store::open_shared(data) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for d in store.list(None, 1000).unwrap_or_default() {
+        out.push_str(&format!(
+            "{} {} {:?} {}\n",
+            d.id,
+            d.destination,
+            d.state,
+            d.last_error.unwrap_or_default()
+        ));
+        for e in store.log(d.id).unwrap_or_default() {
+            out.push_str(&format!("  {} {} {}\n", e.attempt, e.result, e.detail));
+        }
+    }
+    out
+}
+
+#[test]
+fn notify_settings_in_private_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Ngircd::start(
+        dir.path(),
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            ..Setup::default()
+        },
+    );
+    let mut c = watcher(&server, "alice");
+    let cfg = config(dir.path(), &irc(server.port, ""));
+    let daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+    c.say(BOT, "notify on recovery worse");
+    c.expect_message(BOT, "alice", "the events", |t| {
+        t == "The following events are being notified: recovery, worse."
+    });
+    drop(daemon);
+    c.expect("the bot to quit", Duration::from_secs(30), |l| {
+        l.command == "QUIT" && l.from == BOT
+    });
+
+    let daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+    c.say(BOT, "notify list");
+    c.expect_message(BOT, "alice", "the events again", |t| {
+        t == "The following events are being notified: recovery, worse."
+    });
+    // A success after a failure is a recovery: alice is told in private, the channel (started,
+    // finished) too.
+    daemon.post(&failing(1));
+    let mut ok = sample("success-full.json");
+    ok["buildid"] = 2.into();
+    ok["number"] = 2.into();
+    ok["buildrequestid"] = 2.into();
+    daemon.post(&ok);
+    let private = c.expect_message(BOT, "alice", "the recovery", |t| t.contains("[#2]"));
+    assert!(
+        private.ends_with("of `runtests` completed successfully."),
+        "{private}"
+    );
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
+    // The failure before it was neither worse (no previous build) nor a recovery.
+    let said: Vec<String> = c
+        .seen
+        .iter()
+        .filter(|l| l.is_message(BOT, "alice") && l.text().starts_with("Build"))
+        .map(|l| l.text().to_owned())
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+}
+
+#[test]
+fn thirty_notifications_at_once_arrive_without_a_disconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Ngircd::start(
+        dir.path(),
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            ..Setup::default()
+        },
+    );
+    let mut c = watcher(&server, "reader");
+    let cfg = config(
+        dir.path(),
+        &irc(server.port, "").replace("[\"started\", \"finished\"]", "[\"failure\"]"),
+    );
+    let daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+    for n in 1..=30 {
+        daemon.post(&failing(n));
+    }
+    // At the default pace (a burst of 4, then one line per 2 s): about a minute.
+    let mut said = std::collections::BTreeSet::new();
+    while said.len() < 30 {
+        let l = c.expect("thirty notifications", Duration::from_secs(120), |l| {
+            l.is_message(BOT, "#builds")
+        });
+        let n: i64 = l.text()["Build [#".len()..]
+            .split(']')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(said.insert(n), "build {n} said twice");
+    }
+    assert_eq!(said, (1..=30).collect());
+    let joins = c
+        .seen
+        .iter()
+        .filter(|l| l.from == BOT && matches!(l.command.as_str(), "JOIN" | "QUIT"))
+        .count();
+    assert_eq!(joins, 1, "the bot joined once and never quit");
+    assert!(!server.log().contains("Excess Flood"), "{}", server.log());
+}
+
+#[test]
+fn the_bot_reconnects_rejoins_and_says_what_waited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Ngircd::start(
+        dir.path(),
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            ..Setup::default()
+        },
+    );
+    let mut c = watcher(&server, "patient");
+    let cfg = config(dir.path(), &irc(server.port, ""));
+    let daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+    server.kill();
+    daemon.post(&failing(7));
+    // The delivery waits for the server: it is tried, and fails, at least once.
+    let data = dir.path().join("data");
+    wait_until("a failed attempt", Duration::from_secs(60), || {
+        attempts(&data).contains("not connected to 127.0.0.1")
+    });
+    server.restart();
+    let mut c = watcher(&server, "patient");
+    bot_joined(&mut c);
+    c.expect_message(BOT, "#builds", "the queued notification", |t| {
+        t.contains("[#7](")
+    });
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&data)
+    });
+    let again = c.messages_until_reply(BOT);
+    assert!(again.is_empty(), "said twice: {again:?}");
+    drop(daemon);
+}
+
+#[test]
+fn tls_is_verified_with_a_private_ca_and_an_unknown_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = support::tls::certificate(dir.path());
+    let server = Ngircd::start(
+        dir.path(),
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            tls: Some((&cert, &key)),
+        },
+    );
+    let tls_port = server.tls_port.unwrap();
+    let mut c = watcher(&server, "secure");
+    let trusted = irc(
+        tls_port,
+        &format!("use_ssl = true\ntls_ca_file = {:?}\n", ca),
+    );
+    let untrusted = irc(tls_port, "use_ssl = true\n")
+        .replace("name = \"irc\"", "name = \"doubtful\"")
+        .replace(&format!("nick = \"{BOT}\""), "nick = \"doubtful\"");
+    let cfg = config(dir.path(), &format!("{trusted}\n{untrusted}"));
+    let daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+    daemon.post(&failing(1));
+    c.expect_message(BOT, "#builds", "the notification over TLS", |t| {
+        t.contains("[#1](")
+    });
+    wait_until("the refusal in the log", Duration::from_secs(30), || {
+        let log = daemon.log.contents();
+        log.contains("doubtful")
+            && log.contains("TLS with 127.0.0.1")
+            && log.contains("certificate")
+    });
+    assert!(
+        !c.seen.iter().any(|l| l.from == "doubtful"),
+        "the bot that does not trust the certificate got in"
+    );
+}
