@@ -596,17 +596,31 @@ fn check(path: &Path) -> Result<ExitCode> {
             }
         }
     }
-    if let Err(e) = daemon::build_reporters(&config, base, None) {
-        eprintln!("{e:#}");
-        problems += 1;
-    }
+    let built = match daemon::build_reporters(&config, base, None) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e:#}");
+            problems += 1;
+            Vec::new()
+        }
+    };
     for (kind, table) in config.reporter.all() {
         let s = tidings::config::CommonOptions::selection(table);
-        println!(
-            "reporter {:?} ({kind}): mode {}",
-            s.name,
-            s.mode.0.join(", ")
-        );
+        let per_destination = built
+            .iter()
+            .any(|r| r.selection().name == s.name && !r.uses_mode());
+        if per_destination {
+            println!(
+                "reporter {:?} ({kind}): no mode, each destination's notify events decide",
+                s.name
+            );
+        } else {
+            println!(
+                "reporter {:?} ({kind}): mode {}",
+                s.name,
+                s.mode.0.join(", ")
+            );
+        }
     }
     if problems > 0 {
         bail!("{problems} problem(s) in {}", path.display());

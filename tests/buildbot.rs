@@ -489,3 +489,133 @@ retry_delay = "100ms"
     });
     assert_eq!(seen_on(&peer, "/problem")[0].body["results"], 2);
 }
+
+/// The IRC bot (against ngIRCd) acts on the real master: `force build` starts a build whose
+/// start and finish it then announces, `stop build` stops a running one, and `list workers`
+/// and `status` answer from the master's REST API.
+#[test]
+fn the_irc_bot_forces_and_stops_builds_on_the_master() {
+    use support::irc::{Client, Ngircd, Setup};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Ngircd::start(
+        dir.path(),
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            ..Setup::default()
+        },
+    );
+    let tidings_port = support::free_port();
+    let master = Master::start(dir.path(), &format!("http://127.0.0.1:{tidings_port}"));
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r##"[server]
+listen = "127.0.0.1:{tidings_port}"
+data_dir = "data"
+ingest_user = "buildbot"
+ingest_password = "s3cret"
+shutdown_grace = "2s"
+
+[source.buildbot]
+url = "{url}"
+
+[[reporter.irc]]
+name = "irc"
+host = "127.0.0.1"
+port = {irc}
+nick = "ci"
+channels = [{{ channel = "#builds", password = "sekrit" }}]
+notify_events = ["started", "finished"]
+use_colors = false
+flood_interval = "200ms"
+authz = {{ force = ["trusted"], stop = ["trusted"] }}
+"##,
+            url = master.url(),
+            irc = server.port,
+        ),
+    )
+    .unwrap();
+    let mut c = Client::connect(server.port, "trusted");
+    c.join("#builds", Some("sekrit"));
+    let _daemon = Daemon::start(&config);
+    c.expect("the bot to join", Duration::from_secs(30), |l| {
+        l.command == "JOIN" && l.from == "ci"
+    });
+    let ask = |c: &mut Client, command: &str, answer: &dyn Fn(&str) -> bool| -> String {
+        c.say("#builds", &format!("ci: {command}"));
+        c.expect_message("ci", "#builds", command, answer)
+    };
+
+    assert_eq!(
+        ask(&mut c, "list workers", &|_| true),
+        "I found the following workers: local-worker"
+    );
+    assert_eq!(
+        ask(
+            &mut c,
+            "force build --branch=main --props=exit_code=1 runtests from irc",
+            &|_| true
+        ),
+        "Force build successfully requested."
+    );
+    let url = master.url();
+    let started = c.expect_message("ci", "#builds", "the forced build's start", |t| {
+        t.ends_with("started.")
+    });
+    assert_eq!(
+        started,
+        format!("Build [#1]({url}#/builders/1/builds/1) of `runtests` started.")
+    );
+    let finished = c.expect_message("ci", "#builds", "the forced build's end", |t| {
+        t.contains("[#1]") && t.contains(" failed")
+    });
+    assert!(
+        finished.starts_with(&format!(
+            "Build [#1]({url}#/builders/1/builds/1) of `runtests` failed: "
+        )),
+        "{finished}"
+    );
+    let build = master.build(1).unwrap();
+    let reason = client::get(&format!("{url}api/v2/buildsets?order=-bsid&limit=1"));
+    assert!(
+        reason.contains("forced: by trusted on #builds: from irc"),
+        "{reason}"
+    );
+    assert_eq!(build["results"], 2);
+
+    // A long build, stopped.
+    assert_eq!(
+        ask(
+            &mut c,
+            "force build --props=sleep_secs=300 runtests long",
+            &|_| true
+        ),
+        "Force build successfully requested."
+    );
+    c.expect_message("ci", "#builds", "the long build's start", |t| {
+        t.contains("[#2]") && t.ends_with("started.")
+    });
+    let status = ask(&mut c, "status runtests", &|_| true);
+    assert!(
+        status.starts_with(&format!(
+            "`runtests`: running: build [#2]({url}#/builders/1/builds/2)"
+        )),
+        "{status}"
+    );
+    assert_eq!(
+        ask(&mut c, "stop build runtests enough", &|_| true),
+        format!("Build [#2]({url}#/builders/1/builds/2) of `runtests` interrupted.")
+    );
+    let stopped = c.expect_message("ci", "#builds", "the stopped build's end", |t| {
+        t.contains("[#2]") && !t.ends_with("started.")
+    });
+    assert!(
+        stopped.contains("was cancelled") || stopped.contains("stopped with exception"),
+        "{stopped}"
+    );
+    assert_eq!(
+        ask(&mut c, "stop build runtests again", &|_| true),
+        "Sorry, no build is currently running."
+    );
+}

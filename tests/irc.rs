@@ -1,6 +1,7 @@
-//! `[[reporter.irc]]` against a real IRC server: ngIRCd (Debian's `ngircd`, installed by
-//! `scripts/install-ngircd`), started per test on ports of its own, with a keyed channel; a
-//! plain IRC client in the test reads what the bot says and talks to it.
+//! `[[reporter.irc]]` against real IRC servers (Debian's, installed by `scripts/install-irc`),
+//! started per test on ports of their own: ngIRCd with a keyed channel; Atheme services linked
+//! to it (NickServ) and to InspIRCd 3 (SASL). A plain IRC client in the test reads what the bot
+//! says and talks to it.
 
 mod support;
 
@@ -8,7 +9,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::daemon::{Daemon, settled, wait_until};
-use support::irc::{Client, Ngircd, Setup};
+use support::irc::{Atheme, Client, Inspircd, Ngircd, Setup, logged_in, register};
 
 const BOT: &str = "tidingsbot";
 
@@ -424,6 +425,7 @@ fn tls_is_verified_with_a_private_ca_and_an_unknown_certificate_is_refused() {
         Setup {
             channel: Some(("#builds", "sekrit")),
             tls: Some((&cert, &key)),
+            ..Setup::default()
         },
     );
     let tls_port = server.tls_port.unwrap();
@@ -452,4 +454,218 @@ fn tls_is_verified_with_a_private_ca_and_an_unknown_certificate_is_refused() {
         !c.seen.iter().any(|l| l.from == "doubtful"),
         "the bot that does not trust the certificate got in"
     );
+}
+
+#[test]
+fn a_reload_keeps_the_connection_and_operator_commands_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Ngircd::start(
+        dir.path(),
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            ..Setup::default()
+        },
+    );
+    let mut c = watcher(&server, "boss");
+    let body = irc(
+        server.port,
+        "authz = { join = [\"boss\"], leave = [\"boss\"], shutdown = [\"boss\"] }\n\
+         flood_interval = \"200ms\"\n",
+    )
+    .replace(
+        "[\"started\", \"finished\"]",
+        "[\"started\", \"finished\", \"worker\"]",
+    );
+    let cfg = config(dir.path(), &body);
+    let mut daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+    let bot_lines = |c: &Client, command: &str| {
+        c.seen
+            .iter()
+            .filter(|l| l.from == BOT && l.command == command)
+            .count()
+    };
+
+    // SIGHUP with the same table: the connection stays.
+    daemon.signal("-HUP");
+    wait_until("the reload", Duration::from_secs(30), || {
+        daemon.log.contents().contains("config reloaded")
+    });
+    assert!(c.messages_until_reply(BOT).is_empty());
+    assert_eq!((bot_lines(&c, "JOIN"), bot_lines(&c, "QUIT")), (1, 0));
+
+    // A worker goes missing, and comes back.
+    let worker = |kind: &str| {
+        json!({"schema_version": 1, "type": kind, "master": "http://127.0.0.1:8010/",
+               "worker": {"name": "w1", "notify": ["ops@example.org"],
+                          "last_connection": "Mon Nov 23 10:00:00 2026"}})
+    };
+    daemon.post_event(&worker("worker_missing"));
+    c.expect_message(BOT, "#builds", "the missing worker", |t| {
+        t == "Worker `w1` is missing. It was seen last on Mon Nov 23 10:00:00 2026."
+    });
+    daemon.post_event(&worker("worker_connected"));
+    c.expect_message(BOT, "#builds", "the worker back", |t| {
+        t == "Worker `w1` is back online."
+    });
+
+    // join and leave.
+    c.join("#other", None);
+    c.say("#builds", &format!("{BOT}: join #other"));
+    c.expect("the bot in #other", Duration::from_secs(30), |l| {
+        l.from == BOT && l.command == "JOIN" && l.params[0] == "#other"
+    });
+    c.say("#builds", &format!("{BOT}: leave #other"));
+    c.expect("the bot to leave #other", Duration::from_secs(30), |l| {
+        l.from == BOT && l.command == "PART" && l.params[0] == "#other"
+    });
+
+    // A changed table: the bot leaves and a new one comes, with the same nick.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("\"worker\"]", "\"worker\", \"failure\"]"),
+    )
+    .unwrap();
+    daemon.signal("-HUP");
+    c.expect("the old bot to quit", Duration::from_secs(30), |l| {
+        l.from == BOT && l.command == "QUIT"
+    });
+    bot_joined(&mut c);
+    assert_eq!(
+        ask(&mut c, "notify list", |_| true),
+        "The following events are being notified: failure, finished, started, worker."
+    );
+
+    // A clean shutdown: once the outbox is empty, the daemon stops.
+    assert_eq!(
+        ask(&mut c, "shutdown check", |_| true),
+        "Status: tidings is running."
+    );
+    assert_eq!(
+        ask(&mut c, "shutdown start", |_| true),
+        "Starting clean shutdown."
+    );
+    assert!(daemon.child.wait().unwrap().success());
+    c.expect("the bot to quit", Duration::from_secs(30), |l| {
+        l.from == BOT && l.command == "QUIT"
+    });
+}
+
+/// A WASM formatter's plain body replaces the text (at most 5 lines); channel lines go as
+/// NOTICE with `notice_on_channel`.
+#[test]
+fn a_formatter_replaces_the_text_and_notices_go_to_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Ngircd::start(
+        dir.path(),
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            ..Setup::default()
+        },
+    );
+    let mut c = watcher(&server, "reader");
+    let short = support::guest("short");
+    let body = format!(
+        "[[formatter]]\nname = \"short\"\nmodule = {:?}\ntimeout = \"5s\"\n\n{}",
+        short.display().to_string(),
+        irc(
+            server.port,
+            "message_formatter = \"short\"\nnotice_on_channel = true\n"
+        )
+    );
+    let cfg = config(dir.path(), &body);
+    let daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+    daemon.post(&failing(5));
+    let l = c.expect("the formatted notice", Duration::from_secs(30), |l| {
+        l.is_message(BOT, "#builds")
+    });
+    assert_eq!(
+        (l.command.as_str(), l.text()),
+        ("NOTICE", "STATUS: Failure")
+    );
+    // Replies in private stay PRIVMSG.
+    c.say(BOT, "version");
+    let l = c.expect("the reply", Duration::from_secs(30), |l| {
+        l.is_message(BOT, "reader")
+    });
+    assert_eq!(l.command, "PRIVMSG");
+}
+
+#[test]
+fn the_bot_identifies_to_nickserv_through_ngircd_and_atheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Ngircd::start(
+        dir.path(),
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            services: true,
+            ..Setup::default()
+        },
+    );
+    let _services = Atheme::start(dir.path(), "ngircd", server.port);
+    register(server.port, BOT, "bot-secret");
+    let mut c = watcher(&server, "checker");
+    assert!(!logged_in(&mut c, "checker"));
+    // As Buildbot, the password goes as PASS too, which ngIRCd (no server password) refuses:
+    // the log says what to do.
+    let cfg = config(dir.path(), &irc(server.port, "password = \"bot-secret\"\n"));
+    let daemon = Daemon::start(&cfg);
+    wait_until("the refusal explained", Duration::from_secs(30), || {
+        daemon.log.contents().contains("set send_pass = false")
+    });
+    drop(daemon);
+    let cfg = config(
+        dir.path(),
+        &irc(
+            server.port,
+            "password = \"bot-secret\"\nsend_pass = false\n",
+        ),
+    );
+    let _daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+    wait_until(
+        "NickServ to log the bot in",
+        Duration::from_secs(30),
+        || logged_in(&mut c, BOT),
+    );
+}
+
+#[test]
+fn sasl_plain_through_inspircd_and_atheme_and_a_refused_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let ircd = Inspircd::start(dir.path());
+    let _services = Atheme::start(dir.path(), "inspircd", ircd.server_port);
+    register(ircd.port, BOT, "bot-secret");
+    register(ircd.port, "intruder", "the-real-one");
+    let mut c = Client::connect(ircd.port, "checker");
+    c.join("#builds", None);
+    let good = irc(ircd.port, "password = \"bot-secret\"\nuse_sasl = true\n").replace(
+        "{ channel = \"#builds\", password = \"sekrit\" }",
+        "\"#builds\"",
+    );
+    let bad = good
+        .replace("name = \"irc\"", "name = \"intruder\"")
+        .replace(&format!("nick = \"{BOT}\""), "nick = \"intruder\"")
+        .replace("bot-secret", "a-guess");
+    let cfg = config(dir.path(), &format!("{good}\n{bad}"));
+    let daemon = Daemon::start(&cfg);
+    bot_joined(&mut c);
+    // SASL logs in before registration ends: logged in from the first line.
+    assert!(logged_in(&mut c, BOT));
+    daemon.post(&failing(1));
+    c.expect_message(BOT, "#builds", "the notification", |t| t.contains("[#1]("));
+    wait_until(
+        "the refused login in the log",
+        Duration::from_secs(30),
+        || {
+            daemon
+                .log
+                .contents()
+                .contains("SASL login as \"intruder\" failed")
+        },
+    );
+    assert!(!c.seen.iter().any(|l| l.from == "intruder"));
 }

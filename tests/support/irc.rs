@@ -1,5 +1,6 @@
-//! A real IRC server for the IRC tests, ngIRCd (`scripts/install-ngircd`), on ports of the
-//! test's own, and a small IRC client that reads what the bot says.
+//! Real IRC servers for the IRC tests (`scripts/install-irc`), on ports of the test's own:
+//! ngIRCd, InspIRCd 3 and Atheme services linked to either (NickServ, SaslServ); and a small
+//! IRC client that reads what the bot says.
 
 use super::daemon::wait_until;
 use std::io::{BufRead, BufReader, Write};
@@ -24,12 +25,17 @@ pub struct Setup<'a> {
     pub channel: Option<(&'a str, &'a str)>,
     /// A TLS port with this certificate and key.
     pub tls: Option<(&'a Path, &'a Path)>,
+    /// Accept Atheme ([`Atheme::start`]) as the services server.
+    pub services: bool,
 }
+
+/// The services link password.
+const LINK_PASSWORD: &str = "linkpass";
 
 impl Ngircd {
     /// Writes a config into `dir` and starts the server on free ports.
     pub fn start(dir: &Path, setup: Setup<'_>) -> Ngircd {
-        super::install("install-ngircd");
+        super::install("install-irc");
         let port = super::free_port();
         let tls_port = setup.tls.map(|_| super::free_port());
         let mut conf = format!(
@@ -65,6 +71,12 @@ impl Ngircd {
         }
         if let Some((name, key)) = setup.channel {
             conf.push_str(&format!("[Channel]\nName = {name}\nModes = +k {key}\n"));
+        }
+        if setup.services {
+            conf.push_str(&format!(
+                "[Server]\nName = services.tidings.test\nMyPassword = {LINK_PASSWORD}\n\
+                 PeerPassword = {LINK_PASSWORD}\nServiceMask = *Serv\n"
+            ));
         }
         set_mode(dir, 0o755);
         let path = dir.join("ngircd.conf");
@@ -122,6 +134,197 @@ impl Ngircd {
 impl Drop for Ngircd {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A running process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running InspIRCd 3 (it has SASL, with services); stopped when dropped.
+pub struct Inspircd {
+    _child: Running,
+    pub port: u16,
+    /// Where services link.
+    pub server_port: u16,
+    pub log: PathBuf,
+}
+
+impl Inspircd {
+    pub fn start(dir: &Path) -> Inspircd {
+        super::install("install-irc");
+        let (port, server_port) = (super::free_port(), super::free_port());
+        let d = dir.display();
+        let conf = dir.join("inspircd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<config format="xml">
+<server name="irc.tidings.test" description="tidings test server" network="tidingstest">
+<admin name="tidings" nick="tidings" email="tests@example.org">
+<bind address="127.0.0.1" port="{port}" type="clients">
+<bind address="127.0.0.1" port="{server_port}" type="servers">
+<connect allow="*" timeout="60" flood="20" threshold="1" pingfreq="120" sendq="262144" recvq="8192" localmax="100" globalmax="100" useident="no">
+<power diepass="x" restartpass="x">
+<pid file="{d}/inspircd.pid">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{d}/inspircd.log">
+<performance nouserdns="yes">
+<module name="spanningtree">
+<module name="sasl">
+<module name="services_account">
+<module name="cap">
+<link name="services.tidings.test" ipaddr="127.0.0.1" port="{server_port}" allowmask="127.0.0.1" sendpass="{LINK_PASSWORD}" recvpass="{LINK_PASSWORD}">
+<uline server="services.tidings.test" silent="yes">
+<sasl target="services.tidings.test">
+"#
+            ),
+        )
+        .unwrap();
+        let log = dir.join("inspircd.out");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new("inspircd");
+        cmd.arg("--nofork")
+            .arg(format!("--config={}", conf.display()));
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.arg("--runasroot");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start inspircd");
+        let i = Inspircd {
+            _child: Running(child),
+            port,
+            server_port,
+            log,
+        };
+        wait_until("inspircd to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        i
+    }
+}
+
+/// Atheme services (NickServ, SaslServ) linked to a server; stopped when dropped.
+pub struct Atheme {
+    _child: Running,
+    pub log: PathBuf,
+}
+
+impl Atheme {
+    /// Starts Atheme with `protocol` (`ngircd` or `inspircd`), linking to `port`, and waits
+    /// until it has synchronised with the server.
+    pub fn start(dir: &Path, protocol: &str, port: u16) -> Atheme {
+        let data = dir.join("atheme-data");
+        std::fs::create_dir_all(&data).unwrap();
+        let conf = dir.join("atheme.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"loadmodule "modules/protocol/{protocol}";
+loadmodule "modules/backend/opensex";
+loadmodule "modules/crypto/posix";
+loadmodule "modules/nickserv/main";
+loadmodule "modules/nickserv/register";
+loadmodule "modules/nickserv/identify";
+loadmodule "modules/saslserv/main";
+loadmodule "modules/saslserv/plain";
+serverinfo {{
+	name = "services.tidings.test"; desc = "tidings test services"; numeric = "00A";
+	recontime = 2; netname = "tidings test"; hidehostsuffix = "users.tidings.test";
+	adminname = "tidings"; adminemail = "tests@example.org";
+	registeremail = "noreply@example.org"; mta = "/bin/true";
+	loglevel = {{ error; info; admin; network; }};
+	maxlogins = 5; maxusers = 5; mdlimit = 30; emaillimit = 10; emailtime = 300;
+	auth = none; casemapping = rfc1459;
+}};
+uplink "irc.tidings.test" {{
+	host = "127.0.0.1"; port = {port};
+	send_password = "{LINK_PASSWORD}"; receive_password = "{LINK_PASSWORD}";
+}};
+nickserv {{ nick = "NickServ"; user = "NickServ"; host = "services.tidings.test"; real = "Nickname Services"; maxnicks = 5; expire = 30; }};
+saslserv {{ nick = "SaslServ"; user = "SaslServ"; host = "services.tidings.test"; real = "SASL Authentication Agent"; }};
+general {{
+	permissive_mode; uflags = {{ hidemail; }}; cflags = {{ verbose; }};
+	flood_msgs = 100; flood_time = 10; ratelimit_uses = 100; ratelimit_period = 1;
+	vhost_change = 30; expire = 2592000; commit_interval = 5;
+	default_clone_allowed = 5; default_clone_warn = 4; uplink_sendq_limit = 1048576;
+	language = "en"; immune_level = immune;
+}};
+"#
+            ),
+        )
+        .unwrap();
+        let log = dir.join("atheme.out");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("atheme-services")
+            .arg("-n")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("atheme.log"))
+            .arg("-p")
+            .arg(dir.join("atheme.pid"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start atheme-services");
+        let a = Atheme {
+            _child: Running(child),
+            log,
+        };
+        wait_until("Atheme to link", Duration::from_secs(30), || {
+            std::fs::read_to_string(&a.log)
+                .unwrap_or_default()
+                .contains("finished synching with uplink")
+        });
+        a
+    }
+}
+
+/// Registers `nick` with NickServ (password `password`), as a user would.
+pub fn register(port: u16, nick: &str, password: &str) {
+    let mut c = Client::connect(port, nick);
+    c.say(
+        "NickServ",
+        &format!("REGISTER {password} {nick}@example.org"),
+    );
+    c.expect_message("NickServ", nick, "the registration", |t| {
+        t.contains("is now registered")
+    });
+    c.send("QUIT");
+    c.expect("the server to close", Duration::from_secs(20), |l| {
+        l.command == "ERROR"
+    });
+}
+
+/// Whether `nick` is logged in to an account, as WHOIS (330) says, asked by client `c`.
+pub fn logged_in(c: &mut Client, nick: &str) -> bool {
+    c.send(&format!("WHOIS {nick}"));
+    let n = nick.to_owned();
+    let mut logged = false;
+    loop {
+        let l = c.expect("the WHOIS", Duration::from_secs(20), |l| {
+            l.params.get(1).is_some_and(|x| x.eq_ignore_ascii_case(&n))
+                && matches!(l.command.as_str(), "330" | "318")
+        });
+        if l.command == "330" {
+            logged = true;
+        } else {
+            return logged;
+        }
     }
 }
 

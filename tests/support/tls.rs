@@ -1,5 +1,5 @@
 //! Throw-away certificates for the tests' TLS peers (SMTP, IRC), made with the openssl
-//! command (`scripts/install-aiosmtpd` and `scripts/install-ngircd` make sure it is there).
+//! command (`scripts/install-aiosmtpd` and `scripts/install-irc` make sure it is there).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

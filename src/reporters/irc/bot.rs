@@ -349,3 +349,71 @@ impl Service for IrcBot {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bot() -> IrcBot {
+        let c = crate::config::Config::parse(
+            "[[reporter.irc]]\nname = \"irc\"\nhost = \"127.0.0.1\"\nnick = \"bot\"\n\
+             channels = [\"#builds\"]\nnotify_events = [\"failure\"]\n",
+        )
+        .unwrap();
+        let cx = crate::reporters::BuildContext {
+            secrets: &Default::default(),
+            base: std::path::Path::new("."),
+            data_dir: std::path::Path::new("."),
+            service: None,
+            store: None,
+        };
+        IrcBot::new("irc", c.reporter.irc[0].settings(&cx).unwrap(), None)
+    }
+
+    #[tokio::test]
+    async fn a_delivery_waits_for_the_link_and_is_retried_without_it() {
+        let b = bot();
+        let lines = ["hello".to_owned()];
+        let e = b
+            .deliver("#builds", &lines, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert_eq!(e.class, RetryClass::Backoff);
+        assert!(e.message.contains("not connected to 127.0.0.1:6667"), "{e}");
+        // A muted target, and a channel the bot left: delivered as not sent, never retried.
+        b.with_contact("#builds", |c| c.muted = true);
+        let ok = b.deliver("#builds", &lines, Duration::ZERO).await.unwrap();
+        assert_eq!(ok, "not sent: #builds is muted");
+        let ok = b.deliver("#gone", &lines, Duration::ZERO).await.unwrap();
+        assert_eq!(ok, "not sent: the bot left #gone");
+        // Connected: the lines go to the connection task, which says when they are written.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        b.link.send_replace(Link::Up(Up {
+            tx,
+            nick: "bot".into(),
+            prefix_room: Arc::new(AtomicUsize::new(20)),
+        }));
+        let writer = tokio::spawn(async move {
+            let mut item: Outbound = rx.recv().await.unwrap();
+            item.sent.store(item.lines.len(), Ordering::SeqCst);
+            let _ = item.done.take().unwrap().send(());
+            item.lines
+        });
+        let ok = b.deliver("alice", &lines, Duration::ZERO).await.unwrap();
+        assert_eq!(ok, "sent 1 line(s) to alice");
+        assert_eq!(writer.await.unwrap(), ["PRIVMSG alice :hello"]);
+    }
+
+    #[test]
+    fn configured_targets_get_the_configured_events() {
+        let b = bot();
+        let st = b.state();
+        assert_eq!(
+            st.contacts
+                .get("#builds")
+                .map(|c| c.events.iter().cloned().collect::<Vec<_>>()),
+            Some(vec!["failure".to_owned()])
+        );
+        assert!(st.channels.contains_key("#builds"));
+    }
+}

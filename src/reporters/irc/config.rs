@@ -35,6 +35,11 @@ reporter_config! {
         /// password instead of `PASS`.
         #[serde(default)]
         pub password: Option<Secret>,
+        /// Send `password` as the server's `PASS` too, as Buildbot does (without `use_sasl`)
+        /// [default true]. A server with no password of its own (ngIRCd) refuses it: `false`
+        /// logs in through NickServ only.
+        #[serde(default = "crate::config::yes")]
+        pub send_pass: bool,
         /// Log in with SASL PLAIN (IRCv3 `sasl`), as `nick` with `password`.
         #[serde(default)]
         pub use_sasl: bool,
@@ -134,6 +139,7 @@ pub struct Settings {
     pub channels: Vec<(String, Option<String>)>,
     pub pm_to_nicks: Vec<String>,
     pub password: Option<String>,
+    pub send_pass: bool,
     pub use_sasl: bool,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub notify_events: Vec<String>,
@@ -185,6 +191,7 @@ impl IrcConfig {
                 .collect(),
             pm_to_nicks: self.pm_to_nicks.clone(),
             password: self.password.as_ref().map(|p| p.expose().to_owned()),
+            send_pass: self.send_pass,
             use_sasl: self.use_sasl,
             tls,
             notify_events: self.notify_events.clone(),
@@ -315,5 +322,96 @@ impl ReporterConfig for IrcConfig {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn errors(text: &str) -> String {
+        match Config::parse(text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let e = errors(
+            r##"
+[[reporter.irc]]
+name = "irc"
+host = "irc.example.org"
+nick = "#bot"
+channels = ["builds", { channel = "#k", password = "a key" }]
+pm_to_nicks = ["bad nick"]
+notify_events = ["started", "finish", "failureToSuccess"]
+use_sasl = true
+tls_ca_file = "ca.pem"
+authz = { force = ["alice"], frobnicate = true }
+allow_force = true
+mode = "all"
+workers = "all"
+"##,
+        );
+        for want in [
+            "nick \"#bot\" is not a valid IRC nickname",
+            "channel \"builds\" is not a valid IRC channel name",
+            "the key of channel \"#k\" cannot be empty or hold spaces",
+            "pm_to_nicks: \"bad nick\" is not a valid IRC nickname",
+            "notify_events: \"finish\" is not an event",
+            "use_sasl needs password",
+            "tls_ca_file is set but use_ssl is not",
+            "authz and the legacy allow_force / allow_shutdown exclude each other",
+            "authz: \"frobnicate\" is not a command",
+            "mode does not apply to irc",
+            "workers do not apply to irc",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+        assert!(!e.contains("failureToSuccess"), "{e}");
+    }
+
+    #[test]
+    fn the_issue_config_is_fine_and_legacy_switches_map_onto_authz() {
+        let c = Config::parse(
+            r##"
+[[reporter.irc]]
+name = "irc"
+host = "127.0.0.1"
+port = 6667
+nick = "tidingsbot"
+channels = ["#builds"]
+notify_events = ["started", "finished"]
+use_colors = false
+authz = { force = ["trusted"] }
+
+[[reporter.irc]]
+name = "legacy"
+host = "127.0.0.1"
+nick = "old"
+allow_force = true
+"##,
+        )
+        .unwrap();
+        let cx = crate::reporters::BuildContext {
+            secrets: &Default::default(),
+            base: std::path::Path::new("."),
+            data_dir: std::path::Path::new("."),
+            service: None,
+            store: None,
+        };
+        let legacy = c.reporter.irc[1].settings(&cx).unwrap();
+        use super::Acl;
+        assert_eq!(legacy.authz.get("FORCE"), Some(&Acl::All(true)));
+        assert_eq!(legacy.authz.get("STOP"), Some(&Acl::All(true)));
+        assert_eq!(legacy.port, 6667);
+        let s = c.reporter.irc[0].settings(&cx).unwrap();
+        assert_eq!(
+            s.authz.get("FORCE"),
+            Some(&Acl::Nicks(vec!["trusted".into()]))
+        );
+        assert_eq!((s.flood_burst, s.flood_interval.as_secs()), (4, 2));
     }
 }

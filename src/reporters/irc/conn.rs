@@ -24,6 +24,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Silence after which the bot pings the server; twice that and the connection is lost.
 const IDLE: Duration = Duration::from_secs(90);
+/// How long a stopping bot waits for the server to close the link after its QUIT.
+const QUIT_WAIT: Duration = Duration::from_secs(3);
 /// Most queued lines written when the bot stops.
 const FLUSH_AT_STOP: usize = 10;
 /// Limit on writing one line.
@@ -197,9 +199,20 @@ async fn session(bot: &Arc<IrcBot>, shutdown: &mut watch::Receiver<bool>) -> End
     let mut hello = Vec::new();
     if sasl {
         hello.push("CAP REQ :sasl".to_owned());
-    } else if let Some(p) = &s.password {
+    } else if let (Some(p), true) = (&s.password, s.send_pass) {
         hello.push(format!("PASS {p}"));
     }
+    let sent_pass = !sasl && s.password.is_some() && s.send_pass;
+    // A refused PASS, explained: the server may have no password of its own.
+    let pass_hint = |text: &str| -> String {
+        if sent_pass && text.to_ascii_lowercase().contains("password") {
+            format!(
+                "{text} (tidings sends `password` as PASS too, as Buildbot does; for a server without a password of its own set send_pass = false)"
+            )
+        } else {
+            text.to_owned()
+        }
+    };
     hello.push(format!("NICK {nick}"));
     hello.push(format!("USER {} 0 * :tidings build notifications", s.nick));
     if let Err(why) = write(&mut w, &hello).await {
@@ -261,11 +274,14 @@ async fn session(bot: &Arc<IrcBot>, shutdown: &mut watch::Receiver<bool>) -> End
             "464" | "465" => {
                 return Ended::Failed(format!(
                     "the server refused the bot: {}",
-                    m.params.last().map_or("", String::as_str)
+                    pass_hint(m.params.last().map_or("", String::as_str))
                 ));
             }
             "ERROR" => {
-                return Ended::Failed(format!("the server closed the link: {}", m.param(0)));
+                return Ended::Failed(format!(
+                    "the server closed the link: {}",
+                    pass_hint(m.param(0))
+                ));
             }
             "001" => {
                 nick = m.param(0).to_owned();
@@ -338,6 +354,12 @@ async fn session(bot: &Arc<IrcBot>, shutdown: &mut watch::Receiver<bool>) -> End
                             let _ = done.send(());
                         }
                     }
+                    // The server closes the link once it has handled the QUIT: then the nick
+                    // is free for a bot that replaces this one (a reload that changed it).
+                    let _ = timeout(QUIT_WAIT, async {
+                        while let Some(Ok(_)) = lines.recv().await {}
+                    })
+                    .await;
                 }
                 return Ended::Shutdown;
             }

@@ -330,6 +330,26 @@ mod tests {
             show_blame_list: true,
             ..t
         };
+        let revs = Texts {
+            use_revisions: true,
+            colours: false,
+            show_blame_list: false,
+        };
+        let mut with_rev = b.clone();
+        with_rev.properties.insert(
+            "got_revision".into(),
+            serde_json::from_value(serde_json::json!(["0123456789abcdef", "Git"])).unwrap(),
+        );
+        assert_eq!(
+            revs.started(&with_rev),
+            "Build containing revision(s) 0123456 on `runtests` started."
+        );
+        assert_eq!(
+            revs.finished(&with_rev, &[]),
+            "Build on `runtests` containing revision(s) 0123456 failed: failed test"
+        );
+        // No revision known: numbers, as without use_revisions.
+        assert_eq!(revs.started(&b), t.started(&b));
         assert_eq!(
             coloured.finished(&b, &["alice".into()]),
             "Build [#12](http://ci/#/builders/1/builds/12) of `runtests` \x034failed\x0f: failed test  blamelist: alice"

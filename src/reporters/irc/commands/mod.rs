@@ -298,6 +298,42 @@ mod tests {
         assert!(matches!(split_args("'open"), Err(Failure::Usage(_))));
     }
 
+    fn bot(authz: &str) -> IrcBot {
+        let c = crate::config::Config::parse(&format!(
+            "[[reporter.irc]]\nname = \"irc\"\nhost = \"h\"\nnick = \"bot\"\n{authz}\n"
+        ))
+        .unwrap();
+        let cx = crate::reporters::BuildContext {
+            secrets: &Default::default(),
+            base: std::path::Path::new("."),
+            data_dir: std::path::Path::new("."),
+            service: None,
+            store: None,
+        };
+        IrcBot::new("irc", c.reporter.irc[0].settings(&cx).unwrap(), None)
+    }
+
+    #[test]
+    fn authz_is_looked_up_as_buildbot_does() {
+        use Command::*;
+        // Defaults: dangerous commands for no one, the others for everyone.
+        let b = bot("");
+        assert!(allowed(&b, Status, "anyone") && !allowed(&b, Force, "anyone"));
+        assert!(!allowed(&b, Join, "anyone") && !allowed(&b, Shutdown, "anyone"));
+        // Explicit entries, "!" and "" fallbacks; nicks compare as IRC folds them.
+        let b = bot(r#"authz = { force = ["Alice"], "!" = ["root"], "" = false, status = true }"#);
+        assert!(allowed(&b, Force, "alice") && !allowed(&b, Force, "root"));
+        assert!(allowed(&b, Stop, "root") && !allowed(&b, Stop, "alice"));
+        assert!(!allowed(&b, Hello, "alice") && allowed(&b, Status, "x"));
+        // "*" overrides both fallbacks, not explicit entries.
+        let b = bot(r#"authz = { "*" = true, shutdown = false }"#);
+        assert!(allowed(&b, Leave, "x") && allowed(&b, Hello, "x"));
+        assert!(!allowed(&b, Shutdown, "x"));
+        // A single nick.
+        let b = bot(r#"authz = { stop = "carol" }"#);
+        assert!(allowed(&b, Stop, "carol") && !allowed(&b, Stop, "dave"));
+    }
+
     #[test]
     fn names_are_sorted_and_parse_back() {
         let mut sorted = Command::NAMES.to_vec();
