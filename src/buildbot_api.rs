@@ -132,26 +132,39 @@ impl BuildbotApi {
         }
     }
 
-    /// GETs `path` under the web root and parses the JSON answer.
-    async fn get_json(&self, path: &str) -> Result<Value, ApiError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.client.get(&url);
+    /// Sends `req` (to `url`) with the master's credentials: the status and the body.
+    async fn send(
+        &self,
+        url: &str,
+        mut req: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), ApiError> {
         if let Some(a) = self.authorization() {
             req = req.header(reqwest::header::AUTHORIZATION, a);
         }
         let http = |source| ApiError::Http {
-            url: url.clone(),
+            url: url.to_owned(),
             source,
         };
         let resp = req.send().await.map_err(http)?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(http)?;
+        Ok((status, resp.bytes().await.map_err(http)?))
+    }
+
+    /// [`ApiError::Status`] for an answer that is not a success.
+    fn status_error(url: String, status: reqwest::StatusCode, body: &[u8]) -> ApiError {
+        ApiError::Status {
+            url,
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+        }
+    }
+
+    /// GETs `path` under the web root and parses the JSON answer.
+    async fn get_json(&self, path: &str) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let (status, body) = self.send(&url, self.client.get(&url)).await?;
         if !status.is_success() {
-            return Err(ApiError::Status {
-                url,
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
-            });
+            return Err(Self::status_error(url, status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| ApiError::Json {
             url,
@@ -171,21 +184,12 @@ impl BuildbotApi {
         let url = format!("{}api/v2/{path}", self.base);
         let body =
             serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
-        let mut req = self
+        let req = self
             .client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        if let Some(a) = self.authorization() {
-            req = req.header(reqwest::header::AUTHORIZATION, a);
-        }
-        let http = |source| ApiError::Http {
-            url: url.clone(),
-            source,
-        };
-        let resp = req.send().await.map_err(http)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(http)?;
+        let (status, bytes) = self.send(&url, req).await?;
         let answer: Option<Value> = serde_json::from_slice(&bytes).ok();
         if let Some(e) = answer.as_ref().and_then(|a| a.get("error")) {
             let message = match e.get("message") {
@@ -196,11 +200,7 @@ impl BuildbotApi {
             return Err(ApiError::Refused { url, message });
         }
         if !status.is_success() {
-            return Err(ApiError::Status {
-                url,
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-            });
+            return Err(Self::status_error(url, status, &bytes));
         }
         Ok(answer
             .and_then(|mut a| a.get_mut("result").map(Value::take))

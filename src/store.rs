@@ -107,6 +107,19 @@ CREATE TABLE bot_state (
     unreadable_table!()
 );
 
+/// A `builds` row selected as `master, buildid, builderid, number, complete, results, body`.
+fn build_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRecord> {
+    Ok(BuildRecord {
+        master: r.get(0)?,
+        buildid: r.get(1)?,
+        builderid: r.get(2)?,
+        number: r.get(3)?,
+        complete: r.get(4)?,
+        results: r.get(5)?,
+        body: r.get(6)?,
+    })
+}
+
 /// Why the store could not do something.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -552,17 +565,7 @@ impl Store {
                    AND results IS NOT NULL AND results != ?4
                  ORDER BY number DESC LIMIT 1",
                 params![master, builderid, number, RETRY],
-                |r| {
-                    Ok(BuildRecord {
-                        master: r.get(0)?,
-                        buildid: r.get(1)?,
-                        builderid: r.get(2)?,
-                        number: r.get(3)?,
-                        complete: r.get(4)?,
-                        results: r.get(5)?,
-                        body: r.get(6)?,
-                    })
-                },
+                build_record,
             )
             .optional()?)
     }
@@ -903,17 +906,7 @@ impl Store {
             "SELECT master, buildid, builderid, number, complete, results, body FROM builds {clause}"
         ))?;
         let rows = stmt
-            .query_map(params, |r| {
-                Ok(BuildRecord {
-                    master: r.get(0)?,
-                    buildid: r.get(1)?,
-                    builderid: r.get(2)?,
-                    number: r.get(3)?,
-                    complete: r.get(4)?,
-                    results: r.get(5)?,
-                    body: r.get(6)?,
-                })
-            })?
+            .query_map(params, build_record)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }

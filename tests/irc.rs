@@ -6,25 +6,12 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use support::daemon::{Daemon, settled, wait_until};
+use support::daemon::{Daemon, config, settled, wait_until};
 use support::irc::{Atheme, Client, Inspircd, Ngircd, Setup, logged_in, register};
 
 const BOT: &str = "tidingsbot";
-
-fn config(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("tidings.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nshutdown_grace = \"2s\"\n\n\
-             [master]\ntitle = \"Example CI\"\nbuildbot_url = \"http://127.0.0.1:8010/\"\n\n{body}"
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// The bot on `port`, in `#builds` (key `sekrit`), plus `rest`.
 fn irc(port: u16, rest: &str) -> String {
@@ -49,6 +36,17 @@ fn failing(n: i64) -> Value {
     b
 }
 
+/// ngIRCd with `#builds` (key `sekrit`).
+fn server(dir: &Path) -> Ngircd {
+    Ngircd::start(
+        dir,
+        Setup {
+            channel: Some(("#builds", "sekrit")),
+            ..Setup::default()
+        },
+    )
+}
+
 /// A client in `#builds` that has seen the bot join it.
 fn watcher(server: &Ngircd, nick: &str) -> Client {
     let mut c = Client::connect(server.port, nick);
@@ -71,13 +69,7 @@ fn ask(c: &mut Client, command: &str, answer: impl Fn(&str) -> bool) -> String {
 #[test]
 fn builds_are_announced_and_every_command_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Ngircd::start(
-        dir.path(),
-        Setup {
-            channel: Some(("#builds", "sekrit")),
-            ..Setup::default()
-        },
-    );
+    let server = server(dir.path());
     let mut c = watcher(&server, "watcher");
     let cfg = config(
         dir.path(),
@@ -285,13 +277,7 @@ fn attempts(data: &Path) -> String {
 #[test]
 fn notify_settings_in_private_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Ngircd::start(
-        dir.path(),
-        Setup {
-            channel: Some(("#builds", "sekrit")),
-            ..Setup::default()
-        },
-    );
+    let server = server(dir.path());
     let mut c = watcher(&server, "alice");
     let cfg = config(dir.path(), &irc(server.port, ""));
     let daemon = Daemon::start(&cfg);
@@ -340,13 +326,7 @@ fn notify_settings_in_private_survive_a_restart() {
 #[test]
 fn thirty_notifications_at_once_arrive_without_a_disconnect() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Ngircd::start(
-        dir.path(),
-        Setup {
-            channel: Some(("#builds", "sekrit")),
-            ..Setup::default()
-        },
-    );
+    let server = server(dir.path());
     let mut c = watcher(&server, "reader");
     let cfg = config(
         dir.path(),
@@ -384,13 +364,7 @@ fn thirty_notifications_at_once_arrive_without_a_disconnect() {
 #[test]
 fn the_bot_reconnects_rejoins_and_says_what_waited() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Ngircd::start(
-        dir.path(),
-        Setup {
-            channel: Some(("#builds", "sekrit")),
-            ..Setup::default()
-        },
-    );
+    let mut server = server(dir.path());
     let mut c = watcher(&server, "patient");
     let cfg = config(dir.path(), &irc(server.port, ""));
     let daemon = Daemon::start(&cfg);
@@ -459,13 +433,7 @@ fn tls_is_verified_with_a_private_ca_and_an_unknown_certificate_is_refused() {
 #[test]
 fn a_reload_keeps_the_connection_and_operator_commands_work() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Ngircd::start(
-        dir.path(),
-        Setup {
-            channel: Some(("#builds", "sekrit")),
-            ..Setup::default()
-        },
-    );
+    let server = server(dir.path());
     let mut c = watcher(&server, "boss");
     let body = irc(
         server.port,
@@ -558,13 +526,7 @@ fn a_reload_keeps_the_connection_and_operator_commands_work() {
 #[test]
 fn a_formatter_replaces_the_text_and_notices_go_to_channels() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Ngircd::start(
-        dir.path(),
-        Setup {
-            channel: Some(("#builds", "sekrit")),
-            ..Setup::default()
-        },
-    );
+    let server = server(dir.path());
     let mut c = watcher(&server, "reader");
     let short = support::guest("short");
     let body = format!(

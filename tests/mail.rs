@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
-use support::daemon::{Daemon, settled, spawn_until_first_line, wait_until};
+use support::daemon::{Daemon, config, settled, spawn_until_first_line, wait_until};
 use support::tls::{certificate, self_signed};
 use tidings::store::{State, Store};
 
@@ -100,19 +100,6 @@ fn mail(name: &str, port: u16, rest: &str) -> String {
         "[[reporter.mail]]\nname = \"{name}\"\nfromaddr = \"ci@example.org\"\n\
          relayhost = \"127.0.0.1\"\nsmtp_port = {port}\n{rest}"
     )
-}
-
-fn config(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("tidings.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nshutdown_grace = \"2s\"\n\n\
-             [master]\ntitle = \"Example CI\"\nbuildbot_url = \"http://127.0.0.1:8010/\"\n\n{body}"
-        ),
-    )
-    .unwrap();
-    path
 }
 
 /// The failing sample with a given build id.

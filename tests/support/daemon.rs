@@ -254,6 +254,21 @@ pub mod client {
     }
 }
 
+/// Writes `tidings.toml` into `dir`: a listener on a free port, data in `dir/data`, a master
+/// titled "Example CI", then `body`.
+pub fn config(dir: &Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("tidings.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nshutdown_grace = \"2s\"\n\n\
+             [master]\ntitle = \"Example CI\"\nbuildbot_url = \"http://127.0.0.1:8010/\"\n\n{body}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;
     while !f() {

@@ -4,6 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Runs `openssl args` in `dir`; it must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
 /// A throw-away CA and a server certificate it signed for 127.0.0.1: (ca.pem, cert.pem,
 /// key.pem). (rustls, rightly, takes no self-signed server certificate as its own anchor.)
 pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -14,14 +24,7 @@ pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     run(&[
         "req",
         "-x509",
@@ -74,14 +77,7 @@ pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 /// named after `name`. `expired`: valid only on 2020-01-01 (made with `openssl ca`, whose
 /// `-startdate`/`-enddate` can put the period in the past).
 pub fn self_signed(dir: &Path, name: &str, san: &str, expired: bool) -> (PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
     let subj = format!("/CN={name}");
     if !expired {

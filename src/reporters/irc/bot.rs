@@ -355,19 +355,12 @@ mod tests {
     use super::*;
 
     fn bot() -> IrcBot {
-        let c = crate::config::Config::parse(
+        let settings = crate::reporters::irc::config::test_settings(
             "[[reporter.irc]]\nname = \"irc\"\nhost = \"127.0.0.1\"\nnick = \"bot\"\n\
              channels = [\"#builds\"]\nnotify_events = [\"failure\"]\n",
         )
-        .unwrap();
-        let cx = crate::reporters::BuildContext {
-            secrets: &Default::default(),
-            base: std::path::Path::new("."),
-            data_dir: std::path::Path::new("."),
-            service: None,
-            store: None,
-        };
-        IrcBot::new("irc", c.reporter.irc[0].settings(&cx).unwrap(), None)
+        .remove(0);
+        IrcBot::new("irc", settings, None)
     }
 
     #[tokio::test]

@@ -325,6 +325,24 @@ impl ReporterConfig for IrcConfig {
     }
 }
 
+/// The settings of the `[[reporter.irc]]` tables in `text`, for tests.
+#[cfg(test)]
+pub(crate) fn test_settings(text: &str) -> Vec<Settings> {
+    let c = crate::config::Config::parse(text).unwrap();
+    let cx = BuildContext {
+        secrets: &Default::default(),
+        base: std::path::Path::new("."),
+        data_dir: std::path::Path::new("."),
+        service: None,
+        store: None,
+    };
+    c.reporter
+        .irc
+        .iter()
+        .map(|t| t.settings(&cx).unwrap())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
@@ -375,7 +393,7 @@ workers = "all"
 
     #[test]
     fn the_issue_config_is_fine_and_legacy_switches_map_onto_authz() {
-        let c = Config::parse(
+        let all = super::test_settings(
             r##"
 [[reporter.irc]]
 name = "irc"
@@ -393,21 +411,12 @@ host = "127.0.0.1"
 nick = "old"
 allow_force = true
 "##,
-        )
-        .unwrap();
-        let cx = crate::reporters::BuildContext {
-            secrets: &Default::default(),
-            base: std::path::Path::new("."),
-            data_dir: std::path::Path::new("."),
-            service: None,
-            store: None,
-        };
-        let legacy = c.reporter.irc[1].settings(&cx).unwrap();
+        );
+        let (s, legacy) = (&all[0], &all[1]);
         use super::Acl;
         assert_eq!(legacy.authz.get("FORCE"), Some(&Acl::All(true)));
         assert_eq!(legacy.authz.get("STOP"), Some(&Acl::All(true)));
         assert_eq!(legacy.port, 6667);
-        let s = c.reporter.irc[0].settings(&cx).unwrap();
         assert_eq!(
             s.authz.get("FORCE"),
             Some(&Acl::Nicks(vec!["trusted".into()]))

@@ -2,17 +2,8 @@
 //! transition rules (`words.py`'s `notify_for_finished`), and its texts and colours.
 
 use super::text::{COLOR, RESET, clean};
-use crate::event::Build;
+use crate::event::{Build, Results};
 use std::collections::BTreeSet;
-
-/// Buildbot's result codes, in its order.
-const SUCCESS: i64 = 0;
-const WARNINGS: i64 = 1;
-const FAILURE: i64 = 2;
-const SKIPPED: i64 = 3;
-const EXCEPTION: i64 = 4;
-const RETRY: i64 = 5;
-const CANCELLED: i64 = 6;
 
 /// The events a contact can ask for (besides the `<prev>To<Cur>` forms).
 pub const EVENTS: [&str; 12] = [
@@ -31,21 +22,14 @@ pub const EVENTS: [&str; 12] = [
 ];
 
 /// The results whose transitions count, mildest first (Buildbot's `results_severity`).
-const SEVERITY: [i64; 6] = [SKIPPED, SUCCESS, WARNINGS, FAILURE, CANCELLED, EXCEPTION];
-
-/// Buildbot's name of a result (`statusToString`, lower case).
-pub fn result_name(results: i64) -> &'static str {
-    match results {
-        SUCCESS => "success",
-        WARNINGS => "warnings",
-        FAILURE => "failure",
-        SKIPPED => "skipped",
-        EXCEPTION => "exception",
-        RETRY => "retry",
-        CANCELLED => "cancelled",
-        _ => "unknown",
-    }
-}
+const SEVERITY: [Results; 6] = [
+    Results::Skipped,
+    Results::Success,
+    Results::Warnings,
+    Results::Failure,
+    Results::Cancelled,
+    Results::Exception,
+];
 
 /// Whether `event` is one a contact can ask for.
 pub fn valid_event(event: &str) -> bool {
@@ -62,75 +46,69 @@ pub fn valid_event(event: &str) -> bool {
 /// Whether a contact asking for `events` is told that a build finished with `results`, the
 /// previous build of its builder having finished with `prev` (Buildbot's rules).
 pub fn finished_notified(events: &BTreeSet<String>, results: i64, prev: Option<i64>) -> bool {
+    use Results::*;
     let wants = |e: &str| events.contains(e);
-    if wants("finished") || wants(result_name(results)) {
+    let cur = Results::from_code(results);
+    if wants("finished") || cur.is_some_and(|r| wants(r.name())) {
         return true;
     }
-    let (Some(cur), Some(prev)) = (
-        SEVERITY.iter().position(|r| *r == results),
-        prev.and_then(|p| SEVERITY.iter().position(|r| *r == p)),
-    ) else {
+    let severity = |r: Results| SEVERITY.iter().position(|s| *s == r);
+    let (Some(cur), Some(prev)) = (cur, prev.and_then(Results::from_code)) else {
         return false;
     };
-    let prev_code = SEVERITY[prev];
-    if (wants("better") && cur < prev) || (wants("worse") && cur > prev) {
+    let (Some(cur_index), Some(prev_index)) = (severity(cur), severity(prev)) else {
+        return false;
+    };
+    if (wants("better") && cur_index < prev_index) || (wants("worse") && cur_index > prev_index) {
         return true;
     }
-    if wants("problem")
-        && matches!(prev_code, SUCCESS | WARNINGS)
-        && matches!(results, FAILURE | EXCEPTION)
+    if wants("problem") && matches!(prev, Success | Warnings) && matches!(cur, Failure | Exception)
     {
         return true;
     }
-    if wants("recovery")
-        && matches!(prev_code, FAILURE | EXCEPTION)
-        && matches!(results, SUCCESS | WARNINGS)
+    if wants("recovery") && matches!(prev, Failure | Exception) && matches!(cur, Success | Warnings)
     {
         return true;
     }
-    let name = result_name(results);
+    let name = cur.name();
     let mut capitalised = name[..1].to_uppercase();
     capitalised.push_str(&name[1..]);
-    wants(&format!("{}To{capitalised}", result_name(prev_code)))
+    wants(&format!("{}To{capitalised}", prev.name()))
+}
+
+/// A result's words and mIRC colour code, as Buildbot's IRC bot has them (long, short).
+fn words(results: Option<i64>) -> (&'static str, &'static str, u8) {
+    match results.and_then(Results::from_code) {
+        Some(Results::Success) => ("completed successfully", ", Success", 3),
+        Some(Results::Warnings) => ("completed with warnings", ", Warnings", 8),
+        Some(Results::Failure) => ("failed", ", Failure", 4),
+        Some(Results::Skipped) => ("was skipped", ", Skipped", 12),
+        Some(Results::Exception) => ("stopped with exception", ", Exception", 6),
+        Some(Results::Retry) => ("has been retried", ", Retry", 11),
+        Some(Results::Cancelled) => ("was cancelled", ", Cancelled", 13),
+        None => ("finished with an unknown result", ", Unknown", 14),
+    }
+}
+
+fn coloured(text: &str, colour: u8, colours: bool) -> String {
+    if colours {
+        format!("{COLOR}{colour}{text}{RESET}")
+    } else {
+        text.to_owned()
+    }
 }
 
 /// How a finished build is described (Buildbot's `results_descriptions`), coloured as
 /// Buildbot's IRC bot colours it when `colours`.
 pub fn describe(results: Option<i64>, colours: bool) -> String {
-    let (text, colour) = match results {
-        Some(SUCCESS) => ("completed successfully", 3),
-        Some(WARNINGS) => ("completed with warnings", 8),
-        Some(FAILURE) => ("failed", 4),
-        Some(SKIPPED) => ("was skipped", 12),
-        Some(EXCEPTION) => ("stopped with exception", 6),
-        Some(RETRY) => ("has been retried", 11),
-        Some(CANCELLED) => ("was cancelled", 13),
-        _ => ("finished with an unknown result", 14),
-    };
-    if colours {
-        format!("{COLOR}{colour}{text}{RESET}")
-    } else {
-        text.to_owned()
-    }
+    let (text, _, colour) = words(results);
+    coloured(text, colour, colours)
 }
 
 /// The short form `status` uses (`, Failure`), coloured likewise.
 pub fn describe_short(results: Option<i64>, colours: bool) -> String {
-    let (text, colour) = match results {
-        Some(SUCCESS) => (", Success", 3),
-        Some(WARNINGS) => (", Warnings", 8),
-        Some(FAILURE) => (", Failure", 4),
-        Some(SKIPPED) => (", Skipped", 12),
-        Some(EXCEPTION) => (", Exception", 6),
-        Some(RETRY) => (", Retry", 11),
-        Some(CANCELLED) => (", Cancelled", 13),
-        _ => (", Unknown", 14),
-    };
-    if colours {
-        format!("{COLOR}{colour}{text}{RESET}")
-    } else {
-        text.to_owned()
-    }
+    let (_, text, colour) = words(results);
+    coloured(text, colour, colours)
 }
 
 /// What the texts say about a build.
@@ -220,13 +198,13 @@ impl Texts {
             )
         };
         match b.state_string.as_deref() {
-            Some(s) if b.results != Some(SUCCESS) => {
+            Some(s) if b.results != Some(Results::Success.code()) => {
                 r.push_str(": ");
                 r.push_str(&clean(s));
             }
             _ => r.push('.'),
         }
-        if self.show_blame_list && b.results != Some(SUCCESS) && !users.is_empty() {
+        if self.show_blame_list && b.results != Some(Results::Success.code()) && !users.is_empty() {
             let users: Vec<String> = users.iter().map(|u| clean(u)).collect();
             r.push_str("  blamelist: ");
             r.push_str(&users.join(", "));

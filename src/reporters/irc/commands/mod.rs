@@ -299,18 +299,10 @@ mod tests {
     }
 
     fn bot(authz: &str) -> IrcBot {
-        let c = crate::config::Config::parse(&format!(
-            "[[reporter.irc]]\nname = \"irc\"\nhost = \"h\"\nnick = \"bot\"\n{authz}\n"
-        ))
-        .unwrap();
-        let cx = crate::reporters::BuildContext {
-            secrets: &Default::default(),
-            base: std::path::Path::new("."),
-            data_dir: std::path::Path::new("."),
-            service: None,
-            store: None,
-        };
-        IrcBot::new("irc", c.reporter.irc[0].settings(&cx).unwrap(), None)
+        let text =
+            format!("[[reporter.irc]]\nname = \"irc\"\nhost = \"h\"\nnick = \"bot\"\n{authz}\n");
+        let settings = crate::reporters::irc::config::test_settings(&text).remove(0);
+        IrcBot::new("irc", settings, None)
     }
 
     #[test]
