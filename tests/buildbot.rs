@@ -618,4 +618,18 @@ authz = {{ force = ["trusted"], stop = ["trusted"] }}
         ask(&mut c, "stop build runtests again", &|_| true),
         "Sorry, no build is currently running."
     );
+
+    // The master's changes.
+    master.change("alice <alice@example.org>");
+    c.say("#builds", "ci: list 1 changes");
+    for want in [
+        "I found the following recent changes:",
+        "fix the flaky test)",
+        "Author: alice <alice@example.org>",
+        "Repository: https://example.org/repo.git",
+        "Branch: main",
+        "Revision: 0123abcd",
+    ] {
+        c.expect_message("ci", "#builds", want, |t| t == want);
+    }
 }

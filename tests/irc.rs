@@ -147,10 +147,11 @@ fn builds_are_announced_and_every_command_answers() {
         ask(&mut c, "last nosuch", |_| true),
         "no such builder 'nosuch'"
     );
-    assert_eq!(
-        ask(&mut c, "watch runtests", |_| true),
-        "Watching build [#1](http://127.0.0.1:8010/#/builders/1/builds/1) of `runtests` until it finishes..."
-    );
+    // Watched in private: the nick asks for no events, and is told of this build's end.
+    c.say(BOT, "watch runtests");
+    c.expect_message(BOT, "watcher", "the watch", |t| {
+        t == "Watching build [#1](http://127.0.0.1:8010/#/builders/1/builds/1) of `runtests` until it finishes..."
+    });
     assert_eq!(
         ask(&mut c, "watch nosuch", |_| true),
         "no such builder 'nosuch'"
@@ -236,13 +237,18 @@ fn builds_are_announced_and_every_command_answers() {
     assert_eq!(log.matches("Delivered").count(), 3, "{log}");
     c.say("#builds", &format!("{BOT}: unmute"));
     c.expect_message(BOT, "#builds", "unmute", |t| t == "I'm baaaaaaaaaaack!");
-    // The watched build ends: announced (here also by `finished`), once.
+    // The watched build ends: announced on the channel (`finished`) and to the watcher, once.
     let mut done = sample("success-full.json");
     done["buildrequestid"] = 1.into();
     daemon.post(&done);
-    c.expect_message(BOT, "#builds", "the watched build", |t| {
-        t.starts_with("Build [#1](") && t.ends_with("completed successfully.")
-    });
+    let ended = |t: &str| t.starts_with("Build [#1](") && t.ends_with("completed successfully.");
+    c.expect_each(
+        "the build's end on #builds and to the watcher",
+        Duration::from_secs(30),
+        &[&|l| l.is_message(BOT, "#builds") && ended(l.text()), &|l| {
+            l.is_message(BOT, "watcher") && ended(l.text())
+        }],
+    );
     wait_until("the outbox to settle", Duration::from_secs(30), || {
         settled(&dir.path().join("data"))
     });
@@ -444,7 +450,9 @@ fn a_reload_keeps_the_connection_and_operator_commands_work() {
         "[\"started\", \"finished\"]",
         "[\"started\", \"finished\", \"worker\"]",
     );
-    let cfg = config(dir.path(), &body);
+    let dead_peer = "[[reporter.http_push]]\nname = \"dead\"\nserver_url = \"http://127.0.0.1:9/\"\n\
+                     report_new = false\nretry_delay = \"5s\"\n";
+    let cfg = config(dir.path(), &format!("{body}\n{dead_peer}"));
     let mut daemon = Daemon::start(&cfg);
     bot_joined(&mut c);
     let bot_lines = |c: &Client, command: &str| {
@@ -506,15 +514,39 @@ fn a_reload_keeps_the_connection_and_operator_commands_work() {
         "The following events are being notified: failure, finished, started, worker."
     );
 
-    // A clean shutdown: once the outbox is empty, the daemon stops.
+    // A clean shutdown waits for the outbox, which a dead HTTP peer keeps busy; it can be
+    // called off; `now` stops at once.
     assert_eq!(
         ask(&mut c, "shutdown check", |_| true),
         "Status: tidings is running."
     );
+    daemon.post(&failing(1));
+    c.expect_message(BOT, "#builds", "the failure", |t| t.contains("[#1]("));
+    wait_until("a pending delivery", Duration::from_secs(30), || {
+        attempts(&dir.path().join("data")).contains("Pending")
+    });
     assert_eq!(
         ask(&mut c, "shutdown start", |_| true),
         "Starting clean shutdown."
     );
+    assert_eq!(
+        ask(&mut c, "shutdown check", |_| true),
+        "Status: tidings is shutting down."
+    );
+    assert_eq!(
+        ask(&mut c, "shutdown start", |_| true),
+        "Shutdown already started."
+    );
+    assert_eq!(
+        ask(&mut c, "shutdown stop", |_| true),
+        "Stopping clean shutdown."
+    );
+    assert_eq!(
+        ask(&mut c, "shutdown check", |_| true),
+        "Status: tidings is running."
+    );
+    assert!(daemon.child.try_wait().unwrap().is_none());
+    assert_eq!(ask(&mut c, "shutdown now", |_| true), "Stopping tidings.");
     assert!(daemon.child.wait().unwrap().success());
     c.expect("the bot to quit", Duration::from_secs(30), |l| {
         l.from == BOT && l.command == "QUIT"
@@ -534,7 +566,7 @@ fn a_formatter_replaces_the_text_and_notices_go_to_channels() {
         short.display().to_string(),
         irc(
             server.port,
-            "message_formatter = \"short\"\nnotice_on_channel = true\n"
+            "message_formatter = \"short\"\nnotice_on_channel = true\npm_to_nicks = [\"reader\"]\n"
         )
     );
     let cfg = config(dir.path(), &body);
@@ -548,12 +580,14 @@ fn a_formatter_replaces_the_text_and_notices_go_to_channels() {
         (l.command.as_str(), l.text()),
         ("NOTICE", "STATUS: Failure")
     );
-    // Replies in private stay PRIVMSG.
-    c.say(BOT, "version");
-    let l = c.expect("the reply", Duration::from_secs(30), |l| {
+    // pm_to_nicks: told in private too, as PRIVMSG.
+    let l = c.expect("the private notification", Duration::from_secs(30), |l| {
         l.is_message(BOT, "reader")
     });
-    assert_eq!(l.command, "PRIVMSG");
+    assert_eq!(
+        (l.command.as_str(), l.text()),
+        ("PRIVMSG", "STATUS: Failure")
+    );
 }
 
 #[test]

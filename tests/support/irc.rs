@@ -503,6 +503,39 @@ impl Client {
         }
     }
 
+    /// Waits until, among the lines after those already matched, each of `preds` accepts one
+    /// (in any order); then every line received counts as matched.
+    pub fn expect_each(&mut self, what: &str, timeout: Duration, preds: &[&dyn Fn(&Line) -> bool]) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut found = vec![false; preds.len()];
+            for l in &self.seen[self.cursor..] {
+                if let Some(i) = (0..preds.len()).find(|i| !found[*i] && preds[*i](l)) {
+                    found[i] = true;
+                }
+            }
+            if found.iter().all(|f| *f) {
+                self.cursor = self.seen.len();
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: timed out waiting for {what}; received:\n{}",
+                self.nick,
+                self.seen
+                    .iter()
+                    .map(|l| l.raw.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            assert!(
+                self.pump(),
+                "{}: the server closed the connection",
+                self.nick
+            );
+        }
+    }
+
     /// Waits for a message from `from` to `to` whose text `pred` accepts.
     pub fn expect_message(
         &mut self,
