@@ -292,6 +292,21 @@ fn notify_settings_in_private_survive_a_restart() {
     c.expect_message(BOT, "alice", "the events", |t| {
         t == "The following events are being notified: recovery, worse."
     });
+    // The quiet forms say nothing.
+    c.say(BOT, "notify on-quiet failure");
+    c.say(BOT, "notify off-quiet recovery");
+    assert!(c.messages_until_reply(BOT).is_empty());
+    c.say(BOT, "notify list");
+    c.expect_message(BOT, "alice", "the changed events", |t| {
+        t == "The following events are being notified: failure, worse."
+    });
+    c.say(BOT, "notify off failure");
+    c.expect_message(BOT, "alice", "one off", |t| {
+        t == "The following events are being notified: worse."
+    });
+    c.say(BOT, "notify on-quiet recovery");
+    // Commands run in order: once this is answered, the one before is done.
+    assert!(c.messages_until_reply(BOT).is_empty());
     drop(daemon);
     c.expect("the bot to quit", Duration::from_secs(30), |l| {
         l.command == "QUIT" && l.from == BOT

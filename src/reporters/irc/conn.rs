@@ -193,6 +193,18 @@ async fn session(bot: &Arc<IrcBot>, shutdown: &mut watch::Receiver<bool>) -> End
         }
     });
     let _abort_reader = AbortOnDrop(reader);
+    // Commands run one after the other, in the order they came (a `mute` before a `hello`
+    // silences it), beside the connection, which keeps reading and writing meanwhile.
+    let (commands, mut queued) = mpsc::unbounded_channel::<super::commands::Request>();
+    let worker = tokio::spawn({
+        let bot = bot.clone();
+        async move {
+            while let Some(request) = queued.recv().await {
+                super::commands::handle(bot.clone(), request).await;
+            }
+        }
+    });
+    let _abort_worker = AbortOnDrop(worker);
 
     let sasl = s.use_sasl && s.password.is_some();
     let mut nick = s.nick.clone();
@@ -372,7 +384,7 @@ async fn session(bot: &Arc<IrcBot>, shutdown: &mut watch::Receiver<bool>) -> End
                 last_read = Instant::now();
                 pinged = false;
                 let Some(m) = Incoming::parse(&line) else { continue };
-                match handle(bot, &m, &nick, &prefix_room) {
+                match handle(bot, &m, &nick, &prefix_room, &commands) {
                     Handled::Reply(lines) => {
                         if let Err(why) = write(&mut w, &lines).await {
                             return Ended::Lost(why);
@@ -429,7 +441,13 @@ enum Handled {
 }
 
 /// Handles one message after registration.
-fn handle(bot: &Arc<IrcBot>, m: &Incoming, nick: &str, prefix_room: &AtomicUsize) -> Handled {
+fn handle(
+    bot: &Arc<IrcBot>,
+    m: &Incoming,
+    nick: &str,
+    prefix_room: &AtomicUsize,
+    commands: &mpsc::UnboundedSender<super::commands::Request>,
+) -> Handled {
     let me = fold(nick);
     let from = m.nick();
     match m.command.as_str() {
@@ -458,7 +476,7 @@ fn handle(bot: &Arc<IrcBot>, m: &Incoming, nick: &str, prefix_room: &AtomicUsize
                 None
             };
             if let Some(request) = request {
-                tokio::spawn(super::commands::handle(bot.clone(), request));
+                let _ = commands.send(request);
             }
         }
         "JOIN" => {
