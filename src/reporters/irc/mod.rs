@@ -38,6 +38,16 @@ use text::{clean, fold, is_channel};
 /// At most this many lines of a formatter's message are said.
 pub const MAX_FORMATTER_LINES: usize = 5;
 
+/// The lines a formatter's plain body is said as: one message per line, blank lines dropped,
+/// control characters made spaces, at most [`MAX_FORMATTER_LINES`].
+pub fn formatter_lines(body: &str) -> Vec<String> {
+    body.lines()
+        .map(clean)
+        .filter(|l| !l.trim().is_empty())
+        .take(MAX_FORMATTER_LINES)
+        .collect()
+}
+
 /// What one delivery says: the lines, to its destination (a channel or a nick).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payload {
@@ -180,15 +190,7 @@ impl Reporter for Irc {
             _ => return Vec::new(),
         };
         let lines: Vec<String> = match input.message {
-            Formatted::Custom(Output::Message(m)) => m
-                .body
-                .as_str()
-                .unwrap_or("")
-                .lines()
-                .map(clean)
-                .filter(|l| !l.trim().is_empty())
-                .take(MAX_FORMATTER_LINES)
-                .collect(),
+            Formatted::Custom(Output::Message(m)) => formatter_lines(m.body.as_str().unwrap_or("")),
             _ => vec![native],
         };
         if lines.is_empty() {
@@ -210,5 +212,19 @@ impl Reporter for Irc {
 
     fn retry(&self) -> RetrySettings {
         self.retry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_formatters_body_is_at_most_five_clean_lines() {
+        let body = "one\n\ntwo\r\nthree\x01\nfour\nfive\nsix\nseven";
+        assert_eq!(
+            formatter_lines(body),
+            ["one", "two", "three ", "four", "five"]
+        );
     }
 }
