@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod irc;
+pub mod sshd;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
