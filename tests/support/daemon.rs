@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 pub struct Seen {
     pub path: String,
     pub key: String,
+    /// The `Authorization` header, as sent.
+    pub authorization: String,
     pub at: Instant,
     pub body: Value,
 }
@@ -44,9 +46,15 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     peer.seen.lock().unwrap().push(Seen {
         path: path.clone(),
         key,
+        authorization,
         at: Instant::now(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });

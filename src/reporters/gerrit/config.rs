@@ -1,7 +1,7 @@
 //! `[[reporter.gerrit]]`: the table, its checks, and how it is built.
 
 use super::Gerrit;
-use crate::config::{DurationStr, reporter_config};
+use crate::config::{DurationStr, Secret, reporter_config};
 use crate::reporters::{BuildContext, CheckContext, Reporter, ReporterConfig, same_table};
 use serde::Deserialize;
 use serde_json::Value;
@@ -51,9 +51,24 @@ reporter_config! {
         /// `arg` for `summaryCB`.
         #[serde(default)]
         pub summary_arg: Option<Value>,
-        /// How reviews are sent: `ssh` (only `ssh` for now).
+        /// How reviews are sent: `ssh` (`gerrit review`) or `rest` (Gerrit's REST API).
         #[serde(default)]
         pub transport: Transport,
+        /// `rest`: Gerrit's web root (`https://review.example.org`).
+        #[serde(default)]
+        pub url: Option<String>,
+        /// `rest`: the HTTP user (Gerrit's HTTP credentials), with `http_password`.
+        #[serde(default)]
+        pub http_user: Option<String>,
+        /// `rest`: the HTTP password.
+        #[serde(default)]
+        pub http_password: Option<Secret>,
+        /// `rest`: a bearer token instead of `http_user`/`http_password`.
+        #[serde(default)]
+        pub token: Option<Secret>,
+        /// `rest`: an extra CA certificate (PEM) to trust; certificates are always verified.
+        #[serde(default)]
+        pub ca_file: Option<PathBuf>,
         /// Time limit of one ssh command [default 60s].
         #[serde(default)]
         pub timeout: Option<DurationStr>,
@@ -66,7 +81,7 @@ reporter_config! {
 pub enum Transport {
     #[default]
     Ssh,
-    /// Gerrit's REST API (not built yet: refused by `check`).
+    /// Gerrit's REST API: `POST /a/changes/{project}~{number}/revisions/{revision}/review`.
     Rest,
 }
 
@@ -136,7 +151,19 @@ impl ReporterConfig for GerritConfig {
             }
         }
         if self.transport == Transport::Rest {
-            p.push("transport = \"rest\" is not built yet; use transport = \"ssh\"".into());
+            match &self.url {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                Some(u) => p.push(format!("url {u:?} is not an http:// or https:// URL")),
+                None => p.push("transport = \"rest\" needs url (Gerrit's web root)".into()),
+            }
+            if self.http_user.is_some() != self.http_password.is_some() {
+                p.push("http_user and http_password go together".into());
+            }
+            if self.token.is_some() && self.http_user.is_some() {
+                p.push("token and http_user/http_password exclude each other".into());
+            }
+        } else if self.url.is_some() || self.http_user.is_some() || self.token.is_some() {
+            p.push("url, http_user, http_password and token are for transport = \"rest\"".into());
         }
         if self.mode.is_some() {
             p.push(
@@ -158,7 +185,7 @@ impl ReporterConfig for GerritConfig {
     }
 
     fn build(&self, cx: &BuildContext<'_>) -> anyhow::Result<Arc<dyn Reporter>> {
-        Ok(Arc::new(Gerrit::new(self, cx.base)))
+        Ok(Arc::new(Gerrit::new(self, cx.base)?))
     }
 
     fn same_as(&self, other: &dyn ReporterConfig) -> bool {
@@ -202,7 +229,7 @@ mode = "all"
             "notify \"EVERYONE\" is not one of NONE, OWNER, OWNER_REVIEWERS, ALL",
             "review_cb \"nope\" is not a [[formatter]] name",
             "Buildbot has no default startCB",
-            "transport = \"rest\" is not built yet",
+            "transport = \"rest\" needs url",
             "mode does not apply to gerrit",
         ] {
             assert!(e.contains(want), "missing {want:?} in:\n{e}");

@@ -9,6 +9,7 @@
 //! starts; `builders` / `tags` filter all three. No mode applies.
 
 mod config;
+pub mod rest;
 mod sink;
 pub mod ssh;
 
@@ -31,6 +32,10 @@ use tidings_guest::{Hook, Review, ReviewArgs, SummaryArgs};
 pub struct Payload {
     pub project: String,
     pub revision: String,
+    /// The change number, when the build says it (`event.change.number`, or the repo tool's
+    /// download): Gerrit's REST API names changes by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -49,18 +54,18 @@ pub struct Gerrit {
 }
 
 impl Gerrit {
-    fn new(c: &GerritConfig, base: &std::path::Path) -> Gerrit {
+    fn new(c: &GerritConfig, base: &std::path::Path) -> anyhow::Result<Gerrit> {
         let review = GerritConfig::callback(&c.review_cb, &c.review_arg);
         let summary = GerritConfig::callback(&c.summary_cb, &c.summary_arg)
             .or_else(|| review.is_none().then_some((None, Value::Null)));
-        Gerrit {
+        Ok(Gerrit {
             selection: crate::config::CommonOptions::selection(c),
             retry: crate::config::CommonOptions::retry(c),
             review,
             start: GerritConfig::callback(&c.start_cb, &c.start_arg),
             summary,
-            sink: Arc::new(GerritSink::new(c, base)),
-        }
+            sink: Arc::new(GerritSink::new(c, base)?),
+        })
     }
 }
 
@@ -114,8 +119,9 @@ pub fn default_summary(args: &SummaryArgs) -> Option<Review> {
 /// download of the repo tool (`repo_downloads`, `repo_downloaded`), or Gerrit's event
 /// (`event.change.id`): `event.change.project` and `event.patchSet.revision`, else
 /// `got_revision`, else `revision` (a per-codebase dict is read at the `codebase` property).
+/// Also the change number, when known (`event.change.number`, or the download's `1234/5`).
 /// `Err` says why there is nothing to review.
-pub fn change_of(b: &Build) -> Result<(String, String), String> {
+pub fn change_of(b: &Build) -> Result<(String, String, Option<String>), String> {
     let prop = |name: &str| b.property(name).filter(|v| !v.is_null());
     if let (Some(downloads), Some(downloaded)) = (prop("repo_downloads"), prop("repo_downloaded")) {
         let downloads: Vec<&str> = downloads
@@ -135,7 +141,8 @@ pub fn change_of(b: &Build) -> Result<(String, String), String> {
         if change != downloaded[0] {
             return Err("repo_downloads and repo_downloaded name other changes".into());
         }
-        return Ok((project.to_owned(), downloaded[1].to_owned()));
+        let number = change.split('/').next().map(str::to_owned);
+        return Ok((project.to_owned(), downloaded[1].to_owned(), number));
     }
     if prop("event.change.id").is_none() {
         return Err(
@@ -170,7 +177,12 @@ pub fn change_of(b: &Build) -> Result<(String, String), String> {
         }
         _ => return Err("the build has no revision".into()),
     };
-    Ok((project.to_owned(), revision))
+    let number = match prop("event.change.number") {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    Ok((project.to_owned(), revision, number))
 }
 
 impl Reporter for Gerrit {
@@ -236,7 +248,7 @@ impl Reporter for Gerrit {
         let Some(build) = input.build else {
             return Vec::new();
         };
-        let (project, revision) = match change_of(build) {
+        let (project, revision, change) = match change_of(build) {
             Ok(c) => c,
             Err(why) => {
                 tracing::info!(
@@ -250,6 +262,7 @@ impl Reporter for Gerrit {
         let payload = Payload {
             project: project.clone(),
             revision: revision.clone(),
+            change,
             message: Some(message),
             labels,
         };
@@ -287,13 +300,22 @@ mod tests {
                             "event.patchSet.revision": "abc", "got_revision": "def"});
         assert_eq!(
             change_of(&build(gerrit)),
-            Ok(("tools/widget".into(), "abc".into()))
+            Ok(("tools/widget".into(), "abc".into(), None))
+        );
+        let numbered = json!({"event.change.id": "I1", "event.change.project": "p",
+                              "event.change.number": 4711, "event.patchSet.revision": "abc"});
+        assert_eq!(
+            change_of(&build(numbered)).unwrap().2.as_deref(),
+            Some("4711")
         );
         let got = json!({"event.change.id": "I1", "event.change.project": "p", "got_revision": "def", "revision": "r"});
-        assert_eq!(change_of(&build(got)), Ok(("p".into(), "def".into())));
+        assert_eq!(change_of(&build(got)), Ok(("p".into(), "def".into(), None)));
         let multi = json!({"event.change.id": "I1", "event.change.project": "p",
                            "got_revision": {"a": "111", "b": "222"}, "codebase": "b"});
-        assert_eq!(change_of(&build(multi)), Ok(("p".into(), "222".into())));
+        assert_eq!(
+            change_of(&build(multi)),
+            Ok(("p".into(), "222".into(), None))
+        );
         let no_codebase = json!({"event.change.id": "I1", "event.change.project": "p",
                                  "got_revision": {"a": "111"}});
         assert!(change_of(&build(no_codebase)).is_err());
@@ -301,7 +323,7 @@ mod tests {
                           "repo_downloaded": "1234/5 aaa 9/1 bbb"});
         assert_eq!(
             change_of(&build(repo)),
-            Ok(("platform/build".into(), "aaa".into()))
+            Ok(("platform/build".into(), "aaa".into(), Some("1234".into())))
         );
         let bad_repo =
             json!({"repo_downloads": ["platform/build 1234/5"], "repo_downloaded": "1234/6 aaa"});

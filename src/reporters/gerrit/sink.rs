@@ -1,4 +1,5 @@
-//! The ssh sink: the system OpenSSH client, run without a shell, host keys always checked.
+//! The sinks: ssh (the system OpenSSH client, run without a shell, host keys always checked)
+//! and REST ([`super::rest`]).
 //!
 //! Before a review, `gerrit version` (cached 600 s) decides the flags. Unlike Buildbot, a failed
 //! probe or a non-zero exit of `gerrit review` is a retryable delivery error, not a silent drop;
@@ -14,8 +15,44 @@ use std::time::{Duration, Instant};
 /// How long a probed version is trusted.
 const VERSION_TTL: Duration = Duration::from_secs(600);
 
+/// Sends reviews to one Gerrit, over ssh or REST.
+pub enum GerritSink {
+    Ssh(SshSink),
+    Rest(super::rest::RestSink),
+}
+
+impl GerritSink {
+    /// The sink `c.transport` asks for (REST: builds its HTTP client, reads `ca_file`).
+    pub fn new(c: &GerritConfig, base: &Path) -> anyhow::Result<GerritSink> {
+        Ok(match c.transport {
+            super::Transport::Ssh => GerritSink::Ssh(SshSink::new(c, base)),
+            super::Transport::Rest => GerritSink::Rest(super::rest::RestSink::new(c, base)?),
+        })
+    }
+}
+
+impl Sink for GerritSink {
+    fn deliver<'a>(&'a self, batch: &'a [Outgoing]) -> SinkFuture<'a> {
+        Box::pin(async move {
+            let Some(d) = batch.first() else {
+                return Ok("nothing to send".into());
+            };
+            let p: Payload = serde_json::from_str(&d.payload).map_err(|e| {
+                SinkError::new(
+                    RetryClass::Never,
+                    format!("the stored review is unreadable: {e}"),
+                )
+            })?;
+            match self {
+                GerritSink::Ssh(s) => s.review(&p).await,
+                GerritSink::Rest(r) => r.review(&p).await,
+            }
+        })
+    }
+}
+
 /// Sends reviews to one Gerrit over ssh.
-pub struct GerritSink {
+pub struct SshSink {
     server: String,
     port: u16,
     username: String,
@@ -34,9 +71,9 @@ enum Purpose {
     Review,
 }
 
-impl GerritSink {
-    pub fn new(c: &GerritConfig, base: &Path) -> GerritSink {
-        GerritSink {
+impl SshSink {
+    pub fn new(c: &GerritConfig, base: &Path) -> SshSink {
+        SshSink {
             server: c.server.clone(),
             port: c.port,
             username: c.username.clone(),
@@ -149,15 +186,9 @@ impl GerritSink {
         Ok(v)
     }
 
-    async fn review(&self, d: &Outgoing) -> Result<String, SinkError> {
-        let p: Payload = serde_json::from_str(&d.payload).map_err(|e| {
-            SinkError::new(
-                RetryClass::Never,
-                format!("the stored review is unreadable: {e}"),
-            )
-        })?;
+    async fn review(&self, p: &Payload) -> Result<String, SinkError> {
         let version = self.version().await?;
-        let (args, dropped) = review_args(&p, &version, self.notify.as_deref());
+        let (args, dropped) = review_args(p, &version, self.notify.as_deref());
         if !dropped.is_empty() {
             tracing::warn!(server = %self.server, version = ?version.0, labels = ?dropped, "Gerrit before 2.6 sets only Verified and Code-Review: labels left out");
         }
@@ -173,16 +204,5 @@ impl GerritSink {
                 .collect::<Vec<_>>()
                 .join(".")
         ))
-    }
-}
-
-impl Sink for GerritSink {
-    fn deliver<'a>(&'a self, batch: &'a [Outgoing]) -> SinkFuture<'a> {
-        Box::pin(async move {
-            match batch.first() {
-                Some(d) => self.review(d).await,
-                None => Ok("nothing to send".into()),
-            }
-        })
     }
 }

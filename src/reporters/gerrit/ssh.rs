@@ -146,6 +146,7 @@ mod tests {
         Payload {
             project: "tools/widget".into(),
             revision: "3f2a9e".into(),
+            change: None,
             message: Some(message.into()),
             labels: BTreeMap::from([("Verified".into(), 1), ("Code-Review".into(), -1)]),
         }
