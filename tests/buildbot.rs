@@ -38,6 +38,12 @@ struct Master {
 
 impl Master {
     fn start(dir: &Path, tidings_url: &str) -> Master {
+        Master::start_with(dir, tidings_url, &[])
+    }
+
+    /// As [`Master::start`], with more of `tests/data/buildbot-master.cfg`'s switches in its
+    /// environment (`BB_LINT_BUILDER`).
+    fn start_with(dir: &Path, tidings_url: &str, switches: &[(&str, &str)]) -> Master {
         let venv = support::install("install-buildbot");
         let (www, pb) = (support::free_port(), support::free_port());
         let bin = |b: &str| venv.join("bin").join(b);
@@ -75,11 +81,18 @@ impl Master {
             venv: venv.clone(),
             dir: dir.to_owned(),
             www,
-            env: vec![
+            env: [
                 ("BB_WWW_PORT".into(), www.to_string()),
                 ("BB_PB_PORT".into(), pb.to_string()),
                 ("BB_TIDINGS_URL".into(), tidings_url.to_owned()),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                switches
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+            .collect(),
         };
         run(
             Command::new(bin("buildbot"))
@@ -148,6 +161,11 @@ impl Master {
 
     /// Posts a change by `author` to the master's base change hook (a form post).
     fn change(&self, author: &str) {
+        self.change_with(author, "{}");
+    }
+
+    /// As [`Master::change`], with change `properties` (a JSON object), which its builds get.
+    fn change_with(&self, author: &str, properties: &str) {
         let form: String = [
             ("author", author),
             ("comments", "fix the flaky test"),
@@ -155,6 +173,7 @@ impl Master {
             ("revision", "0123abcd"),
             ("repository", "https://example.org/repo.git"),
             ("project", "demo"),
+            ("properties", properties),
         ]
         .iter()
         .map(|(k, v)| format!("{k}={}", form_encode(v)))
@@ -632,4 +651,93 @@ authz = {{ force = ["trusted"], stop = ["trusted"] }}
     ] {
         c.expect_message("ci", "#builds", want, |t| t == want);
     }
+}
+
+/// GerritStatusPush with its default summary: a change from Gerrit (its event properties on the
+/// change) builds on two builders; when the buildset completes, one summary review with both
+/// builds reaches the fake gerrit (a real sshd), once.
+#[test]
+fn a_buildset_of_two_builders_gets_one_gerrit_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = support::sshd::Sshd::start(&dir.path().join("ssh"), "3.9.1");
+    let tidings_port = support::free_port();
+    let master = Master::start_with(
+        dir.path(),
+        &format!("http://127.0.0.1:{tidings_port}"),
+        &[("BB_LINT_BUILDER", "1")],
+    );
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:{tidings_port}"
+data_dir = "data"
+ingest_user = "buildbot"
+ingest_password = "s3cret"
+shutdown_grace = "2s"
+
+[source.buildbot]
+url = "{url}"
+
+[[reporter.gerrit]]
+name = "gerrit"
+server = "127.0.0.1"
+port = {port}
+username = "{user}"
+identity_file = {identity:?}
+known_hosts = {known_hosts:?}
+"#,
+            url = master.url(),
+            port = sshd.port,
+            user = sshd.user,
+            identity = sshd.identity.display().to_string(),
+            known_hosts = sshd.known_hosts.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config);
+    wait_until(
+        "the source to follow the master",
+        Duration::from_secs(60),
+        || {
+            metric(
+                &daemon,
+                &["tidings_source_connections_total{source=\"buildbot\"}"],
+            ) >= 1
+        },
+    );
+    master.change_with(
+        "alice <alice@example.org>",
+        r#"{"event.change.id": "I0123", "event.change.project": "demo", "event.change.number": 7, "event.patchSet.revision": "0123abcd"}"#,
+    );
+    let reviews = || {
+        sshd.commands()
+            .into_iter()
+            .filter(|c| c != "gerrit version")
+            .collect::<Vec<_>>()
+    };
+    wait_until("the summary review", Duration::from_secs(120), || {
+        !reviews().is_empty()
+    });
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
+    let got = reviews();
+    assert_eq!(got.len(), 1, "one summary: {got:?}");
+    let args = tidings::reporters::gerrit::ssh::split_like_gerrit(&got[0]);
+    let at = |flag: &str| args[args.iter().position(|a| a == flag).unwrap() + 1].clone();
+    assert_eq!(at("--project"), "demo");
+    assert_eq!(args.last().map(String::as_str), Some("0123abcd"));
+    assert_eq!(at("--label"), "Verified=1");
+    let url = master.url();
+    let message = at("--message");
+    let lines: Vec<&str> = message.split("\n\n").collect();
+    assert_eq!(lines.len(), 2, "{message}");
+    assert!(
+        lines[0].starts_with("Builder lint succeeded (build successful) - ")
+            && lines[0].contains(&format!("{url}#/builders/"))
+            && lines[1].starts_with("Builder runtests succeeded (build successful) - "),
+        "sorted by builder: {message}"
+    );
 }

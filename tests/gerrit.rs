@@ -181,7 +181,7 @@ fn older_gerrits_get_their_flags() {
 }
 
 #[test]
-fn a_failed_probe_is_retried_and_an_unknown_host_key_is_a_dead_letter() {
+fn a_failed_probe_is_retried_and_a_refused_key_or_host_is_a_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let flaky = Sshd::start(&dir.path().join("flaky"), "3.9");
     flaky.fail_next_probe();
@@ -203,9 +203,13 @@ fn a_failed_probe_is_retried_and_an_unknown_host_key_is_a_dead_letter() {
     let cfg = config(
         dir.path(),
         &format!(
-            "{}\n{}",
+            "{}\n{}\n{}",
             gerrit("flaky", &flaky, "review_cb = \"default\""),
-            gerrit("stranger", &stranger, "review_cb = \"default\"")
+            gerrit("stranger", &stranger, "review_cb = \"default\""),
+            gerrit("locked", &flaky, "review_cb = \"default\"").replace(
+                &format!("{:?}", flaky.identity.display().to_string()),
+                &format!("{:?}", other.display().to_string()),
+            ),
         ),
     );
     let daemon = Daemon::start(&cfg);
@@ -227,6 +231,11 @@ fn a_failed_probe_is_retried_and_an_unknown_host_key_is_a_dead_letter() {
     assert!(
         stranger.commands().is_empty(),
         "nothing reached the stranger"
+    );
+    // A key the server does not know: refused, dead-lettered with ssh's message.
+    assert!(
+        log.contains("locked p@abc Dead") && log.contains("Permission denied"),
+        "{log}"
     );
     drop(daemon);
 }
