@@ -206,6 +206,23 @@ impl Drop for Master {
     }
 }
 
+/// A tidings config in `dir` listening on `port` (where the master's HttpStatusPush posts),
+/// following `master` (`[source.buildbot]`), with `reporters`.
+fn following(dir: &Path, port: u16, master: &Master, reporters: &str) -> PathBuf {
+    let config = dir.join("tidings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\ningest_user = \"buildbot\"\n\
+             ingest_password = \"s3cret\"\nshutdown_grace = \"2s\"\n\n\
+             [source.buildbot]\nurl = \"{}\"\n\n{reporters}",
+            master.url()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// The sum of the `/metrics` samples whose line contains every one of `parts` (0 if none).
 fn metric(daemon: &Daemon, parts: &[&str]) -> u64 {
     client::get(&format!("{}/metrics", daemon.addr))
@@ -525,21 +542,12 @@ fn the_irc_bot_forces_and_stops_builds_on_the_master() {
     );
     let tidings_port = support::free_port();
     let master = Master::start(dir.path(), &format!("http://127.0.0.1:{tidings_port}"));
-    let config = dir.path().join("tidings.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r##"[server]
-listen = "127.0.0.1:{tidings_port}"
-data_dir = "data"
-ingest_user = "buildbot"
-ingest_password = "s3cret"
-shutdown_grace = "2s"
-
-[source.buildbot]
-url = "{url}"
-
-[[reporter.irc]]
+    let config = following(
+        dir.path(),
+        tidings_port,
+        &master,
+        &format!(
+            r##"[[reporter.irc]]
 name = "irc"
 host = "127.0.0.1"
 port = {irc}
@@ -550,11 +558,9 @@ use_colors = false
 flood_interval = "200ms"
 authz = {{ force = ["trusted"], stop = ["trusted"] }}
 "##,
-            url = master.url(),
             irc = server.port,
         ),
-    )
-    .unwrap();
+    );
     let mut c = Client::connect(server.port, "trusted");
     c.join("#builds", Some("sekrit"));
     let _daemon = Daemon::start(&config);
@@ -666,21 +672,12 @@ fn a_buildset_of_two_builders_gets_one_gerrit_summary() {
         &format!("http://127.0.0.1:{tidings_port}"),
         &[("BB_LINT_BUILDER", "1")],
     );
-    let config = dir.path().join("tidings.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[server]
-listen = "127.0.0.1:{tidings_port}"
-data_dir = "data"
-ingest_user = "buildbot"
-ingest_password = "s3cret"
-shutdown_grace = "2s"
-
-[source.buildbot]
-url = "{url}"
-
-[[reporter.gerrit]]
+    let config = following(
+        dir.path(),
+        tidings_port,
+        &master,
+        &format!(
+            r#"[[reporter.gerrit]]
 name = "gerrit"
 server = "127.0.0.1"
 port = {port}
@@ -688,14 +685,12 @@ username = "{user}"
 identity_file = {identity:?}
 known_hosts = {known_hosts:?}
 "#,
-            url = master.url(),
             port = sshd.port,
             user = sshd.user,
             identity = sshd.identity.display().to_string(),
             known_hosts = sshd.known_hosts.display().to_string(),
         ),
-    )
-    .unwrap();
+    );
     let daemon = Daemon::start(&config);
     wait_until(
         "the source to follow the master",

@@ -17,7 +17,7 @@ pub use config::{GerritConfig, Transport};
 pub use sink::GerritSink;
 
 use crate::config::{RetrySettings, Selection};
-use crate::event::{Build, EventKind, Results};
+use crate::event::{Build, EventKind};
 use crate::formatter::Request;
 use crate::outbox::Sink;
 use crate::reporters::{HookCall, Output, RenderInput, Rendered, Reporter};
@@ -69,50 +69,14 @@ impl Gerrit {
     }
 }
 
-/// Buildbot's `defaultReviewCB`: nothing for a retried build; otherwise the builder and the
-/// result, `Verified` +1 for a success and −1 for anything else.
+/// Buildbot's `defaultReviewCB` (from the `gerrit` formatter's crate).
 pub fn default_review(args: &ReviewArgs) -> Option<Review> {
-    let result = args.result.and_then(Results::from_code);
-    if result == Some(Results::Retry) {
-        return None;
-    }
-    let message = format!(
-        "Buildbot finished compiling your patchset\non configuration: {}\nThe result is: {}\n",
-        args.builder_name,
-        Results::text_for(args.result).to_uppercase()
-    );
-    let verified = if result == Some(Results::Success) {
-        1
-    } else {
-        -1
-    };
-    Some(Review::new(message, "Verified", verified))
+    gerrit::default_review(args)
 }
 
-/// Buildbot's `defaultSummaryCB`: a line per build (`Builder <name> <resultText> (<state>) -
-/// <url>`), blank lines between; `Verified` +1 only when every build succeeded.
+/// Buildbot's `defaultSummaryCB` (the `gerrit` formatter's `summaryCB`).
 pub fn default_summary(args: &SummaryArgs) -> Option<Review> {
-    let lines: Vec<String> = args
-        .build_info_list
-        .iter()
-        .map(|b| {
-            let head = format!("Builder {} {} ({})", b.name, b.result_text, b.text);
-            match &b.url {
-                Some(url) if !url.is_empty() => format!("{head} - {url}"),
-                _ => format!("{head}."),
-            }
-        })
-        .collect();
-    let all_ok = !args.build_info_list.is_empty()
-        && args
-            .build_info_list
-            .iter()
-            .all(|b| b.result == Some(Results::Success.code()));
-    Some(Review::new(
-        lines.join("\n\n"),
-        "Verified",
-        if all_ok { 1 } else { -1 },
-    ))
+    gerrit::summary(args.clone()).ok().flatten()
 }
 
 /// The change a build is about, as Buildbot's `extract_project_revision` finds it: the first
