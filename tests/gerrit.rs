@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::daemon::{Daemon, config, settled, wait_until};
+use support::daemon::{Daemon, attempts, config, settled, wait_until};
 use support::sshd::Sshd;
 use tidings::reporters::gerrit::ssh::split_like_gerrit;
 
@@ -49,25 +49,6 @@ fn reviews(sshd: &Sshd) -> Vec<Vec<String>> {
         .filter(|c| *c != "gerrit version")
         .map(|c| split_like_gerrit(c))
         .collect()
-}
-
-/// The delivery log of every delivery: state, last error and attempts.
-fn attempts(data: &std::path::Path) -> String {
-    let store = tidings::store::Store::open_shared(data).unwrap();
-    let mut out = String::new();
-    for d in store.list(None, 1000).unwrap() {
-        out.push_str(&format!(
-            "{} {} {:?} {}\n",
-            d.reporter,
-            d.destination,
-            d.state,
-            d.last_error.unwrap_or_default()
-        ));
-        for e in store.log(d.id).unwrap() {
-            out.push_str(&format!("  {} {} {}\n", e.attempt, e.result, e.detail));
-        }
-    }
-    out
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod support;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
-use support::daemon::{Daemon, config, settled, wait_until};
+use support::daemon::{Daemon, attempts, config, settled, wait_until};
 use support::irc::{Atheme, Client, Inspircd, Ngircd, Setup, logged_in, register};
 
 const BOT: &str = "tidingsbot";
@@ -255,29 +255,6 @@ fn builds_are_announced_and_every_command_answers() {
     let after = c.messages_until_reply(BOT);
     assert!(after.is_empty(), "{after:?}");
     drop(daemon);
-}
-
-/// Every delivery's attempts in the store under `data`: destination, state, last error and
-/// each attempt's detail, one per line.
-fn attempts(data: &Path) -> String {
-    use tidings::store::Store;
-    let Ok(store) = Store::open_shared(data) else {
-        return String::new();
-    };
-    let mut out = String::new();
-    for d in store.list(None, 1000).unwrap_or_default() {
-        out.push_str(&format!(
-            "{} {} {:?} {}\n",
-            d.id,
-            d.destination,
-            d.state,
-            d.last_error.unwrap_or_default()
-        ));
-        for e in store.log(d.id).unwrap_or_default() {
-            out.push_str(&format!("  {} {} {}\n", e.attempt, e.result, e.detail));
-        }
-    }
-    out
 }
 
 #[test]

@@ -305,6 +305,30 @@ pub fn settled(data: &Path) -> bool {
     dispatched && idle
 }
 
+/// Every delivery in the store under `data`, one line each (`reporter destination State last
+/// error`), each followed by its attempts (`  attempt result detail`): for assertions on what
+/// the outbox did.
+pub fn attempts(data: &Path) -> String {
+    use tidings::store::Store;
+    let Ok(store) = Store::open_shared(data) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for d in store.list(None, 1000).unwrap_or_default() {
+        out.push_str(&format!(
+            "{} {} {:?} {}\n",
+            d.reporter,
+            d.destination,
+            d.state,
+            d.last_error.unwrap_or_default()
+        ));
+        for e in store.log(d.id).unwrap_or_default() {
+            out.push_str(&format!("  {} {} {}\n", e.attempt, e.result, e.detail));
+        }
+    }
+    out
+}
+
 /// The requests the peer saw on `path`, in arrival order.
 pub fn seen_on(peer: &Peer, path: &str) -> Vec<Seen> {
     let seen = peer.seen.lock().unwrap();
