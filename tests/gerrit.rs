@@ -166,6 +166,7 @@ fn a_failed_probe_is_retried_and_a_refused_key_or_host_is_a_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let flaky = Sshd::start(&dir.path().join("flaky"), "3.9");
     flaky.fail_next_probe();
+    flaky.fail_next_review();
     let stranger = Sshd::start(&dir.path().join("stranger"), "3.9");
     // known_hosts names another key for the stranger's address.
     let other = dir.path().join("other_key");
@@ -204,7 +205,12 @@ fn a_failed_probe_is_retried_and_a_refused_key_or_host_is_a_dead_letter() {
             && log.contains("gerrit version on 127.0.0.1 exited with 1: fatal: not now"),
         "{log}"
     );
-    assert_eq!(reviews(&flaky).len(), 1);
+    // The review itself failed once (exit 1) and was sent again.
+    assert!(
+        log.contains("gerrit review on 127.0.0.1 exited with 1: fatal: not this time"),
+        "{log}"
+    );
+    assert_eq!(reviews(&flaky).len(), 2);
     assert!(
         log.contains("stranger p@abc Dead") && log.contains("Host key verification failed"),
         "{log}"
@@ -222,17 +228,25 @@ fn a_failed_probe_is_retried_and_a_refused_key_or_host_is_a_dead_letter() {
 }
 
 #[test]
-fn the_gerrit_formatter_drives_every_callback_and_a_broken_one_degrades() {
+fn the_gerrit_formatter_drives_every_callback_and_a_trapping_one_degrades() {
     let dir = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(&dir.path().join("ssh"), "3.9");
     let broken = Sshd::start(&dir.path().join("broken"), "3.9");
     let module = support::guest("gerrit");
-    let spin = support::component("spin");
+    // A reviewCB that traps at once.
+    let trap = dir.path().join("trap.wasm");
+    std::fs::write(
+        &trap,
+        support::wat(
+            r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#,
+        ),
+    )
+    .unwrap();
     let body = format!(
         "[[formatter]]\nname = \"gerrit\"\nmodule = {:?}\ntimeout = \"5s\"\n\n\
-         [[formatter]]\nname = \"spin\"\nmodule = {:?}\ntimeout = \"200ms\"\n\n{}\n{}",
+         [[formatter]]\nname = \"trap\"\nmodule = {:?}\n\n{}\n{}",
         module.display().to_string(),
-        spin.display().to_string(),
+        trap.display().to_string(),
         gerrit(
             "gerrit",
             &sshd,
@@ -241,7 +255,7 @@ fn the_gerrit_formatter_drives_every_callback_and_a_broken_one_degrades() {
         gerrit(
             "broken",
             &broken,
-            "review_cb = \"spin\"\non_error = \"default\""
+            "review_cb = \"trap\"\non_error = \"default\""
         ),
     );
     let cfg = config(dir.path(), &body);
@@ -299,7 +313,10 @@ fn the_gerrit_formatter_drives_every_callback_and_a_broken_one_degrades() {
         .find(|d| d.reporter == "broken")
         .unwrap();
     let explanation = store.delivery(degraded.id).unwrap().unwrap().explanation;
-    assert!(explanation.contains("spin"), "{explanation}");
+    assert!(
+        explanation.contains("\"trap\" failed (Trap)"),
+        "{explanation}"
+    );
     drop(daemon);
 }
 

@@ -56,7 +56,8 @@ if [ "$SSH_ORIGINAL_COMMAND" = "gerrit version" ]; then
   echo "gerrit version $(cat "$dir/version")"
   exit 0
 fi
-exit "$(cat "$dir/review-exit" 2>/dev/null || echo 0)"
+if [ -f "$dir/review-fails" ]; then rm -f "$dir/review-fails"; echo "fatal: not this time" >&2; exit 1; fi
+exit 0
 "#,
                 d = dir.display()
             ),
@@ -123,6 +124,11 @@ exit "$(cat "$dir/review-exit" 2>/dev/null || echo 0)"
     /// Makes the next `gerrit version` fail once.
     pub fn fail_next_probe(&self) {
         std::fs::write(self.dir.join("probe-fails"), "").unwrap();
+    }
+
+    /// Makes the next `gerrit review` fail once (exit 1).
+    pub fn fail_next_review(&self) {
+        std::fs::write(self.dir.join("review-fails"), "").unwrap();
     }
 
     /// What sshd logged.
