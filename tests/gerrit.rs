@@ -119,6 +119,13 @@ fn reviews_reach_gerrit_with_every_argument_intact() {
         for_revision("ddd444"),
         expected("platform/build", "repo", "ddd444")
     );
+    // The build with no change: kept in the outbox as not sent, with the reason.
+    let log = attempts(&dir.path().join("data"));
+    assert!(
+        log.contains("(nothing to review) Delivered")
+            && log.contains("not sent: the build carries no Gerrit change"),
+        "{log}"
+    );
     // One probe, cached for the others.
     let probes = sshd
         .commands()

@@ -27,6 +27,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tidings_guest::{Hook, Review, ReviewArgs, SummaryArgs};
 
+/// The destination of a delivery that sends nothing because the build names no change (its
+/// payload is `{"skip": why}`; the sink records "not sent: why").
+pub const NOTHING_TO_REVIEW: &str = "(nothing to review)";
+
 /// What one delivery asks Gerrit to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payload {
@@ -215,12 +219,13 @@ impl Reporter for Gerrit {
         let (project, revision, change) = match change_of(build) {
             Ok(c) => c,
             Err(why) => {
-                tracing::info!(
-                    reporter = %self.selection.name,
-                    build = build.buildid,
-                    "nothing reviewed: {why}"
-                );
-                return Vec::new();
+                // Kept in the outbox, delivered as "not sent" with the reason, so that `outbox
+                // show` answers "why did Gerrit get no review of this build?".
+                let skip = serde_json::json!({ "skip": why });
+                return vec![Rendered {
+                    destination: NOTHING_TO_REVIEW.into(),
+                    payload: skip.to_string(),
+                }];
             }
         };
         let payload = Payload {

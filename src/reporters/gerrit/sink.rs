@@ -37,7 +37,16 @@ impl Sink for GerritSink {
             let Some(d) = batch.first() else {
                 return Ok("nothing to send".into());
             };
-            let p: Payload = serde_json::from_str(&d.payload).map_err(|e| {
+            let value: serde_json::Value = serde_json::from_str(&d.payload).map_err(|e| {
+                SinkError::new(
+                    RetryClass::Never,
+                    format!("the stored review is unreadable: {e}"),
+                )
+            })?;
+            if let Some(why) = value.get("skip").and_then(serde_json::Value::as_str) {
+                return Ok(format!("not sent: {why}"));
+            }
+            let p: Payload = serde_json::from_value(value).map_err(|e| {
                 SinkError::new(
                     RetryClass::Never,
                     format!("the stored review is unreadable: {e}"),
