@@ -105,6 +105,18 @@ pub fn client(o: &ClientOptions<'_>) -> anyhow::Result<reqwest::Client> {
     b.build().context("cannot build the HTTP client")
 }
 
+/// `s` percent-encoded as one path segment (`tools/widget` → `tools%2Fwidget`).
+pub fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The default retry class of an answer: 408, 425, 429 and 5xx are transient (a `Retry-After`
 /// says when to come back); any other status is permanent.
 pub fn classify(status: StatusCode, retry_after: Option<Duration>) -> RetryClass {
@@ -189,6 +201,12 @@ pub fn snippet(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(encode_segment("tools/widget"), "tools%2Fwidget");
+        assert_eq!(encode_segment("a b~c"), "a%20b~c");
+    }
 
     #[test]
     fn statuses_map_to_retry_classes() {

@@ -27,6 +27,7 @@
 //! [`RetryClass`]: crate::outbox::RetryClass
 
 pub mod gerrit;
+pub mod github;
 pub mod http;
 pub mod http_push;
 pub mod irc;
@@ -73,6 +74,8 @@ macro_rules! registry {
 registry! {
     /// Buildbot's GerritStatusPush.
     gerrit: gerrit::GerritConfig,
+    /// Buildbot's GitHubStatusPush.
+    github: github::GitHubConfig,
     /// Buildbot's HttpStatusPush (and the 0.8 StatusPush).
     http_push: http_push::HttpPushConfig,
     /// Buildbot's IRC bot (`reporters.IRC`).
@@ -438,7 +441,7 @@ mod tests {
     #[test]
     fn the_registry_knows_every_kind_once() {
         let kinds = ReporterTables::KINDS;
-        assert_eq!(kinds, ["gerrit", "http_push", "irc", "mail"]);
+        assert_eq!(kinds, ["gerrit", "github", "http_push", "irc", "mail"]);
         let text = "[[http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\n\
                     [[mail]]\nname = \"m\"\nfromaddr = \"ci@example.org\"\n";
         let tables: ReporterTables = toml::from_str(text).unwrap();

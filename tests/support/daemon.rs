@@ -27,10 +27,15 @@ pub struct Seen {
 /// A status and an optional `Retry-After` in seconds.
 pub type Answer = (u16, Option<u64>);
 
+/// Extra answer headers: (name, value).
+pub type Headers = Vec<(String, String)>;
+
 /// What the peer answers, per path, in order; `200` once a script runs out.
 #[derive(Default)]
 pub struct Peer {
     pub script: Mutex<HashMap<String, VecDeque<Answer>>>,
+    /// Extra headers for the answers on a path, in order (beside `script`).
+    pub headers: Mutex<HashMap<String, VecDeque<Headers>>>,
     pub seen: Mutex<Vec<Seen>>,
 }
 
@@ -65,7 +70,20 @@ async fn answer(
         .get_mut(&path)
         .and_then(|s| s.pop_front());
     let (status, retry_after) = next.unwrap_or((200, None));
+    let extra = peer
+        .headers
+        .lock()
+        .unwrap()
+        .get_mut(&path)
+        .and_then(|s| s.pop_front())
+        .unwrap_or_default();
     let mut r = (StatusCode::from_u16(status).unwrap(), "scripted answer").into_response();
+    for (k, v) in extra {
+        r.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
     if let Some(s) = retry_after {
         r.headers_mut()
             .insert("retry-after", s.to_string().parse().unwrap());

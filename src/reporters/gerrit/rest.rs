@@ -11,7 +11,7 @@
 use super::{GerritConfig, Payload};
 use crate::outbox::{RetryClass, SinkError};
 use crate::reporters::http::{
-    self, ClientOptions, HttpAuth, classify, retry_after, snippet, transport_error,
+    self, ClientOptions, HttpAuth, classify, encode_segment, retry_after, snippet, transport_error,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -23,18 +23,6 @@ pub struct RestSink {
     url: String,
     auth: Option<HttpAuth>,
     notify: Option<String>,
-}
-
-/// `s` percent-encoded as one path segment (`tools/widget` → `tools%2Fwidget`).
-pub fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// An answer of Gerrit's without its `)]}'` first line.
@@ -134,8 +122,6 @@ mod tests {
 
     #[test]
     fn paths_and_answers() {
-        assert_eq!(encode_segment("tools/widget"), "tools%2Fwidget");
-        assert_eq!(encode_segment("a b~c"), "a%20b~c");
         assert_eq!(strip_xssi(")]}'\n{\"x\":1}"), "{\"x\":1}");
         assert_eq!(strip_xssi("plain"), "plain");
     }
