@@ -166,12 +166,21 @@ impl Master {
 
     /// As [`Master::change`], with change `properties` (a JSON object), which its builds get.
     fn change_with(&self, author: &str, properties: &str) {
+        self.post_change(author, properties, "https://example.org/repo.git");
+    }
+
+    /// As [`Master::change`], to `repository`.
+    fn change_with_repository(&self, author: &str, repository: &str) {
+        self.post_change(author, "{}", repository);
+    }
+
+    fn post_change(&self, author: &str, properties: &str, repository: &str) {
         let form: String = [
             ("author", author),
             ("comments", "fix the flaky test"),
             ("branch", "main"),
             ("revision", "0123abcd"),
-            ("repository", "https://example.org/repo.git"),
+            ("repository", repository),
             ("project", "demo"),
             ("properties", properties),
         ]
@@ -735,4 +744,68 @@ known_hosts = {known_hosts:?}
             && lines[1].starts_with("Builder runtests succeeded (build successful) - "),
         "sorted by builder: {message}"
     );
+}
+
+/// GitHubStatusPush end to end: a change to a GitHub repository on the real master builds, and
+/// its commit gets pending (the request), pending (the start) and success (the end), in order,
+/// at the GitHub API (a scripted peer).
+#[test]
+fn a_real_build_of_a_github_repository_gets_its_commit_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Arc::new(Peer::default());
+    let peer_addr = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let tidings_port = support::free_port();
+    let master = Master::start(dir.path(), &format!("http://127.0.0.1:{tidings_port}"));
+    let config = following(
+        dir.path(),
+        tidings_port,
+        &master,
+        &format!(
+            "[[reporter.github]]\nname = \"gh\"\ntoken = \"t\"\nbase_url = \"http://{peer_addr}\"\n\
+             retry_delay = \"100ms\"\n"
+        ),
+    );
+    let daemon = Daemon::start(&config);
+    wait_until(
+        "the source to follow the master",
+        Duration::from_secs(60),
+        || {
+            metric(
+                &daemon,
+                &["tidings_source_connections_total{source=\"buildbot\"}"],
+            ) >= 1
+        },
+    );
+    // Master::change names https://example.org/repo.git; this one is on GitHub.
+    master.change_with_repository(
+        "alice <alice@example.org>",
+        "https://github.com/octo/widget.git",
+    );
+    let path = "/repos/octo/widget/statuses/0123abcd";
+    wait_until("the end status", Duration::from_secs(120), || {
+        seen_on(&peer, path)
+            .iter()
+            .any(|s| s.body["state"] == "success")
+    });
+    wait_until("the outbox to settle", Duration::from_secs(30), || {
+        settled(&dir.path().join("data"))
+    });
+    let seen: Vec<(String, String)> = seen_on(&peer, path)
+        .iter()
+        .map(|s| {
+            (
+                s.body["state"].as_str().unwrap().to_owned(),
+                s.body["description"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("pending".into(), "Build pending.".into()),
+            ("pending".into(), "Build started.".into()),
+            ("success".into(), "Build done.".into()),
+        ]
+    );
+    assert_eq!(seen_on(&peer, path)[2].body["context"], "buildbot/runtests");
 }
