@@ -253,3 +253,36 @@ fn a_slow_pending_is_never_sent_after_the_success() {
     );
     drop(daemon);
 }
+
+/// GitHubCommentPush: one comment per finished build of a pull request (Buildbot posted one
+/// per source stamp), none for a build of a branch.
+#[test]
+fn a_pull_request_build_gets_one_comment() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Arc::new(Peer::default());
+    let addr = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[[reporter.github_comment]]\nname = \"ghc\"\ntoken = \"{TOKEN}\"\n\
+             base_url = \"http://{addr}\"\nretry_delay = \"100ms\"\n"
+        ),
+    );
+    let daemon = Daemon::start(&cfg);
+    let mut pr = build(1, "aaa", 2);
+    pr["properties"]["branch"] = json!(["refs/pull/42/merge", "Build"]);
+    pr["buildset"]["sourcestamps"][1]["repository"] = "https://github.com/octo/other".into();
+    daemon.post(&pr);
+    let mut branch = build(2, "bbb", 0);
+    branch["properties"]["branch"] = json!(["main", "Build"]);
+    daemon.post(&branch);
+    wait_until("the comment", Duration::from_secs(60), || {
+        settled(&dir.path().join("data"))
+    });
+    let all: Vec<_> = peer.seen.lock().unwrap().clone();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].path, "/repos/octo/widget/issues/42/comments");
+    assert_eq!(all[0].body, json!({"body": "Build done."}));
+    assert_eq!(all[0].authorization, format!("token {TOKEN}"));
+    drop(daemon);
+}

@@ -76,6 +76,8 @@ registry! {
     gerrit: gerrit::GerritConfig,
     /// Buildbot's GitHubStatusPush.
     github: github::GitHubConfig,
+    /// Buildbot's GitHubCommentPush.
+    github_comment: github::GitHubCommentConfig,
     /// Buildbot's HttpStatusPush (and the 0.8 StatusPush).
     http_push: http_push::HttpPushConfig,
     /// Buildbot's IRC bot (`reporters.IRC`).
@@ -441,7 +443,17 @@ mod tests {
     #[test]
     fn the_registry_knows_every_kind_once() {
         let kinds = ReporterTables::KINDS;
-        assert_eq!(kinds, ["gerrit", "github", "http_push", "irc", "mail"]);
+        assert_eq!(
+            kinds,
+            [
+                "gerrit",
+                "github",
+                "github_comment",
+                "http_push",
+                "irc",
+                "mail"
+            ]
+        );
         let text = "[[http_push]]\nname = \"p\"\nserver_url = \"http://x/\"\n\
                     [[mail]]\nname = \"m\"\nfromaddr = \"ci@example.org\"\n";
         let tables: ReporterTables = toml::from_str(text).unwrap();

@@ -9,10 +9,12 @@
 //! retry classes ([`sink`]), the rate limit included; the statuses of one build request are
 //! sent in order, so a `pending` never lands after the `success`.
 
+mod comment;
 mod config;
 pub mod repo;
 mod sink;
 
+pub use comment::{CommentPayload, GitHubCommentConfig, pull_request};
 pub use config::GitHubConfig;
 pub use sink::GitHubSink;
 

@@ -17,11 +17,13 @@ use reqwest::header::HeaderMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Posts statuses to one GitHub.
+/// Posts statuses (or, for `github_comment`, pull request comments) to one GitHub.
 pub struct GitHubSink {
     client: reqwest::Client,
     base: String,
     token: Secret,
+    /// Comments (`POST …/issues/{n}/comments`) instead of statuses.
+    comments: bool,
 }
 
 /// How long GitHub's rate limit says to wait: until `X-RateLimit-Reset` when
@@ -48,27 +50,68 @@ fn github_message(text: &str) -> String {
 impl GitHubSink {
     pub fn new(c: &GitHubConfig, base: &Path) -> anyhow::Result<GitHubSink> {
         let ca_file = c.ca_file.as_ref().map(|p| base.join(p));
+        GitHubSink::build(
+            &c.base(),
+            &c.token,
+            ca_file.as_deref(),
+            c.timeout.map(|t| t.0),
+            false,
+        )
+    }
+
+    /// A sink of pull request comments.
+    pub fn comments(
+        base: &str,
+        token: &Secret,
+        ca_file: Option<&Path>,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<GitHubSink> {
+        GitHubSink::build(base, token, ca_file, timeout, true)
+    }
+
+    fn build(
+        base: &str,
+        token: &Secret,
+        ca_file: Option<&Path>,
+        timeout: Option<Duration>,
+        comments: bool,
+    ) -> anyhow::Result<GitHubSink> {
         let client = http::client(&ClientOptions {
-            timeout: c.timeout.map_or(Duration::from_secs(30), |t| t.0),
+            timeout: timeout.unwrap_or(Duration::from_secs(30)),
             verify: true,
-            ca_file: ca_file.as_deref(),
+            ca_file,
             client_cert: None,
             headers: None,
         })?;
         Ok(GitHubSink {
             client,
-            base: c.base(),
-            token: c.token.clone(),
+            base: base.to_owned(),
+            token: token.clone(),
+            comments,
         })
     }
 
-    async fn post(&self, d: &Outgoing) -> Result<String, SinkError> {
-        let p: Payload = serde_json::from_str(&d.payload).map_err(|e| {
+    /// The URL and body of a stored delivery.
+    fn request(&self, payload: &str) -> Result<(String, String, String), SinkError> {
+        let unreadable = |e: serde_json::Error| {
             SinkError::new(
                 RetryClass::Never,
-                format!("the stored status is unreadable: {e}"),
+                format!("the stored delivery is unreadable: {e}"),
             )
-        })?;
+        };
+        if self.comments {
+            let c: super::CommentPayload = serde_json::from_str(payload).map_err(unreadable)?;
+            let url = format!(
+                "{}/repos/{}/{}/issues/{}/comments",
+                self.base,
+                encode_segment(&c.owner),
+                encode_segment(&c.repo),
+                c.issue
+            );
+            let what = format!("comment on {}/{}#{}", c.owner, c.repo, c.issue);
+            return Ok((url, serde_json::json!({ "body": c.body }).to_string(), what));
+        }
+        let p: Payload = serde_json::from_str(payload).map_err(unreadable)?;
         let url = format!(
             "{}/repos/{}/{}/statuses/{}",
             self.base,
@@ -76,6 +119,16 @@ impl GitHubSink {
             encode_segment(&p.repo),
             encode_segment(&p.sha)
         );
+        let what = format!("{} for {}/{}@{}", p.status.state, p.owner, p.repo, p.sha);
+        Ok((
+            url,
+            serde_json::to_string(&p.status).expect("a status serialises"),
+            what,
+        ))
+    }
+
+    async fn post(&self, d: &Outgoing) -> Result<String, SinkError> {
+        let (url, body, what) = self.request(&d.payload)?;
         let response = self
             .client
             .post(&url)
@@ -86,7 +139,7 @@ impl GitHubSink {
             .header(reqwest::header::ACCEPT, "application/vnd.github+json")
             .header("X-GitHub-Api-Version", "2022-11-28")
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::to_string(&p.status).expect("a status serialises"))
+            .body(body)
             .send()
             .await
             .map_err(|e| transport_error(&e))?;
@@ -99,10 +152,7 @@ impl GitHubSink {
             || response.headers().contains_key("retry-after");
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
-            return Ok(format!(
-                "HTTP {status}: {} for {}/{}@{}",
-                p.status.state, p.owner, p.repo, p.sha
-            ));
+            return Ok(format!("HTTP {status}: {what}"));
         }
         let message = format!("HTTP {status}: {}", github_message(&text));
         let class = match status.as_u16() {
@@ -124,9 +174,10 @@ impl Sink for GitHubSink {
         })
     }
 
-    /// The newest status wins: posting one twice changes nothing.
+    /// The newest status wins: posting one twice changes nothing. A comment posted twice is
+    /// there twice: comments are not idempotent.
     fn idempotent(&self) -> bool {
-        true
+        !self.comments
     }
 }
 
