@@ -28,6 +28,7 @@
 
 pub mod gerrit;
 pub mod github;
+pub mod gitlab;
 pub mod http;
 pub mod http_push;
 pub mod irc;
@@ -78,6 +79,8 @@ registry! {
     github: github::GitHubConfig,
     /// Buildbot's GitHubCommentPush.
     github_comment: github::GitHubCommentConfig,
+    /// Buildbot 4's GitLabStatusPush.
+    gitlab: gitlab::GitLabConfig,
     /// Buildbot's HttpStatusPush (and the 0.8 StatusPush).
     http_push: http_push::HttpPushConfig,
     /// Buildbot's IRC bot (`reporters.IRC`).

@@ -20,6 +20,8 @@ pub struct Seen {
     pub key: String,
     /// The `Authorization` header, as sent.
     pub authorization: String,
+    /// Every header.
+    pub headers: HeaderMap,
     pub at: Instant,
     pub body: Value,
 }
@@ -36,6 +38,8 @@ pub struct Peer {
     pub script: Mutex<HashMap<String, VecDeque<Answer>>>,
     /// Extra headers for the answers on a path, in order (beside `script`).
     pub headers: Mutex<HashMap<String, VecDeque<Headers>>>,
+    /// The body of every answer on a path (JSON), instead of "scripted answer".
+    pub bodies: Mutex<HashMap<String, String>>,
     pub seen: Mutex<Vec<Seen>>,
 }
 
@@ -60,6 +64,7 @@ async fn answer(
         path: path.clone(),
         key,
         authorization,
+        headers: headers.clone(),
         at: Instant::now(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
@@ -77,7 +82,16 @@ async fn answer(
         .get_mut(&path)
         .and_then(|s| s.pop_front())
         .unwrap_or_default();
-    let mut r = (StatusCode::from_u16(status).unwrap(), "scripted answer").into_response();
+    let body = peer.bodies.lock().unwrap().get(&path).cloned();
+    let mut r = match body {
+        Some(b) => (
+            StatusCode::from_u16(status).unwrap(),
+            [("content-type", "application/json")],
+            b,
+        )
+            .into_response(),
+        None => (StatusCode::from_u16(status).unwrap(), "scripted answer").into_response(),
+    };
     for (k, v) in extra {
         r.headers_mut().insert(
             axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),

@@ -15,7 +15,7 @@ pub mod repo;
 mod sink;
 
 pub use comment::{CommentPayload, GitHubCommentConfig, pull_request};
-pub use config::GitHubConfig;
+pub use config::{GitHubConfig, KW};
 pub use sink::GitHubSink;
 
 use crate::config::{RetrySettings, Selection};
@@ -177,11 +177,28 @@ impl GitHub {
     }
 }
 
-/// Properties, `kw`, secrets and source stamps for the templates.
-struct Lookups<'a> {
+/// Properties, `kw` (`builder`, `result`), secrets and source stamps for a forge's templates.
+pub struct Lookups<'a> {
     build: &'a Build,
     kw: Vec<(&'static str, String)>,
     secrets: &'a BTreeMap<String, String>,
+}
+
+impl<'a> Lookups<'a> {
+    /// What the templates see of `build`.
+    pub fn new(build: &'a Build, secrets: &'a BTreeMap<String, String>) -> Lookups<'a> {
+        Lookups {
+            build,
+            kw: vec![
+                (
+                    "builder",
+                    build.builder_name().unwrap_or_default().to_owned(),
+                ),
+                ("result", Results::text_for(build.results)),
+            ],
+            secrets,
+        }
+    }
 }
 
 impl Lookup for Lookups<'_> {
@@ -256,14 +273,7 @@ impl Reporter for GitHub {
             }
             _ => default.clone(),
         };
-        let lookups = Lookups {
-            build: b,
-            kw: vec![
-                ("builder", b.builder_name().unwrap_or_default().to_owned()),
-                ("result", Results::text_for(b.results)),
-            ],
-            secrets: &self.secrets,
-        };
+        let lookups = Lookups::new(b, &self.secrets);
         let status = Status {
             state: state.into(),
             target_url: b.url.clone(),
