@@ -26,6 +26,7 @@
 //!
 //! [`RetryClass`]: crate::outbox::RetryClass
 
+pub mod bitbucket_server;
 pub mod gerrit;
 pub mod github;
 pub mod gitlab;
@@ -73,6 +74,10 @@ macro_rules! registry {
 }
 
 registry! {
+    /// Buildbot's BitbucketServerStatusPush (StashStatusPush) and its core-API variant.
+    bitbucket_server: bitbucket_server::BitbucketServerConfig,
+    /// Buildbot's BitbucketServerPRCommentPush.
+    bitbucket_server_pr_comment: bitbucket_server::BitbucketServerPrCommentConfig,
     /// Buildbot's GerritStatusPush.
     gerrit: gerrit::GerritConfig,
     /// Buildbot's GitHubStatusPush.
