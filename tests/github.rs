@@ -147,6 +147,7 @@ fn statuses_follow_githubs_api_for_every_event_and_result() {
         ]
     );
     // The token is in no log, error or stored delivery.
+    assert!(!daemon.log.contents().contains(TOKEN));
     drop(daemon);
     assert!(!attempts(&dir.path().join("data")).contains(TOKEN));
     let store = tidings::store::Store::open_shared(&dir.path().join("data")).unwrap();
@@ -284,5 +285,30 @@ fn a_pull_request_build_gets_one_comment() {
     assert_eq!(all[0].path, "/repos/octo/widget/issues/42/comments");
     assert_eq!(all[0].body, json!({"body": "Build done."}));
     assert_eq!(all[0].authorization, format!("token {TOKEN}"));
+    drop(daemon);
+}
+
+/// A 300-character description of multi-byte characters is cut to GitHub's 140.
+#[test]
+fn a_long_description_is_cut_to_140_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Arc::new(Peer::default());
+    let addr = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let long = "ünïcødé ✓ ".repeat(30);
+    assert_eq!(long.chars().count(), 300);
+    let cfg = config(
+        dir.path(),
+        &github(addr, &format!("end_description = {long:?}")),
+    );
+    let daemon = Daemon::start(&cfg);
+    daemon.post(&build(1, "long", 0));
+    wait_until("the status", Duration::from_secs(60), || {
+        settled(&dir.path().join("data"))
+    });
+    let sent = seen_on(&peer, &path("long"));
+    let description = sent[0].body["description"].as_str().unwrap();
+    assert_eq!(description.chars().count(), 140);
+    assert!(long.starts_with(description.trim_end_matches('…')));
+    assert!(status_schema().is_valid(&sent[0].body));
     drop(daemon);
 }

@@ -454,9 +454,12 @@ mod tests {
         assert_eq!(
             kinds,
             [
+                "bitbucket_server",
+                "bitbucket_server_pr_comment",
                 "gerrit",
                 "github",
                 "github_comment",
+                "gitlab",
                 "http_push",
                 "irc",
                 "mail"
