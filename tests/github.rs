@@ -312,3 +312,27 @@ fn a_long_description_is_cut_to_140_characters() {
     assert!(status_schema().is_valid(&sent[0].body));
     drop(daemon);
 }
+
+/// Buildbot 0.8's overrides: one status per build at the repository and commit they name.
+#[test]
+fn legacy_repo_overrides_name_one_repository_and_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Arc::new(Peer::default());
+    let addr = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let cfg = config(
+        dir.path(),
+        &github(
+            addr,
+            "repo_owner = \"octo\"\nrepo_name = \"%(prop:buildername)s-legacy\"\nsha = \"%(src:a:revision)s\"",
+        ),
+    );
+    let daemon = Daemon::start(&cfg);
+    daemon.post(&build(1, "aaa", 0));
+    wait_until("the status", Duration::from_secs(60), || {
+        settled(&dir.path().join("data"))
+    });
+    let all: Vec<_> = peer.seen.lock().unwrap().clone();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].path, "/repos/octo/runtests-legacy/statuses/aaa");
+    drop(daemon);
+}
