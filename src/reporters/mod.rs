@@ -27,6 +27,7 @@
 //! [`RetryClass`]: crate::outbox::RetryClass
 
 pub mod bitbucket_server;
+pub mod forge;
 pub mod gerrit;
 pub mod github;
 pub mod gitlab;

@@ -8,9 +8,10 @@ use super::{BitbucketSink, Payload, auth, check_common};
 use crate::config::{DurationStr, RetrySettings, Secret, Selection, reporter_config};
 use crate::event::EventKind;
 use crate::outbox::Sink;
+use crate::reporters::forge::{comment_hook, formatter_text, text_only};
 use crate::reporters::{
-    BuildContext, CheckContext, Formatted, HookCall, Output, RenderInput, Rendered, Reporter,
-    ReporterConfig, same_table,
+    BuildContext, CheckContext, HookCall, Output, RenderInput, Rendered, Reporter, ReporterConfig,
+    same_table,
 };
 use std::any::Any;
 use std::path::PathBuf;
@@ -105,17 +106,11 @@ impl Reporter for PrComment {
     }
 
     fn hook(&self, kind: EventKind) -> Option<HookCall> {
-        (kind == EventKind::BuildFinished)
-            .then(|| HookCall::message(self.selection.message_formatter.as_deref()))
+        comment_hook(kind, self.selection.message_formatter.as_deref())
     }
 
     fn accepts(&self, output: &Output) -> Result<(), String> {
-        match output.message() {
-            Some(m) if !m.body.is_string() => {
-                Err("a Bitbucket comment is text; the formatter returned JSON".into())
-            }
-            _ => Ok(()),
-        }
+        text_only(output, "a Bitbucket comment")
     }
 
     fn render(&self, input: &RenderInput<'_>) -> Vec<Rendered> {
@@ -125,10 +120,7 @@ impl Reporter for PrComment {
         let Some(path) = b.property_str("pullrequesturl").and_then(pull_request_path) else {
             return Vec::new();
         };
-        let text = match input.message {
-            Formatted::Custom(Output::Message(m)) => m.body.as_str().unwrap_or_default().to_owned(),
-            _ => self.end.clone(),
-        };
+        let text = formatter_text(input.message).unwrap_or_else(|| self.end.clone());
         let payload = Payload {
             path: format!("/rest/api/1.0{path}/comments"),
             body: serde_json::json!({ "text": text }),

@@ -20,11 +20,12 @@ use crate::config::{DurationStr, RetrySettings, Secret, Selection, reporter_conf
 use crate::event::{Build, EventKind, Results, SourceStamp};
 use crate::interpolate::{Allowed, Template};
 use crate::outbox::Sink;
+use crate::reporters::forge::{Descriptions, secret_values, status_hook, text_only};
 use crate::reporters::github::{KW, Lookups};
 use crate::reporters::http::{HttpAuth, encode_segment};
 use crate::reporters::{
-    BuildContext, CheckContext, Formatted, HookCall, Output, RenderInput, Rendered, Reporter,
-    ReporterConfig, same_table,
+    BuildContext, CheckContext, HookCall, Output, RenderInput, Rendered, Reporter, ReporterConfig,
+    same_table,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -191,20 +192,12 @@ impl ReporterConfig for BitbucketServerConfig {
             name,
             parent,
             suffix: self.status_suffix.clone(),
-            pending: self
-                .pending_description
-                .clone()
-                .unwrap_or("Build pending.".into()),
-            start: self
-                .start_description
-                .clone()
-                .unwrap_or("Build started.".into()),
-            end: self.end_description.clone().unwrap_or("Build done.".into()),
-            secrets: cx
-                .secrets
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expose().to_owned()))
-                .collect(),
+            texts: Descriptions::new(
+                &self.pending_description,
+                &self.start_description,
+                &self.end_description,
+            ),
+            secrets: secret_values(cx.secrets),
             sink: Arc::new(BitbucketSink::new(
                 &self.base_url,
                 auth(&self.user, &self.password, &self.token),
@@ -234,9 +227,7 @@ pub struct BitbucketServer {
     name: Option<Template>,
     parent: Option<Template>,
     suffix: Option<String>,
-    pending: String,
-    start: String,
-    end: String,
+    texts: Descriptions,
     secrets: BTreeMap<String, String>,
     sink: Arc<BitbucketSink>,
 }
@@ -343,39 +334,28 @@ impl Reporter for BitbucketServer {
         false
     }
 
+    /// Starts and ends; the core API's default generators report build requests too.
     fn hook(&self, kind: EventKind) -> Option<HookCall> {
-        let wanted = match kind {
-            EventKind::BuildStarted | EventKind::BuildFinished => true,
-            // The core API's default generators report build requests too.
-            EventKind::BuildrequestNew => self.api == Api::Core,
-            _ => false,
-        };
-        wanted.then(|| HookCall::message(self.selection.message_formatter.as_deref()))
+        status_hook(
+            kind,
+            self.selection.message_formatter.as_deref(),
+            self.api == Api::Core,
+        )
     }
 
     fn accepts(&self, output: &Output) -> Result<(), String> {
-        match output.message() {
-            Some(m) if !m.body.is_string() => {
-                Err("a Bitbucket status description is text; the formatter returned JSON".into())
-            }
-            _ => Ok(()),
-        }
+        text_only(output, "a Bitbucket status description")
     }
 
     fn render(&self, input: &RenderInput<'_>) -> Vec<Rendered> {
         let Some(b) = input.build else {
             return Vec::new();
         };
-        let is_request = input.kind == EventKind::BuildrequestNew;
-        let default = match input.kind {
-            EventKind::BuildrequestNew => &self.pending,
-            EventKind::BuildStarted => &self.start,
-            _ => &self.end,
-        };
-        let description = match input.message {
-            Formatted::Custom(Output::Message(m)) => m.body.as_str().unwrap_or_default().to_owned(),
-            _ => default.clone(),
-        };
+        let is_request = matches!(
+            input.kind,
+            EventKind::BuildrequestNew | EventKind::BuildrequestCancelled
+        );
+        let description = self.texts.for_event(input.kind, input.message);
         let state = state_for(b);
         let lookups = Lookups::new(b, &self.secrets);
         let key = match &self.key {

@@ -9,9 +9,10 @@ use super::repo::owner_repo;
 use crate::config::{DurationStr, RetrySettings, Secret, Selection, reporter_config};
 use crate::event::{EventKind, SourceStamp};
 use crate::outbox::Sink;
+use crate::reporters::forge::{comment_hook, formatter_text, text_only};
 use crate::reporters::{
-    BuildContext, CheckContext, Formatted, HookCall, Output, RenderInput, Rendered, Reporter,
-    ReporterConfig, same_table,
+    BuildContext, CheckContext, HookCall, Output, RenderInput, Rendered, Reporter, ReporterConfig,
+    same_table,
 };
 use serde::{Deserialize, Serialize};
 use std::any::Any;
@@ -126,17 +127,11 @@ impl Reporter for GitHubComment {
 
     /// Every finished build of a pull request (Buildbot's end generator: no mode).
     fn hook(&self, kind: EventKind) -> Option<HookCall> {
-        (kind == EventKind::BuildFinished)
-            .then(|| HookCall::message(self.selection.message_formatter.as_deref()))
+        comment_hook(kind, self.selection.message_formatter.as_deref())
     }
 
     fn accepts(&self, output: &Output) -> Result<(), String> {
-        match output.message() {
-            Some(m) if !m.body.is_string() => {
-                Err("a GitHub comment is text; the formatter returned JSON".into())
-            }
-            _ => Ok(()),
-        }
+        text_only(output, "a GitHub comment")
     }
 
     fn uses_mode(&self) -> bool {
@@ -150,10 +145,7 @@ impl Reporter for GitHubComment {
         let Some(issue) = b.property_str("branch").and_then(pull_request) else {
             return Vec::new();
         };
-        let body = match input.message {
-            Formatted::Custom(Output::Message(m)) => m.body.as_str().unwrap_or_default().to_owned(),
-            _ => self.end.clone(),
-        };
+        let body = formatter_text(input.message).unwrap_or_else(|| self.end.clone());
         let stamps: &[SourceStamp] = b.buildset.as_ref().map_or(&[], |s| &s.sourcestamps[..]);
         let Some((owner, repo)) = stamps
             .iter()

@@ -22,6 +22,7 @@ use crate::config::{RetrySettings, Selection};
 use crate::event::{Build, EventKind, Results, SourceStamp};
 use crate::interpolate::{Context, Lookup, Selector, Template};
 use crate::outbox::Sink;
+use crate::reporters::forge::{Descriptions, secret_values, status_hook, text_only};
 use crate::reporters::{BuildContext, HookCall, Output, RenderInput, Rendered, Reporter};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -58,9 +59,7 @@ pub struct GitHub {
     owner: Option<Template>,
     name: Option<Template>,
     sha: Option<Template>,
-    pending: String,
-    start: String,
-    end: String,
+    texts: Descriptions,
     secrets: BTreeMap<String, String>,
     sink: Arc<GitHubSink>,
 }
@@ -109,20 +108,12 @@ impl GitHub {
             owner: take("repo_owner"),
             name: take("repo_name"),
             sha: take("sha"),
-            pending: c
-                .pending_description
-                .clone()
-                .unwrap_or("Build pending.".into()),
-            start: c
-                .start_description
-                .clone()
-                .unwrap_or("Build started.".into()),
-            end: c.end_description.clone().unwrap_or("Build done.".into()),
-            secrets: cx
-                .secrets
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expose().to_owned()))
-                .collect(),
+            texts: Descriptions::new(
+                &c.pending_description,
+                &c.start_description,
+                &c.end_description,
+            ),
+            secrets: secret_values(cx.secrets),
             sink: Arc::new(GitHubSink::new(c, cx.base)?),
         })
     }
@@ -237,42 +228,24 @@ impl Reporter for GitHub {
     }
 
     fn hook(&self, kind: EventKind) -> Option<HookCall> {
-        matches!(
-            kind,
-            EventKind::BuildrequestNew
-                | EventKind::BuildrequestCancelled
-                | EventKind::BuildStarted
-                | EventKind::BuildFinished
-        )
-        .then(|| HookCall::message(self.selection.message_formatter.as_deref()))
+        status_hook(kind, self.selection.message_formatter.as_deref(), true)
     }
 
     fn accepts(&self, output: &Output) -> Result<(), String> {
-        match output.message() {
-            Some(m) if !m.body.is_string() => {
-                Err("a GitHub status description is text; the formatter returned JSON".into())
-            }
-            _ => Ok(()),
-        }
+        text_only(output, "a GitHub status description")
     }
 
     fn render(&self, input: &RenderInput<'_>) -> Vec<Rendered> {
         let Some(b) = input.build else {
             return Vec::new();
         };
-        let (state, default) = match input.kind {
-            EventKind::BuildrequestNew => ("pending", &self.pending),
-            EventKind::BuildrequestCancelled => ("error", &self.pending),
-            EventKind::BuildStarted => ("pending", &self.start),
-            EventKind::BuildFinished => (state_for(b.results), &self.end),
+        let state = match input.kind {
+            EventKind::BuildrequestNew | EventKind::BuildStarted => "pending",
+            EventKind::BuildrequestCancelled => "error",
+            EventKind::BuildFinished => state_for(b.results),
             _ => return Vec::new(),
         };
-        let description = match input.message.message() {
-            Some(m) if matches!(input.message, crate::reporters::Formatted::Custom(_)) => {
-                m.body.as_str().unwrap_or_default().to_owned()
-            }
-            _ => default.clone(),
-        };
+        let description = self.texts.for_event(input.kind, input.message);
         let lookups = Lookups::new(b, &self.secrets);
         let status = Status {
             state: state.into(),

@@ -13,10 +13,11 @@ use crate::config::{DurationStr, RetrySettings, Secret, Selection, reporter_conf
 use crate::event::{EventKind, Results, SourceStamp};
 use crate::interpolate::{Allowed, Template};
 use crate::outbox::Sink;
+use crate::reporters::forge::{Descriptions, secret_values, status_hook, text_only};
 use crate::reporters::github::{Lookups, MAX_DESCRIPTION, cut, repo::owner_repo};
 use crate::reporters::{
-    BuildContext, CheckContext, Formatted, HookCall, Output, RenderInput, Rendered, Reporter,
-    ReporterConfig, same_table,
+    BuildContext, CheckContext, HookCall, Output, RenderInput, Rendered, Reporter, ReporterConfig,
+    same_table,
 };
 use serde::{Deserialize, Serialize};
 use std::any::Any;
@@ -119,20 +120,12 @@ impl ReporterConfig for GitLabConfig {
             selection: crate::config::CommonOptions::selection(self),
             retry: crate::config::CommonOptions::retry(self),
             context: self.context(&names).map_err(anyhow::Error::msg)?,
-            pending: self
-                .pending_description
-                .clone()
-                .unwrap_or("Build pending.".into()),
-            start: self
-                .start_description
-                .clone()
-                .unwrap_or("Build started.".into()),
-            end: self.end_description.clone().unwrap_or("Build done.".into()),
-            secrets: cx
-                .secrets
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expose().to_owned()))
-                .collect(),
+            texts: Descriptions::new(
+                &self.pending_description,
+                &self.start_description,
+                &self.end_description,
+            ),
+            secrets: secret_values(cx.secrets),
             sink: Arc::new(GitLabSink::new(
                 &self.base(),
                 &self.token,
@@ -156,9 +149,7 @@ pub struct GitLab {
     selection: Selection,
     retry: RetrySettings,
     context: Template,
-    pending: String,
-    start: String,
-    end: String,
+    texts: Descriptions,
     secrets: BTreeMap<String, String>,
     sink: Arc<GitLabSink>,
 }
@@ -181,40 +172,25 @@ impl Reporter for GitLab {
     }
 
     fn hook(&self, kind: EventKind) -> Option<HookCall> {
-        matches!(
-            kind,
-            EventKind::BuildrequestNew
-                | EventKind::BuildrequestCancelled
-                | EventKind::BuildStarted
-                | EventKind::BuildFinished
-        )
-        .then(|| HookCall::message(self.selection.message_formatter.as_deref()))
+        status_hook(kind, self.selection.message_formatter.as_deref(), true)
     }
 
     fn accepts(&self, output: &Output) -> Result<(), String> {
-        match output.message() {
-            Some(m) if !m.body.is_string() => {
-                Err("a GitLab status description is text; the formatter returned JSON".into())
-            }
-            _ => Ok(()),
-        }
+        text_only(output, "a GitLab status description")
     }
 
     fn render(&self, input: &RenderInput<'_>) -> Vec<Rendered> {
         let Some(b) = input.build else {
             return Vec::new();
         };
-        let (state, default) = match input.kind {
-            EventKind::BuildrequestNew => ("pending", &self.pending),
-            EventKind::BuildrequestCancelled => ("canceled", &self.pending),
-            EventKind::BuildStarted => ("running", &self.start),
-            EventKind::BuildFinished => (state_for(b.results), &self.end),
+        let state = match input.kind {
+            EventKind::BuildrequestNew => "pending",
+            EventKind::BuildrequestCancelled => "canceled",
+            EventKind::BuildStarted => "running",
+            EventKind::BuildFinished => state_for(b.results),
             _ => return Vec::new(),
         };
-        let description = match input.message {
-            Formatted::Custom(Output::Message(m)) => m.body.as_str().unwrap_or_default().to_owned(),
-            _ => default.clone(),
-        };
+        let description = self.texts.for_event(input.kind, input.message);
         let lookups = Lookups::new(b, &self.secrets);
         let name = self.context.render(&lookups);
         let project_id = b.property("source_project_id").and_then(|v| match v {
