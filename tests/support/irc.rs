@@ -485,22 +485,28 @@ impl Client {
                     return l.clone();
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out waiting for {what}; received:\n{}",
-                self.nick,
-                self.seen
-                    .iter()
-                    .map(|l| l.raw.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-            assert!(
-                self.pump(),
-                "{}: the server closed the connection",
-                self.nick
-            );
+            self.read_more(what, deadline);
         }
+    }
+
+    /// Reads what arrives next, or fails the test (showing every line received) once `deadline`
+    /// passed or the server closed the connection.
+    fn read_more(&mut self, what: &str, deadline: Instant) {
+        assert!(
+            Instant::now() < deadline,
+            "{}: timed out waiting for {what}; received:\n{}",
+            self.nick,
+            self.seen
+                .iter()
+                .map(|l| l.raw.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert!(
+            self.pump(),
+            "{}: the server closed the connection",
+            self.nick
+        );
     }
 
     /// Waits until, among the lines after those already matched, each of `preds` accepts one
@@ -518,21 +524,7 @@ impl Client {
                 self.cursor = self.seen.len();
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out waiting for {what}; received:\n{}",
-                self.nick,
-                self.seen
-                    .iter()
-                    .map(|l| l.raw.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-            assert!(
-                self.pump(),
-                "{}: the server closed the connection",
-                self.nick
-            );
+            self.read_more(what, deadline);
         }
     }
 
