@@ -49,14 +49,32 @@ pub fn mode_matches(mode: &Mode, results: Option<i64>, prev: Option<i64>) -> boo
 /// matches a builder with any of the tags; `branches` and `schedulers` look at the build's
 /// `branch` and `scheduler` properties, as Buildbot does.
 pub fn selected(sel: &Selection, build: &Build) -> bool {
+    filtered_out(sel, build).is_none()
+}
+
+/// The first filter of `sel` that leaves `build` out, if any: its name, the values it wants
+/// and the build's own value (for `tidings explain`).
+pub fn filtered_out<'a>(
+    sel: &'a Selection,
+    build: &Build,
+) -> Option<(&'static str, &'a [String], String)> {
     let builder = build.builder.as_ref();
     let name = build.builder_name().unwrap_or_default();
     let prop = |p: &str| build.property_str(p).unwrap_or_default();
-    (sel.builders.is_empty() || sel.builders.iter().any(|b| b == name))
-        && (sel.tags.is_empty()
-            || builder.is_some_and(|b| b.tags.iter().any(|t| sel.tags.contains(t))))
-        && (sel.branches.is_empty() || sel.branches.iter().any(|b| b == prop("branch")))
-        && (sel.schedulers.is_empty() || sel.schedulers.iter().any(|s| s == prop("scheduler")))
+    if !sel.builders.is_empty() && !sel.builders.iter().any(|b| b == name) {
+        return Some(("builders", &sel.builders, name.to_owned()));
+    }
+    let tags = builder.map(|b| b.tags.as_slice()).unwrap_or_default();
+    if !sel.tags.is_empty() && !tags.iter().any(|t| sel.tags.contains(t)) {
+        return Some(("tags", &sel.tags, format!("[{}]", tags.join(", "))));
+    }
+    if !sel.branches.is_empty() && !sel.branches.iter().any(|b| b == prop("branch")) {
+        return Some(("branches", &sel.branches, prop("branch").to_owned()));
+    }
+    if !sel.schedulers.is_empty() && !sel.schedulers.iter().any(|s| s == prop("scheduler")) {
+        return Some(("schedulers", &sel.schedulers, prop("scheduler").to_owned()));
+    }
+    None
 }
 
 /// Buildbot's blamelist: the authors of `changes` (the changes since the last successful
@@ -79,6 +97,127 @@ fn mode_hits(sel: &Selection, results: Option<i64>, prev: Option<i64>) -> Vec<&s
         .filter(|w| mode_matches(&Mode(vec![(*w).clone()]), results, prev))
         .map(String::as_str)
         .collect()
+}
+
+/// What dispatch decided for one reporter and one event: a line of `tidings explain`, and what
+/// `tidings replay` compares. [`Dispatcher::plan`] returns one per configured reporter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Decision {
+    /// The reporter's name.
+    pub reporter: String,
+    /// Its kind (`mail`, `http_push`, …).
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// Why a reporter reported an event, or why it did not.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Verdict {
+    /// The reporter does not report events of this kind (`report_new` off, no callback for it…).
+    NotAsked { why: String },
+    /// A filter left the build out: the filter, what it wants, what the build has.
+    Filtered {
+        filter: String,
+        wanted: Vec<String>,
+        value: String,
+    },
+    /// No mode word matched the build's result against the previous build's.
+    ModeMissed {
+        mode: Vec<String>,
+        result: String,
+        previous: String,
+    },
+    /// Selected, but nothing to send: the formatter returned `null`, or failed under
+    /// `on_error = "skip"`, or a buildset kept no build.
+    Nothing { why: String },
+    /// Reported: why, which formatter made the message (and whether it was degraded), and the
+    /// deliveries rendered (none when the reporter found no destination, e.g. a mail without
+    /// recipients).
+    Reported {
+        why: String,
+        formatter: String,
+        deliveries: Vec<Planned>,
+    },
+}
+
+/// A delivery dispatch would enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Planned {
+    /// The idempotency key (event + reporter + destination).
+    pub key: String,
+    pub destination: String,
+    pub payload: String,
+    pub order_key: Option<String>,
+    /// Why (reporter, mode, filters, formatter), as `tidings outbox show` says it.
+    #[serde(skip)]
+    pub explanation: String,
+}
+
+/// One pass of dispatch over an event: whether it records the build in the history (not
+/// when planning), and the decisions, when someone asks for them.
+struct Pass {
+    record: bool,
+    decisions: Option<Vec<Decision>>,
+}
+
+impl Pass {
+    /// Dispatch itself: records builds, keeps no decisions.
+    fn dispatch() -> Pass {
+        Pass {
+            record: true,
+            decisions: None,
+        }
+    }
+
+    /// Notes a decision about `r`, if decisions are kept (built only then).
+    fn note(&mut self, r: &dyn Reporter, verdict: impl FnOnce() -> Verdict) {
+        if let Some(d) = &mut self.decisions {
+            d.push(Decision {
+                reporter: r.selection().name.clone(),
+                kind: r.kind(),
+                verdict: verdict(),
+            });
+        }
+    }
+}
+
+/// Why `r` is not asked about events of `kind`.
+fn not_asked(r: &dyn Reporter, kind: EventKind) -> String {
+    let sel = r.selection();
+    if crate::reporters::message_hooks(sel, r.report_new(), kind).is_some() {
+        return format!(
+            "{} reporters do not report {} events without a callback for them",
+            r.kind(),
+            kind.name()
+        );
+    }
+    match kind {
+        EventKind::BuildStarted | EventKind::BuildFinished if sel.build_set_summary => {
+            "build_set_summary is on: builds are reported once per buildset".into()
+        }
+        EventKind::BuildStarted => "report_new is off: build starts are not reported".into(),
+        EventKind::BuildsetComplete => {
+            "build_set_summary is off: completed buildsets are not reported".into()
+        }
+        EventKind::BuildrequestNew | EventKind::BuildrequestCancelled => {
+            "report_requests is off: build requests are not reported".into()
+        }
+        EventKind::WorkerMissing => "workers is not set: missing workers are not reported".into(),
+        _ => format!(
+            "{} reporters do not report {} events",
+            r.kind(),
+            kind.name()
+        ),
+    }
+}
+
+/// The previous build as a phrase: `#12 failure`, or `none`.
+fn previous(prev: Option<&BuildRecord>) -> String {
+    prev.map_or("none".to_owned(), |p| {
+        format!("#{} {}", p.number, Results::text_for(p.results))
+    })
 }
 
 /// Buildbot's merge of the messages of a buildset's builds: the first type wins (a message of
@@ -195,7 +334,7 @@ impl Dispatcher {
         let mut pending = Vec::new();
         let mut unreadable = Vec::new();
         for ev in &events {
-            match self.deliveries_for(ev)? {
+            match self.deliveries_for(ev, &mut Pass::dispatch())? {
                 Ok(p) => pending.extend(p),
                 Err(reason) => {
                     tracing::error!(event = ev.id, key = %ev.key, %reason, "a stored event cannot be read; kept as unreadable (tidings outbox unreadable), tried again at the next start");
@@ -220,7 +359,7 @@ impl Dispatcher {
     pub fn retry_unreadable(&self) -> Result<usize, StoreError> {
         let mut done = 0;
         for (ev, _) in self.store.unreadable()? {
-            let Ok(pending) = self.deliveries_for(&ev)? else {
+            let Ok(pending) = self.deliveries_for(&ev, &mut Pass::dispatch())? else {
                 continue;
             };
             let stored = self
@@ -231,6 +370,20 @@ impl Dispatcher {
             done += 1;
         }
         Ok(done)
+    }
+
+    /// What dispatch decides for `ev` with this dispatcher's reporters and formatters, without
+    /// recording anything or touching the outbox: one [`Decision`] per reporter, in config
+    /// order (for `tidings explain` and `tidings replay`). Formatters are called as dispatch
+    /// calls them. `Err(reason)` inside when the event cannot be read.
+    pub fn plan(&self, ev: &StoredEvent) -> Result<Result<Vec<Decision>, String>, StoreError> {
+        let mut pass = Pass {
+            record: false,
+            decisions: Some(Vec::new()),
+        };
+        Ok(self
+            .deliveries_for(ev, &mut pass)?
+            .map(|_| pass.decisions.unwrap_or_default()))
     }
 
     /// Logs repeats and wakes the workers of the reporters that got deliveries.
@@ -251,7 +404,11 @@ impl Dispatcher {
     }
 
     /// The deliveries for one stored event; `Err(reason)` inside when it cannot be read.
-    fn deliveries_for(&self, ev: &StoredEvent) -> Result<Result<Vec<Pending>, String>, StoreError> {
+    fn deliveries_for(
+        &self,
+        ev: &StoredEvent,
+        pass: &mut Pass,
+    ) -> Result<Result<Vec<Pending>, String>, StoreError> {
         let (event, raw_build) = match Event::from_stored(&ev.body, ev.format) {
             Ok(e) => e,
             Err(reason) => return Ok(Err(reason)),
@@ -267,15 +424,15 @@ impl Dispatcher {
                 };
                 match event.kind {
                     EventKind::BuildStarted | EventKind::BuildFinished => {
-                        self.for_build(ev, &event, b, &document, &mut out)?
+                        self.for_build(ev, &event, b, &document, &mut out, pass)?
                     }
-                    _ => self.for_request(ev, &event, b, &document, &mut out),
+                    _ => self.for_request(ev, &event, b, &document, &mut out, pass),
                 }
             }
             Subject::Buildset { buildset, builds } => {
-                self.for_buildset(ev, &event, buildset, builds, &mut out)?
+                self.for_buildset(ev, &event, buildset, builds, &mut out, pass)?
             }
-            Subject::Worker(w) => self.for_worker(ev, &event, w, &mut out),
+            Subject::Worker(w) => self.for_worker(ev, &event, w, &mut out, pass),
         }
         Ok(Ok(out))
     }
@@ -288,8 +445,9 @@ impl Dispatcher {
         b: &Build,
         document: &str,
         out: &mut Vec<Pending>,
+        pass: &mut Pass,
     ) -> Result<(), StoreError> {
-        let prev = self.record(event, b, document)?;
+        let prev = self.record(event, b, document, pass.record)?;
         let prev_results = prev.as_ref().and_then(|p| p.results);
         let mut changes: Option<Vec<Change>> = None;
         // What formatters get: the build, completed from the master when the event (say, from
@@ -300,9 +458,17 @@ impl Dispatcher {
             let r = route.reporter.as_ref();
             let sel = r.selection();
             let Some(call) = r.hook(event.kind) else {
+                pass.note(r, || Verdict::NotAsked {
+                    why: not_asked(r, event.kind),
+                });
                 continue;
             };
-            if !selected(sel, b) {
+            if let Some((filter, wanted, value)) = filtered_out(sel, b) {
+                pass.note(r, || Verdict::Filtered {
+                    filter: filter.into(),
+                    wanted: wanted.to_vec(),
+                    value,
+                });
                 continue;
             }
             let why = match event.kind {
@@ -310,15 +476,16 @@ impl Dispatcher {
                 _ if !r.uses_mode() => format!(
                     "build finished (result {}, previous build {}); no mode: the reporter decides per destination",
                     Results::text_for(b.results),
-                    prev.as_ref().map_or("none".to_owned(), |p| format!(
-                        "#{} {}",
-                        p.number,
-                        Results::text_for(p.results)
-                    )),
+                    previous(prev.as_ref()),
                 ),
                 _ => {
                     let hits = mode_hits(sel, b.results, prev_results);
                     if hits.is_empty() {
+                        pass.note(r, || Verdict::ModeMissed {
+                            mode: sel.mode.0.clone(),
+                            result: Results::text_for(b.results).to_string(),
+                            previous: previous(prev.as_ref()),
+                        });
                         continue;
                     }
                     format!(
@@ -326,11 +493,7 @@ impl Dispatcher {
                         sel.mode.0.join(", "),
                         hits.join(", "),
                         Results::text_for(b.results),
-                        prev.as_ref().map_or("none".to_owned(), |p| format!(
-                            "#{} {}",
-                            p.number,
-                            Results::text_for(p.results)
-                        )),
+                        previous(prev.as_ref()),
                     )
                 }
             };
@@ -343,8 +506,12 @@ impl Dispatcher {
                     .unwrap_or(b),
                 _ => b,
             };
-            let Some(message) = self.format(r, &call, full, prev.as_ref(), changes, false) else {
-                continue;
+            let message = match self.format(r, &call, full, prev.as_ref(), changes, false) {
+                Ok(m) => m,
+                Err(why) => {
+                    pass.note(r, || Verdict::Nothing { why });
+                    continue;
+                }
             };
             let users = blamelist(b, changes);
             let about = About {
@@ -356,7 +523,7 @@ impl Dispatcher {
                     results: p.results,
                 }),
             };
-            self.emit(ev, event, r, &why, &message, document, &about, out);
+            self.emit(ev, event, r, &why, &message, document, &about, out, pass);
         }
         Ok(())
     }
@@ -372,17 +539,26 @@ impl Dispatcher {
         }
     }
 
-    /// Records a build in the history; for a finished build, returns the previous build.
+    /// Records a build in the history (when `record`); for a finished build, returns the
+    /// previous build.
     fn record(
         &self,
         event: &Event,
         b: &Build,
         document: &str,
+        record: bool,
     ) -> Result<Option<BuildRecord>, StoreError> {
         let (Some(buildid), Some(builderid), Some(number)) = (b.buildid, b.builderid, b.number)
         else {
             return Ok(None);
         };
+        if !record {
+            return Ok(if b.complete {
+                self.previous_build(&event.master, builderid, number)?
+            } else {
+                None
+            });
+        }
         self.store.record_build(&BuildRecord {
             master: event.master.clone(),
             buildid,
@@ -395,13 +571,21 @@ impl Dispatcher {
         if !b.complete {
             return Ok(None);
         }
-        let prev = self
-            .store
-            .previous_build(&event.master, builderid, number)?;
+        self.previous_build(&event.master, builderid, number)
+    }
+
+    /// The finished build before `number` of a builder: from the store, else the master.
+    fn previous_build(
+        &self,
+        master: &str,
+        builderid: i64,
+        number: i64,
+    ) -> Result<Option<BuildRecord>, StoreError> {
+        let prev = self.store.previous_build(master, builderid, number)?;
         Ok(prev.or_else(|| {
             self.history
                 .as_ref()
-                .and_then(|h| h.previous_build(&event.master, builderid, number))
+                .and_then(|h| h.previous_build(master, builderid, number))
         }))
     }
 
@@ -414,18 +598,31 @@ impl Dispatcher {
         b: &Build,
         document: &str,
         out: &mut Vec<Pending>,
+        pass: &mut Pass,
     ) {
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
             let Some(call) = r.hook(event.kind) else {
+                pass.note(r, || Verdict::NotAsked {
+                    why: not_asked(r, event.kind),
+                });
                 continue;
             };
-            if !selected(sel, b) {
+            if let Some((filter, wanted, value)) = filtered_out(sel, b) {
+                pass.note(r, || Verdict::Filtered {
+                    filter: filter.into(),
+                    wanted: wanted.to_vec(),
+                    value,
+                });
                 continue;
             }
-            let Some(message) = self.format(r, &call, b, None, &[], false) else {
-                continue;
+            let message = match self.format(r, &call, b, None, &[], false) {
+                Ok(m) => m,
+                Err(why) => {
+                    pass.note(r, || Verdict::Nothing { why });
+                    continue;
+                }
             };
             let about = About {
                 build: Some(b),
@@ -442,6 +639,7 @@ impl Dispatcher {
                 document,
                 &about,
                 out,
+                pass,
             );
         }
     }
@@ -457,18 +655,12 @@ impl Dispatcher {
         buildset: &crate::event::Buildset,
         builds: &[Build],
         out: &mut Vec<Pending>,
+        pass: &mut Pass,
     ) -> Result<(), StoreError> {
         let mut prevs = Vec::with_capacity(builds.len());
         for b in builds {
             let prev = match (b.builderid, b.number) {
-                (Some(builder), Some(n)) => self
-                    .store
-                    .previous_build(&event.master, builder, n)?
-                    .or_else(|| {
-                        self.history
-                            .as_ref()
-                            .and_then(|h| h.previous_build(&event.master, builder, n))
-                    }),
+                (Some(builder), Some(n)) => self.previous_build(&event.master, builder, n)?,
                 _ => None,
             };
             prevs.push(prev);
@@ -477,22 +669,49 @@ impl Dispatcher {
             let r = route.reporter.as_ref();
             let sel = r.selection();
             let Some(call) = r.hook(event.kind) else {
+                pass.note(r, || Verdict::NotAsked {
+                    why: not_asked(r, event.kind),
+                });
                 continue;
             };
             if call.hook == Hook::SummaryCb {
-                self.summary(ev, event, r, &call, buildset, builds, out);
+                self.summary(ev, event, r, &call, buildset, builds, out, pass);
                 continue;
             }
             let mut kept = Vec::new();
             let mut words = Vec::new();
+            let mut left_out = Vec::new();
             for (b, prev) in builds.iter().zip(&prevs) {
                 let hits = mode_hits(sel, b.results, prev.as_ref().and_then(|p| p.results));
-                if selected(sel, b) && !hits.is_empty() {
+                let name = || {
+                    format!(
+                        "{} #{}",
+                        b.builder_name().unwrap_or("?"),
+                        b.number.unwrap_or_default()
+                    )
+                };
+                if let Some((filter, _, value)) = filtered_out(sel, b) {
+                    left_out.push(format!("{}: {filter} filter ({value})", name()));
+                } else if hits.is_empty() {
+                    left_out.push(format!(
+                        "{}: mode [{}] missed (result {}, previous build {})",
+                        name(),
+                        sel.mode.0.join(", "),
+                        Results::text_for(b.results),
+                        previous(prev.as_ref())
+                    ));
+                } else {
                     kept.push((b, prev.as_ref()));
                     words.extend(hits);
                 }
             }
             if kept.is_empty() {
+                pass.note(r, || Verdict::Nothing {
+                    why: format!(
+                        "build_set_summary: no build of the buildset is kept ({})",
+                        left_out.join("; ")
+                    ),
+                });
                 continue;
             }
             words.sort_unstable();
@@ -501,22 +720,27 @@ impl Dispatcher {
             let mut degraded = None;
             for (b, prev) in &kept {
                 match self.format(r, &call, b, *prev, &[], true) {
-                    Some(Formatted::Custom(Output::Message(m))) => messages.push(m),
-                    Some(Formatted::Default {
+                    Ok(Formatted::Custom(Output::Message(m))) => messages.push(m),
+                    Ok(Formatted::Default {
                         degraded: d,
                         output,
                     }) => {
                         degraded = degraded.or(d);
                         messages.extend(output.and_then(|o| o.message().cloned()));
                     }
-                    Some(Formatted::Custom(_)) | None => {}
+                    Ok(Formatted::Custom(_)) | Err(_) => {}
                 }
             }
             let merged = merge_messages(messages).map(Output::Message);
             let message = match (&call.formatter, degraded) {
                 (Some(_), None) => match merged {
                     Some(m) => Formatted::Custom(m),
-                    None => continue, // the formatter chose to send nothing
+                    None => {
+                        pass.note(r, || Verdict::Nothing {
+                            why: "the formatter sent nothing for any kept build".into(),
+                        });
+                        continue;
+                    }
                 },
                 (_, degraded) => Formatted::Default {
                     degraded,
@@ -551,7 +775,7 @@ impl Dispatcher {
                 users: &users,
                 prev: None,
             };
-            self.emit(ev, event, r, &why, &message, &document, &about, out);
+            self.emit(ev, event, r, &why, &message, &document, &about, out, pass);
         }
         Ok(())
     }
@@ -559,10 +783,25 @@ impl Dispatcher {
     /// `worker_missing`: Buildbot's `WorkerMissingGenerator`, for reporters whose `workers`
     /// names the worker, and only when the worker has a `notify` list: the reporter's
     /// `messageFormatterMissingWorker` formatter, or its built-in message.
-    fn for_worker(&self, ev: &StoredEvent, event: &Event, w: &Worker, out: &mut Vec<Pending>) {
+    fn for_worker(
+        &self,
+        ev: &StoredEvent,
+        event: &Event,
+        w: &Worker,
+        out: &mut Vec<Pending>,
+        pass: &mut Pass,
+    ) {
         // Buildbot reports a worker missing only when it has a `notify` list; a worker back
         // online goes only to reporters that ask for it (the IRC bot).
         if event.kind == EventKind::WorkerMissing && w.notify.is_empty() {
+            for route in &self.routes {
+                pass.note(route.reporter.as_ref(), || Verdict::Nothing {
+                    why: format!(
+                        "worker {:?} has no notify list: a missing worker is reported only to it",
+                        w.name
+                    ),
+                });
+            }
             return;
         }
         let document = serde_json::to_string(w).expect("a worker serialises");
@@ -572,9 +811,17 @@ impl Dispatcher {
             let r = route.reporter.as_ref();
             let sel = r.selection();
             let Some(call) = r.hook(event.kind) else {
+                pass.note(r, || Verdict::NotAsked {
+                    why: not_asked(r, event.kind),
+                });
                 continue;
             };
             if !sel.workers.as_ref().is_some_and(|f| f.matches(&w.name)) {
+                pass.note(r, || Verdict::Filtered {
+                    filter: "workers".into(),
+                    wanted: Vec::new(),
+                    value: w.name.clone(),
+                });
                 continue;
             }
             let why = format!(
@@ -595,8 +842,12 @@ impl Dispatcher {
             );
             let ctx = self.wrap_context(r, &call);
             let request = Request::missing_worker(worker.clone(), &ctx);
-            let Some(message) = self.call(r, &call, &request, None) else {
-                continue;
+            let message = match self.call(r, &call, &request, None) {
+                Ok(m) => m,
+                Err(why) => {
+                    pass.note(r, || Verdict::Nothing { why });
+                    continue;
+                }
             };
             let about = About {
                 build: None,
@@ -604,7 +855,7 @@ impl Dispatcher {
                 users: &w.notify,
                 prev: None,
             };
-            self.emit(ev, event, r, &why, &message, &document, &about, out);
+            self.emit(ev, event, r, &why, &message, &document, &about, out, pass);
         }
     }
 
@@ -620,6 +871,7 @@ impl Dispatcher {
         document: &str,
         about: &About<'_>,
         out: &mut Vec<Pending>,
+        pass: &mut Pass,
     ) {
         let sel = r.selection();
         let order_key = match (&event.subject, event.buildrequest()) {
@@ -648,8 +900,11 @@ impl Dispatcher {
             message,
             prev: about.prev,
             title: &self.master.title,
-            now: now_ms(),
+            // When the event arrived, not the wall clock: rendering it again (`tidings
+            // replay`, a repeat after a crash) gives the same payloads.
+            now: ev.received_at,
         });
+        let first = out.len();
         for d in rendered {
             out.push(Pending {
                 key: format!("{}|{}|{}", ev.key, sel.name, d.destination),
@@ -661,6 +916,20 @@ impl Dispatcher {
                 explanation: explain(ev, r, event, why, message),
             });
         }
+        pass.note(r, || Verdict::Reported {
+            why: why.to_owned(),
+            formatter: formatter_story(sel, message),
+            deliveries: out[first..]
+                .iter()
+                .map(|p| Planned {
+                    key: p.key.clone(),
+                    destination: p.destination.clone(),
+                    payload: p.payload.clone(),
+                    order_key: p.order_key.clone(),
+                    explanation: p.explanation.clone(),
+                })
+                .collect(),
+        });
     }
 
     /// `summaryCB` for a completed buildset (Gerrit's summary generator): one call with every
@@ -676,10 +945,17 @@ impl Dispatcher {
         buildset: &crate::event::Buildset,
         builds: &[Build],
         out: &mut Vec<Pending>,
+        pass: &mut Pass,
     ) {
         let sel = r.selection();
         let mut kept: Vec<&Build> = builds.iter().filter(|b| selected(sel, b)).collect();
         if kept.is_empty() {
+            pass.note(r, || Verdict::Nothing {
+                why: format!(
+                    "summaryCB: none of the buildset's {} builds passes the filters",
+                    builds.len()
+                ),
+            });
             return;
         }
         kept.sort_by(|a, b| a.builder_name().cmp(&b.builder_name()));
@@ -688,8 +964,12 @@ impl Dispatcher {
             buildset.results,
             call.arg.clone(),
         );
-        let Some(message) = self.call(r, call, &request, None) else {
-            return;
+        let message = match self.call(r, call, &request, None) {
+            Ok(m) => m,
+            Err(why) => {
+                pass.note(r, || Verdict::Nothing { why });
+                return;
+            }
         };
         let mut users: Vec<String> = kept
             .iter()
@@ -711,11 +991,11 @@ impl Dispatcher {
             users: &users,
             prev: None,
         };
-        self.emit(ev, event, r, &why, &message, &document, &about, out);
+        self.emit(ev, event, r, &why, &message, &document, &about, out, pass);
     }
 
     /// Builds `call`'s request for build `b` (`is_buildset`: reported in a buildset summary)
-    /// and calls it: `None` means send nothing.
+    /// and calls it: `Err(why)` means send nothing.
     fn format(
         &self,
         r: &dyn Reporter,
@@ -724,7 +1004,7 @@ impl Dispatcher {
         prev: Option<&BuildRecord>,
         changes: &[Change],
         is_buildset: bool,
-    ) -> Option<Formatted> {
+    ) -> Result<Formatted, String> {
         let sel = r.selection();
         let mut build = b.clone();
         if !sel.wants.properties {
@@ -765,25 +1045,26 @@ impl Dispatcher {
     }
 
     /// Calls the hook's formatter (or the reporter's built-in one) on `request`, counting and
-    /// timing it; a failure degrades or skips as `on_error` says. `None` means send nothing.
+    /// timing it; a failure degrades or skips as `on_error` says. `Err(why)` means send
+    /// nothing.
     fn call(
         &self,
         r: &dyn Reporter,
         call: &HookCall,
         request: &Request,
         build: Option<i64>,
-    ) -> Option<Formatted> {
+    ) -> Result<Formatted, String> {
         let sel = r.selection();
         let builtin = |degraded: Option<String>| Formatted::Default {
             degraded,
             output: r.default_output(request),
         };
         let Some(name) = &call.formatter else {
-            return Some(builtin(None));
+            return Ok(builtin(None));
         };
         let Some(formatter) = self.formatters.get(name) else {
             // Config validation makes this unreachable; degrade rather than lose the event.
-            return Some(builtin(Some(format!("formatter {name:?} is not loaded"))));
+            return Ok(builtin(Some(format!("formatter {name:?} is not loaded"))));
         };
         let started = Instant::now();
         let result = formatter.call(request);
@@ -792,7 +1073,7 @@ impl Dispatcher {
             Ok(Some(output)) => match r.accepts(&output) {
                 Ok(()) => {
                     self.metrics.formatter_call(name, "ok");
-                    return Some(Formatted::Custom(output));
+                    return Ok(Formatted::Custom(output));
                 }
                 Err(why) => (
                     "BadOutput",
@@ -802,7 +1083,10 @@ impl Dispatcher {
             Ok(None) => {
                 self.metrics.formatter_call(name, "nothing");
                 tracing::debug!(formatter = %name, reporter = %sel.name, hook = %call.hook, "the formatter chose to send nothing");
-                return None;
+                return Err(format!(
+                    "formatter {name:?} ({}) returned null: nothing to send",
+                    call.hook
+                ));
             }
             Err(e) => (
                 e.kind(),
@@ -814,11 +1098,11 @@ impl Dispatcher {
         match sel.on_error {
             OnError::Default => {
                 tracing::warn!(reporter = %sel.name, build = ?build, "{why}; sending the built-in message, marked degraded");
-                Some(builtin(Some(why)))
+                Ok(builtin(Some(why)))
             }
             OnError::Skip => {
                 tracing::warn!(reporter = %sel.name, build = ?build, "{why}; on_error = skip, nothing sent");
-                None
+                Err(format!("{why}; on_error = \"skip\": nothing sent"))
             }
         }
     }
@@ -859,6 +1143,24 @@ fn wanted_logs(build: &Build, wanted: Option<&LogsWanted>) -> Vec<tidings_guest:
     out
 }
 
+/// Which formatter made `message`, and whether it was degraded.
+fn formatter_story(sel: &Selection, message: &Formatted) -> String {
+    match (message, &sel.message_formatter) {
+        (Formatted::Custom(Output::Message(_)), Some(f)) => format!("formatter {f:?}"),
+        (Formatted::Custom(_), _) => "the reporter's formatter (a callback)".to_owned(),
+        (
+            Formatted::Default {
+                degraded: Some(why),
+                ..
+            },
+            _,
+        ) => {
+            format!("built-in message, DEGRADED: {why}")
+        }
+        _ => "built-in message".to_owned(),
+    }
+}
+
 /// The story of one delivery, for `tidings outbox show`.
 fn explain(
     ev: &StoredEvent,
@@ -879,20 +1181,7 @@ fn explain(
             filters.push(format!("{name} [{}]", list.join(", ")));
         }
     }
-    let formatter = match (message, &sel.message_formatter) {
-        (Formatted::Custom(Output::Message(_)), Some(f)) => format!("formatter {f:?}"),
-        (Formatted::Custom(_), _) => "the reporter's formatter (a callback)".to_owned(),
-        (
-            Formatted::Default {
-                degraded: Some(why),
-                ..
-            },
-            _,
-        ) => {
-            format!("built-in message, DEGRADED: {why}")
-        }
-        _ => "built-in message".to_owned(),
-    };
+    let formatter = formatter_story(sel, message);
     let about = match &event.subject {
         Subject::Build(b) if b.number.is_some() || b.buildid.is_some() => format!(
             "builder {:?} build #{}",

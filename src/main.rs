@@ -3,7 +3,11 @@
 //! - `render`: call one formatter once (or `--repeat N` times, with timings) and print its result;
 //! - `test`: run a formatter against its cases under the real sandbox;
 //! - `run`: run any WASI command under the same engine (a cargo runner for wasm32-wasip1);
-//! - `check`: validate a config's formatter entries (load, compile, one call on a sample).
+//! - `check`: validate a config's formatter entries (load, compile, one call on a sample);
+//! - `serve`: the daemon;
+//! - `outbox`, `events`, `explain`, `replay`, `config default`: the operator's tools ([`cli`]).
+
+mod cli;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -14,7 +18,6 @@ use std::time::Duration;
 use tidings::config::Config;
 use tidings::daemon;
 use tidings::formatter::{Formatter, Grants, Host, HostOptions, Limits, Request, WrapContext};
-use tidings::store::{State, Store};
 use tidings::testing::{self, Outcome};
 use tidings_guest::Hook;
 
@@ -70,8 +73,11 @@ enum Command {
         config: PathBuf,
     },
     /// Run the daemon: accept events, dispatch them to reporters, deliver from the outbox.
-    /// Without --config it runs the embedded default (127.0.0.1:8411, data in ./tidings-data).
+    /// Without --config it runs the embedded default (127.0.0.1:8411, data in ./tidings-data;
+    /// `tidings config default` prints it).
     Serve {
+        /// The config file (TOML; start from tidings.example.toml, check it with `tidings
+        /// check --config FILE`) [default: the embedded default].
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -81,30 +87,65 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
-        action: OutboxAction,
+        action: cli::outbox::OutboxAction,
+    },
+    /// The stored events, newest first, or one of them (works beside a running daemon).
+    Events {
+        /// The config whose data_dir holds the events [default: the embedded default's].
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+    /// Why a stored event was reported or not: every reporter of the config, what it decided
+    /// (filter, mode, formatter) and what the outbox did with its deliveries.
+    Explain {
+        /// The event's id (`tidings events list` shows them; ingest answers with it).
+        id: i64,
+        /// The config to explain with [default: the embedded default].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run stored events through dispatch as a config (and formatter builds) would now, without
+    /// sending, and show what would change against what was sent.
+    Replay {
+        /// The config to replay with [default: the embedded default].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: cli::replay::ReplayArgs,
+    },
+    /// The config: `tidings config default` prints the embedded default.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
 }
 
 #[derive(Subcommand)]
-enum OutboxAction {
-    /// Deliveries, newest first, with a count per state.
+enum EventsAction {
+    /// Stored events, newest first, with how many deliveries each led to.
     List {
-        /// Only this state: pending, inflight, delivered, dead.
-        #[arg(long)]
-        state: Option<String>,
-        /// At most this many rows.
+        #[command(flatten)]
+        filter: cli::events::Filter,
+        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// JSON, for scripts.
+        #[arg(long)]
+        json: bool,
     },
-    /// One delivery: why it exists (reporter, mode, filters, formatter), its payload and every
-    /// attempt.
+    /// One stored event, as it was received (pretty JSON).
     Show { id: i64 },
-    /// Make a pending or dead delivery due now, with a fresh budget of attempts.
-    Retry { id: i64 },
-    /// Give a delivery up (dead-lettered, "dropped by hand").
-    Drop { id: i64 },
-    /// Stored events dispatch could not read (kept, tried again at every start), with why.
-    Unreadable,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the config `tidings serve` runs without --config (commented; a start for your own).
+    Default,
 }
 
 #[derive(clap::Args)]
@@ -226,141 +267,33 @@ fn serve(source: daemon::ConfigSource) -> Result<()> {
         .block_on(daemon::serve(source))
 }
 
-fn outbox(config: Option<PathBuf>, action: OutboxAction) -> Result<ExitCode> {
-    let source = daemon::ConfigSource { path: config };
-    let c = source.load()?;
-    let dir = if c.server.data_dir.is_absolute() {
-        c.server.data_dir.clone()
-    } else {
-        source.base().join(&c.server.data_dir)
-    };
-    let store = Store::open_shared(&dir)?;
-    let now = tidings::clock::now_ms();
-    let when = |ms: i64| {
-        let d = (ms - now) / 1000;
-        if d > 0 {
-            format!("in {d}s")
-        } else {
-            format!("{}s ago", -d)
-        }
-    };
-    match action {
-        OutboxAction::List { state, limit } => {
-            let state = match state.as_deref() {
-                None => None,
-                Some(s) => Some(
-                    [
-                        State::Pending,
-                        State::InFlight,
-                        State::Delivered,
-                        State::Dead,
-                    ]
-                    .into_iter()
-                    .find(|x| x.as_str() == s)
-                    .with_context(|| {
-                        format!("--state {s:?}: use pending, inflight, delivered or dead")
-                    })?,
-                ),
-            };
-            let counts = store.counts()?;
-            let summary: Vec<String> = counts
-                .iter()
-                .map(|(s, n)| format!("{} {n}", s.as_str()))
-                .collect();
-            println!(
-                "outbox in {}: {}",
-                dir.display(),
-                if summary.is_empty() {
-                    "empty".into()
-                } else {
-                    summary.join(", ")
-                }
-            );
-            let unreadable = store.unreadable_count()?;
-            if unreadable > 0 {
-                println!(
-                    "{unreadable} stored event(s) cannot be read and wait for an upgrade: tidings outbox unreadable"
-                );
-            }
-            for d in store.list(state, limit)? {
-                println!(
-                    "{:>6}  {:<9}  {:<16}  attempts {:<2}  next {:<10}  {}{}",
-                    d.id,
-                    d.state.as_str(),
-                    d.reporter,
-                    d.attempts,
-                    if d.state == State::Pending {
-                        when(d.next_attempt_at)
-                    } else {
-                        "-".into()
-                    },
-                    d.destination,
-                    d.last_error
-                        .map(|e| format!("  last error: {e}"))
-                        .unwrap_or_default()
-                );
-            }
-        }
-        OutboxAction::Show { id } => {
-            let d = store
-                .delivery(id)?
-                .with_context(|| format!("no delivery with id {id}"))?;
-            println!("delivery {}: {}", d.id, d.state.as_str());
-            println!("key:         {}", d.key);
-            println!("reporter:    {}", d.reporter);
-            println!("destination: {}", d.destination);
-            println!("event:       {}", d.event_id);
-            if let Some(o) = &d.order_key {
-                println!("order key:   {o}");
-            }
-            println!("why:         {}", d.explanation);
-            println!("attempts:    {}", d.attempts);
-            if d.state == State::Pending {
-                println!("next:        {}", when(d.next_attempt_at));
-            }
-            if let Some(e) = &d.last_error {
-                println!("last error:  {e}");
-            }
-            println!("log:");
-            for l in store.log(id)? {
-                println!(
-                    "  attempt {} {} {}: {}",
-                    l.attempt,
-                    when(l.at),
-                    l.result,
-                    l.detail
-                );
-            }
-            println!("payload:\n{}", d.payload);
-        }
-        OutboxAction::Retry { id } => {
-            store.retry(id, now)?;
-            println!("delivery {id} is due now");
-        }
-        OutboxAction::Drop { id } => {
-            store.drop_delivery(id, now)?;
-            println!("delivery {id} dropped");
-        }
-        OutboxAction::Unreadable => {
-            let events = store.unreadable()?;
-            println!(
-                "{} stored event(s) cannot be read; each is tried again when tidings starts",
-                events.len()
-            );
-            for (ev, reason) in events {
-                println!(
-                    "{:>6}  {:<16}  {}  from {}: {reason}",
-                    ev.id, ev.kind, ev.key, ev.source
-                );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Outbox { config, action } = cli.command {
-        return outbox(config, action);
+    match cli.command {
+        Command::Outbox { config, action } => return cli::outbox::outbox(config, action),
+        Command::Events { config, action } => {
+            let opened = cli::open(config)?;
+            return match action {
+                EventsAction::List {
+                    filter,
+                    limit,
+                    json,
+                } => cli::events::list(&opened, &filter, limit, json),
+                EventsAction::Show { id } => cli::events::show(&opened, id),
+            };
+        }
+        Command::Explain { id, config, json } => {
+            return cli::events::explain(&cli::open(config)?, id, json);
+        }
+        Command::Replay { config, args } => {
+            return cli::replay::replay(&cli::open(config)?, &args);
+        }
+        Command::Config {
+            action: ConfigAction::Default,
+        } => {
+            print!("{}", daemon::DEFAULT_CONFIG);
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let host = Host::new(HostOptions {
         cache_dir: cli.cache_dir.or_else(default_cache_dir),
@@ -399,7 +332,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Check { config } => check(&config),
-        Command::Serve { .. } | Command::Outbox { .. } => unreachable!("handled before"),
+        Command::Serve { .. }
+        | Command::Outbox { .. }
+        | Command::Events { .. }
+        | Command::Explain { .. }
+        | Command::Replay { .. }
+        | Command::Config { .. } => unreachable!("handled before"),
     }
 }
 
@@ -554,7 +492,7 @@ fn check(path: &Path) -> Result<ExitCode> {
     let config = Config::load(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let host = &Host::new(HostOptions {
-        cache_dir: Some(base.join(&config.server.data_dir).join("modules")),
+        cache_dir: Some(daemon::data_dir(&config, base).join("modules")),
         concurrency: None,
         memory_keep_resident: None,
     })?;
@@ -596,7 +534,7 @@ fn check(path: &Path) -> Result<ExitCode> {
             }
         }
     }
-    let built = match daemon::build_reporters(&config, base, None) {
+    let built = match daemon::build_reporters(&config, base, None, None) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e:#}");

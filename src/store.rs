@@ -19,10 +19,12 @@
 //! (claim, finish), and `tidings outbox` (list, show, retry, drop).
 
 mod committer;
+mod inspect;
 mod retention;
 
 pub use crate::history::BuildRecord;
 pub use committer::Committer;
+pub use inspect::EventQuery;
 pub use retention::{Pruned, Retention};
 
 use crate::event::BodyFormat;
@@ -120,6 +122,26 @@ fn build_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRecord> {
     })
 }
 
+/// An `outbox` row selected as `id, key, event_id, reporter, destination, order_key, payload,
+/// explanation, state, attempts, next_attempt_at, last_error, created_at`.
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        event_id: r.get(2)?,
+        reporter: r.get(3)?,
+        destination: r.get(4)?,
+        order_key: r.get(5)?,
+        payload: r.get(6)?,
+        explanation: r.get(7)?,
+        state: State::parse(&r.get::<_, String>(8)?),
+        attempts: r.get(9)?,
+        next_attempt_at: r.get(10)?,
+        last_error: r.get(11)?,
+        created_at: r.get(12)?,
+    })
+}
+
 /// Why the store could not do something.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -195,9 +217,12 @@ pub struct StoredEvent {
     pub body: String,
     /// What the body is, as ingest decided; `None` for rows stored before it was recorded.
     pub format: Option<BodyFormat>,
+    /// When it was stored (Unix ms). Dispatch renders with this time (a mail's `Date`), so
+    /// rendering an event again gives the same payloads.
+    pub received_at: i64,
 }
 
-/// A row of `SELECT id, key, kind, source, body, format FROM events`.
+/// A row of `SELECT id, key, kind, source, body, format, received_at FROM events`.
 fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         id: r.get(0)?,
@@ -206,6 +231,7 @@ fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         source: r.get(3)?,
         body: r.get(4)?,
         format: BodyFormat::parse(&r.get::<_, String>(5)?),
+        received_at: r.get(6)?,
     })
 }
 
@@ -700,23 +726,7 @@ impl Store {
                         state, attempts, next_attempt_at, last_error, created_at
                  FROM outbox WHERE id = ?1",
                 [id],
-                |r| {
-                    Ok(Delivery {
-                        id: r.get(0)?,
-                        key: r.get(1)?,
-                        event_id: r.get(2)?,
-                        reporter: r.get(3)?,
-                        destination: r.get(4)?,
-                        order_key: r.get(5)?,
-                        payload: r.get(6)?,
-                        explanation: r.get(7)?,
-                        state: State::parse(&r.get::<_, String>(8)?),
-                        attempts: r.get(9)?,
-                        next_attempt_at: r.get(10)?,
-                        last_error: r.get(11)?,
-                        created_at: r.get(12)?,
-                    })
-                },
+                delivery_row,
             )
             .optional()?)
     }
@@ -779,7 +789,8 @@ impl Store {
     pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.conn();
         let mut q = conn.prepare_cached(
-            "SELECT id, key, kind, source, body, format FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, key, kind, source, body, format, received_at FROM events
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = q.query_map(params![after, limit as i64], stored_event)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -789,10 +800,10 @@ impl Store {
     pub fn unreadable(&self) -> Result<Vec<(StoredEvent, String)>, StoreError> {
         let conn = self.conn();
         let mut q = conn.prepare_cached(
-            "SELECT e.id, e.key, e.kind, e.source, e.body, e.format, u.reason
+            "SELECT e.id, e.key, e.kind, e.source, e.body, e.format, e.received_at, u.reason
              FROM unreadable u JOIN events e ON e.id = u.event_id ORDER BY e.id",
         )?;
-        let rows = q.query_map([], |r| Ok((stored_event(r)?, r.get::<_, String>(6)?)))?;
+        let rows = q.query_map([], |r| Ok((stored_event(r)?, r.get::<_, String>(7)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -71,12 +71,26 @@ impl ConfigSource {
 
 /// The data directory of `config`, resolved against `base` (the config file's directory).
 pub fn data_dir(config: &Config, base: &Path) -> PathBuf {
-    base.join(&config.server.data_dir)
+    tidy(&base.join(&config.server.data_dir))
+}
+
+/// `path` without `.` components (`././tidings-data` is `tidings-data`), as people write it.
+pub fn tidy(path: &Path) -> PathBuf {
+    let out: PathBuf = path
+        .components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect();
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
 }
 
 /// Builds every configured reporter through the registry (HTTP clients, certificates, mail
 /// directories). `services` are the reporters' services by name ([`Services::prepare`]); `None`
-/// builds without them (`tidings check`).
+/// builds without them (`tidings check`). `store` is where reporters read state they keep (the
+/// IRC bot's notify settings), when there is one.
 ///
 /// `base` is the config file's directory: relative paths (the data directory, a mail
 /// `directory`, certificate files) are resolved against it.
@@ -84,6 +98,7 @@ pub fn build_reporters(
     config: &Config,
     base: &Path,
     services: Option<&Prepared>,
+    store: Option<&Arc<Store>>,
 ) -> Result<Vec<Arc<dyn Reporter>>> {
     let data_dir = data_dir(config, base);
     let mut out: Vec<Arc<dyn Reporter>> = Vec::new();
@@ -94,7 +109,7 @@ pub fn build_reporters(
             base,
             data_dir: &data_dir,
             service: services.and_then(|s| s.get(&name)),
-            store: None,
+            store: store.cloned(),
         };
         let r = table
             .build(&cx)
@@ -124,21 +139,84 @@ fn prepare_services(
     services.prepare(&old, &config.reporter.all(), &cx)
 }
 
-/// Loads every `[[formatter]]` (compiling, or reading the precompiled cache).
+/// Loads every `[[formatter]]` (compiling, or reading the precompiled cache); `replaced` gives
+/// some of them another module, by name.
 pub fn load_formatters(
     config: &Config,
     base: &Path,
     host: &Host,
+    replaced: &[(String, PathBuf)],
 ) -> Result<HashMap<String, Arc<Formatter>>> {
     let mut out = HashMap::new();
     for f in &config.formatter {
-        let path = f.module_path(base);
+        let path = match replaced.iter().find(|(n, _)| n == &f.name) {
+            Some((_, p)) => p.clone(),
+            None => f.module_path(base),
+        };
         let loaded = host
             .load(&f.name, &path, f.limits(), f.grants(base))
             .with_context(|| format!("[[formatter]] {:?} ({})", f.name, path.display()))?;
         out.insert(f.name.clone(), Arc::new(loaded));
     }
     Ok(out)
+}
+
+/// A dispatcher for `config` over `store` that only plans ([`Dispatcher::plan`]): its reporters
+/// and formatters as `serve` builds them (modules from the same cache), no outbox workers, and
+/// the followed master's history when `[source.buildbot]` is set (`runtime` runs its requests).
+/// `formatters` replaces the module of `[[formatter]]`s by name (`tidings replay --formatter`).
+/// For `tidings explain` and `tidings replay`, beside a running daemon.
+pub fn planner(
+    config: &Config,
+    base: &Path,
+    store: Arc<Store>,
+    formatters: &[(String, PathBuf)],
+    runtime: Option<&tokio::runtime::Handle>,
+) -> Result<Dispatcher> {
+    for (name, _) in formatters {
+        if !config.formatter.iter().any(|f| &f.name == name) {
+            anyhow::bail!(
+                "--formatter {name}=…: the config has no [[formatter]] named {name:?} (it has: {})",
+                config
+                    .formatter
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let host = Host::new(HostOptions {
+        cache_dir: Some(data_dir(config, base).join("modules")),
+        concurrency: None,
+        memory_keep_resident: None,
+    })?;
+    let loaded = load_formatters(config, base, &host, formatters)?;
+    let reporters = build_reporters(config, base, None, Some(&store))?;
+    let history: Option<Arc<dyn History>> = match (&config.source.buildbot, runtime) {
+        (Some(bb), Some(rt)) => Some(Arc::new(RestHistory::new(
+            BuildbotApi::new(bb)?,
+            rt.clone(),
+        ))),
+        _ => None,
+    };
+    Ok(Dispatcher {
+        store,
+        routes: reporters
+            .into_iter()
+            .map(|reporter| Route {
+                reporter,
+                wake: Arc::new(Notify::new()),
+            })
+            .collect(),
+        formatters: loaded,
+        master: tidings_guest::Master {
+            title: config.master.title.clone(),
+            buildbot_url: config.master.buildbot_url.clone(),
+        },
+        metrics: Arc::new(Metrics::default()),
+        history,
+    })
 }
 
 /// What a config turns into: the dispatcher thread and the outbox workers. Replaced whole on
@@ -295,10 +373,10 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         concurrency: None,
         memory_keep_resident: None,
     })?;
-    let formatters = load_formatters(&config, &base, &host)?;
+    let formatters = load_formatters(&config, &base, &host, &[])?;
     let mut services = Services::default();
     let prepared = prepare_services(&services, None, &config, &base, &store)?;
-    let reporters = build_reporters(&config, &base, Some(&prepared))?;
+    let reporters = build_reporters(&config, &base, Some(&prepared), Some(&store))?;
 
     let metrics = Arc::new(Metrics::default());
     let (poke, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
@@ -588,9 +666,9 @@ fn reload(
         tracing::warn!("[source.buildbot] changed: it takes effect at the next restart");
     }
     let base = source.base();
-    let formatters = load_formatters(&config, &base, host)?;
+    let formatters = load_formatters(&config, &base, host, &[])?;
     let prepared = prepare_services(services, Some(running), &config, &base, store)?;
-    let reporters = build_reporters(&config, &base, Some(&prepared))?;
+    let reporters = build_reporters(&config, &base, Some(&prepared), Some(store))?;
     Ok((config, formatters, reporters, prepared))
 }
 

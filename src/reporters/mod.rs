@@ -354,7 +354,8 @@ pub struct RenderInput<'a> {
     pub prev: Option<PrevBuild>,
     /// `[master] title`.
     pub title: &'a str,
-    /// Now, in Unix ms.
+    /// The time to render with (Unix ms): when the event arrived, so that rendering an event
+    /// again gives the same payloads.
     pub now: i64,
 }
 
