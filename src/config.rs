@@ -276,7 +276,9 @@ impl LogsWanted {
 pub struct FormatterConfig {
     /// Unique name; reporters refer to it (`message_formatter = "short"`).
     pub name: String,
-    /// Path of the `.wasm` module, relative to the config file.
+    /// Path of the `.wasm` module, relative to the config file; or of a formatter project (a
+    /// directory): a Rust crate is built with cargo for wasm32-wasip1 when it is loaded
+    /// (`tidings check`, `serve`), any other directory must hold one `.wasm`.
     pub module: PathBuf,
     /// Time limit per call [default 250ms].
     #[serde(default)]
@@ -333,6 +335,17 @@ impl FormatterConfig {
     /// The module's path, resolved against `base`.
     pub fn module_path(&self, base: &Path) -> PathBuf {
         base.join(&self.module)
+    }
+
+    /// The `.wasm` to load: [`module_path`](Self::module_path), or for a directory the module
+    /// of the formatter project there (a Rust crate is built first).
+    pub fn wasm_path(&self, base: &Path) -> Result<PathBuf, String> {
+        let path = self.module_path(base);
+        if path.is_dir() {
+            crate::testing::resolve(&path).map(|t| t.wasm)
+        } else {
+            Ok(path)
+        }
     }
 }
 
@@ -829,7 +842,63 @@ fn toml_error(e: &toml::de::Error, text: &str) -> String {
         .map(|(k, _)| k.trim())
         .filter(|k| !k.is_empty() && !k.starts_with('['))
         .map_or(String::new(), |k| format!(" ({k})"));
-    format!("line {line}, column {column}{key}: {}", e.message().trim())
+    format!(
+        "line {line}, column {column}{key}: {}",
+        did_you_mean(e.message().trim())
+    )
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`, …" (or "unknown variant"), said with
+/// the nearest known name when one is close: "unknown field `extra_recipient`: did you mean
+/// `extra_recipients`? (known: …)". Other messages are returned as they are.
+fn did_you_mean(message: &str) -> String {
+    let parse = || -> Option<(&str, &str, Vec<&str>)> {
+        let (what, rest) = ["unknown field `", "unknown variant `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p).map(|r| (&p[..p.len() - 2], r)))?;
+        let (given, rest) = rest.split_once('`')?;
+        let list = rest
+            .strip_prefix(", expected one of ")
+            .or_else(|| rest.strip_prefix(", expected "))?;
+        let known = list
+            .split([',', ' '])
+            .filter_map(|w| w.trim().strip_prefix('`')?.strip_suffix('`'))
+            .collect();
+        Some((what, given, known))
+    };
+    let Some((what, given, known)) = parse() else {
+        return message.to_owned();
+    };
+    let nearest = known
+        .iter()
+        .map(|k| (edit_distance(given, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min();
+    match nearest {
+        Some((_, k)) => format!(
+            "{what} `{given}`: did you mean `{k}`? (known: {})",
+            known.join(", ")
+        ),
+        None => format!("{what} `{given}` (known: {})", known.join(", ")),
+    }
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(diag + usize::from(ca != *cb));
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// A config that cannot be used, with every problem found.
@@ -940,6 +1009,38 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_default_sender_is_tidings_at_this_machine() {
+        let c = Config::parse("[[reporter.mail]]\nname = \"m\"\n").unwrap();
+        let sender = c.reporter.mail[0].sender();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(sender, format!("tidings <tidings@{}>", host.trim()));
+        let c = Config::parse("[[reporter.mail]]\nname = \"m\"\nfromaddr = \"ci@example.org\"\n")
+            .unwrap();
+        assert_eq!(c.reporter.mail[0].sender(), "ci@example.org");
+    }
+
+    #[test]
+    fn a_mistyped_key_gets_the_nearest_known_one() {
+        let e = Config::parse(
+            "[[reporter.mail]]\nname = \"m\"\nfromaddr = \"a@b.c\"\nextra_recipient = [\"x@y.z\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "line 4, column 1 (extra_recipient): unknown field `extra_recipient`: did you mean `extra_recipients`? (known: name, mode,"
+            ),
+            "{e}"
+        );
+        let e = Config::parse("[server]\nlisten = \"127.0.0.1:0\"\nfoo = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `foo` (known: "), "{e}");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+    }
+
     use super::*;
     use crate::config::CommonOptions;
 

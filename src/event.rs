@@ -198,6 +198,33 @@ fn request_of(build: &Build) -> Option<i64> {
 }
 
 impl Event {
+    /// What the event is about, in a few words: `builder "runtests" #12 failure`, `builder
+    /// "runtests" request 7`, `buildset 9 (3 builds) success`, `worker "w1"`.
+    pub fn describe(&self) -> String {
+        match &self.subject {
+            Subject::Build(b) => {
+                let mut s = format!("builder {:?}", b.builder_name().unwrap_or("?"));
+                match (b.number, self.buildrequest()) {
+                    (Some(n), _) => s.push_str(&format!(" #{n}")),
+                    (None, Some(br)) => s.push_str(&format!(" request {br}")),
+                    (None, None) => {}
+                }
+                if b.complete {
+                    s.push(' ');
+                    s.push_str(&Results::text_for(b.results));
+                }
+                s
+            }
+            Subject::Buildset { buildset, builds } => format!(
+                "buildset {} ({} builds) {}",
+                buildset.bsid.unwrap_or_default(),
+                builds.len(),
+                Results::text_for(buildset.results)
+            ),
+            Subject::Worker(w) => format!("worker {:?}", w.name),
+        }
+    }
+
     /// The event HttpStatusPush sends: one build dict, started or finished by its `complete`.
     pub fn from_build(build: Build) -> Result<Event, String> {
         if build.buildid.is_none() {

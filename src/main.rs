@@ -498,7 +498,14 @@ fn check(path: &Path) -> Result<ExitCode> {
     })?;
     let mut problems = 0;
     for entry in &config.formatter {
-        let module = entry.module_path(base);
+        let module = match entry.wasm_path(base) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("formatter {:?}: {e}", entry.name);
+                problems += 1;
+                continue;
+            }
+        };
         let formatter = match host.load(&entry.name, &module, entry.limits(), entry.grants(base)) {
             Ok(f) => f,
             Err(e) => {

@@ -333,14 +333,14 @@ impl Worker {
                 Outcome::Dead { .. } => "dead",
             };
             match &outcome {
-                Outcome::Delivered { .. } => {
-                    tracing::debug!(reporter = %self.reporter, id = d.id, attempt = d.attempts, "delivered")
+                Outcome::Delivered { detail } => {
+                    tracing::info!(reporter = %self.reporter, id = d.id, event = d.event_id, destination = %d.destination, attempt = d.attempts, "delivered: {detail}")
                 }
                 Outcome::Retry { at, error } => {
-                    tracing::warn!(reporter = %self.reporter, id = d.id, attempt = d.attempts, retry_in_ms = at - now, %error, "delivery failed; will retry")
+                    tracing::warn!(reporter = %self.reporter, id = d.id, event = d.event_id, destination = %d.destination, attempt = d.attempts, retry_in_ms = at - now, "delivery failed, will retry: {error}")
                 }
                 Outcome::Dead { error } => {
-                    tracing::error!(reporter = %self.reporter, id = d.id, attempt = d.attempts, %error, "delivery dead-lettered")
+                    tracing::error!(reporter = %self.reporter, id = d.id, event = d.event_id, destination = %d.destination, attempt = d.attempts, "delivery dead-lettered (tidings outbox retry {} to try again): {error}", d.id)
                 }
             }
             self.metrics.delivery(&self.reporter, label);

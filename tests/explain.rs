@@ -447,3 +447,49 @@ fn replay_deliver_of_many_asks_for_confirmation() {
     );
     drop(daemon);
 }
+
+#[test]
+fn the_daemon_says_what_it_does_at_the_default_level() {
+    let peer = Arc::new(Peer::default());
+    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    peer.script
+        .lock()
+        .unwrap()
+        .insert("/flaky".into(), [(503, None)].into());
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::daemon::config(
+        dir.path(),
+        &format!(
+            "{}{}",
+            push("ok", &format!("http://{p}/hook"), "report_new = false"),
+            push(
+                "flaky",
+                &format!("http://{p}/flaky"),
+                "report_new = false\nretry_delay = \"50ms\""
+            ),
+        ),
+    );
+    let daemon = Daemon::start_with_default_log(&config);
+    let id = daemon.post(&build(3, Some(2)))["id"].as_i64().unwrap();
+    let (status, _) = client::blocking_post_raw(
+        &format!("{}/api/v1/buildbot", daemon.addr),
+        "application/json",
+        "[1]".into(),
+    );
+    assert_eq!(status, 400);
+    let data = dir.path().join("data");
+    wait_until("both deliveries", Duration::from_secs(30), || {
+        settled(&data) && seen_on(&peer, "/flaky").len() == 2
+    });
+    let log = daemon.log.contents();
+    for line in [
+        format!("INFO tidings::source: event accepted: builder \"runtests\" #3 failure id={id} kind=\"build_finished\" source=\"http_buildbot\""),
+        "WARN tidings::source::http: ingest refused a request: the body must be a JSON object (one event) status=400".into(),
+        "INFO tidings::outbox: delivered: HTTP 200 OK reporter=ok id=1 event=1 destination=http://".into(),
+        "WARN tidings::outbox: delivery failed, will retry: HTTP 503 Service Unavailable".into(),
+        "INFO tidings::outbox: delivered: HTTP 200 OK reporter=flaky id=2 event=1".into(),
+    ] {
+        assert!(log.contains(&line), "{line:?} not in:\n{log}");
+    }
+    assert!(log.contains("attempt=2"), "{log}");
+}

@@ -466,6 +466,30 @@ fn check_config(dir: &std::path::Path, name: &str, toml: &str) -> std::process::
 }
 
 #[test]
+fn the_example_config_passes_check_as_it_is_in_a_clone() {
+    // Its formatters are crates of this repository, which check builds; its data directory
+    // (./tidings-data, ignored by git) holds the compiled modules afterwards.
+    let out = tidings()
+        .args(["check", "--config"])
+        .arg(support::repo().join("tidings.example.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "formatter \"short\": messageFormatter ok",
+        "formatter \"gerrit\": summaryCB ok",
+        "tidings.example.toml is valid",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in {stdout}");
+    }
+}
+
+#[test]
 fn check_loads_and_calls_every_formatter_of_a_config() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(support::guest("short"), dir.path().join("short.wasm")).unwrap();

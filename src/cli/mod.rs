@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tidings::config::Config;
 use tidings::daemon;
-use tidings::event::{Event, Results, Subject};
+use tidings::event::{Event, Subject};
 use tidings::store::{Store, StoredEvent};
 
 /// A config and the store of its data directory.
@@ -94,40 +94,12 @@ impl Paint {
     }
 }
 
-/// What a stored event is about, in a few words: `builder "runtests" #12 failure`,
-/// `buildset 9 (3 builds) success`, `worker "w1"`; the reason when it cannot be read.
+/// What a stored event is about, in a few words ([`Event::describe`]); the reason when it
+/// cannot be read.
 pub fn about(ev: &StoredEvent) -> String {
     match Event::from_stored(&ev.body, ev.format) {
-        Ok((event, _)) => about_event(&event),
+        Ok((event, _)) => event.describe(),
         Err(reason) => format!("unreadable: {reason}"),
-    }
-}
-
-/// [`about`] for a parsed event.
-pub fn about_event(event: &Event) -> String {
-    match &event.subject {
-        Subject::Build(b) => {
-            let mut s = format!("builder {:?}", b.builder_name().unwrap_or("?"));
-            match b.number {
-                Some(n) => s.push_str(&format!(" #{n}")),
-                None => {
-                    if let Some(br) = event.buildrequest() {
-                        s.push_str(&format!(" request {br}"));
-                    }
-                }
-            }
-            if b.complete {
-                s.push_str(&format!(" {}", Results::text_for(b.results)));
-            }
-            s
-        }
-        Subject::Buildset { buildset, builds } => format!(
-            "buildset {} ({} builds) {}",
-            buildset.bsid.unwrap_or_default(),
-            builds.len(),
-            Results::text_for(buildset.results)
-        ),
-        Subject::Worker(w) => format!("worker {:?}", w.name),
     }
 }
 

@@ -298,6 +298,7 @@ fn print_people(o: &Opened, rows: &[StoredEvent], lines: &[Line], all: bool) {
                     for line in diff
                         .unified_diff()
                         .context_radius(2)
+                        .missing_newline_hint(false)
                         .header("sent", "now")
                         .to_string()
                         .lines()

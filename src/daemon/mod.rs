@@ -151,7 +151,9 @@ pub fn load_formatters(
     for f in &config.formatter {
         let path = match replaced.iter().find(|(n, _)| n == &f.name) {
             Some((_, p)) => p.clone(),
-            None => f.module_path(base),
+            None => f
+                .wasm_path(base)
+                .map_err(|e| anyhow::anyhow!("[[formatter]] {:?}: {e}", f.name))?,
         };
         let loaded = host
             .load(&f.name, &path, f.limits(), f.grants(base))

@@ -341,6 +341,7 @@ impl BuildbotStream {
             )
             .await
             .map_err(StreamError::Store)?;
+        super::log_accepted(&event, "buildbot", stored);
         self.metrics
             .event("buildbot", event.kind.name(), stored.duplicate);
         Ok(!stored.duplicate)

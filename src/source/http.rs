@@ -155,8 +155,17 @@ async fn healthz(State(ingest): State<Arc<Ingest>>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, format!("{unhealthy}\n")).into_response()
 }
 
+/// A refusal (or failure) with its reason, logged: a warning for a refused request, an error
+/// when tidings could not do its part.
 fn error(status: StatusCode, reason: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": reason.into() }))).into_response()
+    let reason = reason.into();
+    if status.is_client_error() {
+        tracing::warn!(
+            status = status.as_u16(),
+            "ingest refused a request: {reason}"
+        );
+    }
+    (status, axum::Json(json!({ "error": reason }))).into_response()
 }
 
 fn unauthorized() -> Response {
@@ -233,6 +242,7 @@ async fn accept(
         .await
     {
         Ok(stored) => {
+            super::log_accepted(event, source, stored);
             ingest
                 .metrics
                 .event(source, event.kind.name(), stored.duplicate);

@@ -9,3 +9,21 @@
 
 pub mod buildbot;
 pub mod http;
+
+use crate::event::Event;
+use crate::store::Stored;
+
+/// One line at info per event committed, for an operator following the log.
+fn log_accepted(event: &Event, source: &str, stored: Stored) {
+    if stored.duplicate {
+        tracing::info!(id = stored.id, kind = event.kind.name(), source, key = %event.key(), "event already stored: not dispatched again");
+    } else {
+        tracing::info!(
+            id = stored.id,
+            kind = event.kind.name(),
+            source,
+            "event accepted: {}",
+            event.describe()
+        );
+    }
+}

@@ -200,6 +200,19 @@ impl Daemon {
     /// As [`Daemon::start`], but run by `sh -c '<shell>; exec tidings serve …'` (to set
     /// `ulimit`s, say); the daemon keeps the shell's process id.
     pub fn start_after(config: &Path, shell: Option<&str>) -> Daemon {
+        Daemon::spawn(
+            config,
+            shell,
+            Some("warn,tidings::outbox=error,tidings::daemon=info"),
+        )
+    }
+
+    /// As [`Daemon::start`], logging as an operator's daemon does: `TIDINGS_LOG` unset.
+    pub fn start_with_default_log(config: &Path) -> Daemon {
+        Daemon::spawn(config, None, None)
+    }
+
+    fn spawn(config: &Path, shell: Option<&str>, log: Option<&str>) -> Daemon {
         let mut cmd = match shell {
             None => Command::new(env!("CARGO_BIN_EXE_tidings")),
             Some(shell) => {
@@ -210,10 +223,11 @@ impl Daemon {
                 c
             }
         };
-        cmd.args(["serve", "--config"]).arg(config).env(
-            "TIDINGS_LOG",
-            "warn,tidings::outbox=error,tidings::daemon=info",
-        );
+        cmd.args(["serve", "--config"]).arg(config);
+        match log {
+            Some(filter) => cmd.env("TIDINGS_LOG", filter),
+            None => cmd.env_remove("TIDINGS_LOG"),
+        };
         let (child, line, log) = spawn_until_first_line(&mut cmd, "tidings serve");
         let addr = line
             .trim()

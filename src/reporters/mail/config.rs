@@ -15,8 +15,10 @@ reporter_config! {
     /// One `[[reporter.mail]]`: Buildbot's MailNotifier. Missing workers are reported to their
     /// `notify` lists unless `workers = []` (Buildbot's default generators report them too).
     pub struct MailConfig {
-        /// `From:` as written; the envelope sender is its address.
-        pub fromaddr: String,
+        /// `From:` as written; the envelope sender is its address [default: `tidings
+        /// <tidings@HOSTNAME>`, this machine's name].
+        #[serde(default)]
+        pub fromaddr: Option<String>,
         /// `smtp` (deliver to `relayhost`) or `file` (write `.eml` files into `directory`).
         #[serde(default)]
         pub transport: MailTransport,
@@ -96,13 +98,41 @@ fn default_smtp_port() -> u16 {
     25
 }
 
+impl MailConfig {
+    /// `fromaddr`, else `tidings <tidings@HOSTNAME>`.
+    pub fn sender(&self) -> String {
+        match &self.fromaddr {
+            Some(f) => f.clone(),
+            None => format!("tidings <tidings@{}>", hostname()),
+        }
+    }
+}
+
+/// This machine's name, as a mail domain; `localhost` when it has none that can be one.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let name = if ok {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let usable = !name.is_empty()
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if usable { name } else { "localhost".into() }
+}
+
 /// Problems with a mail reporter's settings (empty when fine).
 pub(super) fn check_config(c: &MailConfig, secrets: &BTreeMap<String, Secret>) -> Vec<String> {
     let mut p = Vec::new();
-    if mailbox(&c.fromaddr).is_none() {
+    if mailbox(&c.sender()).is_none() {
         p.push(format!(
             "fromaddr {:?} is not an e-mail address",
-            c.fromaddr
+            c.sender()
         ));
     }
     for r in &c.extra_recipients {

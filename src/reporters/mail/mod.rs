@@ -92,7 +92,7 @@ impl Mail {
         }
         Ok(Mail {
             selection,
-            from: mailbox(&c.fromaddr).context("fromaddr")?,
+            from: mailbox(&c.sender()).context("fromaddr")?,
             lookup: c.lookup.clone(),
             extra: c.extra_recipients.clone(),
             send_to_interested_users: c.send_to_interested_users,
