@@ -405,3 +405,65 @@ fn the_template_context_fields_are_buildbots() {
         );
     }
 }
+
+#[test]
+fn a_bad_result_names_every_wrong_field_by_its_path() {
+    use tidings::formatter::abi::parse_output;
+    let reason = |hook: Hook, out: &str| match parse_output(hook, out.as_bytes()) {
+        Err(tidings::formatter::FormatterError::BadOutput { reason }) => reason,
+        other => panic!("expected BadOutput for {out}, got {other:?}"),
+    };
+    let r = reason(
+        Hook::MessageFormatter,
+        r#"{"body": "all green", "type": "text", "subject": ["a"]}"#,
+    );
+    assert_eq!(
+        r,
+        "stdout is not a messageFormatter result: type: expected \"plain\", \"html\" or \"json\", \
+         got \"text\"; subject: expected a string, got an array; at: {\"body\": \"all green\", \
+         \"type\": \"text\", \"subject\": [\"a\"]}"
+    );
+    // The excerpt starts near the first bad field, not at the start of a long result.
+    let long = format!(
+        r#"{{"body": "{}", "type": "plain", "subject": 7}}"#,
+        "x".repeat(300)
+    );
+    let r = reason(Hook::MessageFormatter, &long);
+    assert!(
+        r.starts_with("stdout is not a messageFormatter result: subject: expected a string, got an integer; at: …"),
+        "{r}"
+    );
+    assert!(r.contains("\"subject\": 7}"), "{r}");
+    let r = reason(
+        Hook::MessageFormatter,
+        r#"{"type": "plain", "body": {"a": 1}}"#,
+    );
+    assert!(
+        r.contains("body: expected a string, got an object (only type \"json\" takes any JSON)"),
+        "{r}"
+    );
+    let r = reason(
+        Hook::ReviewCb,
+        r#"{"message": 1, "labels": {"Verified": "+1", "Code-Review": 2}}"#,
+    );
+    assert!(
+        r.contains("message: expected a string, got an integer; labels.Verified: expected an integer, got a string"),
+        "{r}"
+    );
+    let r = reason(Hook::StartCb, r#"{"labels": []}"#);
+    assert!(
+        r.contains(
+            "message: missing; labels: expected an object of label name to integer, got an array"
+        ),
+        "{r}"
+    );
+    let r = reason(Hook::MessageFormatter, "[1]");
+    assert!(
+        r.contains("the result: expected an object (or null to send nothing), got an array"),
+        "{r}"
+    );
+    // What is right still parses.
+    assert!(parse_output(Hook::MessageFormatter, br#"{"type": "json", "body": [1]}"#).is_ok());
+    assert!(parse_output(Hook::ReviewCb, br#"{"labels": {"Verified": -1}}"#).is_ok());
+    assert!(parse_output(Hook::StartCb, b"null").is_ok());
+}

@@ -8,8 +8,8 @@ use crate::event::{Build, Results};
 use serde::Serialize;
 use serde_json::Value;
 use tidings_guest::abi::{
-    BuildInfo, Hook, Master, Message, MessageArgs, MessageType, MissingWorkerArgs, ReporterInfo,
-    Review, ReviewArgs, StartArgs, StartMessage, SummaryArgs, WorkerInfo,
+    BuildInfo, Hook, Master, Message, MessageArgs, MissingWorkerArgs, ReporterInfo, Review,
+    ReviewArgs, StartArgs, StartMessage, SummaryArgs, WorkerInfo,
 };
 use tidings_guest::text;
 
@@ -299,6 +299,15 @@ pub fn parse_output(hook: Hook, stdout: &[u8]) -> Result<HookOutput, FormatterEr
     let value: Value = serde_json::from_str(text).map_err(|e| {
         FormatterError::bad_output(format!("stdout is not JSON ({e}): {}", snippet(text)))
     })?;
+    let problems = shape_problems(hook, &value);
+    if let Some((first, _)) = problems.first() {
+        let said: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
+        return Err(FormatterError::bad_output(format!(
+            "stdout is not a {hook} result: {}; at: {}",
+            said.join("; "),
+            snippet_at(text, first)
+        )));
+    }
     let shape = |e: serde_json::Error| {
         FormatterError::bad_output(format!(
             "stdout is not a {hook} result ({e}): {}",
@@ -308,15 +317,6 @@ pub fn parse_output(hook: Hook, stdout: &[u8]) -> Result<HookOutput, FormatterEr
     match hook {
         Hook::MessageFormatter | Hook::MessageFormatterMissingWorker => {
             let msg: Option<Message> = serde_json::from_value(value).map_err(shape)?;
-            if let Some(m) = &msg
-                && m.message_type != MessageType::Json
-                && !m.body.is_string()
-            {
-                return Err(FormatterError::bad_output(format!(
-                    "a {} message needs a string body; only type json takes any JSON",
-                    serde_json::to_string(&m.message_type).unwrap_or_default()
-                )));
-            }
             Ok(HookOutput::Message(msg))
         }
         Hook::ReviewCb | Hook::SummaryCb => {
@@ -330,7 +330,166 @@ pub fn parse_output(hook: Hook, stdout: &[u8]) -> Result<HookOutput, FormatterEr
     }
 }
 
-/// The start of a guest's output, for error messages.
+/// What a JSON value is, as a problem names it: `a string`, `an array`, …
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Every field of a hook's result that does not have the shape the hook's output schema says,
+/// as (the key to point the excerpt at, `path: expected …, got …`). Empty when the shape is
+/// right (`null`, "send nothing", always is).
+fn shape_problems(hook: Hook, value: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(obj) = value.as_object() else {
+        if !value.is_null() {
+            out.push((
+                String::new(),
+                format!(
+                    "the result: expected an object (or null to send nothing), got {}",
+                    kind_of(value)
+                ),
+            ));
+        }
+        return out;
+    };
+    let mut bad = |key: &str, path: String, said: String| {
+        out.push((format!("\"{key}\""), format!("{path}: {said}")));
+    };
+    let string_or_null = |v: Option<&Value>| v.is_none_or(|v| v.is_string() || v.is_null());
+    match hook {
+        Hook::MessageFormatter | Hook::MessageFormatterMissingWorker => {
+            let kind = match obj.get("type") {
+                None => {
+                    bad(
+                        "type",
+                        "type".into(),
+                        "missing (\"plain\", \"html\" or \"json\")".into(),
+                    );
+                    None
+                }
+                Some(Value::String(t)) if ["plain", "html", "json"].contains(&t.as_str()) => {
+                    Some(t.as_str())
+                }
+                Some(Value::String(t)) => {
+                    bad(
+                        "type",
+                        "type".into(),
+                        format!("expected \"plain\", \"html\" or \"json\", got {t:?}"),
+                    );
+                    None
+                }
+                Some(v) => {
+                    bad(
+                        "type",
+                        "type".into(),
+                        format!("expected a string, got {}", kind_of(v)),
+                    );
+                    None
+                }
+            };
+            match obj.get("body") {
+                None => bad("body", "body".into(), "missing".into()),
+                Some(Value::String(_)) => {}
+                Some(v) if kind != Some("json") => bad(
+                    "body",
+                    "body".into(),
+                    format!(
+                        "expected a string, got {} (only type \"json\" takes any JSON)",
+                        kind_of(v)
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if !string_or_null(obj.get("subject")) {
+                let v = &obj["subject"];
+                bad(
+                    "subject",
+                    "subject".into(),
+                    format!("expected a string, got {}", kind_of(v)),
+                );
+            }
+        }
+        Hook::ReviewCb | Hook::SummaryCb => {
+            if !string_or_null(obj.get("message")) {
+                let v = &obj["message"];
+                bad(
+                    "message",
+                    "message".into(),
+                    format!("expected a string, got {}", kind_of(v)),
+                );
+            }
+            label_problems(obj, &mut bad);
+        }
+        Hook::StartCb => {
+            match obj.get("message") {
+                None => bad("message", "message".into(), "missing".into()),
+                Some(Value::String(_)) => {}
+                Some(v) => bad(
+                    "message",
+                    "message".into(),
+                    format!("expected a string, got {}", kind_of(v)),
+                ),
+            }
+            label_problems(obj, &mut bad);
+        }
+    }
+    out
+}
+
+/// The problems of a result's `labels` (an object of label name to integer), said to `bad`.
+fn label_problems(obj: &serde_json::Map<String, Value>, bad: &mut dyn FnMut(&str, String, String)) {
+    match obj.get("labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, v) in map {
+                if !(v.is_i64() || v.is_u64()) {
+                    bad(
+                        "labels",
+                        format!("labels.{name}"),
+                        format!("expected an integer, got {}", kind_of(v)),
+                    );
+                }
+            }
+        }
+        Some(v) => bad(
+            "labels",
+            "labels".into(),
+            format!(
+                "expected an object of label name to integer, got {}",
+                kind_of(v)
+            ),
+        ),
+    }
+}
+
+/// The excerpt of `text` around the first occurrence of `needle` (its start when absent).
+fn snippet_at(text: &str, needle: &str) -> String {
+    let t = text.trim();
+    let at = if needle.is_empty() {
+        None
+    } else {
+        t.find(needle)
+    };
+    match at {
+        // From a little before the key (on a character boundary), or from the start when
+        // the key is near it.
+        Some(i) if i > 40 => {
+            let start = t[..i].char_indices().rev().nth(19).map_or(0, |(j, _)| j);
+            format!("…{}", snippet(&t[start..]))
+        }
+        Some(_) => snippet(t),
+        None => snippet(t),
+    }
+}
+
 fn snippet(text: &str) -> String {
     let t = text.trim();
     match t.char_indices().nth(120) {
