@@ -80,6 +80,7 @@ fn calls(c: &mut Criterion) {
     let short = guest("short");
     for kib in [0usize, 256, 1024, 4096] {
         let host = Host::new(HostOptions {
+            read_caches: Vec::new(),
             memory_keep_resident: Some(kib << 10),
             ..HostOptions::default()
         })
@@ -125,6 +126,7 @@ fn loads(c: &mut Criterion) {
     let cached = Host::new(HostOptions {
         cache_dir: Some(dir.path().join("cache")),
         concurrency: None,
+        read_caches: Vec::new(),
         memory_keep_resident: None,
     })
     .unwrap();

@@ -296,7 +296,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     let host = Host::new(HostOptions {
-        cache_dir: cli.cache_dir.or_else(default_cache_dir),
+        cache_dir: cli.cache_dir.or_else(tidings::formatter::default_cache_dir),
+        read_caches: Vec::new(),
         concurrency: None,
         memory_keep_resident: None,
     })?;
@@ -339,19 +340,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Replay { .. }
         | Command::Config { .. } => unreachable!("handled before"),
     }
-}
-
-/// `$TIDINGS_CACHE_DIR`, else `$XDG_CACHE_HOME/tidings/modules`, else
-/// `~/.cache/tidings/modules`; none (compile every time) without a home: never a shared
-/// temporary directory, since the cache holds native code.
-fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("TIDINGS_CACHE_DIR") {
-        return Some(d.into());
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("tidings").join("modules"))
 }
 
 fn render(host: &Host, args: RenderArgs) -> Result<ExitCode> {
@@ -493,6 +481,9 @@ fn check(path: &Path) -> Result<ExitCode> {
     let base = path.parent().unwrap_or(Path::new("."));
     let host = &Host::new(HostOptions {
         cache_dir: Some(daemon::data_dir(&config, base).join("modules")),
+        read_caches: tidings::formatter::default_cache_dir()
+            .into_iter()
+            .collect(),
         concurrency: None,
         memory_keep_resident: None,
     })?;

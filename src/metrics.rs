@@ -49,6 +49,12 @@ struct FormatterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoadLabels {
+    formatter: String,
+    origin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShedLabels {
     reason: String,
 }
@@ -70,6 +76,7 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     calls: Family<CallLabels, Counter>,
     latency: Family<FormatterLabels, Histogram, fn() -> Histogram>,
+    loads: Family<LoadLabels, Counter>,
     outbox: Family<StateLabels, Gauge>,
     unreadable_now: Gauge,
     unreadable_seen: Counter,
@@ -112,6 +119,12 @@ impl Default for Metrics {
             "tidings_formatter_call_seconds",
             "Formatter call duration",
             latency.clone(),
+        );
+        let loads = Family::<LoadLabels, Counter>::default();
+        registry.register(
+            "tidings_formatter_loads",
+            "Formatter modules loaded (at start and reload), by origin: cached (a compiled artifact, from this daemon's cache or the user's) or compiled",
+            loads.clone(),
         );
         let outbox = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -161,6 +174,7 @@ impl Default for Metrics {
             deliveries,
             calls,
             latency,
+            loads,
             outbox,
         }
     }
@@ -205,6 +219,25 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    /// Counts the loads of `formatters` (at start or reload) by where their code came from.
+    pub fn formatters_loaded(
+        &self,
+        formatters: &std::collections::HashMap<String, std::sync::Arc<crate::formatter::Formatter>>,
+    ) {
+        for (name, f) in formatters {
+            let origin = match f.origin() {
+                crate::formatter::Origin::Cached => "cached",
+                crate::formatter::Origin::Compiled => "compiled",
+            };
+            self.loads
+                .get_or_create(&LoadLabels {
+                    formatter: name.clone(),
+                    origin: origin.into(),
+                })
+                .inc();
+        }
     }
 
     /// Records one formatter call's duration.

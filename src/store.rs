@@ -245,6 +245,8 @@ pub struct Summary {
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
+    /// Whether the built-in message was sent because the formatter failed (DEGRADED).
+    pub degraded: bool,
 }
 
 /// Buildbot's RETRY result code.
@@ -983,7 +985,8 @@ impl Store {
     pub fn list(&self, state: Option<State>, limit: usize) -> Result<Vec<Summary>, StoreError> {
         let conn = self.conn();
         let mut q = conn.prepare_cached(
-            "SELECT id, reporter, destination, state, attempts, next_attempt_at, last_error
+            "SELECT id, reporter, destination, state, attempts, next_attempt_at, last_error,
+                    instr(explanation, 'DEGRADED:') > 0
              FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = q.query_map(params![state.map(State::as_str), limit as i64], |r| {
@@ -995,6 +998,7 @@ impl Store {
                 attempts: r.get(4)?,
                 next_attempt_at: r.get(5)?,
                 last_error: r.get(6)?,
+                degraded: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

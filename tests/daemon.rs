@@ -303,6 +303,17 @@ fn a_failing_formatter_degrades_or_skips_as_configured() {
         metrics.contains("tidings_formatter_calls_total{formatter=\"broken\",result=\"Trap\"} 2"),
         "{metrics}"
     );
+    // `outbox list` marks it too.
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["outbox", "list", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("/degraded  DEGRADED (the formatter failed: outbox show)"),
+        "{list}"
+    );
 }
 
 #[test]

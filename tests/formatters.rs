@@ -170,6 +170,7 @@ fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
         Host::new(HostOptions {
             cache_dir: Some(dir.clone()),
             concurrency: None,
+            read_caches: Vec::new(),
             memory_keep_resident: None,
         })
         .unwrap()
@@ -463,6 +464,79 @@ fn check_config(dir: &std::path::Path, name: &str, toml: &str) -> std::process::
         .arg(&path)
         .output()
         .unwrap()
+}
+
+#[test]
+fn a_module_compiled_by_render_or_check_is_not_compiled_again_by_serve() {
+    use support::daemon::{Daemon, client};
+    let dir = tempfile::tempdir().unwrap();
+    let user_cache = dir.path().join("user-cache");
+    std::fs::copy(support::guest("short"), dir.path().join("short.wasm")).unwrap();
+    let sample = support::repo().join("tests/data/buildbot/failure-full.json");
+    // `render` compiles into the user's cache.
+    let out = tidings()
+        .env("TIDINGS_CACHE_DIR", &user_cache)
+        .arg("render")
+        .arg("--formatter")
+        .arg(dir.path().join("short.wasm"))
+        .arg("--input")
+        .arg(&sample)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = support::daemon::config(
+        dir.path(),
+        "[[formatter]]\nname = \"short\"\nmodule = \"short.wasm\"\n",
+    );
+    let loads = |daemon: &Daemon| {
+        let m = client::get(&format!("{}/metrics", daemon.addr));
+        m.lines()
+            .filter(|l| l.starts_with("tidings_formatter_loads_total{"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let log = "warn,tidings::daemon=info,tidings::formatter=debug";
+    {
+        let daemon = Daemon::start_with(&config, log, &[("TIDINGS_CACHE_DIR", &user_cache)]);
+        assert_eq!(
+            loads(&daemon),
+            ["tidings_formatter_loads_total{formatter=\"short\",origin=\"cached\"} 1"]
+        );
+        let text = daemon.log.contents();
+        assert!(
+            text.contains("compiled module taken from another tidings cache"),
+            "{text}"
+        );
+    }
+    // `check` compiles into the daemon's own cache (<data_dir>/modules): with another, empty
+    // user cache, serve still compiles nothing.
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    let other = dir.path().join("other-cache");
+    let out = tidings()
+        .env("TIDINGS_CACHE_DIR", &other)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let daemon = Daemon::start_with(&config, log, &[("TIDINGS_CACHE_DIR", &other)]);
+    assert_eq!(
+        loads(&daemon),
+        ["tidings_formatter_loads_total{formatter=\"short\",origin=\"cached\"} 1"]
+    );
+    assert!(
+        daemon.log.contents().contains("origin=Cached"),
+        "{}",
+        daemon.log.contents()
+    );
 }
 
 #[test]

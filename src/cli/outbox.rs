@@ -80,7 +80,7 @@ pub fn outbox(config: Option<PathBuf>, action: OutboxAction) -> Result<ExitCode>
             }
             for d in store.list(state, limit)? {
                 println!(
-                    "{:>6}  {:<9}  {:<16}  attempts {:<2}  next {:<10}  {}{}",
+                    "{:>6}  {:<9}  {:<16}  attempts {:<2}  next {:<10}  {}{}{}",
                     d.id,
                     d.state.as_str(),
                     d.reporter,
@@ -91,6 +91,11 @@ pub fn outbox(config: Option<PathBuf>, action: OutboxAction) -> Result<ExitCode>
                         "-".into()
                     },
                     d.destination,
+                    if d.degraded {
+                        "  DEGRADED (the formatter failed: outbox show)"
+                    } else {
+                        ""
+                    },
                     d.last_error
                         .map(|e| format!("  last error: {e}"))
                         .unwrap_or_default()

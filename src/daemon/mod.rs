@@ -190,6 +190,7 @@ pub fn planner(
     }
     let host = Host::new(HostOptions {
         cache_dir: Some(data_dir(config, base).join("modules")),
+        read_caches: crate::formatter::default_cache_dir().into_iter().collect(),
         concurrency: None,
         memory_keep_resident: None,
     })?;
@@ -372,6 +373,7 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
     }
     let host = Host::new(HostOptions {
         cache_dir: Some(data_dir.join("modules")),
+        read_caches: crate::formatter::default_cache_dir().into_iter().collect(),
         concurrency: None,
         memory_keep_resident: None,
     })?;
@@ -381,6 +383,7 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
     let reporters = build_reporters(&config, &base, Some(&prepared), Some(&store))?;
 
     let metrics = Arc::new(Metrics::default());
+    metrics.formatters_loaded(&formatters);
     let (poke, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
     let committer = {
         let poke = poke.clone();
@@ -505,6 +508,7 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
                 let parked = loaded.and_then(|l| Ok((l, Parked::spawn(&shared)?)));
                 match parked {
                     Ok(((config, formatters, reporters, prepared), parked)) => {
+                        metrics.formatters_loaded(&formatters);
                         pipeline.stop(&poke).await;
                         let mut s = std::mem::take(&mut *services.lock().unwrap_or_else(|e| e.into_inner()));
                         s.commit(prepared, &service_context).await;

@@ -33,26 +33,38 @@ pub enum Origin {
     Cached,
 }
 
-/// A directory of precompiled artifacts written by this host.
+/// A directory of precompiled artifacts written by this host, and other such directories it
+/// may read from (never write): the daemon reads the user's cache, where `tidings render`,
+/// `test` and `check` compiled, so a module is compiled once per machine and user.
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
+    also: Vec<PathBuf>,
     engine_key: String,
 }
 
 impl ArtifactCache {
-    /// A cache in `dir` (created on first write) for artifacts of `engine`.
-    pub fn new(dir: PathBuf, engine: &Engine) -> ArtifactCache {
+    /// A cache in `dir` (created on first write) for artifacts of `engine`, also reading
+    /// artifacts from `also` (an artifact found there is copied into `dir`).
+    pub fn new(dir: PathBuf, also: Vec<PathBuf>, engine: &Engine) -> ArtifactCache {
         let mut h = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_key = hex::encode(&h.0.finalize()[..8]);
-        ArtifactCache { dir, engine_key }
+        let also = also.into_iter().filter(|d| *d != dir).collect();
+        ArtifactCache {
+            dir,
+            also,
+            engine_key,
+        }
+    }
+
+    fn file_name(&self, module_sha256: &str) -> String {
+        format!("{module_sha256}-{}.cwasm", self.engine_key)
     }
 
     /// The artifact file for a module with this SHA-256 (hex).
     pub fn path_for(&self, module_sha256: &str) -> PathBuf {
-        self.dir
-            .join(format!("{module_sha256}-{}.cwasm", self.engine_key))
+        self.dir.join(self.file_name(module_sha256))
     }
 
     /// The compiled module for `wasm`: from a valid artifact if there is one, else compiled and
@@ -64,14 +76,17 @@ impl ArtifactCache {
         wasm: &[u8],
         module_sha256: &str,
     ) -> wasmtime::Result<(Module, Origin)> {
-        let path = self.path_for(module_sha256);
-        if let Some(module) = self.read(engine, &path) {
+        // SAFETY: `cached` passes only whole artifacts this host wrote (magic and checksum) from
+        // a directory private to this user, of the module kind, named with this engine's
+        // compatibility hash; wasmtime additionally checks the version and settings recorded
+        // inside and refuses a mismatch.
+        if let Some(module) = self.cached(module_sha256, Precompiled::Module, |a| unsafe {
+            Module::deserialize(engine, a)
+        }) {
             return Ok((module, Origin::Cached));
         }
         let artifact = engine.precompile_module(wasm)?;
-        if let Err(e) = self.write(&path, &artifact) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-module cache");
-        }
+        self.store(module_sha256, &artifact);
         // SAFETY: `artifact` was produced by `precompile_module` on this very engine a moment ago.
         let module = unsafe { Module::deserialize(engine, &artifact)? };
         Ok((module, Origin::Compiled))
@@ -84,91 +99,59 @@ impl ArtifactCache {
         wasm: &[u8],
         sha256: &str,
     ) -> wasmtime::Result<(Component, Origin)> {
-        let path = self.path_for(sha256);
-        if let Some(artifact) = self.read_checked(&path, Precompiled::Component) {
-            // SAFETY: as for modules: our own artifact, checksummed, in a private directory.
-            match unsafe { Component::deserialize(engine, &artifact) } {
-                Ok(c) => return Ok((c, Origin::Cached)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "discarding an unusable compiled-component artifact; recompiling");
-                    let _ = fs::remove_file(&path);
-                }
-            }
+        // SAFETY: as for modules: our own artifact, checksummed, in a private directory.
+        if let Some(component) = self.cached(sha256, Precompiled::Component, |a| unsafe {
+            Component::deserialize(engine, a)
+        }) {
+            return Ok((component, Origin::Cached));
         }
         let artifact = engine.precompile_component(wasm)?;
-        if let Err(e) = self.write(&path, &artifact) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-module cache");
-        }
+        self.store(sha256, &artifact);
         // SAFETY: produced by this engine a moment ago.
         let component = unsafe { Component::deserialize(engine, &artifact)? };
         Ok((component, Origin::Compiled))
     }
 
-    /// The artifact at `path` when it is whole (magic, checksum) and of `kind`; a damaged one
-    /// is removed.
-    fn read_checked(&self, path: &Path, kind: Precompiled) -> Option<Vec<u8>> {
-        if !self.is_private() {
-            return None;
-        }
-        let bytes = fs::read(path).ok()?;
-        let artifact = bytes
-            .strip_prefix(MAGIC)
-            .filter(|rest| rest.len() > 32)
-            .map(|rest| rest.split_at(32))
-            .filter(|(sum, artifact)| Sha256::digest(artifact).as_slice() == *sum)
-            .map(|(_, artifact)| artifact)
-            .filter(|artifact| Engine::detect_precompiled(artifact) == Some(kind));
-        match artifact {
-            Some(a) => Some(a.to_vec()),
-            None => {
-                tracing::warn!(path = %path.display(), "discarding a damaged compiled artifact; recompiling");
-                let _ = fs::remove_file(path);
-                None
-            }
+    fn store(&self, sha256: &str, artifact: &[u8]) {
+        let path = self.path_for(sha256);
+        if let Err(e) = self.write(&path, artifact) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-module cache");
         }
     }
 
-    fn read(&self, engine: &Engine, path: &Path) -> Option<Module> {
-        if !self.is_private() {
-            return None;
-        }
-        let bytes = fs::read(path).ok()?;
-        let checked = bytes
-            .strip_prefix(MAGIC)
-            .filter(|rest| rest.len() > 32)
-            .map(|rest| rest.split_at(32))
-            .filter(|(sum, artifact)| Sha256::digest(artifact).as_slice() == *sum)
-            .map(|(_, artifact)| artifact)
-            .filter(|artifact| Engine::detect_precompiled(artifact) == Some(Precompiled::Module));
-        let Some(artifact) = checked else {
-            tracing::warn!(path = %path.display(), "discarding a damaged compiled-module artifact; recompiling");
-            let _ = fs::remove_file(path);
-            return None;
-        };
-        // SAFETY: the artifact carries our magic and its own SHA-256, so it is a file this host
-        // wrote with `precompile_module` (the cache directory is private to this user), and
-        // its name carries the engine's compatibility hash. wasmtime additionally checks the
-        // version and settings recorded inside and refuses a mismatch.
-        match unsafe { Module::deserialize(engine, artifact) } {
-            Ok(m) => Some(m),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "discarding an unusable compiled-module artifact; recompiling");
-                let _ = fs::remove_file(path);
-                None
+    /// The artifact of the module with `sha256`, deserialized by `de`, from this cache or else
+    /// from one it also reads (then copied here). A damaged or unusable artifact of this cache
+    /// is removed; one of another cache is only passed over.
+    fn cached<T>(
+        &self,
+        sha256: &str,
+        kind: Precompiled,
+        de: impl Fn(&[u8]) -> wasmtime::Result<T>,
+    ) -> Option<T> {
+        let name = self.file_name(sha256);
+        for (i, dir) in std::iter::once(&self.dir).chain(&self.also).enumerate() {
+            let own = i == 0;
+            let path = dir.join(&name);
+            let Some(artifact) = read_checked(dir, &path, kind, own) else {
+                continue;
+            };
+            match de(&artifact) {
+                Ok(v) => {
+                    if !own {
+                        tracing::debug!(from = %dir.display(), "compiled module taken from another tidings cache");
+                        self.store(sha256, &artifact);
+                    }
+                    return Some(v);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "passing over an unusable compiled artifact; recompiling");
+                    if own {
+                        let _ = fs::remove_file(&path);
+                    }
+                }
             }
         }
-    }
-
-    /// Whether the directory may be read from: private, or not there yet (it is then created
-    /// private on the first write). A refusal is logged.
-    fn is_private(&self) -> bool {
-        match private_dir_problem(&self.dir) {
-            None => true,
-            Some(why) => {
-                tracing::warn!(dir = %self.dir.display(), "not using the compiled-module cache: {why}; modules are compiled instead");
-                false
-            }
-        }
+        None
     }
 
     fn write(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
@@ -188,6 +171,38 @@ impl ArtifactCache {
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)
+    }
+}
+
+/// The artifact at `path` in cache directory `dir` when the directory is private to this user
+/// and the file is whole (magic, checksum) and of `kind`. A damaged file of our own cache
+/// (`own`) is removed.
+fn read_checked(dir: &Path, path: &Path, kind: Precompiled, own: bool) -> Option<Vec<u8>> {
+    if let Some(why) = private_dir_problem(dir) {
+        if own {
+            tracing::warn!(dir = %dir.display(), "not using the compiled-module cache: {why}; modules are compiled instead");
+        } else {
+            tracing::debug!(dir = %dir.display(), "not reading another compiled-module cache: {why}");
+        }
+        return None;
+    }
+    let bytes = fs::read(path).ok()?;
+    let artifact = bytes
+        .strip_prefix(MAGIC)
+        .filter(|rest| rest.len() > 32)
+        .map(|rest| rest.split_at(32))
+        .filter(|(sum, artifact)| Sha256::digest(artifact).as_slice() == *sum)
+        .map(|(_, artifact)| artifact)
+        .filter(|artifact| Engine::detect_precompiled(artifact) == Some(kind));
+    match artifact {
+        Some(a) => Some(a.to_vec()),
+        None => {
+            tracing::warn!(path = %path.display(), "passing over a damaged compiled artifact; recompiling");
+            if own {
+                let _ = fs::remove_file(path);
+            }
+            None
+        }
     }
 }
 

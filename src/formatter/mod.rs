@@ -40,12 +40,29 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, Module};
 pub struct HostOptions {
     /// Where compiled artifacts are cached; `None` compiles every load.
     pub cache_dir: Option<PathBuf>,
+    /// Other caches to take artifacts from, never written (the daemon reads the user's cache,
+    /// where `tidings render`, `test` and `check` compiled). Only with `cache_dir`.
+    pub read_caches: Vec<PathBuf>,
     /// How many calls may run at once; `None` means one per core.
     pub concurrency: Option<usize>,
     /// Bytes of each pooled linear memory kept mapped between calls and zeroed with `memset`,
     /// instead of returned to the kernel; `None` means [`DEFAULT_KEEP_RESIDENT`]. Keeping the
     /// pages a formatter touches saves the page faults a fresh instance takes (Linux only).
     pub memory_keep_resident: Option<usize>,
+}
+
+/// The user's cache of compiled modules, which `tidings render` and `tidings test` use and the
+/// daemon also reads: `$TIDINGS_CACHE_DIR`, else `$XDG_CACHE_HOME/tidings/modules`, else
+/// `~/.cache/tidings/modules`; none without a home (never a shared temporary directory, since
+/// the cache holds native code).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("TIDINGS_CACHE_DIR") {
+        return Some(d.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("tidings").join("modules"))
 }
 
 /// The process's formatter engine. Create one and share it (it is cheap to clone).
@@ -112,7 +129,7 @@ impl Host {
         let component_linker = sandbox::component_linker(&engine).map_err(host_err)?;
         let cache = options
             .cache_dir
-            .map(|dir| ArtifactCache::new(dir, &engine));
+            .map(|dir| ArtifactCache::new(dir, options.read_caches, &engine));
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {

@@ -204,15 +204,26 @@ impl Daemon {
             config,
             shell,
             Some("warn,tidings::outbox=error,tidings::daemon=info"),
+            &[],
         )
+    }
+
+    /// As [`Daemon::start`], with `TIDINGS_LOG=log` and more environment.
+    pub fn start_with(config: &Path, log: &str, env: &[(&str, &Path)]) -> Daemon {
+        Daemon::spawn(config, None, Some(log), env)
     }
 
     /// As [`Daemon::start`], logging as an operator's daemon does: `TIDINGS_LOG` unset.
     pub fn start_with_default_log(config: &Path) -> Daemon {
-        Daemon::spawn(config, None, None)
+        Daemon::spawn(config, None, None, &[])
     }
 
-    fn spawn(config: &Path, shell: Option<&str>, log: Option<&str>) -> Daemon {
+    fn spawn(
+        config: &Path,
+        shell: Option<&str>,
+        log: Option<&str>,
+        env: &[(&str, &Path)],
+    ) -> Daemon {
         let mut cmd = match shell {
             None => Command::new(env!("CARGO_BIN_EXE_tidings")),
             Some(shell) => {
@@ -224,6 +235,9 @@ impl Daemon {
             }
         };
         cmd.args(["serve", "--config"]).arg(config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         match log {
             Some(filter) => cmd.env("TIDINGS_LOG", filter),
             None => cmd.env_remove("TIDINGS_LOG"),
