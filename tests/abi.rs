@@ -467,3 +467,19 @@ fn a_bad_result_names_every_wrong_field_by_its_path() {
     assert!(parse_output(Hook::ReviewCb, br#"{"labels": {"Verified": -1}}"#).is_ok());
     assert!(parse_output(Hook::StartCb, b"null").is_ok());
 }
+
+#[test]
+fn the_reference_page_says_what_the_schemas_say() {
+    // guest-sdk/REFERENCE.md is generated from the schemas; a schema changed without running
+    // the script (or a page edited by hand) fails here.
+    let out = std::process::Command::new("python3")
+        .arg(support::repo().join("scripts/reference.py"))
+        .arg("--check")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
