@@ -5,6 +5,8 @@
 #   guest-sdk/build.sh rust|c|zig|go|assemblyscript|javascript|python
 #                                   -> <target>/guests/short-<lang>.wasm
 #   guest-sdk/build.sh all          -> every language this script knows
+#   guest-sdk/build.sh python|javascript APP
+#                                   -> <target>/guests/<app>-<lang>.wasm: your app, with the SDK
 #
 # <target> is $CARGO_TARGET_DIR, else ./target. C, Zig and Go also test their SDK: C builds
 # <target>/guests/tidings-h-test.wasm (run it with `tidings run`), Zig runs `zig test`, Go
@@ -121,32 +123,43 @@ npm_install() {
 }
 
 build_javascript() {
-  # componentize-qjs (QuickJS) from npm, pinned, into the target directory.
+  # componentize-qjs (QuickJS) from npm, pinned, into the target directory. An argument builds
+  # that app (an ES module beside which tidings.js is put) instead of short:
+  # <target>/guests/<name>-javascript.wasm.
   if ! command -v npm >/dev/null; then
     echo "JavaScript needs node and npm (Debian: apt-get install nodejs npm)" >&2
     return 1
   fi
-  local tools="$TOOLS/js-tools"
+  local app="${1:-$ROOT/formatters/short-javascript/short.js}"
+  local name tools="$TOOLS/js-tools"
+  name=$(basename "$app" .js)
   locked js-tools npm_install "$tools" componentize-qjs componentize-qjs@0.4.5
-  local wit build="$TARGET/js-build/short"
+  local wit build="$TARGET/js-build/$name"
   wit=$(wit_dir)
   mkdir -p "$build"
-  cp "$ROOT/formatters/short-javascript/short.js" "$ROOT/guest-sdk/javascript/tidings.js" "$build/"
-  "$tools/node_modules/.bin/componentize-qjs" --sync --wit "$wit" --js "$build/short.js" \
-    -o "$OUT/short-javascript.wasm" >&2
-  echo "$OUT/short-javascript.wasm"
+  cp "$app" "$ROOT/guest-sdk/javascript/tidings.js" "$build/"
+  "$tools/node_modules/.bin/componentize-qjs" --sync --wit "$wit" --js "$build/$name.js" \
+    -o "$OUT/$name-javascript.wasm" >&2
+  echo "$OUT/$name-javascript.wasm"
 }
 
 build_python() {
-  # componentize-py from PyPI, in a venv (scripts/python-venv).
-  local venv wit build="$TARGET/py-build/short"
+  # componentize-py from PyPI, in a venv (scripts/python-venv). An argument builds that app (a
+  # module beside which tidings.py is put) instead of short: <target>/guests/<name>-python.wasm
+  # (short's is short-python.wasm).
+  local app="${1:-$ROOT/formatters/short-python/app.py}"
+  local name out venv wit
+  name=$(basename "$app" .py)
+  out="$name-python"
+  [[ $app == "$ROOT/formatters/short-python/app.py" ]] && out=short-python
+  local build="$TARGET/py-build/$out"
   venv=$("$ROOT/scripts/python-venv" componentize-py-0.25.1 componentize-py==0.25.1)
   wit=$(wit_dir)
   mkdir -p "$build"
-  cp "$ROOT/formatters/short-python/app.py" "$ROOT/guest-sdk/python/tidings.py" "$build/"
-  (cd "$build" && "$venv/bin/componentize-py" -d "$wit" -w formatter componentize app \
-    -o "$OUT/short-python.wasm" >&2)
-  echo "$OUT/short-python.wasm"
+  cp "$app" "$ROOT/guest-sdk/python/tidings.py" "$build/"
+  (cd "$build" && "$venv/bin/componentize-py" -d "$wit" -w formatter componentize "$name" \
+    -o "$OUT/$out.wasm" >&2)
+  echo "$OUT/$out.wasm"
 }
 
 build_assemblyscript() {
@@ -189,8 +202,8 @@ case "${1:-}" in
   rust) build_rust ;;
   c) build_c ;;
   go) build_go ;;
-  javascript) build_javascript ;;
-  python) build_python ;;
+  javascript) build_javascript "${2:-}" ;;
+  python) build_python "${2:-}" ;;
   assemblyscript) build_assemblyscript ;;
   zig) build_zig ;;
   all)

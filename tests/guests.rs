@@ -173,3 +173,66 @@ fn check_compiles_components_into_the_daemons_cache() {
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
 }
+
+/// Builds `tests/guests/<lang>/<app>` with the language's SDK (`guest-sdk/build.sh LANG APP`).
+fn build_app(lang: &str, app: &str) -> PathBuf {
+    let out = Command::new(support::repo().join("guest-sdk/build.sh"))
+        .arg(lang)
+        .arg(support::repo().join("tests/guests").join(lang).join(app))
+        .env("CARGO_TARGET_DIR", support::target_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "guest-sdk/build.sh {lang} {app}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// `tidings render` of `wasm` on the failing sample: its stderr (the error).
+fn render_error(wasm: &std::path::Path) -> String {
+    let sample = support::repo().join("tests/data/buildbot/failure-full.json");
+    let out = tidings(&[
+        "render".as_ref(),
+        "--formatter".as_ref(),
+        wasm.as_os_str(),
+        "--input".as_ref(),
+        sample.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_python_exception_arrives_with_its_file_and_line() {
+    let err = render_error(&build_app("python", "raises.py"));
+    // An exit with the traceback, not a trap; the last frame said in the last line.
+    assert!(
+        err.contains("error: Exit: exit status 1; stderr: Traceback"),
+        "{err}"
+    );
+    assert!(err.contains("line 12, in format"), "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("KeyError: 'buildUrl' (raises.py, line 8, in link)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("tidings.py"),
+        "the SDK's own frames are left out: {err}"
+    );
+}
+
+#[test]
+fn a_javascript_exception_arrives_with_its_file_and_line() {
+    let err = render_error(&build_app("javascript", "raises.js"));
+    assert!(err.contains("error: Exit: exit status 1; stderr:"), "{err}");
+    assert!(!err.contains("panicked"), "no runtime panic: {err}");
+    assert!(err.contains("at link ("), "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("TypeError: cannot read property 'href' of undefined (raises.js:6:10)"),
+        "{err}"
+    );
+}

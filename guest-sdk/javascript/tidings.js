@@ -7,11 +7,13 @@
 //   import { messageFormatter, plain, titleCase } from "./tidings.js";
 //   export const run = messageFormatter((req) => plain("STATUS: " + titleCase(req.results_text)));
 //
-// Return null to send nothing; throw to fail the call (the message goes to stderr, which
-// tidings logs under the formatter's name).
+// Return null to send nothing; throw to fail the call: the stack and the error go to stderr
+// (tidings logs them under the formatter's name; the error ends with the file, line and column
+// where it was thrown, which the call's error shows), and the exit status is 1.
 import { getStdin } from "wasi:cli/stdin@0.2.12";
 import { getStdout } from "wasi:cli/stdout@0.2.12";
 import { getStderr } from "wasi:cli/stderr@0.2.12";
+import { exit } from "wasi:cli/exit@0.2.12";
 
 /** UTF-8 bytes to a string. */
 export function decodeUtf8(bytes) {
@@ -91,23 +93,43 @@ export function titleCase(s) {
   return String(s).replace(/[A-Za-z]+/g, (w) => w[0].toUpperCase() + w.slice(1).toLowerCase());
 }
 
+/**
+ * An exception as the call's error says it: the stack (without this module's frames), then
+ * `TypeError: … (app.js:12:20)`, the innermost frame last so it is in the error's tail.
+ */
+export function describeError(e) {
+  const name = e && e.name ? e.name : "Error";
+  const message = e && e.message !== undefined ? e.message : String(e);
+  const frames = String((e && e.stack) || "")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("at ") && !l.includes("tidings.js"));
+  // The innermost frame's file (without its directory), line and column.
+  const at = frames.length ? frames[0].match(/([^ ()/]+:\d+(:\d+)?)\)?$/) : null;
+  const where = at ? ` (${at[1]})` : "";
+  const stack = frames.map((l) => `    ${l}\n`).join("");
+  return `${stack}${name}: ${message}${where}\n`;
+}
+
 /** The wasi:cli/run export for a messageFormatter function: export const run = messageFormatter(f). */
 export function messageFormatter(f) {
   return {
     run() {
-      const request = JSON.parse(readStdin());
-      if (request.abi !== 1 || request.hook !== "messageFormatter") {
-        writeStderr(`this formatter serves messageFormatter (ABI 1), not ${request.hook}\n`);
-        throw new Error("unsupported hook");
-      }
-      let message;
+      let out;
       try {
-        message = f(request);
+        const request = JSON.parse(readStdin());
+        if (request.abi !== 1 || request.hook !== "messageFormatter") {
+          throw new Error(`this formatter serves messageFormatter (ABI 1), not ${request.hook}`);
+        }
+        const message = f(request);
+        out = JSON.stringify(message === undefined ? null : message) + "\n";
       } catch (e) {
-        writeStderr(`${e && e.message ? e.message : e}\n`);
-        throw e;
+        // Said on stderr, then exit status 1: the call fails with this error, not a trap.
+        writeStderr(describeError(e));
+        exit({ tag: "err", val: undefined });
+        return;
       }
-      writeStdout(JSON.stringify(message === undefined ? null : message) + "\n");
+      writeStdout(out);
     },
   };
 }

@@ -14,11 +14,13 @@ calls your function and writes its result::
             tidings.message_formatter(
                 lambda req: tidings.plain("STATUS: " + req["results_text"].title()))
 
-Return None to send nothing; raise to fail the call (the message goes to stderr, which tidings
-logs under the formatter's name, and the exit status is 1).
+Return None to send nothing; raise to fail the call: the traceback goes to stderr (tidings logs
+it under the formatter's name, and its end, with the last frame's file and line, is in the
+call's error), and the exit status is 1.
 """
 import json
 import sys
+import traceback
 from typing import Any, Callable, Optional
 
 Request = dict
@@ -57,8 +59,21 @@ def message_formatter(f: Callable[[Request], Optional[Message]]) -> None:
                 f"this formatter serves messageFormatter (ABI 1), not {request.get('hook')!r}")
         message = f(request)
     except Exception as e:  # any failure of the formatter is the call's failure
-        sys.stderr.write(f"{type(e).__name__}: {e}\n")
-        sys.stderr.flush()
+        _report(e)
         sys.exit(1)
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
+
+
+def _report(e: BaseException) -> None:
+    """Writes `e`'s traceback on stderr, without this module's own frames, ending with the
+    exception and where it was raised: `KeyError: 'buildUrl' (app.py, line 12, in format)`."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if not f.filename.endswith("tidings.py")] or traceback.extract_tb(e.__traceback__)
+    out = ["Traceback (most recent call last):\n"] + traceback.format_list(frames)
+    last = "".join(traceback.format_exception_only(type(e), e)).strip()
+    if frames:
+        f = frames[-1]
+        last += f" ({f.filename.rsplit('/', 1)[-1]}, line {f.lineno}, in {f.name})"
+    sys.stderr.write("".join(out) + last + "\n")
+    sys.stderr.flush()
