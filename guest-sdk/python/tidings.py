@@ -54,14 +54,20 @@ def message_formatter(f: Callable[[Request], Optional[Message]]) -> None:
     """Runs `f` as the messageFormatter hook: reads the request, writes f's result."""
     try:
         request = json.loads(sys.stdin.read())
-        if request.get("abi") != 1 or request.get("hook") != "messageFormatter":
-            raise ValueError(
-                f"this formatter serves messageFormatter (ABI 1), not {request.get('hook')!r}")
-        message = f(request)
+    except Exception as e:
+        sys.stderr.write(f"the request on stdin is not JSON: {e}\n")
+        sys.exit(1)
+    if request.get("abi") != 1 or request.get("hook") != "messageFormatter":
+        # The config calls this formatter for a hook it does not serve: one sentence.
+        sys.stderr.write(
+            f"this formatter serves messageFormatter (ABI 1), not {request.get('hook')!r}\n")
+        sys.exit(1)
+    try:
+        out = json.dumps(f(request))
     except Exception as e:  # any failure of the formatter is the call's failure
         _report(e)
         sys.exit(1)
-    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.write(out + "\n")
     sys.stdout.flush()
 
 
