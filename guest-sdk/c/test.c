@@ -45,6 +45,24 @@ int main(void) {
     CHECK(tidings_json_is_null(tidings_json_find(doc, "none")));
     CHECK(tidings_json_is_null(tidings_json_find(doc, "missing")));
     CHECK(tidings_json_is_true(tidings_json_find(doc, "yes")));
+    /* A value found is a document of its own: relative paths from it. */
+    const char *build = tidings_json_find(doc, "build");
+    CHECK(tidings_json_int(tidings_json_find(build, "number"), &n) && n == 12);
+    /* Arrays, walked in one pass. */
+    const char *names[3] = {0};
+    int count = 0;
+    for (const char *st = tidings_json_first(tidings_json_find(build, "steps")); st && count < 3;
+         st = tidings_json_next(st))
+        names[count++] = tidings_json_find(st, "name");
+    CHECK(count == 2);
+    CHECK(str_is(names[0], "a"));
+    CHECK(str_is(names[1], "b\xc3\xa9\xf0\x9f\x98\x80"));
+    CHECK(tidings_json_first(tidings_json_find(doc, "build.steps.0.logs")) == NULL);
+    CHECK(tidings_json_first(tidings_json_find(doc, "results")) == NULL);
+    CHECK(tidings_json_first(NULL) == NULL && tidings_json_next(NULL) == NULL);
+    CHECK(strcmp(tidings_result_name(2), "failure") == 0);
+    CHECK(strcmp(tidings_result_name(6), "cancelled") == 0);
+    CHECK(strcmp(tidings_result_name(9), "unknown") == 0);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

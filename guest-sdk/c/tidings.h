@@ -10,6 +10,11 @@
  *   long long n; tidings_json_int(tidings_json_find(req, "results"), &n);
  *   return tidings_write_message("body", "plain", NULL);   // {"body":…,"type":…} on stdout
  *
+ * tidings_json_find also takes a value it returned, with a path relative to it: find a parent
+ * once (`build`, a step) and its members from there, instead of scanning the request from the
+ * start for each. Strings from tidings_json_string are malloc'd copies: free them, or not (the
+ * process ends after its one call). tidings_json_first/next walk an array.
+ *
  * The JSON reader is small on purpose: it finds a member by a dotted path of object keys
  * (`build.properties.branch`) or array indexes (`build.steps.0.name`) in the request text,
  * without building a tree, and reads strings (all escapes, \uXXXX included, as UTF-8),
@@ -145,6 +150,36 @@ static inline const char *tidings_json_find(const char *json, const char *path) 
         if (*path == '.') path++;
     }
     return p ? tidings__ws(p) : NULL;
+}
+
+/* The first element of the array `v` (a value tidings_json_find returned), or NULL when it is
+ * empty or not an array. With tidings_json_next, walks an array in one pass:
+ *
+ *   for (const char *s = tidings_json_first(tidings_json_find(req, "build.steps")); s;
+ *        s = tidings_json_next(s)) { ... tidings_json_find(s, "name") ... }
+ */
+static inline const char *tidings_json_first(const char *v) {
+    if (!v) return NULL;
+    v = tidings__ws(v);
+    if (*v != '[') return NULL;
+    v = tidings__ws(v + 1);
+    return *v == ']' ? NULL : v;
+}
+
+/* The element after the array element `e`, or NULL after the last. */
+static inline const char *tidings_json_next(const char *e) {
+    const char *p = e ? tidings__skip_value(e) : NULL;
+    if (!p || *p != ',') return NULL;
+    return tidings__ws(p + 1);
+}
+
+/* Buildbot's name of a result code (`results` of a build or a step): "success", "warnings",
+ * "failure", "skipped", "exception", "retry", "cancelled"; "unknown" for another code. (The
+ * request's `result_name` already says it for the build.) */
+static inline const char *tidings_result_name(long long code) {
+    static const char *const names[] = {"success", "warnings", "failure", "skipped",
+                                        "exception", "retry", "cancelled"};
+    return code >= 0 && code < 7 ? names[code] : "unknown";
 }
 
 static inline void tidings__utf8(char **o, unsigned long c) {
