@@ -236,3 +236,57 @@ fn a_javascript_exception_arrives_with_its_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn the_python_and_javascript_helpers_agree_with_the_rust_sdk() {
+    // What the helpers should say of the failing sample, from the Rust SDK's own types.
+    let text =
+        std::fs::read_to_string(support::repo().join("tests/data/buildbot/failure-full.json"))
+            .unwrap();
+    let build: tidings_guest::Build = serde_json::from_str(&text).unwrap();
+    let failed: Vec<&tidings_guest::build::Step> = build
+        .steps()
+        .iter()
+        .filter(|s| matches!(s.results, Some(2 | 4)))
+        .collect();
+    let names: Vec<String> = failed
+        .iter()
+        .map(|s| {
+            let name = tidings_guest::Results::from_code(s.results.unwrap())
+                .unwrap()
+                .name();
+            format!("{} ({name})", s.name)
+        })
+        .collect();
+    let log = &failed.last().unwrap().logs[0];
+    let lines: Vec<&str> = log
+        .content
+        .as_ref()
+        .unwrap()
+        .lines(log.log_type.as_deref() == Some("s"))
+        .collect();
+    let expected = format!(
+        "{} steps; failed: {}\n{}",
+        build.steps().len(),
+        names.join(", "),
+        lines[lines.len() - 2..].join("\n")
+    );
+    let sample = support::repo().join("tests/data/buildbot/failure-full.json");
+    for (lang, app) in [("python", "helpers.py"), ("javascript", "helpers.js")] {
+        let wasm = build_app(lang, app);
+        let out = tidings(&[
+            "render".as_ref(),
+            "--formatter".as_ref(),
+            wasm.as_os_str(),
+            "--input".as_ref(),
+            sample.as_os_str(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{lang}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["body"], expected.as_str(), "{lang}");
+    }
+}

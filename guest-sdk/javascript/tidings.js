@@ -88,6 +88,32 @@ export function plain(body, subject) { return subject === undefined ? { body, ty
 /** An HTML message. */
 export function html(body, subject) { return subject === undefined ? { body, type: "html" } : { body, type: "html", subject }; }
 
+const RESULT_NAMES = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
+
+/** Buildbot's name of a result code (a build's or a step's `results`): "failure", …; "not finished"
+ * for null. The request's `result_name` already says it for the build. */
+export function resultName(code) {
+  if (code === null || code === undefined) return "not finished";
+  return code >= 0 && code < RESULT_NAMES.length ? RESULT_NAMES[code] : `unknown result ${code}`;
+}
+
+/** The build's steps, in order (empty unless the reporter asked for steps or logs). */
+export function steps(build) { return (build && build.steps) || []; }
+
+/** The steps whose result is FAILURE (2) or EXCEPTION (4). */
+export function failedSteps(build) { return steps(build).filter((s) => s.results === 2 || s.results === 4); }
+
+/** The last `lines` lines of a log's text, when the reporter attached it (want_logs_content); ""
+ * otherwise. A stdio log's lines lose their channel letter (o, e, h), as Buildbot shows them. */
+export function logTail(log, lines = 20) {
+  let text = (log && log.content) || "";
+  if (typeof text === "object") text = text.content || "";
+  let all = text.split("\n");
+  if (all.length && all[all.length - 1] === "") all.pop();
+  if (log && log.type === "s") all = all.map((l) => ("hoe".includes(l[0] || "x") ? l.slice(1) : l));
+  return all.slice(-lines).join("\n");
+}
+
 /** Python's str.title() on ASCII words: "not finished" -> "Not Finished". */
 export function titleCase(s) {
   return String(s).replace(/[A-Za-z]+/g, (w) => w[0].toUpperCase() + w.slice(1).toLowerCase());

@@ -50,6 +50,39 @@ def prop(build: dict, name: str, default: Any = None) -> Any:
     return value[0] if value else default
 
 
+RESULT_NAMES = ("success", "warnings", "failure", "skipped", "exception", "retry", "cancelled")
+
+
+def result_name(code: Optional[int]) -> str:
+    """Buildbot's name of a result code (a build's or a step's `results`): "failure", …;
+    "not finished" for None. The request's `result_name` already says it for the build."""
+    if code is None:
+        return "not finished"
+    return RESULT_NAMES[code] if 0 <= code < len(RESULT_NAMES) else f"unknown result {code}"
+
+
+def steps(build: dict) -> list:
+    """The build's steps, in order (empty unless the reporter asked for steps or logs)."""
+    return build.get("steps") or []
+
+
+def failed_steps(build: dict) -> list:
+    """The steps whose result is FAILURE (2) or EXCEPTION (4)."""
+    return [s for s in steps(build) if s.get("results") in (2, 4)]
+
+
+def log_tail(log: dict, lines: int = 20) -> str:
+    """The last `lines` lines of a log's text, when the reporter attached it (want_logs_content);
+    "" otherwise. A stdio log's lines lose their channel letter (o, e, h), as Buildbot shows them."""
+    content = log.get("content") or ""
+    if isinstance(content, dict):
+        content = content.get("content") or ""
+    all_lines = content.splitlines()
+    if log.get("type") == "s":
+        all_lines = [line[1:] if line[:1] in ("h", "o", "e") else line for line in all_lines]
+    return "\n".join(all_lines[-lines:])
+
+
 def message_formatter(f: Callable[[Request], Optional[Message]]) -> None:
     """Runs `f` as the messageFormatter hook: reads the request, writes f's result."""
     try:
