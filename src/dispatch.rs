@@ -266,6 +266,65 @@ pub struct Dispatcher {
     pub metrics: Arc<Metrics>,
     /// Where changes and missing previous builds come from, if anywhere.
     pub history: Option<Arc<dyn History>>,
+    /// Per formatter, its run of failures: a formatter that keeps failing is short-circuited.
+    pub breakers: Breakers,
+}
+
+/// Failures in a row after which a formatter is short-circuited.
+pub const TRIP_AFTER: u32 = 5;
+/// How long a short-circuited formatter is not called (then one call tries it again).
+pub const COOL_DOWN: Duration = Duration::from_secs(30);
+
+/// The circuit breakers of a dispatcher's formatters. A formatter that failed [`TRIP_AFTER`]
+/// times in a row (a timeout, a trap, a bad result…) is not called for [`COOL_DOWN`]: its
+/// reporters get the `on_error` fallback at once, so one broken formatter cannot slow every
+/// event down by its time limit. After the cool-down one call tries it again: a success closes
+/// the breaker, a failure opens it for another cool-down.
+#[derive(Default)]
+pub struct Breakers(std::sync::Mutex<HashMap<String, Breaker>>);
+
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    last: String,
+}
+
+impl Breakers {
+    /// Why `formatter` is not to be called now, if it is short-circuited.
+    fn open(&self, formatter: &str, now: Instant) -> Option<String> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let b = map.get(formatter)?;
+        let until = b.open_until.filter(|u| *u > now)?;
+        Some(format!(
+            "formatter {formatter:?} is short-circuited after {} failures in a row (last: {}); it is tried again in {}s",
+            b.failures,
+            b.last,
+            until.saturating_duration_since(now).as_secs().max(1)
+        ))
+    }
+
+    /// Records a call's outcome; returns true when this failure opened the breaker.
+    fn record(&self, formatter: &str, failure: Option<&str>, now: Instant) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let b = map.entry(formatter.to_owned()).or_default();
+        match failure {
+            None => {
+                *b = Breaker::default();
+                false
+            }
+            Some(why) => {
+                b.failures += 1;
+                b.last = why.to_owned();
+                if b.failures >= TRIP_AFTER {
+                    b.open_until = Some(now + COOL_DOWN);
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
 }
 
 /// What a report is about, for the reporter's rendering.
@@ -1067,12 +1126,20 @@ impl Dispatcher {
             return Ok(builtin(Some(format!("formatter {name:?} is not loaded"))));
         };
         let started = Instant::now();
+        if let Some(why) = self.breakers.open(name, started) {
+            self.metrics.formatter_call(name, "short_circuited");
+            return match sel.on_error {
+                OnError::Default => Ok(builtin(Some(why))),
+                OnError::Skip => Err(format!("{why}; on_error = \"skip\": nothing sent")),
+            };
+        }
         let result = formatter.call(request);
         self.metrics.observe_call(name, started.elapsed());
         let failure = match result.map(Output::from_hook) {
             Ok(Some(output)) => match r.accepts(&output) {
                 Ok(()) => {
                     self.metrics.formatter_call(name, "ok");
+                    self.breakers.record(name, None, started);
                     return Ok(Formatted::Custom(output));
                 }
                 Err(why) => (
@@ -1082,6 +1149,7 @@ impl Dispatcher {
             },
             Ok(None) => {
                 self.metrics.formatter_call(name, "nothing");
+                self.breakers.record(name, None, started);
                 tracing::debug!(formatter = %name, reporter = %sel.name, hook = %call.hook, "the formatter chose to send nothing");
                 return Err(format!(
                     "formatter {name:?} ({}) returned null: nothing to send",
@@ -1095,6 +1163,9 @@ impl Dispatcher {
         };
         let (kind, why) = failure;
         self.metrics.formatter_call(name, kind);
+        if self.breakers.record(name, Some(kind), started) {
+            tracing::warn!(formatter = %name, "formatter {name:?} failed {TRIP_AFTER} times in a row: it is not called for {}s, its reporters' on_error applies meanwhile", COOL_DOWN.as_secs());
+        }
         match sel.on_error {
             OnError::Default => {
                 tracing::warn!(reporter = %sel.name, build = ?build, "{why}; sending the built-in message, marked degraded");

@@ -708,3 +708,72 @@ fn an_acknowledged_build_dict_with_a_schema_version_key_is_delivered() {
     let store = Store::open_shared(&dir.path().join("data")).unwrap();
     assert_eq!(store.unreadable_count().unwrap(), 0);
 }
+
+#[test]
+fn a_formatter_that_keeps_timing_out_does_not_slow_other_reporters() {
+    // Two daemons in one run: one with only a fast reporter (the baseline), one where another
+    // reporter's formatter times out on every call. After TRIP_AFTER timeouts the formatter is
+    // short-circuited (its reporter gets the built-in payload at once, marked degraded), so the
+    // fast reporter's builds arrive about as fast as in the baseline.
+    let builds = 100;
+    let run = |with_slow: bool| -> (Duration, Arc<Peer>, String) {
+        let peer = Arc::new(Peer::default());
+        let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("loop.wasm"),
+            support::wat(
+                r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#,
+            ),
+        )
+        .unwrap();
+        let mut reporters = push("fast", &format!("http://{p}/fast"), "report_new = false");
+        if with_slow {
+            reporters = format!(
+                "[[formatter]]\nname = \"loop\"\nmodule = \"loop.wasm\"\ntimeout = \"100ms\"\n\n{reporters}{}",
+                push(
+                    "slow",
+                    &format!("http://{p}/slow"),
+                    "report_new = false\nmessage_formatter = \"loop\""
+                )
+            );
+        }
+        let config = write_config(dir.path(), &reporters);
+        let daemon = Daemon::start(&config);
+        let started = std::time::Instant::now();
+        for n in 1..=builds {
+            daemon.post(&sample(n));
+        }
+        wait_until(
+            "the fast reporter's builds",
+            Duration::from_secs(120),
+            || seen_on(&peer, "/fast").len() == builds as usize,
+        );
+        let took = started.elapsed();
+        let metrics = client::get(&format!("{}/metrics", daemon.addr));
+        drop(daemon);
+        (took, peer, metrics)
+    };
+    let (baseline, _, _) = run(false);
+    let (took, peer, metrics) = run(true);
+    // Without the breaker the timeouts alone take builds × 100 ms = 10 s.
+    assert!(
+        took < baseline * 4 + Duration::from_secs(2),
+        "{took:?} with a timing-out formatter beside it, {baseline:?} without"
+    );
+    assert!(
+        metrics.contains("tidings_formatter_calls_total{formatter=\"loop\",result=\"Timeout\"} 5"),
+        "{metrics}"
+    );
+    let skipped = metrics
+        .lines()
+        .find(|l| l.contains("result=\"short_circuited\""))
+        .unwrap_or_else(|| panic!("no short-circuited calls in {metrics}"));
+    assert!(skipped.ends_with(&format!(" {}", builds - 5)), "{skipped}");
+    // The slow reporter still delivered every build: the built-in payload, degraded.
+    wait_until(
+        "the slow reporter's builds",
+        Duration::from_secs(30),
+        || seen_on(&peer, "/slow").len() == builds as usize,
+    );
+}

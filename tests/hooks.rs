@@ -148,6 +148,7 @@ fn each_event_kind_gets_the_hook_its_reporter_asks_for() {
         },
         metrics: Default::default(),
         history: None,
+        breakers: Default::default(),
     };
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 4);
     let payloads: Vec<Value> = (1..=3)
@@ -247,6 +248,7 @@ fn a_formatter_gets_what_its_reporter_wants_of_a_build() {
         master: Default::default(),
         metrics: Default::default(),
         history: None,
+        breakers: Default::default(),
     };
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 1);
     let request: Value =

@@ -219,6 +219,7 @@ pub fn planner(
         },
         metrics: Arc::new(Metrics::default()),
         history,
+        breakers: Default::default(),
     })
 }
 
@@ -302,6 +303,7 @@ impl Pipeline {
             },
             metrics: shared.metrics.clone(),
             history: shared.history.clone(),
+            breakers: Default::default(),
         };
         // The thread is parked on this channel and owns its other end: it cannot be gone.
         let _ = go.send(dispatcher);

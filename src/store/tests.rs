@@ -378,6 +378,7 @@ fn an_unreadable_event_is_kept_and_tried_again() {
         master: Default::default(),
         metrics: metrics.clone(),
         history: None,
+        breakers: Default::default(),
     };
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 1);
     let kept = store.unreadable().unwrap();
