@@ -393,7 +393,7 @@ impl Store {
                 path: dir.to_owned(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    "no tidings.db here (has `tidings serve` run with this data_dir?)",
+                    "no tidings.db here (has `tidings serve` run with this data_dir? pass the daemon's --config)",
                 ),
             });
         }

@@ -756,6 +756,9 @@ fn a_formatter_that_keeps_timing_out_does_not_slow_other_reporters() {
     };
     let (baseline, _, _) = run(false);
     let (took, peer, metrics) = run(true);
+    eprintln!(
+        "{builds} builds to the fast reporter: {baseline:?} alone, {took:?} beside a timing-out formatter"
+    );
     // Without the breaker the timeouts alone take builds × 100 ms = 10 s.
     assert!(
         took < baseline * 4 + Duration::from_secs(2),
