@@ -162,6 +162,44 @@ func (c *LogContent) Lines(prefixed bool) []string {
 	return lines
 }
 
+var resultNames = []string{"success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"}
+
+// ResultName is Buildbot's name of a result code (a build's or a step's Results): "failure", …;
+// "not finished" for nil. The request's ResultName already says it for the build.
+func ResultName(code *int64) string {
+	if code == nil {
+		return "not finished"
+	}
+	if *code >= 0 && *code < int64(len(resultNames)) {
+		return resultNames[*code]
+	}
+	return fmt.Sprintf("unknown result %d", *code)
+}
+
+// FailedSteps returns the build's steps whose result is FAILURE (2) or EXCEPTION (4).
+func (b *Build) FailedSteps() []Step {
+	var out []Step
+	for _, s := range b.Steps {
+		if s.Results != nil && (*s.Results == 2 || *s.Results == 4) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Tail returns the last n lines of a log's text, when the reporter attached it (want_logs_content),
+// a stdio log's lines without their stream prefix; nil otherwise.
+func (l *Log) Tail(n int) []string {
+	if l.Content == nil {
+		return nil
+	}
+	lines := l.Content.Lines(l.Type == "s")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
 // MessageArgs are the messageFormatter hook's arguments.
 type MessageArgs struct {
 	Mode        []string `json:"mode"`

@@ -1,6 +1,9 @@
 package tidings
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestTitleCase(t *testing.T) {
 	for in, want := range map[string]string{
@@ -51,5 +54,25 @@ func TestTemplateContextFields(t *testing.T) {
 	}
 	if old.StatusDetected != "" || old.PreviousResults != nil || old.IsBuildset {
 		t.Errorf("decoded %+v", old)
+	}
+}
+
+func TestHelpers(t *testing.T) {
+	two, nine := int64(2), int64(9)
+	if ResultName(&two) != "failure" || ResultName(nil) != "not finished" || ResultName(&nine) != "unknown result 9" {
+		t.Fatal("ResultName")
+	}
+	zero, four := int64(0), int64(4)
+	b := Build{Steps: []Step{{Name: "a", Results: &zero}, {Name: "b", Results: &two}, {Name: "c", Results: &four}, {Name: "d"}}}
+	failed := b.FailedSteps()
+	if len(failed) != 2 || failed[0].Name != "b" || failed[1].Name != "c" {
+		t.Fatalf("FailedSteps: %v", failed)
+	}
+	l := Log{Type: "s", Content: &LogContent{Content: "hheader\noone\netwo\nothree\n"}}
+	if got := strings.Join(l.Tail(2), "|"); got != "two|three" {
+		t.Fatalf("Tail: %q", got)
+	}
+	if (&Log{}).Tail(3) != nil {
+		t.Fatal("Tail without content")
 	}
 }
