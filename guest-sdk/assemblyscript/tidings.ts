@@ -178,6 +178,13 @@ export function writeNothing(): void {
   process.stdout.write("null\n");
 }
 
+/** Buildbot's name of a result code (a build's or a step's `results`): "failure", …; "unknown"
+ * for another code. The request's `result_name` already says it for the build. */
+export function resultName(code: i64): string {
+  const names = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
+  return code >= 0 && code < 7 ? names[<i32>code] : "unknown";
+}
+
 /** Python's str.title() on ASCII: "not finished" -> "Not Finished". */
 export function titleCase(s: string): string {
   let out = "";

@@ -55,6 +55,15 @@ pub fn titleCase(gpa: std.mem.Allocator, s: []const u8) ![]u8 {
     return out;
 }
 
+/// Buildbot's name of a result code (a build's or a step's `results`): "failure", …; "not
+/// finished" for null, "unknown" for another code. The request's `result_name` already says it
+/// for the build.
+pub fn resultName(code: ?i64) []const u8 {
+    const names = [_][]const u8{ "success", "warnings", "failure", "skipped", "exception", "retry", "cancelled" };
+    const c = code orelse return "not finished";
+    return if (c >= 0 and c < names.len) names[@intCast(c)] else "unknown";
+}
+
 /// Reads all of stdin.
 pub fn readRequest(io: std.Io, gpa: std.mem.Allocator) ![]u8 {
     var buf: [4096]u8 = undefined;
@@ -98,4 +107,11 @@ test "titleCase is Python's str.title on ASCII" {
         defer gpa.free(got);
         try std.testing.expectEqualStrings(c[1], got);
     }
+}
+
+test "resultName is Buildbot's" {
+    try std.testing.expectEqualStrings("failure", resultName(2));
+    try std.testing.expectEqualStrings("cancelled", resultName(6));
+    try std.testing.expectEqualStrings("not finished", resultName(null));
+    try std.testing.expectEqualStrings("unknown", resultName(9));
 }
