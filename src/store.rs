@@ -48,7 +48,7 @@ CREATE TABLE unreadable (
 }
 
 /// The schema version this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = concat!(
     "
@@ -85,7 +85,8 @@ CREATE TABLE outbox (
     attempts        INTEGER NOT NULL DEFAULT 0,
     created_at      INTEGER NOT NULL,
     next_attempt_at INTEGER NOT NULL,
-    last_error      TEXT
+    last_error      TEXT,
+    blocked         INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX outbox_due ON outbox (reporter, state, next_attempt_at);
 CREATE INDEX outbox_order ON outbox (reporter, order_key, state);
@@ -419,23 +420,45 @@ impl Store {
             },
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let mut version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 0 && create {
+            conn.execute_batch(SCHEMA)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            version = SCHEMA_VERSION;
+        }
+        while (1..SCHEMA_VERSION).contains(&version) {
+            match version {
+                1 => {
+                    // Version 2 records the form ingest decided for each event, and keeps the
+                    // events dispatch could not read. Rows from version 1 have no form ('').
+                    conn.execute_batch(concat!(
+                        "BEGIN;
+                         ALTER TABLE events ADD COLUMN format TEXT NOT NULL DEFAULT '';",
+                        unreadable_table!(),
+                        "PRAGMA user_version = 2;
+                         COMMIT;"
+                    ))?;
+                }
+                _ => {
+                    // Version 3 marks the deliveries waiting behind an earlier one of their
+                    // order key (`blocked`), so claiming reads only the heads of the queues.
+                    conn.execute_batch(
+                        "BEGIN;
+                         ALTER TABLE outbox ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
+                         UPDATE outbox SET blocked = 1
+                         WHERE state IN ('pending', 'inflight') AND order_key IS NOT NULL
+                           AND id != (SELECT MIN(p.id) FROM outbox p
+                                      WHERE p.reporter = outbox.reporter
+                                        AND p.order_key = outbox.order_key
+                                        AND p.state IN ('pending', 'inflight'));
+                         PRAGMA user_version = 3;
+                         COMMIT;",
+                    )?;
+                }
+            }
+            version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        }
         match version {
-            0 if create => {
-                conn.execute_batch(SCHEMA)?;
-                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            }
-            1 => {
-                // Version 2 records the form ingest decided for each event, and keeps the
-                // events dispatch could not read. Rows from version 1 have no form ('').
-                conn.execute_batch(concat!(
-                    "BEGIN;
-                     ALTER TABLE events ADD COLUMN format TEXT NOT NULL DEFAULT '';",
-                    unreadable_table!(),
-                    "PRAGMA user_version = 2;
-                     COMMIT;"
-                ))?;
-            }
             SCHEMA_VERSION => {}
             found => return Err(StoreError::Schema { found }),
         }
@@ -446,7 +469,9 @@ impl Store {
                 "CREATE INDEX IF NOT EXISTS outbox_event ON outbox (event_id);
                  CREATE INDEX IF NOT EXISTS outbox_state_at ON outbox (state, next_attempt_at);
                  CREATE INDEX IF NOT EXISTS delivery_log_outbox ON delivery_log (outbox_id);
-                 CREATE INDEX IF NOT EXISTS events_received ON events (received_at);",
+                 CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
+                 CREATE INDEX IF NOT EXISTS outbox_heads
+                     ON outbox (reporter, state, blocked, next_attempt_at);",
             )?;
         }
         Ok(conn)
@@ -620,9 +645,14 @@ impl Store {
         Self::insert_once_in(
             conn,
             "outbox",
+            // Behind an unfinished delivery of the same order key, a new one waits (blocked)
+            // until that one is done ([`Store::unblock_next`]).
             "INSERT INTO outbox (key, event_id, reporter, destination, order_key, payload,
-                                 explanation, state, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)
+                                 explanation, state, created_at, next_attempt_at, blocked)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8,
+                     ?5 IS NOT NULL AND EXISTS (
+                         SELECT 1 FROM outbox p WHERE p.reporter = ?3 AND p.order_key = ?5
+                           AND p.state IN ('pending', 'inflight')))
              ON CONFLICT (key) DO NOTHING",
             deliveries,
             |d| d.key,
@@ -654,12 +684,11 @@ impl Store {
         let tx = conn.transaction()?;
         let ids: Vec<i64> = {
             let mut q = tx.prepare_cached(
-                "SELECT id FROM outbox o
-                 WHERE reporter = ?1 AND state = 'pending' AND next_attempt_at <= ?2
-                   AND (order_key IS NULL OR id = (
-                        SELECT MIN(id) FROM outbox p
-                        WHERE p.reporter = o.reporter AND p.order_key = o.order_key
-                          AND p.state IN ('pending', 'inflight')))
+                // Only the heads of the order-key queues (not blocked) are read: claiming
+                // costs the due heads, however long one queue is.
+                "SELECT id FROM outbox
+                 WHERE reporter = ?1 AND state = 'pending' AND blocked = 0
+                   AND next_attempt_at <= ?2
                  ORDER BY id LIMIT ?3",
             )?;
             q.query_map(params![reporter, now, limit as i64], |r| r.get(0))?
@@ -699,6 +728,9 @@ impl Store {
              WHERE id = ?1 AND state = 'inflight'",
             params![id, state.as_str(), next, error],
         )?;
+        if state != State::Pending {
+            Self::unblock_next(&tx, id)?;
+        }
         tx.execute(
             "INSERT INTO delivery_log (outbox_id, attempt, at, result, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, attempt, now, result, detail],
@@ -714,6 +746,19 @@ impl Store {
             "UPDATE outbox SET state = 'pending' WHERE state = 'inflight'",
             [],
         )?)
+    }
+
+    /// After delivery `id` left its queue (delivered, dead, dropped): the oldest unfinished
+    /// delivery of its order key, if any, is its queue's head now.
+    fn unblock_next(conn: &Connection, id: i64) -> Result<(), StoreError> {
+        conn.execute(
+            "UPDATE outbox SET blocked = 0 WHERE id = (
+                 SELECT MIN(p.id) FROM outbox p, outbox o
+                 WHERE o.id = ?1 AND p.reporter = o.reporter AND p.order_key = o.order_key
+                   AND p.state IN ('pending', 'inflight'))",
+            [id],
+        )?;
+        Ok(())
     }
 
     /// Delivery `id`.
@@ -778,6 +823,22 @@ impl Store {
                 "only a pending or dead delivery can be retried",
             )?);
         }
+        // Back in its queue, in its place: it waits behind an older unfinished delivery of its
+        // order key, and newer ones wait behind it.
+        tx.execute(
+            "UPDATE outbox SET blocked = EXISTS (
+                 SELECT 1 FROM outbox p WHERE p.reporter = outbox.reporter
+                   AND p.order_key = outbox.order_key AND p.state IN ('pending', 'inflight')
+                   AND p.id < outbox.id)
+             WHERE id = ?1",
+            [id],
+        )?;
+        tx.execute(
+            "UPDATE outbox SET blocked = 1
+             WHERE id > ?1 AND state IN ('pending', 'inflight')
+               AND (reporter, order_key) = (SELECT reporter, order_key FROM outbox WHERE id = ?1)",
+            [id],
+        )?;
         tx.execute(
             "INSERT INTO delivery_log (outbox_id, attempt, at, result, detail)
              VALUES (?1, 0, ?2, 'requeued', 'retry requested by hand')",
@@ -1023,6 +1084,7 @@ impl Store {
                 "it was delivered; there is nothing to drop",
             )?);
         }
+        Self::unblock_next(&tx, id)?;
         tx.execute(
             "INSERT INTO delivery_log (outbox_id, attempt, at, result, detail)
              VALUES (?1, 0, ?2, 'dropped', 'dropped by hand')",

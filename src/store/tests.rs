@@ -409,7 +409,9 @@ fn a_version_1_store_is_upgraded_in_place() {
         let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
         // Version 1: today's tables without events.format and without `unreadable`.
         let v1 = SCHEMA[..SCHEMA.find("CREATE TABLE unreadable").unwrap()]
-            .replace(",\n    format      TEXT NOT NULL DEFAULT ''", "");
+            .replace(",\n    format      TEXT NOT NULL DEFAULT ''", "")
+            .replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "");
+        assert!(!v1.contains("blocked"));
         assert!(!v1.contains("format"));
         conn.execute_batch(&v1).unwrap();
         conn.execute_batch(
@@ -594,4 +596,162 @@ fn max_store_size_counts_the_wal_and_refuses_new_events_with_the_reason() {
     drop(reader);
     assert_eq!(store.full().unwrap(), None);
     store.insert_events(&[big(199)], 0).unwrap();
+}
+
+#[test]
+fn four_thousand_deliveries_under_one_order_key_drain_in_order_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    store
+        .insert_events(&[event("m/build/1/finished")], 1)
+        .unwrap();
+    let keys: Vec<String> = (0..4000).map(|i| format!("k{i}")).collect();
+    let rows: Vec<NewDelivery> = keys
+        .iter()
+        .map(|k| delivery(k, 1, Some("m|buildrequest/1")))
+        .collect();
+    store.enqueue(&rows, 1).unwrap();
+    // Another queue and a delivery without an order key go out beside it.
+    store
+        .enqueue(
+            &[
+                delivery("other", 1, Some("m|buildrequest/2")),
+                delivery("free", 1, None),
+            ],
+            1,
+        )
+        .unwrap();
+    let first = store.claim_due("push", 1, 10).unwrap();
+    assert_eq!(
+        first.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
+        ["k0", "other", "free"]
+    );
+    for d in &first[1..] {
+        store
+            .finish(
+                d.id,
+                &Outcome::Delivered {
+                    detail: String::new(),
+                },
+                2,
+            )
+            .unwrap();
+    }
+    let mut head = first[0].clone();
+    for i in 0..4000 {
+        assert_eq!(head.key, format!("k{i}"));
+        // While the head is in flight, nothing else of its queue can be claimed.
+        assert!(store.claim_due("push", 2, 10).unwrap().is_empty());
+        store
+            .finish(
+                head.id,
+                &Outcome::Delivered {
+                    detail: String::new(),
+                },
+                2,
+            )
+            .unwrap();
+        let next = store.claim_due("push", 2, 10).unwrap();
+        if i == 3999 {
+            assert!(next.is_empty());
+            break;
+        }
+        assert_eq!(next.len(), 1);
+        head = next.into_iter().next().unwrap();
+    }
+}
+
+#[test]
+fn a_retried_dead_delivery_goes_back_to_its_place_in_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    store
+        .insert_events(&[event("m/build/1/finished")], 1)
+        .unwrap();
+    let q = Some("m|buildrequest/1");
+    store
+        .enqueue(
+            &[
+                delivery("a", 1, q),
+                delivery("b", 1, q),
+                delivery("c", 1, q),
+            ],
+            1,
+        )
+        .unwrap();
+    let a = store.claim_due("push", 1, 10).unwrap().remove(0);
+    store
+        .finish(
+            a.id,
+            &Outcome::Dead {
+                error: "gone".into(),
+            },
+            2,
+        )
+        .unwrap();
+    // b is the head now; a retried by hand is older: it goes first, b waits behind it.
+    let b = store.claim_due("push", 2, 10).unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].key, "b");
+    store
+        .finish(
+            b[0].id,
+            &Outcome::Retry {
+                at: 2,
+                error: "busy".into(),
+            },
+            2,
+        )
+        .unwrap();
+    store.retry(a.id, 3).unwrap();
+    let next = store.claim_due("push", 3, 10).unwrap();
+    assert_eq!(
+        next.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    store
+        .finish(
+            next[0].id,
+            &Outcome::Delivered {
+                detail: String::new(),
+            },
+            3,
+        )
+        .unwrap();
+    let b = store.claim_due("push", 3, 10).unwrap().remove(0);
+    assert_eq!(b.key, "b");
+    assert!(
+        store.claim_due("push", 3, 10).unwrap().is_empty(),
+        "c waits behind b in flight"
+    );
+    // Dropping a queue's head lets the next one go.
+    store.drop_delivery(b.id, 4).unwrap();
+    assert_eq!(store.claim_due("push", 4, 10).unwrap()[0].key, "c");
+}
+
+#[test]
+fn a_version_2_store_marks_its_waiting_deliveries_when_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
+        let v2 = SCHEMA.replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "");
+        conn.execute_batch(&v2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (key, kind, source, received_at, body)
+             VALUES ('e', 'build_finished', 'http_buildbot', 1, '{}');
+             INSERT INTO outbox (key, event_id, reporter, destination, order_key, payload,
+                                 explanation, state, created_at, next_attempt_at)
+             VALUES ('a', 1, 'push', 'd', 'q', '{}', '', 'pending', 1, 1),
+                    ('b', 1, 'push', 'd', 'q', '{}', '', 'pending', 1, 1),
+                    ('c', 1, 'push', 'd', NULL, '{}', '', 'pending', 1, 1);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    let claimed = store.claim_due("push", 5, 10).unwrap();
+    assert_eq!(
+        claimed.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
 }
