@@ -27,20 +27,13 @@ fn build(n: i64, results: Option<i64>) -> Value {
     b
 }
 
-/// A formatter (a WASI command) that prints `out` whatever it is asked.
+/// Writes `dir/<name>.wasm`, a formatter that prints `out` whatever it is asked.
 fn constant(dir: &Path, name: &str, out: &str) {
-    let escaped: String = out.bytes().map(|b| format!("\\{b:02x}")).collect();
-    let wasm = support::wat(&format!(
-        r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 100) "{escaped}")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const {}))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
-        out.len()
-    ));
-    std::fs::write(dir.join(format!("{name}.wasm")), wasm).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.wasm")),
+        support::constant_formatter(out),
+    )
+    .unwrap();
 }
 
 fn tidings(args: &[&str], config: &Path) -> Output {

@@ -16,14 +16,28 @@ fn build_c() -> PathBuf {
 
 /// Builds `lang`'s short formatter; returns the `.wasm`.
 fn build(lang: &str) -> PathBuf {
+    build_sh(lang, None)
+}
+
+/// Builds `tests/guests/<lang>/<app>` with the language's SDK (`guest-sdk/build.sh LANG APP`).
+fn build_app(lang: &str, app: &str) -> PathBuf {
+    build_sh(
+        lang,
+        Some(&support::repo().join("tests/guests").join(lang).join(app)),
+    )
+}
+
+/// `guest-sdk/build.sh LANG [APP]`; returns the `.wasm` it printed.
+fn build_sh(lang: &str, app: Option<&std::path::Path>) -> PathBuf {
     let out = Command::new(support::repo().join("guest-sdk/build.sh"))
         .arg(lang)
+        .args(app)
         .env("CARGO_TARGET_DIR", support::target_dir())
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "guest-sdk/build.sh {lang}: {}",
+        "guest-sdk/build.sh {lang} {app:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
@@ -172,22 +186,6 @@ fn check_compiles_components_into_the_daemons_cache() {
         .filter(|n| n.ends_with(".cwasm"))
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
-}
-
-/// Builds `tests/guests/<lang>/<app>` with the language's SDK (`guest-sdk/build.sh LANG APP`).
-fn build_app(lang: &str, app: &str) -> PathBuf {
-    let out = Command::new(support::repo().join("guest-sdk/build.sh"))
-        .arg(lang)
-        .arg(support::repo().join("tests/guests").join(lang).join(app))
-        .env("CARGO_TARGET_DIR", support::target_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "guest-sdk/build.sh {lang} {app}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// `tidings render` of `wasm` on the failing sample: its stderr (the error).

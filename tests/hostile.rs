@@ -12,6 +12,14 @@ const DEADLINE: Duration = Duration::from_millis(200);
 /// What the issue allows beyond the deadline.
 const SLACK: Duration = Duration::from_millis(50);
 
+/// Every test of this file holds this while it runs: on two cores, a module compiling
+/// (Cranelift uses every core) or spinning in another test delays a timed call's stop past the
+/// slack, which would measure the test run, not the deadline.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// WASI imports the fixtures use, and a 2-page memory.
 const PRELUDE: &str = r#"
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -58,11 +66,6 @@ fn run_hostile(wasm: &[u8]) -> FormatterError {
     let f = host
         .load_bytes("hostile", wasm, limits(), Grants::default())
         .expect("load hostile module");
-    // One timed call at a time: on two cores, two hostile modules spinning at once (this
-    // binary's tests run in parallel) delay each other's stop past the slack, which measures
-    // the test run, not the deadline.
-    static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = TIMED.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     let err = f.call(&request()).expect_err("a hostile call must fail");
     let took = started.elapsed();
@@ -81,12 +84,14 @@ fn run_hostile(wasm: &[u8]) -> FormatterError {
 
 #[test]
 fn infinite_loop_times_out() {
+    let _serial = serial();
     let err = run_hostile(&module(r#"(func (export "_start") (loop $l (br $l)))"#));
     assert_eq!(err, FormatterError::Timeout { limit: DEADLINE });
 }
 
 #[test]
 fn memory_grow_bomb_hits_the_memory_limit() {
+    let _serial = serial();
     let err = run_hostile(&module(
         r#"(func (export "_start") (loop $l (drop (memory.grow (i32.const 16))) (br $l)))"#,
     ));
@@ -95,6 +100,7 @@ fn memory_grow_bomb_hits_the_memory_limit() {
 
 #[test]
 fn stdout_flood_is_output_too_large() {
+    let _serial = serial();
     // Writes 64 KiB chunks forever, ignoring errors.
     let err = run_hostile(&module(
         r#"(func (export "_start") (loop $l (call $write (i32.const 1) (i32.const 1024) (i32.const 65536)) (br $l)))"#,
@@ -110,6 +116,7 @@ fn stdout_flood_is_output_too_large() {
 
 #[test]
 fn stderr_flood_is_output_too_large() {
+    let _serial = serial();
     let err = run_hostile(&module(
         r#"(func (export "_start") (loop $l (call $write (i32.const 2) (i32.const 1024) (i32.const 4096)) (br $l)))"#,
     ));
@@ -124,6 +131,7 @@ fn stderr_flood_is_output_too_large() {
 
 #[test]
 fn unreachable_is_a_trap() {
+    let _serial = serial();
     let err = run_hostile(&module(r#"(func (export "_start") unreachable)"#));
     match err {
         FormatterError::Trap { message, .. } => {
@@ -135,6 +143,7 @@ fn unreachable_is_a_trap() {
 
 #[test]
 fn deep_recursion_is_a_stack_overflow_trap() {
+    let _serial = serial();
     let err = run_hostile(&module(r#"(func $f (export "_start") (call $f))"#));
     match err {
         FormatterError::Trap { message, .. } => assert!(message.contains("stack"), "{message}"),
@@ -144,6 +153,7 @@ fn deep_recursion_is_a_stack_overflow_trap() {
 
 #[test]
 fn exit_3_carries_the_stderr_message() {
+    let _serial = serial();
     let err = run_hostile(&module(
         r#"(data (i32.const 1024) "template missing: mail.html\n")
            (func (export "_start")
@@ -161,6 +171,7 @@ fn exit_3_carries_the_stderr_message() {
 
 #[test]
 fn non_json_output_is_bad_output() {
+    let _serial = serial();
     let err = run_hostile(&module(
         r#"(data (i32.const 1024) "STATUS: fine")
            (func (export "_start") (call $write (i32.const 1) (i32.const 1024) (i32.const 12)))"#,
@@ -173,6 +184,7 @@ fn non_json_output_is_bad_output() {
 
 #[test]
 fn wrong_shape_is_bad_output() {
+    let _serial = serial();
     let err = run_hostile(&module(
         r#"(data (i32.const 1024) "{\"subject\": 42}")
            (func (export "_start") (call $write (i32.const 1) (i32.const 1024) (i32.const 15)))"#,
@@ -187,6 +199,7 @@ fn wrong_shape_is_bad_output() {
 
 #[test]
 fn a_10s_sleep_is_stopped_at_once() {
+    let _serial = serial();
     // poll_oneoff with one relative clock subscription of 10 s, retried forever.
     let err = run_hostile(&module(
         r#"           ;; subscription at 64: userdata 0, tag 0 (clock), id 1 (monotonic), timeout 10 s
@@ -199,6 +212,7 @@ fn a_10s_sleep_is_stopped_at_once() {
 
 #[test]
 fn a_short_sleep_returns_at_once() {
+    let _serial = serial();
     // A 1 ms sleep is within the deadline: it returns immediately (virtual time) and the
     // guest goes on to print its result.
     let host = support::shared_host();
@@ -243,6 +257,7 @@ const SNOOP: &str = r#"
 
 #[test]
 fn files_directories_and_the_environment_are_out_of_reach() {
+    let _serial = serial();
     let host = support::shared_host();
     let f = host
         .load_bytes("snoop", &module(SNOOP), limits(), Grants::default())
@@ -253,6 +268,7 @@ fn files_directories_and_the_environment_are_out_of_reach() {
 
 #[test]
 fn a_non_wasi_import_is_refused_at_load() {
+    let _serial = serial();
     let wasm = support::wat(
         r#"(module (import "env" "host_secret" (func)) (memory (export "memory") 1)
              (func (export "_start")))"#,
@@ -272,6 +288,7 @@ fn a_non_wasi_import_is_refused_at_load() {
 
 #[test]
 fn a_component_that_is_not_a_command_is_refused_with_what_was_expected() {
+    let _serial = serial();
     let wasm = support::wat("(component)");
     let err = support::shared_host()
         .load_bytes("component", &wasm, limits(), Grants::default())
@@ -293,6 +310,7 @@ fn run_hostile_component(name: &str) -> FormatterError {
 
 #[test]
 fn a_spinning_component_times_out() {
+    let _serial = serial();
     assert_eq!(
         run_hostile_component("spin"),
         FormatterError::Timeout { limit: DEADLINE }
@@ -301,6 +319,7 @@ fn a_spinning_component_times_out() {
 
 #[test]
 fn a_memory_bomb_component_hits_the_memory_limit() {
+    let _serial = serial();
     assert_eq!(
         run_hostile_component("bomb"),
         FormatterError::MemoryLimit { limit: 64 << 20 }
@@ -309,6 +328,7 @@ fn a_memory_bomb_component_hits_the_memory_limit() {
 
 #[test]
 fn a_component_sleeping_in_the_host_is_stopped_on_time() {
+    let _serial = serial();
     assert_eq!(
         run_hostile_component("sleeper"),
         FormatterError::Timeout { limit: DEADLINE }
@@ -317,6 +337,7 @@ fn a_component_sleeping_in_the_host_is_stopped_on_time() {
 
 #[test]
 fn reactors_modules_without_memory_and_non_wasm_are_refused() {
+    let _serial = serial();
     let host = support::shared_host();
     let cases = [
         (
@@ -354,6 +375,7 @@ fn reactors_modules_without_memory_and_non_wasm_are_refused() {
 
 #[test]
 fn an_oversize_request_is_refused_before_the_guest_runs() {
+    let _serial = serial();
     let f = support::shared_host()
         .load_bytes(
             "short",
@@ -390,6 +412,7 @@ fn reader(path: &str) -> Vec<u8> {
 
 #[test]
 fn a_granted_directory_is_readable_and_cannot_be_escaped() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let granted = root.path().join("templates");
     std::fs::create_dir(&granted).unwrap();
@@ -427,6 +450,7 @@ fn a_granted_directory_is_readable_and_cannot_be_escaped() {
 
 #[test]
 fn calls_beyond_the_concurrency_bound_wait_their_turn() {
+    let _serial = serial();
     // One slot: two 100 ms spinners on two threads must run one after the other.
     let host = tidings::formatter::Host::new(tidings::formatter::HostOptions {
         concurrency: Some(1),

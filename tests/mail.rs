@@ -599,18 +599,7 @@ fn a_json_formatter_for_mail_is_a_bad_output_and_the_default_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let (smtpd, port) = Smtpd::start_plain(dir.path());
     let json = r#"{"body":{"a":1},"type":"json"}"#;
-    let module = support::wat(&format!(
-        r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "{}")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const {}))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
-        json.replace('"', "\\\""),
-        json.len()
-    ));
+    let module = support::constant_formatter(json);
     std::fs::write(dir.path().join("json.wasm"), module).unwrap();
     let config = config(
         dir.path(),

@@ -163,6 +163,21 @@ pub fn wat(src: &str) -> Vec<u8> {
     wat::parse_str(src).unwrap_or_else(|e| panic!("bad WAT fixture: {e}"))
 }
 
+/// A formatter (a WASI command) that prints `out` on stdout whatever it is asked.
+pub fn constant_formatter(out: &str) -> Vec<u8> {
+    let escaped: String = out.bytes().map(|b| format!("\\{b:02x}")).collect();
+    wat(&format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "{escaped}")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const {}))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+        out.len()
+    ))
+}
+
 /// A captured Buildbot sample from `tests/data/buildbot/`.
 pub fn sample(name: &str) -> Vec<u8> {
     let p = repo().join("tests/data/buildbot").join(name);
