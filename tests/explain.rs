@@ -402,6 +402,64 @@ fn replay_shows_exactly_what_a_new_formatter_changes_and_delivers_once() {
     drop(daemon);
 }
 
+/// Runs `tidings ARGS --config CONFIG`, which must fail; its stderr.
+fn tidings_fails(args: &[&str], config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "tidings {args:?} must fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn explain_and_replay_say_what_is_wrong_with_what_they_were_asked() {
+    let peer = Arc::new(Peer::default());
+    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer);
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::daemon::config(
+        dir.path(),
+        &push("push", &format!("http://{p}/hook"), "report_new = false"),
+    );
+    // No daemon has run with this data_dir yet.
+    let err = tidings_fails(&["explain", "1"], &config);
+    assert!(
+        err.contains("no tidings.db here") && err.contains("--config"),
+        "{err}"
+    );
+    let daemon = Daemon::start(&config);
+    let id = daemon.post(&build(1, Some(0)))["id"].as_i64().unwrap();
+    let data = dir.path().join("data");
+    wait_until("the daemon to settle", Duration::from_secs(30), || {
+        settled(&data)
+    });
+    let missing = (id + 100).to_string();
+    let err = tidings_fails(&["explain", &missing], &config);
+    assert!(err.contains(&format!("no stored event {missing}")), "{err}");
+    let err = tidings_fails(
+        &["replay", "--formatter", "nope=x.wasm", "--last", "1"],
+        &config,
+    );
+    assert!(
+        err.contains("the config has no [[formatter]] named \"nope\""),
+        "{err}"
+    );
+    let err = tidings_fails(&["replay", "--formatter", "nope", "--last", "1"], &config);
+    assert!(err.contains("--formatter takes NAME=PATH"), "{err}");
+    let err = tidings_fails(&["replay"], &config);
+    assert!(err.contains("say which events"), "{err}");
+    let err = tidings_fails(&["events", "list", "--kind", "build_done"], &config);
+    assert!(
+        err.contains("--kind \"build_done\": use one of build_started"),
+        "{err}"
+    );
+    let err = tidings_fails(&["events", "list", "--since", "yesterday"], &config);
+    assert!(err.contains("--since: bad duration"), "{err}");
+    drop(daemon);
+}
+
 #[test]
 fn replay_deliver_of_many_asks_for_confirmation() {
     let peer = Arc::new(Peer::default());

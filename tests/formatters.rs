@@ -473,20 +473,30 @@ fn a_module_compiled_by_render_or_check_is_not_compiled_again_by_serve() {
     let user_cache = dir.path().join("user-cache");
     std::fs::copy(support::guest("short"), dir.path().join("short.wasm")).unwrap();
     let sample = support::repo().join("tests/data/buildbot/failure-full.json");
+    // Runs tidings with `cache` as the user's cache; it must succeed.
+    let run = |cache: &std::path::Path, args: &[&std::ffi::OsStr]| {
+        let out = tidings()
+            .env("TIDINGS_CACHE_DIR", cache)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
     // `render` compiles into the user's cache.
-    let out = tidings()
-        .env("TIDINGS_CACHE_DIR", &user_cache)
-        .arg("render")
-        .arg("--formatter")
-        .arg(dir.path().join("short.wasm"))
-        .arg("--input")
-        .arg(&sample)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let wasm = dir.path().join("short.wasm");
+    run(
+        &user_cache,
+        &[
+            "render".as_ref(),
+            "--formatter".as_ref(),
+            wasm.as_os_str(),
+            "--input".as_ref(),
+            sample.as_os_str(),
+        ],
     );
     let config = support::daemon::config(
         dir.path(),
@@ -516,16 +526,9 @@ fn a_module_compiled_by_render_or_check_is_not_compiled_again_by_serve() {
     // user cache, serve still compiles nothing.
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
     let other = dir.path().join("other-cache");
-    let out = tidings()
-        .env("TIDINGS_CACHE_DIR", &other)
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run(
+        &other,
+        &["check".as_ref(), "--config".as_ref(), config.as_os_str()],
     );
     let daemon = Daemon::start_with(&config, log, &[("TIDINGS_CACHE_DIR", &other)]);
     assert_eq!(

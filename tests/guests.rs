@@ -188,16 +188,21 @@ fn check_compiles_components_into_the_daemons_cache() {
     assert_eq!(cached.len(), 1, "{cached:?}");
 }
 
-/// `tidings render` of `wasm` on the failing sample: its stderr (the error).
-fn render_error(wasm: &std::path::Path) -> String {
+/// `tidings render` of `wasm` on the failing sample.
+fn render_sample(wasm: &std::path::Path) -> std::process::Output {
     let sample = support::repo().join("tests/data/buildbot/failure-full.json");
-    let out = tidings(&[
+    tidings(&[
         "render".as_ref(),
         "--formatter".as_ref(),
         wasm.as_os_str(),
         "--input".as_ref(),
         sample.as_os_str(),
-    ]);
+    ])
+}
+
+/// [`render_sample`] of a formatter that fails: its stderr (the error).
+fn render_error(wasm: &std::path::Path) -> String {
+    let out = render_sample(wasm);
     assert!(!out.status.success());
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -269,16 +274,8 @@ fn the_python_and_javascript_helpers_agree_with_the_rust_sdk() {
         names.join(", "),
         lines[lines.len() - 2..].join("\n")
     );
-    let sample = support::repo().join("tests/data/buildbot/failure-full.json");
     for (lang, app) in [("python", "helpers.py"), ("javascript", "helpers.js")] {
-        let wasm = build_app(lang, app);
-        let out = tidings(&[
-            "render".as_ref(),
-            "--formatter".as_ref(),
-            wasm.as_os_str(),
-            "--input".as_ref(),
-            sample.as_os_str(),
-        ]);
+        let out = render_sample(&build_app(lang, app));
         assert!(
             out.status.success(),
             "{lang}: {}",
