@@ -6,9 +6,11 @@
 //! - At most `max_connections` (1,024) are open. A new one beyond that takes the slot of the
 //!   longest-open connection that is not serving a request — one that is still sending its
 //!   headers or sits idle — and is refused (`503`, closed at once) only when every slot is
-//!   serving a request. So thousands of slow or idle connections cannot keep a real client out:
-//!   its request is read the moment it is admitted, and a slot serving a request is never
-//!   taken. Bodies are bounded by the ingest's own body timeout.
+//!   serving a request or not read yet. So thousands of slow or idle connections cannot keep a
+//!   real client out: a new connection's task reads what is waiting before its slot can be
+//!   taken (so a flood of accepts cannot evict it unread), its request is served the moment it
+//!   is read, and a slot serving a request is never taken. Bodies are bounded by the ingest's
+//!   own body timeout.
 //! - The soft limit of open files is raised to the hard limit at start ([`raise_fd_limit`]), and
 //!   an `accept` that fails for want of descriptors is retried after a pause instead of
 //!   spinning.
@@ -23,6 +25,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -153,19 +156,32 @@ async fn connection(
         .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
+    // One poll before the connection may be evicted: a request that was already waiting when
+    // it was accepted (a real client writes at once; under a flood it waits in the backlog) is
+    // read and marked serving in this poll, so no number of accepts after it can take its slot
+    // before its task first runs.
+    let first = std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await;
+    if let Poll::Ready(r) = first {
+        note_end(&slot.table, r);
+        return;
+    }
+    slot.table.started(slot.id);
     tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r
-                && e.is_timeout()
-            {
-                slot.table.metrics.http_connection_shed("header_timeout");
-            }
-        }
+        r = conn.as_mut() => note_end(&slot.table, r),
         _ = slot.evicted.notified() => {}
         _ = stopped(&mut stop) => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// Counts a connection closed for sending its headers too slowly.
+fn note_end(table: &Table, r: hyper::Result<()>) {
+    if let Err(e) = r
+        && e.is_timeout()
+    {
+        table.metrics.http_connection_shed("header_timeout");
     }
 }
 
@@ -180,6 +196,8 @@ struct Table {
 struct Entry {
     /// Requests being served (0 or 1 on HTTP/1.1).
     busy: usize,
+    /// Its task has read what the client sent first; until then it cannot be evicted.
+    started: bool,
     evicted: Arc<Notify>,
 }
 
@@ -192,11 +210,15 @@ struct Slot {
 
 impl Table {
     /// A slot for a new connection: a free one, or the one of the oldest connection not
-    /// serving a request (which is told to close); `None` when every slot is busy.
+    /// serving a request whose task has run (it is told to close); `None` when there is none.
     fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut conns = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if conns.len() >= self.cap {
-            let Some(oldest) = conns.iter().find(|(_, e)| e.busy == 0).map(|(id, _)| *id) else {
+            let Some(oldest) = conns
+                .iter()
+                .find(|(_, e)| e.busy == 0 && e.started)
+                .map(|(id, _)| *id)
+            else {
                 self.metrics.http_connection_shed("refused");
                 return None;
             };
@@ -212,6 +234,7 @@ impl Table {
             id,
             Entry {
                 busy: 0,
+                started: false,
                 evicted: evicted.clone(),
             },
         );
@@ -221,6 +244,14 @@ impl Table {
             id,
             evicted,
         })
+    }
+
+    /// Marks connection `id` as having been polled once: it may be evicted from now on.
+    fn started(&self, id: u64) {
+        let mut conns = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = conns.get_mut(&id) {
+            e.started = true;
+        }
     }
 
     /// Marks connection `id` as serving a request until the guard is dropped.
@@ -263,7 +294,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_table_gives_the_oldest_idle_slot_and_refuses_when_all_are_busy() {
+    fn a_full_table_gives_the_oldest_idle_read_slot_and_refuses_when_none_is() {
         let table = Arc::new(Table {
             cap: 2,
             next: AtomicU64::new(0),
@@ -272,16 +303,22 @@ mod tests {
         });
         let a = table.admit().unwrap();
         let b = table.admit().unwrap();
+        // Neither task has read its connection yet: neither can be taken.
+        assert!(table.admit().is_none(), "no slot has been read yet");
+        table.started(a.id);
+        table.started(b.id);
         let busy_b = table.busy(b.id);
         // Full: `a` (idle) makes way, `b` (serving) is kept.
         let c = table.admit().unwrap();
         assert!(!table.inner.lock().unwrap().contains_key(&a.id));
         assert!(table.inner.lock().unwrap().contains_key(&b.id));
+        table.started(c.id);
         let _busy_c = table.busy(c.id);
         assert!(table.admit().is_none(), "every slot is serving a request");
         drop(busy_b);
         let d = table.admit().unwrap();
         assert!(!table.inner.lock().unwrap().contains_key(&b.id));
+        table.started(d.id);
         // A slot that was taken is not freed twice when its connection ends.
         drop(a);
         assert_eq!(table.inner.lock().unwrap().len(), 2);
