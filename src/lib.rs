@@ -39,6 +39,7 @@ pub mod history;
 pub mod interpolate;
 pub mod metrics;
 pub mod outbox;
+pub mod project;
 pub mod reporters;
 pub mod source;
 pub mod store;

@@ -2,6 +2,7 @@
 //!
 //! - `render`: call one formatter once (or `--repeat N` times, with timings) and print its result;
 //! - `test`: run a formatter against its cases under the real sandbox;
+//! - `new`, `build`: start a formatter project in any guest language, build it ([`tidings::project`]);
 //! - `run`: run any WASI command under the same engine (a cargo runner for wasm32-wasip1);
 //! - `check`: validate a config's formatter entries (load, compile, one call on a sample);
 //! - `serve`: the daemon;
@@ -52,6 +53,21 @@ enum Command {
         cases: Option<PathBuf>,
         #[command(flatten)]
         grants: GrantArgs,
+    },
+    /// Start a formatter project in a new directory: the example formatter, the SDK of the
+    /// language, two test cases from a real build, and a README (nothing else to fetch).
+    New {
+        /// The project's language.
+        language: tidings::project::Language,
+        /// A new or empty directory; its name is the formatter's.
+        dir: PathBuf,
+    },
+    /// Build a formatter project (made by `tidings new`) with its language's toolchain and
+    /// print the module's path (build/<name>.wasm).
+    Build {
+        /// The project's directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
     /// Run a WASI command with this terminal's stdio (usable as CARGO_TARGET_WASM32_WASIP1_RUNNER).
     Run {
@@ -293,6 +309,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", daemon::DEFAULT_CONFIG);
             return Ok(ExitCode::SUCCESS);
         }
+        Command::New { language, dir } => return new_project(language, &dir),
+        Command::Build { dir } => {
+            if !tidings::project::is_project(&dir) {
+                eprintln!(
+                    "error: {} has no formatter.toml: start a project with `tidings new \
+                     <language> DIR` (or give `render`/`test` a Rust crate or a .wasm)",
+                    dir.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            return match tidings::project::build(&dir) {
+                Ok(wasm) => {
+                    println!("{}", wasm.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            };
+        }
         _ => {}
     }
     let host = Host::new(HostOptions {
@@ -338,7 +375,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Events { .. }
         | Command::Explain { .. }
         | Command::Replay { .. }
-        | Command::Config { .. } => unreachable!("handled before"),
+        | Command::Config { .. }
+        | Command::New { .. }
+        | Command::Build { .. } => unreachable!("handled before"),
+    }
+}
+
+/// `tidings new`: writes the project and says what to run next.
+fn new_project(language: tidings::project::Language, dir: &Path) -> Result<ExitCode> {
+    match tidings::project::create(language, dir) {
+        Ok(files) => {
+            println!(
+                "made a {} formatter project in {}:",
+                language.name(),
+                dir.display()
+            );
+            for f in files {
+                println!("  {f}");
+            }
+            let d = dir.display();
+            println!(
+                "next:\n  tidings test {d}        # builds it, then runs its cases\n  \
+                 tidings build {d}       # prints the module's path, for [[formatter]] module\n  \
+                 edit {d}/{}",
+                language.source()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
     }
 }
 

@@ -5,8 +5,9 @@
 //! `<case>.expected.json` (the result the formatter must print, compared as JSON). Calls are
 //! deterministic: fixed clocks and seeded randomness, so outputs can be compared exactly.
 //!
-//! A formatter is given as a `.wasm` file, a directory holding one, or a Rust crate directory
-//! (with `Cargo.toml`), which is built for `wasm32-wasip1` first.
+//! A formatter is given as a `.wasm` file, a directory holding one, a formatter project
+//! (`formatter.toml`, made by `tidings new`) or a Rust crate directory (with `Cargo.toml`),
+//! which are built first.
 
 use crate::formatter::{Formatter, Request, WrapContext};
 use std::path::{Path, PathBuf};
@@ -123,7 +124,8 @@ pub struct Target {
 }
 
 /// Works out the module to test from a path: a `.wasm` file (cases in `tests/` beside it), a
-/// Rust crate (built with `cargo build --release --target wasm32-wasip1`; cases in its
+/// formatter project made by `tidings new` (built by [`crate::project::build`]; cases in its
+/// `tests/`), a Rust crate (built with `cargo build --release --target wasm32-wasip1`; cases in its
 /// `tests/`), or a directory with exactly one `.wasm` file.
 pub fn resolve(path: &Path) -> Result<Target, String> {
     if path.is_file() {
@@ -140,6 +142,13 @@ pub fn resolve(path: &Path) -> Result<Target, String> {
         ));
     }
     let default_cases = path.join("tests");
+    if crate::project::is_project(path) {
+        let wasm = crate::project::build(path)?;
+        return Ok(Target {
+            wasm,
+            default_cases,
+        });
+    }
     if path.join("Cargo.toml").is_file() {
         let wasm = cargo_build_wasm(path)?;
         return Ok(Target {
@@ -158,7 +167,8 @@ pub fn resolve(path: &Path) -> Result<Target, String> {
             default_cases,
         }),
         [] => Err(format!(
-            "{} has no Cargo.toml and no .wasm file: build the formatter first",
+            "{} has no formatter.toml, no Cargo.toml and no .wasm file: build the formatter \
+             first, or start a project there with `tidings new <language> DIR`",
             path.display()
         )),
         _ => Err(format!(
@@ -180,7 +190,7 @@ pub const GUEST_BUILD_ENV: [(&str, &str); 2] = [
 /// returns the `.wasm` path, read from cargo's own artifact messages. If the build fails and
 /// rustup is there, the target is installed (the usual cause on a new machine) and the build
 /// tried once more.
-fn cargo_build_wasm(dir: &Path) -> Result<PathBuf, String> {
+pub fn cargo_build_wasm(dir: &Path) -> Result<PathBuf, String> {
     let build = || {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         Command::new(cargo)
