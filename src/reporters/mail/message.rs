@@ -166,10 +166,11 @@ pub fn compose(m: &Mail<'_>) -> Result<Vec<u8>, String> {
         lettre::address::Envelope::new(Some(m.from.email.clone()), vec![m.from.email.clone()])
             .map_err(|e| e.to_string())?,
     );
-    let mut body = m.body.to_owned();
-    if !body.ends_with("\n\n") {
-        body.push_str("\n\n");
-    }
+    // The body ends with one line break, and no blank lines are added: lettre ends the part
+    // with a CRLF of its own, so a final line break of the formatter's is left to it. (Buildbot's
+    // MailNotifier appends "\n\n" to a body that does not end with it: with the part's own
+    // line end, blank lines nobody asked for. A formatter's own blank lines are kept.)
+    let body = m.body.strip_suffix('\n').unwrap_or(m.body).to_owned();
     let content_type = if m.html {
         ContentType::parse("text/html; charset=utf-8")
     } else {
@@ -359,6 +360,32 @@ mod tests {
         );
         assert!(text.contains("Content-Transfer-Encoding: 8bit"), "{text}");
         assert!(text.contains("MIME-Version: 1.0"), "{text}");
+    }
+
+    #[test]
+    fn a_body_ends_with_one_line_break_and_no_added_blank_lines() {
+        let from = mailbox("CI <ci@example.org>").unwrap();
+        let body_of = |body: &str| {
+            let raw = compose(&Mail {
+                from: &from,
+                subject: "s",
+                html: false,
+                body,
+                to: Some((&["a@example.org".into()], &[])),
+                headers: &[],
+                attachments: &[],
+                message_id: "<1@tidings>",
+                date: SystemTime::UNIX_EPOCH,
+            })
+            .unwrap();
+            let text = String::from_utf8(raw).unwrap();
+            let at = text.find("\r\n\r\n").unwrap();
+            text[at + 4..].replace("\r\n", "\n")
+        };
+        assert_eq!(body_of("STATUS: Failure"), "STATUS: Failure\n");
+        assert_eq!(body_of("line one\nline two\n"), "line one\nline two\n");
+        // The formatter's own blank line is its business.
+        assert_eq!(body_of("text\n\n"), "text\n\n");
     }
 
     #[test]
