@@ -240,8 +240,30 @@ fn a_javascript_exception_arrives_with_its_file_and_line() {
     );
 }
 
+/// A project made by `tidings new LANG` (in a temporary directory, `<tmp>/p`) whose formatter is
+/// `tests/guests/<lang>/<app>`: render and test build it first.
+fn project_app(lang: tidings::project::Language, app: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let out = tidings(&["new".as_ref(), lang.name().as_ref(), dir.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(
+        support::repo()
+            .join("tests/guests")
+            .join(lang.name())
+            .join(app),
+        dir.join(lang.source()),
+    )
+    .unwrap();
+    tmp
+}
+
 #[test]
-fn the_python_and_javascript_helpers_agree_with_the_rust_sdk() {
+fn every_sdks_helpers_agree_with_the_rust_sdk() {
     // What the helpers should say of the failing sample, from the Rust SDK's own types.
     let text =
         std::fs::read_to_string(support::repo().join("tests/data/buildbot/failure-full.json"))
@@ -274,8 +296,7 @@ fn the_python_and_javascript_helpers_agree_with_the_rust_sdk() {
         names.join(", "),
         lines[lines.len() - 2..].join("\n")
     );
-    for (lang, app) in [("python", "helpers.py"), ("javascript", "helpers.js")] {
-        let out = render_sample(&build_app(lang, app));
+    let check = |lang: &str, out: std::process::Output| {
         assert!(
             out.status.success(),
             "{lang}: {}",
@@ -283,5 +304,17 @@ fn the_python_and_javascript_helpers_agree_with_the_rust_sdk() {
         );
         let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(result["body"], expected.as_str(), "{lang}");
+    };
+    for (lang, app) in [("python", "helpers.py"), ("javascript", "helpers.js")] {
+        check(lang, render_sample(&build_app(lang, app)));
+    }
+    // Zig and AssemblyScript, built as their authors build them: `tidings new`, then render.
+    use tidings::project::Language;
+    for (lang, app) in [
+        (Language::Zig, "helpers.zig"),
+        (Language::AssemblyScript, "helpers.ts"),
+    ] {
+        let project = project_app(lang, app);
+        check(lang.name(), render_sample(&project.path().join("p")));
     }
 }

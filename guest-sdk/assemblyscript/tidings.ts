@@ -77,7 +77,15 @@ function skipValue(s: string, i: i32): i32 {
 /** The index where the value at `path` (dot-separated keys and array indexes) starts in
  * `json`, or -1 when there is none. */
 export function find(json: string, path: string): i32 {
-  let i = ws(json, 0);
+  return findFrom(json, 0, path);
+}
+
+/** Like `find`, from the value starting at index `at` (from `find`): find a parent once and
+ * its members from there, `findFrom(req, find(req, "build"), "number")`, instead of scanning
+ * the request from its start for each. -1 when `at` is -1. */
+export function findFrom(json: string, at: i32, path: string): i32 {
+  if (at < 0) return -1;
+  let i = ws(json, at);
   const parts = path.length ? path.split(".") : new Array<string>();
   for (let p = 0; p < parts.length; p++) {
     const key = parts[p];
@@ -183,6 +191,57 @@ export function writeNothing(): void {
 export function resultName(code: i64): string {
   const names = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
   return code >= 0 && code < 7 ? names[<i32>code] : "unknown";
+}
+
+/** Where each element of the array starting at `at` starts (empty when `at` is not an
+ * array): one pass, however long the array. */
+export function elements(json: string, at: i32): i32[] {
+  const out = new Array<i32>();
+  if (at < 0 || at >= json.length || json.charCodeAt(at) != 0x5b) return out;
+  let i = ws(json, at + 1);
+  while (i >= 0 && i < json.length && json.charCodeAt(i) != 0x5d) {
+    out.push(i);
+    i = skipValue(json, i);
+    if (i < 0) break;
+    if (json.charCodeAt(i) == 0x2c) i = ws(json, i + 1);
+  }
+  return out;
+}
+
+/** Where each of the build's steps starts (`build.steps`; empty unless the reporter asked for
+ * steps or logs). Read a step with `findFrom(req, step, "name")`, `"results"`, `"logs.0"`. */
+export function steps(req: string): i32[] {
+  return elements(req, find(req, "build.steps"));
+}
+
+/** The steps whose result is FAILURE (2) or EXCEPTION (4). */
+export function failedSteps(req: string): i32[] {
+  const all = steps(req);
+  const out = new Array<i32>();
+  for (let i = 0; i < all.length; i++) {
+    const r = int(req, findFrom(req, all[i], "results"), -1);
+    if (r == 2 || r == 4) out.push(all[i]);
+  }
+  return out;
+}
+
+/** The last `lines` lines of the text of the log starting at `log` (e.g. `findFrom(req, step,
+ * "logs.0")`), when the reporter attached it (want_logs_content); "" otherwise. A stdio log's
+ * lines lose their channel letter (h, o, e), as Buildbot shows them. */
+export function logTail(req: string, log: i32, lines: i32 = 20): string {
+  const text = str(req, findFrom(req, log, "content.content"));
+  if (text === null || text.length == 0) return "";
+  const stdio = str(req, findFrom(req, log, "type")) == "s";
+  const body = text.endsWith("\n") ? text.substring(0, text.length - 1) : text;
+  const all = body.split("\n");
+  const from = all.length > lines ? all.length - lines : 0;
+  let out = "";
+  for (let i = from; i < all.length; i++) {
+    let line = all[i];
+    if (stdio && line.length > 0 && "hoe".indexOf(line.charAt(0)) >= 0) line = line.substring(1);
+    out += (i > from ? "\n" : "") + line;
+  }
+  return out;
 }
 
 /** Python's str.title() on ASCII: "not finished" -> "Not Finished". */

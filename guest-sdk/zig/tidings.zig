@@ -64,6 +64,60 @@ pub fn resultName(code: ?i64) []const u8 {
     return if (c >= 0 and c < names.len) names[@intCast(c)] else "unknown";
 }
 
+/// A log's text, as the request carries it when the reporter attached it (want_logs_content).
+pub const LogContent = struct {
+    firstline: i64 = 0,
+    content: []const u8 = "",
+};
+
+/// A log of a step (`want_logs`). `type` is "s" for a stdio log.
+pub const Log = struct {
+    name: []const u8 = "",
+    type: []const u8 = "",
+    url: ?[]const u8 = null,
+    content: ?LogContent = null,
+};
+
+/// A step of the build dict (`build.steps`: present when the reporter wants steps or logs).
+/// Decode `build` into a struct with `steps: []const tidings.Step = &.{}` to use the helpers.
+pub const Step = struct {
+    number: i64 = 0,
+    name: []const u8 = "",
+    complete: bool = false,
+    state_string: ?[]const u8 = null,
+    results: ?i64 = null,
+    logs: []const Log = &.{},
+};
+
+/// The steps whose result is FAILURE (2) or EXCEPTION (4), in order.
+pub fn failedSteps(gpa: std.mem.Allocator, steps: []const Step) ![]const Step {
+    var out: std.ArrayList(Step) = .empty;
+    for (steps) |s| {
+        const r = s.results orelse continue;
+        if (r == 2 or r == 4) try out.append(gpa, s);
+    }
+    return out.toOwnedSlice(gpa);
+}
+
+/// The last `lines` lines of a log's text, joined by "\n", when the reporter attached it; ""
+/// otherwise. A stdio log's lines lose their channel letter (h, o, e), as Buildbot shows them.
+pub fn logTail(gpa: std.mem.Allocator, log: Log, lines: usize) ![]u8 {
+    const content = log.content orelse return gpa.dupe(u8, "");
+    var text = content.content;
+    if (text.len == 0) return gpa.dupe(u8, "");
+    if (text[text.len - 1] == '\n') text = text[0 .. text.len - 1];
+    var all: std.ArrayList([]const u8) = .empty;
+    defer all.deinit(gpa);
+    var it = std.mem.splitScalar(u8, text, '\n');
+    while (it.next()) |line| {
+        const stdio = std.mem.eql(u8, log.type, "s");
+        const strip = stdio and line.len > 0 and std.mem.indexOfScalar(u8, "hoe", line[0]) != null;
+        try all.append(gpa, if (strip) line[1..] else line);
+    }
+    const from = if (all.items.len > lines) all.items.len - lines else 0;
+    return std.mem.join(gpa, "\n", all.items[from..]);
+}
+
 /// Reads all of stdin.
 pub fn readRequest(io: std.Io, gpa: std.mem.Allocator) ![]u8 {
     var buf: [4096]u8 = undefined;
@@ -114,4 +168,28 @@ test "resultName is Buildbot's" {
     try std.testing.expectEqualStrings("cancelled", resultName(6));
     try std.testing.expectEqualStrings("not finished", resultName(null));
     try std.testing.expectEqualStrings("unknown", resultName(9));
+}
+
+test "failedSteps and logTail read steps as Buildbot shows them" {
+    const gpa = std.testing.allocator;
+    const steps = [_]Step{
+        .{ .name = "checkout", .results = 0 },
+        .{ .name = "compile", .results = 2, .logs = &.{.{
+            .type = "s",
+            .content = .{ .content = "hstarting\nocompiling a\neerror: b\n" },
+        }} },
+        .{ .name = "running", .results = null },
+        .{ .name = "upload", .results = 4 },
+    };
+    const failed = try failedSteps(gpa, &steps);
+    defer gpa.free(failed);
+    try std.testing.expectEqual(@as(usize, 2), failed.len);
+    try std.testing.expectEqualStrings("compile", failed[0].name);
+    try std.testing.expectEqualStrings("upload", failed[1].name);
+    const tail = try logTail(gpa, failed[0].logs[0], 2);
+    defer gpa.free(tail);
+    try std.testing.expectEqualStrings("compiling a\nerror: b", tail);
+    const none = try logTail(gpa, .{}, 5);
+    defer gpa.free(none);
+    try std.testing.expectEqualStrings("", none);
 }
