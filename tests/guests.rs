@@ -225,6 +225,18 @@ fn a_python_exception_arrives_with_its_file_and_line() {
         !err.contains("tidings.py"),
         "the SDK's own frames are left out: {err}"
     );
+    // Raised in `Run.run`, outside the hook wrapper: the same report, not a runtime panic.
+    let err = render_error(&build_app("python", "raises_in_run.py"));
+    assert!(
+        err.contains("error: Exit: exit status 1; stderr: Traceback"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "no runtime panic: {err}");
+    assert!(
+        err.trim_end()
+            .ends_with("KeyError: 'branch' (raises_in_run.py, line 10, in run)"),
+        "{err}"
+    );
 }
 
 #[test]

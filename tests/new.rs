@@ -183,3 +183,31 @@ fn a_missing_toolchain_or_project_says_what_to_do() {
     let out = tidings(&["new", "cobol", "x"], tmp.path(), &[]);
     assert!(text(&out).contains("possible values"), "{}", text(&out));
 }
+
+#[test]
+fn a_python_import_error_fails_the_build_with_the_authors_traceback() {
+    let (_tmp, dir) = new_project("python");
+    let app = dir.join("app.py");
+    let code = std::fs::read_to_string(&app).unwrap();
+    std::fs::write(
+        &app,
+        code.replacen(
+            "import tidings\n",
+            "import tidings\nimport nosuchmodule\n",
+            1,
+        ),
+    )
+    .unwrap();
+    // Even with RUST_BACKTRACE set (as in many shells), no tool's own backtrace.
+    let out = tidings(&["build"], &dir, &[("RUST_BACKTRACE", "1")]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(
+            "ModuleNotFoundError: No module named 'nosuchmodule' (app.py, line 3, in <module>)"
+        ),
+        "{report}"
+    );
+    assert!(!report.contains("Stack backtrace"), "{report}");
+    assert!(report.contains("componentize-py failed"), "{report}");
+}

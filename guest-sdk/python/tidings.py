@@ -104,6 +104,17 @@ def message_formatter(f: Callable[[Request], Optional[Message]]) -> None:
     sys.stdout.flush()
 
 
+def _excepthook(kind, e: BaseException, tb) -> None:
+    """An exception raised outside the hook wrapper (in `Run.run` before the SDK is called):
+    reported as the wrapper reports one, and the call ends with exit status 1, instead of the
+    runtime's panic (a trap)."""
+    _report(e)
+    sys.exit(1)
+
+
+sys.excepthook = _excepthook
+
+
 def _report(e: BaseException) -> None:
     """Writes `e`'s traceback on stderr, without this module's own frames, ending with the
     exception and where it was raised: `KeyError: 'buildUrl' (app.py, line 12, in format)`."""

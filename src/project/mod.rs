@@ -607,8 +607,12 @@ fn up_to_date(dir: &Path, out: &Path) -> bool {
 /// command that cannot start is named with what to install.
 fn run(cmd: &mut Command, lang: Language) -> Result<(), String> {
     let program = cmd.get_program().to_string_lossy().into_owned();
+    // Tools written in Rust (componentize-py, cargo) print a backtrace of their own on an
+    // error in the author's code when RUST_BACKTRACE is set; the author's error is what counts.
     let status = cmd
         .stdout(Stdio::from(std::io::stderr()))
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
         .status()
         .map_err(|e| {
             format!(
