@@ -3,6 +3,8 @@
 //! - `call/noop`: a hand-written WASI command that prints `null` (the sandbox's fixed cost);
 //! - `call/short`, `call/default-mail`: real formatters on the failing sample captured from a
 //!   Buildbot master (`tests/data/buildbot/failure-full.json`), a fresh instance per call;
+//! - `warm/short`, `warm/default-mail`: the same, one instance kept for many calls
+//!   (`instances = "warm"`, the Rust SDK's warm entry point);
 //! - `native/short`, `native/default-mail`: the same formatter code called natively on the same
 //!   request bytes (decode, format, encode) — the floor;
 //! - `load/compile` vs `load/cached`: loading a module without and with the artifact cache.
@@ -13,7 +15,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::path::PathBuf;
 use std::time::Duration;
-use tidings::formatter::{Grants, Host, HostOptions, Limits, Request, WrapContext};
+use tidings::formatter::{Grants, Host, HostOptions, Instances, Limits, Request, WrapContext};
 use tidings_guest::Hook;
 
 const NOOP: &str = r#"(module
@@ -68,6 +70,24 @@ fn calls(c: &mut Criterion) {
         let f = host
             .load_bytes(name, &wasm, Limits::default(), Grants::default())
             .unwrap();
+        f.call(&req).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| f.call_raw(Hook::MessageFormatter, &stdin).unwrap())
+        });
+    }
+    g.finish();
+
+    // The same formatters kept warm: one instance answers every call (max_calls 1000, so a
+    // fresh one is made every 1000 calls, as in the daemon).
+    let mut g = c.benchmark_group("warm");
+    for name in ["short", "default-mail"] {
+        let mut f = host
+            .load_bytes(name, &guest(name), Limits::default(), Grants::default())
+            .unwrap();
+        f.set_instances(Instances::Warm {
+            max_calls: tidings::formatter::DEFAULT_MAX_CALLS,
+        })
+        .unwrap();
         f.call(&req).unwrap();
         g.bench_function(name, |b| {
             b.iter(|| f.call_raw(Hook::MessageFormatter, &stdin).unwrap())

@@ -305,6 +305,24 @@ pub struct FormatterConfig {
     /// [default: messageFormatter].
     #[serde(default)]
     pub hooks: Option<Vec<tidings_guest::Hook>>,
+    /// `fresh` (an instance per call) or `warm` (instances kept between calls; needs a module
+    /// with the warm entry points) [default fresh].
+    #[serde(default)]
+    pub instances: InstancesMode,
+    /// Calls a warm instance answers before a fresh one takes its place [default 1000].
+    #[serde(default)]
+    pub max_calls: Option<u32>,
+}
+
+/// `[[formatter]] instances`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstancesMode {
+    /// A fresh instance per call.
+    #[default]
+    Fresh,
+    /// Instances kept between calls.
+    Warm,
 }
 
 impl FormatterConfig {
@@ -317,6 +335,18 @@ impl FormatterConfig {
             max_input: self.max_input.map_or(d.max_input, |s| s.0 as usize),
             max_output: self.max_output.map_or(d.max_output, |s| s.0 as usize),
             max_stderr: self.max_stderr.map_or(d.max_stderr, |s| s.0 as usize),
+        }
+    }
+
+    /// How calls use instances, with `max_calls` filled in.
+    pub fn instances(&self) -> crate::formatter::Instances {
+        match self.instances {
+            InstancesMode::Fresh => crate::formatter::Instances::Fresh,
+            InstancesMode::Warm => crate::formatter::Instances::Warm {
+                max_calls: self
+                    .max_calls
+                    .unwrap_or(crate::formatter::DEFAULT_MAX_CALLS),
+            },
         }
     }
 

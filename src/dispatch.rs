@@ -1133,8 +1133,12 @@ impl Dispatcher {
                 OnError::Skip => Err(format!("{why}; on_error = \"skip\": nothing sent")),
             };
         }
+        // Calls are made one at a time here, so the change is this call's.
+        let warm_before = formatter.warm_stats();
         let result = formatter.call(request);
         self.metrics.observe_call(name, started.elapsed());
+        self.metrics
+            .warm_instances(name, formatter.warm_stats().since(warm_before));
         let failure = match result.map(Output::from_hook) {
             Ok(Some(output)) => match r.accepts(&output) {
                 Ok(()) => {

@@ -18,7 +18,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tidings::config::Config;
 use tidings::daemon;
-use tidings::formatter::{Formatter, Grants, Host, HostOptions, Limits, Request, WrapContext};
+use tidings::formatter::{
+    Formatter, Grants, Host, HostOptions, Instances, Limits, Request, WrapContext,
+};
 use tidings::testing::{self, Outcome};
 use tidings_guest::Hook;
 
@@ -51,6 +53,11 @@ enum Command {
         /// The cases directory [default: tests/ of the formatter].
         #[arg(long)]
         cases: Option<PathBuf>,
+        /// Run the cases in fresh instances only, or warm only [default: fresh, then once more
+        /// in one warm instance when the module can run warm, which finds state kept between
+        /// calls].
+        #[arg(long)]
+        instances: Option<InstancesArg>,
         #[command(flatten)]
         grants: GrantArgs,
     },
@@ -191,8 +198,33 @@ struct RenderArgs {
     /// Print the request the formatter would get on stdin, and do not call it.
     #[arg(long)]
     show_request: bool,
+    /// A fresh instance per call, or one kept warm between calls [default: warm when the
+    /// module has the warm entry points, else fresh].
+    #[arg(long)]
+    instances: Option<InstancesArg>,
     #[command(flatten)]
     grants: GrantArgs,
+}
+
+/// `--instances`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InstancesArg {
+    Fresh,
+    Warm,
+}
+
+/// Sets `formatter`'s instances from `--instances`, or to warm when it can run warm.
+fn choose_instances(formatter: &mut Formatter, arg: Option<InstancesArg>) -> Result<()> {
+    let warm = Instances::Warm {
+        max_calls: tidings::formatter::DEFAULT_MAX_CALLS,
+    };
+    match arg {
+        Some(InstancesArg::Fresh) => formatter.set_instances(Instances::Fresh)?,
+        Some(InstancesArg::Warm) => formatter.set_instances(warm)?,
+        None if formatter.supports_warm() => formatter.set_instances(warm)?,
+        None => {}
+    }
+    Ok(())
 }
 
 /// What an operator may grant a formatter, as flags.
@@ -343,8 +375,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test {
             formatter,
             cases,
+            instances,
             grants,
-        } => test(&host, &formatter, cases, grants.grants()?),
+        } => test(&host, &formatter, cases, instances, grants.grants()?),
         Command::Run {
             grants,
             memory_mib,
@@ -438,10 +471,11 @@ fn render(host: &Host, args: RenderArgs) -> Result<ExitCode> {
     } else {
         path
     };
-    let formatter = match host.load(&module_name(&path), &path, limits, args.grants.grants()?) {
+    let mut formatter = match host.load(&module_name(&path), &path, limits, args.grants.grants()?) {
         Ok(f) => f,
         Err(e) => return Ok(formatter_failure(&e)),
     };
+    choose_instances(&mut formatter, args.instances)?;
     if args.repeat > 1 {
         return render_repeat(&formatter, &request, args.repeat);
     }
@@ -485,10 +519,12 @@ fn render_repeat(formatter: &Formatter, request: &Request, n: usize) -> Result<E
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let p99 = times[((n * 99) / 100).min(n - 1)];
     eprintln!(
-        "per-call: min={:.1} median={:.1} p99={:.1} peak_memory={peak} (µs, {n} calls)",
+        "per-call: min={:.1} median={:.1} p99={:.1} peak_memory={peak} (µs, {n} calls, {} \
+         instances)",
         us(times[0]),
         us(times[n / 2]),
-        us(p99)
+        us(p99),
+        formatter.instances()
     );
     if let Some(out) = last {
         println!("{}", serde_json::to_string_pretty(&out.to_json())?);
@@ -502,7 +538,16 @@ fn module_name(path: &Path) -> String {
         .unwrap_or_else(|| "formatter".into())
 }
 
-fn test(host: &Host, path: &Path, cases: Option<PathBuf>, grants: Grants) -> Result<ExitCode> {
+/// `tidings test`: every case in fresh instances, then (when the module can run warm) every
+/// case again in one warm instance, in order; a case that passes fresh but not warm depends on
+/// what an earlier call left in the instance.
+fn test(
+    host: &Host,
+    path: &Path,
+    cases: Option<PathBuf>,
+    instances: Option<InstancesArg>,
+    grants: Grants,
+) -> Result<ExitCode> {
     let target = testing::resolve(path).map_err(anyhow::Error::msg)?;
     let cases_dir = cases.unwrap_or(target.default_cases);
     let cases = testing::discover(&cases_dir).map_err(anyhow::Error::msg)?;
@@ -514,18 +559,57 @@ fn test(host: &Host, path: &Path, cases: Option<PathBuf>, grants: Grants) -> Res
     )?;
     formatter.set_deterministic(true);
     let ctx = WrapContext::default();
+    let warm = Instances::Warm {
+        max_calls: u32::MAX,
+    };
+    let modes: Vec<Instances> = match instances {
+        Some(InstancesArg::Fresh) => vec![Instances::Fresh],
+        Some(InstancesArg::Warm) => vec![warm],
+        None if formatter.supports_warm() => vec![Instances::Fresh, warm],
+        None => vec![Instances::Fresh],
+    };
+    let mut outcomes: Vec<Vec<Outcome>> = Vec::new();
+    for mode in &modes {
+        formatter.set_instances(*mode)?;
+        outcomes.push(
+            cases
+                .iter()
+                .map(|case| testing::run_case(&formatter, case, &ctx))
+                .collect(),
+        );
+    }
+    let label = match modes.as_slice() {
+        [_, _] => " (fresh and warm)",
+        [Instances::Warm { .. }] => " (warm)",
+        _ => "",
+    };
     let (mut passed, mut failed) = (0, 0);
-    for case in &cases {
-        match testing::run_case(&formatter, case, &ctx) {
-            Outcome::Pass => {
+    for (i, case) in cases.iter().enumerate() {
+        let first = &outcomes[0][i];
+        let second = outcomes.get(1).map(|o| &o[i]);
+        match (first, second) {
+            (Outcome::Pass, None | Some(Outcome::Pass)) => {
                 passed += 1;
-                println!("ok   {}", case.name);
+                println!("ok   {}{label}", case.name);
             }
-            Outcome::Mismatch(diff) => {
+            (Outcome::Pass, Some(warm)) => {
+                failed += 1;
+                let what = match warm {
+                    Outcome::Mismatch(diff) => format!("\n{diff}"),
+                    Outcome::Error(e) => format!(": {e}"),
+                    Outcome::Pass => unreachable!(),
+                };
+                println!(
+                    "FAIL {} (warm): passes in a fresh instance, not in a warm one after the \
+                     cases before it: its result depends on state an earlier call left{what}",
+                    case.name
+                );
+            }
+            (Outcome::Mismatch(diff), _) => {
                 failed += 1;
                 println!("FAIL {}\n{diff}", case.name);
             }
-            Outcome::Error(e) => {
+            (Outcome::Error(e), _) => {
                 failed += 1;
                 println!("FAIL {}: {e}", case.name);
             }
@@ -564,7 +648,10 @@ fn check(path: &Path) -> Result<ExitCode> {
                 continue;
             }
         };
-        let formatter = match host.load(&entry.name, &module, entry.limits(), entry.grants(base)) {
+        let loaded = host
+            .load(&entry.name, &module, entry.limits(), entry.grants(base))
+            .and_then(|mut f| f.set_instances(entry.instances()).map(|()| f));
+        let formatter = match loaded {
             Ok(f) => f,
             Err(e) => {
                 eprintln!(
@@ -587,7 +674,10 @@ fn check(path: &Path) -> Result<ExitCode> {
         for hook in entry.hooks.clone().unwrap_or(vec![Hook::MessageFormatter]) {
             let request = Request::parse(SAMPLE_BUILD.as_bytes(), Some(hook), &ctx)?;
             match formatter.call(&request) {
-                Ok(_) => println!("formatter {:?}: {hook} ok", entry.name),
+                Ok(_) if formatter.instances() == Instances::Fresh => {
+                    println!("formatter {:?}: {hook} ok", entry.name)
+                }
+                Ok(_) => println!("formatter {:?}: {hook} ok (warm)", entry.name),
                 Err(e) => {
                     eprintln!(
                         "formatter {:?}: {hook} on the sample build: {}: {e}",

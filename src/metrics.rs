@@ -55,6 +55,12 @@ struct LoadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WarmLabels {
+    formatter: String,
+    event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShedLabels {
     reason: String,
 }
@@ -77,6 +83,7 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     latency: Family<FormatterLabels, Histogram, fn() -> Histogram>,
     loads: Family<LoadLabels, Counter>,
+    warm: Family<WarmLabels, Counter>,
     outbox: Family<StateLabels, Gauge>,
     unreadable_now: Gauge,
     unreadable_seen: Counter,
@@ -125,6 +132,12 @@ impl Default for Metrics {
             "tidings_formatter_loads",
             "Formatter modules loaded (at start and reload), by origin: cached (a compiled artifact, from this daemon's cache or the user's) or compiled",
             loads.clone(),
+        );
+        let warm = Family::<WarmLabels, Counter>::default();
+        registry.register(
+            "tidings_formatter_warm_instances",
+            "Warm formatter instances by event: created, reused (a call answered by an instance that answered one before), discarded (after a trap, a limit, an error or an exit)",
+            warm.clone(),
         );
         let outbox = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -175,6 +188,7 @@ impl Default for Metrics {
             calls,
             latency,
             loads,
+            warm,
             outbox,
         }
     }
@@ -237,6 +251,24 @@ impl Metrics {
                     origin: origin.into(),
                 })
                 .inc();
+        }
+    }
+
+    /// Counts what `formatter`'s warm instances did (the change over one call).
+    pub fn warm_instances(&self, formatter: &str, delta: crate::formatter::WarmStats) {
+        for (event, n) in [
+            ("created", delta.created),
+            ("reused", delta.reused),
+            ("discarded", delta.discarded),
+        ] {
+            if n > 0 {
+                self.warm
+                    .get_or_create(&WarmLabels {
+                        formatter: formatter.into(),
+                        event: event.into(),
+                    })
+                    .inc_by(n);
+            }
         }
     }
 

@@ -780,3 +780,46 @@ fn a_formatter_that_keeps_timing_out_does_not_slow_other_reporters() {
         || seen_on(&peer, "/slow").len() == builds as usize,
     );
 }
+
+#[test]
+fn a_warm_formatter_answers_every_build_from_one_instance() {
+    let peer = Arc::new(Peer::default());
+    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let reporters = format!(
+        "[[formatter]]\nname = \"short\"\nmodule = \"{}\"\ninstances = \"warm\"\n\n{}",
+        support::guest("short").display(),
+        push(
+            "push",
+            &format!("http://{p}/push"),
+            "report_new = false\nmessage_formatter = \"short\""
+        )
+    );
+    let daemon = Daemon::start(&write_config(dir.path(), &reporters));
+    let builds = 20;
+    for n in 1..=builds {
+        daemon.post(&sample(n));
+    }
+    wait_until("every build", Duration::from_secs(60), || {
+        seen_on(&peer, "/push").len() == builds as usize
+    });
+    assert!(
+        seen_on(&peer, "/push")
+            .iter()
+            .all(|b| b.body.to_string().contains("STATUS: Success")),
+        "{:?}",
+        seen_on(&peer, "/push")
+    );
+    let metrics = client::get(&format!("{}/metrics", daemon.addr));
+    for line in [
+        "tidings_formatter_warm_instances_total{formatter=\"short\",event=\"created\"} 1"
+            .to_owned(),
+        format!(
+            "tidings_formatter_warm_instances_total{{formatter=\"short\",event=\"reused\"}} {}",
+            builds - 1
+        ),
+    ] {
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    assert!(!metrics.contains("event=\"discarded\""), "{metrics}");
+}

@@ -155,8 +155,11 @@ pub fn load_formatters(
                 .wasm_path(base)
                 .map_err(|e| anyhow::anyhow!("[[formatter]] {:?}: {e}", f.name))?,
         };
-        let loaded = host
+        let mut loaded = host
             .load(&f.name, &path, f.limits(), f.grants(base))
+            .with_context(|| format!("[[formatter]] {:?} ({})", f.name, path.display()))?;
+        loaded
+            .set_instances(f.instances())
             .with_context(|| format!("[[formatter]] {:?} ({})", f.name, path.display()))?;
         out.insert(f.name.clone(), Arc::new(loaded));
     }

@@ -21,13 +21,13 @@ pub use abi::{HookOutput, Request, WrapContext};
 pub use cache::{Origin, private_dir_problem};
 pub use error::{FormatterError, Stream};
 pub use limits::{GUEST_DIR, Grants, Limits};
-pub use sandbox::TICK;
+pub use sandbox::{TICK, WARM_ALLOC, WARM_FORMAT};
 
 use cache::ArtifactCache;
-use sandbox::{CallSpec, CallState, Program, Stdio};
+use sandbox::{CallSpec, CallState, Program, Stdio, WarmInstance};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -77,6 +77,10 @@ struct HostInner {
     component_linker: wasmtime::component::Linker<CallState>,
     cache: Option<ArtifactCache>,
     slots: Slots,
+    /// Calls that may run at once (the size of `slots`).
+    concurrency: usize,
+    /// Warm instances kept idle, all formatters together (at most [`WARM_ROOM`]).
+    warm_idle: AtomicUsize,
     ticker_stop: Arc<AtomicBool>,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -88,6 +92,65 @@ impl Drop for HostInner {
             let _ = t.join();
         }
     }
+}
+
+/// Warm instances kept idle between calls, all formatters of a host together: each holds a slot
+/// of the pooling allocator (address space, and the memory its guest touched).
+pub const WARM_ROOM: usize = 32;
+
+/// The default of `max_calls` for warm instances: an instance answers this many calls, then a
+/// fresh one takes its place.
+pub const DEFAULT_MAX_CALLS: u32 = 1000;
+
+/// How a formatter's instances are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instances {
+    /// A fresh instance per call: nothing survives from one call to the next (the default).
+    Fresh,
+    /// Instances kept between calls (a few per formatter, at most one per core), each reused
+    /// for up to `max_calls` calls and discarded after any failure. Needs a module with the
+    /// warm entry points ([`WARM_ALLOC`], [`WARM_FORMAT`]).
+    Warm { max_calls: u32 },
+}
+
+impl std::fmt::Display for Instances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Instances::Fresh => f.write_str("fresh"),
+            Instances::Warm { .. } => f.write_str("warm"),
+        }
+    }
+}
+
+/// What the warm instances of a formatter did, since it was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WarmStats {
+    /// Instances made.
+    pub created: u64,
+    /// Calls answered by an instance that had answered one before.
+    pub reused: u64,
+    /// Instances discarded after a failure (a trap, a limit, an error, an exit).
+    pub discarded: u64,
+}
+
+impl WarmStats {
+    /// What happened since `before` (an earlier reading of the same formatter).
+    pub fn since(self, before: WarmStats) -> WarmStats {
+        WarmStats {
+            created: self.created.saturating_sub(before.created),
+            reused: self.reused.saturating_sub(before.reused),
+            discarded: self.discarded.saturating_sub(before.discarded),
+        }
+    }
+}
+
+/// The warm instances of one formatter.
+struct WarmPool {
+    idle: Mutex<Vec<WarmInstance>>,
+    max_calls: u32,
+    created: AtomicU64,
+    reused: AtomicU64,
+    discarded: AtomicU64,
 }
 
 /// The default of [`HostOptions::memory_keep_resident`].
@@ -104,7 +167,8 @@ impl Host {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         // Slots in the pool: every running call holds one; `tidings run` and instantiation
         // races need a few more. Each reserves address space (not memory) for one instance.
-        let slots = (concurrency as u32) * 2 + 8;
+        // Warm instances keep theirs between calls: room for [`WARM_ROOM`] of them.
+        let slots = (concurrency as u32) * 2 + 8 + WARM_ROOM as u32;
         let mut pool = wasmtime::PoolingAllocationConfig::new();
         // A component is many core instances (CPython's is over a dozen, each with tables, some
         // with memories); address space is what the extra room costs.
@@ -154,6 +218,8 @@ impl Host {
                 component_linker,
                 cache,
                 slots: Slots::new(concurrency),
+                concurrency,
+                warm_idle: AtomicUsize::new(0),
                 ticker_stop,
                 ticker: Mutex::new(Some(ticker)),
             }),
@@ -220,7 +286,13 @@ impl Host {
             (Program::Module(pre), origin)
         };
         tracing::debug!(formatter = name, ?origin, elapsed = ?started.elapsed(), "loaded formatter module");
+        let warm_capable = match &pre {
+            Program::Module(pre) => sandbox::supports_warm(pre.module()),
+            Program::Component(_) => false,
+        };
         Ok(Formatter {
+            warm_capable,
+            warm: None,
             host: self.clone(),
             name: name.to_owned(),
             pre,
@@ -267,6 +339,10 @@ impl Host {
 
 /// A loaded formatter: a validated, compiled module ready to be instantiated per call.
 pub struct Formatter {
+    /// The module has the warm entry points.
+    warm_capable: bool,
+    /// Set when the formatter runs warm.
+    warm: Option<WarmPool>,
     host: Host,
     name: String,
     pre: Program,
@@ -275,6 +351,12 @@ pub struct Formatter {
     sha256: String,
     origin: Origin,
     deterministic: bool,
+}
+
+impl Drop for Formatter {
+    fn drop(&mut self) {
+        self.release_warm();
+    }
 }
 
 /// One successful call, with what it cost.
@@ -315,6 +397,121 @@ impl Formatter {
         self.deterministic = on;
     }
 
+    /// True when the module exports the warm entry points ([`WARM_ALLOC`], [`WARM_FORMAT`]),
+    /// so it can run with [`Instances::Warm`].
+    pub fn supports_warm(&self) -> bool {
+        self.warm_capable
+    }
+
+    /// How calls use instances.
+    pub fn instances(&self) -> Instances {
+        match &self.warm {
+            Some(w) => Instances::Warm {
+                max_calls: w.max_calls,
+            },
+            None => Instances::Fresh,
+        }
+    }
+
+    /// Chooses how calls use instances; warm needs a module that [supports
+    /// it](Formatter::supports_warm). Instances kept so far are dropped.
+    pub fn set_instances(&mut self, instances: Instances) -> Result<(), FormatterError> {
+        self.release_warm();
+        self.warm = match instances {
+            Instances::Fresh => None,
+            Instances::Warm { .. } if !self.warm_capable => {
+                return Err(FormatterError::invalid(format!(
+                    "cannot run warm: it does not export {WARM_ALLOC} and {WARM_FORMAT} (a \
+                     WASI command built with the Rust SDK's main! macro does; see \
+                     guest-sdk/README.md, \"Warm instances\"); use instances = \"fresh\""
+                )));
+            }
+            Instances::Warm { max_calls } => Some(WarmPool {
+                idle: Mutex::default(),
+                max_calls: max_calls.max(1),
+                created: AtomicU64::new(0),
+                reused: AtomicU64::new(0),
+                discarded: AtomicU64::new(0),
+            }),
+        };
+        Ok(())
+    }
+
+    /// What the warm instances did so far (all zero for a fresh formatter).
+    pub fn warm_stats(&self) -> WarmStats {
+        self.warm
+            .as_ref()
+            .map_or_else(WarmStats::default, |w| WarmStats {
+                created: w.created.load(Ordering::Relaxed),
+                reused: w.reused.load(Ordering::Relaxed),
+                discarded: w.discarded.load(Ordering::Relaxed),
+            })
+    }
+
+    /// Drops the idle warm instances, giving back their room.
+    fn release_warm(&self) {
+        if let Some(w) = &self.warm {
+            let mut idle = w.idle.lock().unwrap_or_else(|e| e.into_inner());
+            self.host
+                .inner
+                .warm_idle
+                .fetch_sub(idle.len(), Ordering::Relaxed);
+            idle.clear();
+        }
+    }
+
+    /// One call on a warm instance: an idle one, else a new one; kept for the next call unless
+    /// it failed, exited, reached `max_calls`, or there is no room.
+    fn call_warm(
+        &self,
+        pool: &WarmPool,
+        stdin: &[u8],
+    ) -> Result<sandbox::Output, (FormatterError, Vec<u8>)> {
+        let Program::Module(pre) = &self.pre else {
+            unreachable!("only modules run warm");
+        };
+        let args = [self.name.clone()];
+        let mut env = Vec::with_capacity(1 + self.grants.env.len());
+        env.push(("TIDINGS_ABI".to_owned(), "1".to_owned()));
+        env.extend(self.grants.env.iter().cloned());
+        let spec = CallSpec {
+            args: &args,
+            env: &env,
+            grants: &self.grants,
+            limits: &self.limits,
+            deterministic: self.deterministic,
+            timeout: Some(self.limits.timeout),
+        };
+        let inner = &self.host.inner;
+        let taken = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut instance = match taken {
+            Some(i) => {
+                inner.warm_idle.fetch_sub(1, Ordering::Relaxed);
+                pool.reused.fetch_add(1, Ordering::Relaxed);
+                i
+            }
+            None => {
+                let i = sandbox::warm_instance(&inner.engine, pre, &spec)?;
+                pool.created.fetch_add(1, Ordering::Relaxed);
+                i
+            }
+        };
+        let result = sandbox::warm_call(&mut instance, stdin, &spec);
+        if result.is_err() || instance.exited {
+            pool.discarded.fetch_add(1, Ordering::Relaxed);
+        } else if instance.calls < pool.max_calls {
+            let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < inner.concurrency
+                && inner.warm_idle.fetch_add(1, Ordering::Relaxed) < WARM_ROOM
+            {
+                idle.push(instance);
+            } else if idle.len() < inner.concurrency {
+                inner.warm_idle.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
     /// Calls `hook` with `request` and checks the result against the hook's schema. Blocks the
     /// current thread; from async code use [`Formatter::call_async`].
     pub fn call(&self, request: &Request) -> Result<HookOutput, FormatterError> {
@@ -341,12 +538,15 @@ impl Formatter {
         };
         let _slot = self.host.inner.slots.acquire();
         let started = Instant::now();
-        let result = sandbox::run(
-            &self.host.inner.engine,
-            &self.pre,
-            &spec,
-            Stdio::Captured { input: stdin },
-        );
+        let result = match &self.warm {
+            Some(pool) => self.call_warm(pool, stdin),
+            None => sandbox::run(
+                &self.host.inner.engine,
+                &self.pre,
+                &spec,
+                Stdio::Captured { input: stdin },
+            ),
+        };
         let elapsed = started.elapsed();
         match result {
             Ok(out) => {

@@ -156,23 +156,7 @@ pub fn run(
             b.inherit_stdio();
         }
     }
-    if spec.deterministic {
-        b.wall_clock(FixedClock::default())
-            .monotonic_clock(FixedClock::default());
-        b.secure_random(wasmtime_wasi::Deterministic::new(vec![42; 64]));
-        b.insecure_random(wasmtime_wasi::Deterministic::new(vec![7; 64]));
-        b.insecure_random_seed(0);
-    }
-    if let Some(dir) = &spec.grants.dir
-        && let Err(e) = b.preopened_dir(dir, GUEST_DIR, FsPerms::ReadOnly)
-    {
-        return Err((
-            FormatterError::Host {
-                message: format!("cannot open the granted directory {}: {e}", dir.display()),
-            },
-            Vec::new(),
-        ));
-    }
+    clocks_and_grants(&mut b, spec)?;
 
     let started = Instant::now();
     let wasi = match program {
@@ -190,12 +174,7 @@ pub fn run(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    match spec.timeout {
-        // The deadline passes between `timeout` and `timeout + TICK` from now.
-        Some(t) => store.set_epoch_deadline(t.as_nanos().div_ceil(TICK.as_nanos()) as u64 + 1),
-        // wasmtime adds the current epoch to this: leave it room.
-        None => store.set_epoch_deadline(u64::MAX / 2),
-    }
+    set_deadline(&mut store, spec.timeout);
 
     let result = match program {
         Program::Module(pre) => pre.instantiate(&mut store).and_then(|instance| {
@@ -221,6 +200,210 @@ pub fn run(
     };
     match failure {
         None => Ok(Output {
+            stdout: out,
+            stderr: err,
+            peak_memory: state.limiter.peak,
+        }),
+        Some(f) => Err((f, err)),
+    }
+}
+
+/// The clocks and randomness (fixed under `tidings test`) and the granted directory.
+fn clocks_and_grants(
+    b: &mut WasiCtxBuilder,
+    spec: &CallSpec<'_>,
+) -> Result<(), (FormatterError, Vec<u8>)> {
+    if spec.deterministic {
+        b.wall_clock(FixedClock::default())
+            .monotonic_clock(FixedClock::default());
+        b.secure_random(wasmtime_wasi::Deterministic::new(vec![42; 64]));
+        b.insecure_random(wasmtime_wasi::Deterministic::new(vec![7; 64]));
+        b.insecure_random_seed(0);
+    }
+    if let Some(dir) = &spec.grants.dir
+        && let Err(e) = b.preopened_dir(dir, GUEST_DIR, FsPerms::ReadOnly)
+    {
+        return Err((
+            FormatterError::Host {
+                message: format!("cannot open the granted directory {}: {e}", dir.display()),
+            },
+            Vec::new(),
+        ));
+    }
+    Ok(())
+}
+
+/// The exports of a module that can be kept warm: ABI v1's second entry point.
+pub const WARM_ALLOC: &str = "tidings_alloc_v1";
+/// See [`WARM_ALLOC`].
+pub const WARM_FORMAT: &str = "tidings_format_v1";
+
+/// True when `module` exports the warm entry points with their signatures:
+/// `tidings_alloc_v1(len: i32) -> i32` and `tidings_format_v1(ptr: i32, len: i32) -> i32`.
+pub fn supports_warm(module: &wasmtime::Module) -> bool {
+    use wasmtime::ValType;
+    let func = |name: &str, params: usize| {
+        module
+            .get_export(name)
+            .and_then(|e| e.func().cloned())
+            .is_some_and(|f| {
+                f.params().len() == params
+                    && f.params().all(|p| matches!(p, ValType::I32))
+                    && f.results().len() == 1
+                    && f.results().all(|r| matches!(r, ValType::I32))
+            })
+    };
+    func(WARM_ALLOC, 1) && func(WARM_FORMAT, 2)
+}
+
+/// An instance kept for many calls (`instances = "warm"`): its store (WASI context, memory
+/// limiter) and the entry points. Each call gets its own deadline, output caps and a fresh
+/// account of what it breached; the instance's memory is its own across calls, and counts
+/// against the memory limit as a whole. Any failure discards it.
+pub struct WarmInstance {
+    store: Store<CallState>,
+    alloc: wasmtime::TypedFunc<i32, i32>,
+    format: wasmtime::TypedFunc<(i32, i32), i32>,
+    memory: wasmtime::Memory,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+    /// Calls it has answered.
+    pub calls: u32,
+    /// The guest exited (`proc_exit`) during a call: it cannot be called again.
+    pub exited: bool,
+}
+
+/// Instantiates `pre` for warm calls under `spec` (argv, environment, grants, limits; the
+/// deadline applies to instantiation too). A reactor's `_initialize` is run; a command's
+/// `_start` is not (its warm exports run its constructors themselves).
+pub fn warm_instance(
+    engine: &Engine,
+    pre: &InstancePre<CallState>,
+    spec: &CallSpec<'_>,
+) -> Result<WarmInstance, (FormatterError, Vec<u8>)> {
+    let limits = spec.limits;
+    let stdout = CappedPipe::new(limits.max_output);
+    let stderr = CappedPipe::new(limits.max_stderr);
+    let mut b = WasiCtxBuilder::new();
+    b.args(spec.args).envs(spec.env);
+    b.allow_blocking_current_thread(true);
+    b.stdout(stdout.clone()).stderr(stderr.clone());
+    clocks_and_grants(&mut b, spec)?;
+    let state = CallState {
+        wasi: Wasi::P1(b.build_p1()),
+        limiter: Limiter::new(limits.memory),
+        deadline: spec.timeout.map(|t| Instant::now() + t),
+        slept_past_deadline: false,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    set_deadline(&mut store, spec.timeout);
+    let made = pre.instantiate(&mut store).and_then(|instance| {
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+            init.call(&mut store, ())?;
+        }
+        let alloc = instance.get_typed_func::<i32, i32>(&mut store, WARM_ALLOC)?;
+        let format = instance.get_typed_func::<(i32, i32), i32>(&mut store, WARM_FORMAT)?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| wasmtime::Error::msg("the module exports no memory"))?;
+        Ok((alloc, format, memory))
+    });
+    match made {
+        Ok((alloc, format, memory)) => Ok(WarmInstance {
+            store,
+            alloc,
+            format,
+            memory,
+            stdout,
+            stderr,
+            calls: 0,
+            exited: false,
+        }),
+        Err(e) => {
+            let err = stderr.take();
+            let f = classify(&e, store.data(), spec, &stdout, &stderr, &err);
+            Err((f, err))
+        }
+    }
+}
+
+/// Sets the store's epoch deadline for a call of `timeout` (or none).
+fn set_deadline(store: &mut Store<CallState>, timeout: Option<Duration>) {
+    match timeout {
+        // The deadline passes between `timeout` and `timeout + TICK` from now.
+        Some(t) => store.set_epoch_deadline(t.as_nanos().div_ceil(TICK.as_nanos()) as u64 + 1),
+        // wasmtime adds the current epoch to this: leave it room.
+        None => store.set_epoch_deadline(u64::MAX / 2),
+    }
+}
+
+/// One call of a warm instance: the request written into its memory, `tidings_format_v1`
+/// run under the call's deadline and caps. An error means the instance must be discarded.
+pub fn warm_call(
+    w: &mut WarmInstance,
+    input: &[u8],
+    spec: &CallSpec<'_>,
+) -> Result<Output, (FormatterError, Vec<u8>)> {
+    let limits = spec.limits;
+    if input.len() > limits.max_input {
+        return Err((
+            FormatterError::InputTooLarge {
+                size: input.len(),
+                limit: limits.max_input,
+            },
+            Vec::new(),
+        ));
+    }
+    let len = i32::try_from(input.len()).map_err(|_| {
+        (
+            FormatterError::InputTooLarge {
+                size: input.len(),
+                limit: limits.max_input,
+            },
+            Vec::new(),
+        )
+    })?;
+    // What this call breaches is its own; the memory the instance has is not.
+    {
+        let state = w.store.data_mut();
+        state.limiter.denied = false;
+        state.limiter.peak = state.limiter.total;
+        state.slept_past_deadline = false;
+        state.deadline = spec.timeout.map(|t| Instant::now() + t);
+    }
+    w.stdout.reset();
+    w.stderr.reset();
+    set_deadline(&mut w.store, spec.timeout);
+    let result = (|| {
+        let ptr = w.alloc.call(&mut w.store, len)?;
+        w.memory
+            .write(&mut w.store, ptr as u32 as usize, input)
+            .map_err(wasmtime::Error::new)?;
+        w.format.call(&mut w.store, (ptr, len))
+    })();
+    let out = w.stdout.take();
+    let err = w.stderr.take();
+    w.calls += 1;
+    let exit = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<I32Exit>())
+        .map(|I32Exit(code)| *code);
+    // A guest that exits inside a warm call is done for: the caller discards it.
+    w.exited = exit.is_some();
+    let state = w.store.data();
+    let failure = match (result, exit) {
+        (Ok(0), _) => None,
+        (Ok(code), _) | (Err(_), Some(code)) => Some(FormatterError::Exit {
+            code,
+            stderr_tail: stderr_tail(&err, 512),
+        }),
+        (Err(e), None) => Some(classify(&e, state, spec, &w.stdout, &w.stderr, &err)),
+    };
+    // An exit(0) inside a warm call still ended the instance; report the output as usual.
+    match failure {
+        None | Some(FormatterError::Exit { code: 0, .. }) => Ok(Output {
             stdout: out,
             stderr: err,
             peak_memory: state.limiter.peak,
@@ -425,6 +608,12 @@ impl CappedPipe {
 
     fn take(&self) -> Vec<u8> {
         std::mem::take(&mut *self.buf.lock().expect("pipe lock"))
+    }
+
+    /// Empties the pipe and forgets an overflow: the next warm call starts clean.
+    fn reset(&self) {
+        self.buf.lock().expect("pipe lock").clear();
+        self.overflowed.store(false, Ordering::Relaxed);
     }
 
     /// Appends `bytes`, or records the overflow and refuses them whole.

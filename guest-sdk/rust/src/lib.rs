@@ -117,14 +117,18 @@ fn read_request() -> Result<(Hook, Vec<u8>), Error> {
         .lock()
         .read_to_end(&mut input)
         .map_err(|e| Error(format!("cannot read the request from stdin: {e}")))?;
+    parse_head(input)
+}
 
+/// Works out the hook of a request (see [`run`]) and checks its ABI version.
+fn parse_head<T: AsRef<[u8]>>(input: T) -> Result<(Hook, T), Error> {
     // The host writes `{"abi":1,"hook":"<hook>",` first: reading the hook from that prefix saves
     // both a second parse of the request and the WASI calls argv costs. Anything else (a
     // hand-written file, another host) gets argv, TIDINGS_HOOK, then a full look at its head.
-    let (abi, hook_name) = match fast_head(&input) {
+    let (abi, hook_name) = match fast_head(input.as_ref()) {
         Some(hook) => (Some(1), Some(hook.to_owned())),
         None => {
-            let head: Head = serde_json::from_slice(&input)
+            let head: Head = serde_json::from_slice(input.as_ref())
                 .map_err(|e| Error(format!("the request on stdin is not a JSON object: {e}")))?;
             let from_env = std::env::args()
                 .nth(1)
@@ -160,6 +164,55 @@ fn fast_head(input: &[u8]) -> Option<&str> {
         .then_some(name)
 }
 
+/// Warm calls: the second entry point of ABI v1, which [`main!`] exports beside `main`.
+///
+/// A host that keeps an instance for many calls (`instances = "warm"`) asks
+/// `tidings_alloc_v1(len)` for room for the request, writes the request there, and calls
+/// `tidings_format_v1(ptr, len)`, which takes the buffer back, answers exactly as `main` would
+/// (the result on stdout, an error on stderr) and returns the exit status main would have had:
+/// 0, or 1 on an error. Nothing else changes for the formatter's functions.
+pub mod warm {
+    use super::{Error, Hook};
+    use std::io::Write;
+
+    /// Room for a request of `len` bytes, owned by the caller until it is passed to [`call`].
+    pub fn alloc(len: usize) -> *mut u8 {
+        Box::into_raw(vec![0u8; len].into_boxed_slice()).cast::<u8>()
+    }
+
+    /// Answers the request at `ptr` (from [`alloc`], `len` bytes, written by the host) with
+    /// `dispatch`, writes the result on stdout, and returns the exit status.
+    ///
+    /// # Safety
+    /// `ptr` and `len` must come from one [`alloc`] call, and the buffer must not be used after.
+    pub unsafe fn call(
+        ptr: *mut u8,
+        len: usize,
+        dispatch: impl FnOnce(Hook, &[u8]) -> Result<Vec<u8>, Error>,
+    ) -> i32 {
+        // SAFETY: the caller passes back what `alloc` leaked, with its length.
+        let input: Box<[u8]> =
+            unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
+        let result = super::parse_head(input).and_then(|(hook, input)| dispatch(hook, &input));
+        match result {
+            Ok(out) => {
+                let mut stdout = std::io::stdout().lock();
+                match stdout.write_all(&out).and_then(|_| stdout.flush()) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("tidings-guest: cannot write the result to stdout: {e}");
+                        1
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("tidings-guest: {}", e.0);
+                1
+            }
+        }
+    }
+}
+
 /// Turns hook functions into the program's `main`.
 ///
 /// ```text
@@ -173,11 +226,31 @@ fn fast_head(input: &[u8]) -> Option<&str> {
 #[macro_export]
 macro_rules! main {
     ($($hook:ident = $f:path),+ $(,)?) => {
+        fn __tidings_dispatch(
+            hook: $crate::Hook,
+            input: &[u8],
+        ) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::Error> {
+            $( if hook == $crate::__hook!($hook) { return $crate::call(input, $f); } )+
+            Err($crate::Error::unsupported(hook))
+        }
+
         fn main() {
-            $crate::run(|hook, input| {
-                $( if hook == $crate::__hook!($hook) { return $crate::call(input, $f); } )+
-                Err($crate::Error::unsupported(hook))
-            })
+            $crate::run(__tidings_dispatch)
+        }
+
+        /// The warm entry points (see `tidings_guest::warm`): room for a request.
+        #[cfg(target_family = "wasm")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn tidings_alloc_v1(len: usize) -> *mut u8 {
+            $crate::warm::alloc(len)
+        }
+
+        /// The warm entry points: one call, answered as `main` answers it.
+        #[cfg(target_family = "wasm")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn tidings_format_v1(ptr: *mut u8, len: usize) -> i32 {
+            // SAFETY: the host passes back what `tidings_alloc_v1` returned, with its length.
+            unsafe { $crate::warm::call(ptr, len, __tidings_dispatch) }
         }
     };
 }
