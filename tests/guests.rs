@@ -84,6 +84,16 @@ const SHORT: &str = "formatters/short/tests";
 #[test]
 fn the_c_short_passes_the_rust_shorts_cases() {
     passes(&build_c(), SHORT, 5);
+    // tidings.h's warm entry points: every case again in one warm instance.
+    let cases = support::repo().join(SHORT);
+    let out = tidings(&[
+        "test".as_ref(),
+        build_c().as_os_str(),
+        "--cases".as_ref(),
+        cases.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches(" (fresh and warm)").count(), 5, "{stdout}");
 }
 
 #[test]

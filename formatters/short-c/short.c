@@ -10,6 +10,7 @@ int main(void) {
         return 1;
     }
     char *text = tidings_json_string(tidings_json_find(request, "results_text"));
+    free(request); /* text is a copy; run warm, an instance answers many calls: free what you take */
     if (!text) {
         fputs("the request has no results_text\n", stderr);
         return 1;
@@ -29,5 +30,8 @@ int main(void) {
     char *body = malloc(n);
     if (!body) return 1;
     snprintf(body, n, "STATUS: %s", text);
-    return tidings_write_message(body, "plain", NULL);
+    free(text);
+    int status = tidings_write_message(body, "plain", NULL);
+    free(body);
+    return status;
 }

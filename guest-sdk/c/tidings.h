@@ -32,7 +32,21 @@
 
 /* Reads all of stdin into a NUL-terminated buffer (free it with free()); its length in *len
  * when len is not NULL. NULL if stdin cannot be read or memory runs out. */
+#ifndef TIDINGS_NO_WARM
+/* The request of a warm call (see tidings_format_v1 below), until tidings_read_request takes it. */
+static char *tidings__warm_request;
+static size_t tidings__warm_len;
+#endif
+
 static inline char *tidings_read_request(size_t *len) {
+#ifndef TIDINGS_NO_WARM
+    if (tidings__warm_request) {
+        char *req = tidings__warm_request;
+        tidings__warm_request = NULL;
+        if (len) *len = tidings__warm_len;
+        return req;
+    }
+#endif
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     if (!buf) return NULL;
@@ -304,5 +318,34 @@ static inline int tidings_write_nothing(void) {
     fputs("null\n", stdout);
     return fflush(stdout) == 0 ? 0 : 1;
 }
+
+#ifndef TIDINGS_NO_WARM
+/* ABI v1's warm entry points (guest-sdk/README.md, "Warm instances"): a host that keeps the
+ * instance for many calls writes each request into a buffer from tidings_alloc_v1 and calls
+ * tidings_format_v1, which runs your main() once more with tidings_read_request() answering
+ * from that buffer, and returns main's status. Nothing changes in your code, with two things to
+ * know: globals keep their values from one call to the next, and memory you do not free stays
+ * taken (the host replaces an instance that reaches its memory limit, or after `max_calls`
+ * calls). main must be `int main(void)`; define TIDINGS_NO_WARM before including this header
+ * to leave the entry points out. */
+int main(void);
+
+__attribute__((export_name("tidings_alloc_v1"))) char *tidings_alloc_v1(size_t len) {
+    return malloc(len + 1);
+}
+
+__attribute__((export_name("tidings_format_v1"))) int tidings_format_v1(char *request, size_t len) {
+    request[len] = '\0';
+    tidings__warm_request = request;
+    tidings__warm_len = len;
+    int status = main();
+    fflush(stdout);
+    fflush(stderr);
+    /* A main that never read the request leaves it here. */
+    free(tidings__warm_request);
+    tidings__warm_request = NULL;
+    return status;
+}
+#endif
 
 #endif /* TIDINGS_H */
