@@ -54,8 +54,8 @@ enum Command {
         #[arg(long)]
         cases: Option<PathBuf>,
         /// Run the cases in fresh instances only, or warm only [default: fresh, then once more
-        /// in one warm instance when the module can run warm, which finds state kept between
-        /// calls].
+        /// in one warm instance for a module with the warm entry points, which finds state kept
+        /// between calls; `warm` tries a component warm].
         #[arg(long)]
         instances: Option<InstancesArg>,
         #[command(flatten)]
@@ -198,8 +198,8 @@ struct RenderArgs {
     /// Print the request the formatter would get on stdin, and do not call it.
     #[arg(long)]
     show_request: bool,
-    /// A fresh instance per call, or one kept warm between calls [default: warm when the
-    /// module has the warm entry points, else fresh].
+    /// A fresh instance per call, or one kept warm between calls [default: warm for a module
+    /// with the warm entry points, else fresh; a component runs warm only when asked].
     #[arg(long)]
     instances: Option<InstancesArg>,
     #[command(flatten)]
@@ -221,7 +221,7 @@ fn choose_instances(formatter: &mut Formatter, arg: Option<InstancesArg>) -> Res
     match arg {
         Some(InstancesArg::Fresh) => formatter.set_instances(Instances::Fresh)?,
         Some(InstancesArg::Warm) => formatter.set_instances(warm)?,
-        None if formatter.supports_warm() => formatter.set_instances(warm)?,
+        None if formatter.prefers_warm() => formatter.set_instances(warm)?,
         None => {}
     }
     Ok(())
@@ -565,7 +565,7 @@ fn test(
     let modes: Vec<Instances> = match instances {
         Some(InstancesArg::Fresh) => vec![Instances::Fresh],
         Some(InstancesArg::Warm) => vec![warm],
-        None if formatter.supports_warm() => vec![Instances::Fresh, warm],
+        None if formatter.prefers_warm() => vec![Instances::Fresh, warm],
         None => vec![Instances::Fresh],
     };
     let mut outcomes: Vec<Vec<Outcome>> = Vec::new();
@@ -673,11 +673,29 @@ fn check(path: &Path) -> Result<ExitCode> {
         };
         for hook in entry.hooks.clone().unwrap_or(vec![Hook::MessageFormatter]) {
             let request = Request::parse(SAMPLE_BUILD.as_bytes(), Some(hook), &ctx)?;
-            match formatter.call(&request) {
-                Ok(_) if formatter.instances() == Instances::Fresh => {
-                    println!("formatter {:?}: {hook} ok", entry.name)
+            // Warm, a second call by the same instance shows that it can answer again.
+            let warm = formatter.instances() != Instances::Fresh;
+            let answered = formatter.call(&request).and_then(|first| {
+                if !warm {
+                    return Ok(first);
                 }
-                Ok(_) => println!("formatter {:?}: {hook} ok (warm)", entry.name),
+                formatter.call(&request).map_err(|e| {
+                    tidings::formatter::FormatterError::InvalidModule {
+                        reason: format!(
+                            "cannot run warm: its second call by the same instance failed ({}: \
+                         {e}); a component whose run cannot be called twice (a Rust \
+                         wasm32-wasip2 program, say) must run with instances = \"fresh\"",
+                            e.kind()
+                        ),
+                    }
+                })
+            });
+            match answered {
+                Ok(_) if !warm => println!("formatter {:?}: {hook} ok", entry.name),
+                Ok(_) => println!(
+                    "formatter {:?}: {hook} ok (warm: answered twice by one instance)",
+                    entry.name
+                ),
                 Err(e) => {
                     eprintln!(
                         "formatter {:?}: {hook} on the sample build: {}: {e}",

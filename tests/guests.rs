@@ -340,3 +340,82 @@ fn every_sdks_helpers_agree_with_the_rust_sdk() {
         check(lang.name(), render_sample(&project.path().join("p")));
     }
 }
+
+#[test]
+fn python_and_javascript_components_answer_warm_and_a_failure_costs_only_its_instance() {
+    use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
+    for lang in ["python", "javascript"] {
+        // Every shared case, in order, by one kept instance.
+        let cases = support::repo().join(SHORT);
+        let out = tidings(&[
+            "test".as_ref(),
+            build(lang).as_os_str(),
+            "--cases".as_ref(),
+            cases.as_os_str(),
+            "--instances".as_ref(),
+            "warm".as_ref(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{lang}: {stdout}");
+        assert_eq!(stdout.matches(" (warm)").count(), 5, "{lang}: {stdout}");
+    }
+    // An exception ends the call (exit status 1, its traceback) and its instance; the next
+    // call gets a new one, which fails the same way for the same request.
+    let mut f = support::shared_host()
+        .load(
+            "raises",
+            &build_app("python", "raises.py"),
+            Limits::default(),
+            Grants::default(),
+        )
+        .unwrap();
+    f.set_instances(Instances::Warm { max_calls: 1000 })
+        .unwrap();
+    let request = Request::parse(
+        &support::sample("failure-full.json"),
+        None,
+        &WrapContext::default(),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        match f.call(&request) {
+            Err(FormatterError::Exit {
+                code: 1,
+                stderr_tail,
+            }) => {
+                assert!(
+                    stderr_tail.contains("KeyError: 'buildUrl'"),
+                    "{stderr_tail}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let stats = f.warm_stats();
+    assert_eq!((stats.created, stats.discarded), (2, 2), "{stats:?}");
+}
+
+#[test]
+fn a_component_whose_run_cannot_be_called_twice_is_refused_warm_by_check() {
+    // A Rust wasm32-wasip2 program traps when its `run` is called a second time.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tidings.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n\
+             [[formatter]]\nname = \"rust-component\"\nmodule = \"{}\"\ninstances = \"warm\"\n",
+            support::component("short").display()
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("tidings.toml");
+    let out = tidings(&["check".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("formatter \"rust-component\"")
+            && err.contains("its second call by the same instance failed")
+            && err.contains("must run with instances = \"fresh\""),
+        "{err}"
+    );
+}

@@ -286,9 +286,14 @@ impl Host {
             (Program::Module(pre), origin)
         };
         tracing::debug!(formatter = name, ?origin, elapsed = ?started.elapsed(), "loaded formatter module");
+        // A component runs warm by having its `run` called once per request on a kept instance,
+        // with the request refilled on its stdin. The Python and JavaScript SDKs' components
+        // answer every call that way; a program whose `run` cannot be called twice (a Rust
+        // wasm32-wasip2 command) traps on its second, so for components warm is the
+        // operator's choice, never the default, and `check` tries two calls.
         let warm_capable = match &pre {
             Program::Module(pre) => sandbox::supports_warm(pre.module()),
-            Program::Component(_) => false,
+            Program::Component(_) => true,
         };
         Ok(Formatter {
             warm_capable,
@@ -397,10 +402,23 @@ impl Formatter {
         self.deterministic = on;
     }
 
-    /// True when the module exports the warm entry points ([`WARM_ALLOC`], [`WARM_FORMAT`]),
-    /// so it can run with [`Instances::Warm`].
+    /// True when it can run with [`Instances::Warm`]: a module that exports the warm entry
+    /// points ([`WARM_ALLOC`], [`WARM_FORMAT`]), or a component (its `run` called once per
+    /// request; see [`Formatter::prefers_warm`]).
     pub fn supports_warm(&self) -> bool {
         self.warm_capable
+    }
+
+    /// True when warm is the better default: a module with the warm entry points. (A
+    /// component can run warm, but only its author knows whether its `run` may be called again;
+    /// `tidings test --instances warm` shows it.)
+    pub fn prefers_warm(&self) -> bool {
+        self.warm_capable && matches!(self.pre, Program::Module(_))
+    }
+
+    /// True for a WASI preview 2 component.
+    pub fn is_component(&self) -> bool {
+        matches!(self.pre, Program::Component(_))
     }
 
     /// How calls use instances.
@@ -467,9 +485,6 @@ impl Formatter {
         pool: &WarmPool,
         stdin: &[u8],
     ) -> Result<sandbox::Output, (FormatterError, Vec<u8>)> {
-        let Program::Module(pre) = &self.pre else {
-            unreachable!("only modules run warm");
-        };
         let args = [self.name.clone()];
         let mut env = Vec::with_capacity(1 + self.grants.env.len());
         env.push(("TIDINGS_ABI".to_owned(), "1".to_owned()));
@@ -491,7 +506,7 @@ impl Formatter {
                 i
             }
             None => {
-                let i = sandbox::warm_instance(&inner.engine, pre, &spec)?;
+                let i = sandbox::warm_instance(&inner.engine, &self.pre, &spec)?;
                 pool.created.fetch_add(1, Ordering::Relaxed);
                 i
             }

@@ -257,14 +257,12 @@ pub fn supports_warm(module: &wasmtime::Module) -> bool {
 }
 
 /// An instance kept for many calls (`instances = "warm"`): its store (WASI context, memory
-/// limiter) and the entry points. Each call gets its own deadline, output caps and a fresh
+/// limiter) and how it is called. Each call gets its own deadline, output caps and a fresh
 /// account of what it breached; the instance's memory is its own across calls, and counts
 /// against the memory limit as a whole. Any failure discards it.
 pub struct WarmInstance {
     store: Store<CallState>,
-    alloc: wasmtime::TypedFunc<i32, i32>,
-    format: wasmtime::TypedFunc<(i32, i32), i32>,
-    memory: wasmtime::Memory,
+    kind: WarmKind,
     stdout: CappedPipe,
     stderr: CappedPipe,
     /// Calls it has answered.
@@ -273,24 +271,51 @@ pub struct WarmInstance {
     pub exited: bool,
 }
 
-/// Instantiates `pre` for warm calls under `spec` (argv, environment, grants, limits; the
-/// deadline applies to instantiation too). A reactor's `_initialize` is run; a command's
-/// `_start` is not (its warm exports run its constructors themselves).
+enum WarmKind {
+    /// A core module: the request written into its memory, `tidings_format_v1` called.
+    Module {
+        alloc: wasmtime::TypedFunc<i32, i32>,
+        format: wasmtime::TypedFunc<(i32, i32), i32>,
+        memory: wasmtime::Memory,
+    },
+    /// A `wasi:cli/command` component whose `run` is called once per request, with the
+    /// request refilled on its stdin: how Python and JavaScript formatters run warm.
+    Component {
+        command: wasmtime_wasi::p2::bindings::Command,
+        stdin: RefillPipe,
+        rt: tokio::runtime::Runtime,
+    },
+}
+
+/// Instantiates `program` for warm calls under `spec` (argv, environment, grants, limits; the
+/// deadline applies to instantiation too). A module's `_initialize` (a reactor's) is run, a
+/// command's `_start` is not (its warm exports run its constructors themselves).
 pub fn warm_instance(
     engine: &Engine,
-    pre: &InstancePre<CallState>,
+    program: &Program,
     spec: &CallSpec<'_>,
 ) -> Result<WarmInstance, (FormatterError, Vec<u8>)> {
     let limits = spec.limits;
     let stdout = CappedPipe::new(limits.max_output);
     let stderr = CappedPipe::new(limits.max_stderr);
+    let stdin = RefillPipe::default();
     let mut b = WasiCtxBuilder::new();
     b.args(spec.args).envs(spec.env);
     b.allow_blocking_current_thread(true);
     b.stdout(stdout.clone()).stderr(stderr.clone());
     clocks_and_grants(&mut b, spec)?;
+    let wasi = match program {
+        Program::Module(_) => Wasi::P1(b.build_p1()),
+        Program::Component(_) => {
+            b.stdin(stdin.clone());
+            Wasi::P2 {
+                ctx: b.build(),
+                table: ResourceTable::new(),
+            }
+        }
+    };
     let state = CallState {
-        wasi: Wasi::P1(b.build_p1()),
+        wasi,
         limiter: Limiter::new(limits.memory),
         deadline: spec.timeout.map(|t| Instant::now() + t),
         slept_past_deadline: false,
@@ -298,23 +323,31 @@ pub fn warm_instance(
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     set_deadline(&mut store, spec.timeout);
-    let made = pre.instantiate(&mut store).and_then(|instance| {
-        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
-            init.call(&mut store, ())?;
-        }
-        let alloc = instance.get_typed_func::<i32, i32>(&mut store, WARM_ALLOC)?;
-        let format = instance.get_typed_func::<(i32, i32), i32>(&mut store, WARM_FORMAT)?;
-        let memory = instance
-            .get_memory(&mut store, "memory")
-            .ok_or_else(|| wasmtime::Error::msg("the module exports no memory"))?;
-        Ok((alloc, format, memory))
-    });
+    let made = match program {
+        Program::Module(pre) => pre.instantiate(&mut store).and_then(|instance| {
+            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+                init.call(&mut store, ())?;
+            }
+            let alloc = instance.get_typed_func::<i32, i32>(&mut store, WARM_ALLOC)?;
+            let format = instance.get_typed_func::<(i32, i32), i32>(&mut store, WARM_FORMAT)?;
+            let memory = instance
+                .get_memory(&mut store, "memory")
+                .ok_or_else(|| wasmtime::Error::msg("the module exports no memory"))?;
+            Ok(WarmKind::Module {
+                alloc,
+                format,
+                memory,
+            })
+        }),
+        Program::Component(pre) => call_runtime().and_then(|rt| {
+            let command = rt.block_on(pre.instantiate_async(&mut store))?;
+            Ok(WarmKind::Component { command, stdin, rt })
+        }),
+    };
     match made {
-        Ok((alloc, format, memory)) => Ok(WarmInstance {
+        Ok(kind) => Ok(WarmInstance {
             store,
-            alloc,
-            format,
-            memory,
+            kind,
             stdout,
             stderr,
             calls: 0,
@@ -328,6 +361,14 @@ pub fn warm_instance(
     }
 }
 
+/// The small runtime a component call's asynchronous host calls run on.
+fn call_runtime() -> wasmtime::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| wasmtime::Error::msg(format!("cannot start the call's runtime: {e}")))
+}
+
 /// Sets the store's epoch deadline for a call of `timeout` (or none).
 fn set_deadline(store: &mut Store<CallState>, timeout: Option<Duration>) {
     match timeout {
@@ -338,24 +379,16 @@ fn set_deadline(store: &mut Store<CallState>, timeout: Option<Duration>) {
     }
 }
 
-/// One call of a warm instance: the request written into its memory, `tidings_format_v1`
-/// run under the call's deadline and caps. An error means the instance must be discarded.
+/// One call of a warm instance under the call's deadline and caps: a module's request written
+/// into its memory and `tidings_format_v1` called, a component's request put on its stdin and
+/// `run` called. An error means the instance must be discarded.
 pub fn warm_call(
     w: &mut WarmInstance,
     input: &[u8],
     spec: &CallSpec<'_>,
 ) -> Result<Output, (FormatterError, Vec<u8>)> {
     let limits = spec.limits;
-    if input.len() > limits.max_input {
-        return Err((
-            FormatterError::InputTooLarge {
-                size: input.len(),
-                limit: limits.max_input,
-            },
-            Vec::new(),
-        ));
-    }
-    let len = i32::try_from(input.len()).map_err(|_| {
+    let too_large = || {
         (
             FormatterError::InputTooLarge {
                 size: input.len(),
@@ -363,7 +396,11 @@ pub fn warm_call(
             },
             Vec::new(),
         )
-    })?;
+    };
+    if input.len() > limits.max_input {
+        return Err(too_large());
+    }
+    let len = i32::try_from(input.len()).map_err(|_| too_large())?;
     // What this call breaches is its own; the memory the instance has is not.
     {
         let state = w.store.data_mut();
@@ -375,13 +412,38 @@ pub fn warm_call(
     w.stdout.reset();
     w.stderr.reset();
     set_deadline(&mut w.store, spec.timeout);
-    let result = (|| {
-        let ptr = w.alloc.call(&mut w.store, len)?;
-        w.memory
-            .write(&mut w.store, ptr as u32 as usize, input)
-            .map_err(wasmtime::Error::new)?;
-        w.format.call(&mut w.store, (ptr, len))
-    })();
+    let store = &mut w.store;
+    let result = match &w.kind {
+        WarmKind::Module {
+            alloc,
+            format,
+            memory,
+        } => (|| {
+            let ptr = alloc.call(&mut *store, len)?;
+            memory
+                .write(&mut *store, ptr as u32 as usize, input)
+                .map_err(wasmtime::Error::new)?;
+            format.call(&mut *store, (ptr, len))
+        })(),
+        WarmKind::Component { command, stdin, rt } => {
+            stdin.refill(input);
+            rt.block_on(async {
+                let call = command.wasi_cli_run().call_run(&mut *store);
+                let outcome = match spec.timeout {
+                    Some(t) => match tokio::time::timeout(t + TICK, call).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            store.data_mut().slept_past_deadline = true;
+                            return Err(wasmtime::Error::new(SleptPastDeadline));
+                        }
+                    },
+                    None => call.await,
+                };
+                // `run` failing is exit status 1, as for a fresh call.
+                Ok(if outcome?.is_ok() { 0 } else { 1 })
+            })
+        }
+    };
     let out = w.stdout.take();
     let err = w.stderr.take();
     w.calls += 1;
@@ -409,6 +471,64 @@ pub fn warm_call(
             peak_memory: state.limiter.peak,
         }),
         Some(f) => Err((f, err)),
+    }
+}
+
+/// A component's stdin in warm mode: each call's request is put in, and read until it is
+/// used up (then the stream reports its end, as a fresh call's does, until the next refill).
+#[derive(Clone, Default)]
+struct RefillPipe {
+    buf: Arc<Mutex<Bytes>>,
+}
+
+impl RefillPipe {
+    fn refill(&self, input: &[u8]) {
+        *self.buf.lock().expect("stdin lock") = Bytes::copy_from_slice(input);
+    }
+}
+
+impl IsTerminal for RefillPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdinStream for RefillPipe {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::InputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::InputStream for RefillPipe {
+    fn read(&mut self, size: usize) -> Result<Bytes, StreamError> {
+        let mut buf = self.buf.lock().expect("stdin lock");
+        if buf.is_empty() {
+            return Err(StreamError::Closed);
+        }
+        let n = size.min(buf.len());
+        Ok(buf.split_to(n))
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for RefillPipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncRead for RefillPipe {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut buf = self.buf.lock().expect("stdin lock");
+        let n = out.remaining().min(buf.len());
+        out.put_slice(&buf.split_to(n));
+        Poll::Ready(Ok(()))
     }
 }
 
