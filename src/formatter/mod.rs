@@ -466,6 +466,31 @@ impl Formatter {
             })
     }
 
+    /// The guest's argv and environment: its name and `TIDINGS_ABI`, the hook when a call is
+    /// for one hook only (argv\[1\], `TIDINGS_HOOK`), then the granted variables.
+    fn argv_env(&self, hook: Option<Hook>) -> (Vec<String>, Vec<(String, String)>) {
+        let mut args = vec![self.name.clone()];
+        let mut env = vec![("TIDINGS_ABI".to_owned(), "1".to_owned())];
+        if let Some(hook) = hook {
+            args.push(hook.name().to_owned());
+            env.push(("TIDINGS_HOOK".to_owned(), hook.name().to_owned()));
+        }
+        env.extend(self.grants.env.iter().cloned());
+        (args, env)
+    }
+
+    /// A call of this formatter under its grants and limits.
+    fn spec<'a>(&'a self, args: &'a [String], env: &'a [(String, String)]) -> CallSpec<'a> {
+        CallSpec {
+            args,
+            env,
+            grants: &self.grants,
+            limits: &self.limits,
+            deterministic: self.deterministic,
+            timeout: Some(self.limits.timeout),
+        }
+    }
+
     /// Drops the idle warm instances, giving back their room.
     fn release_warm(&self) {
         if let Some(w) = &self.warm {
@@ -485,18 +510,9 @@ impl Formatter {
         pool: &WarmPool,
         stdin: &[u8],
     ) -> Result<sandbox::Output, (FormatterError, Vec<u8>)> {
-        let args = [self.name.clone()];
-        let mut env = Vec::with_capacity(1 + self.grants.env.len());
-        env.push(("TIDINGS_ABI".to_owned(), "1".to_owned()));
-        env.extend(self.grants.env.iter().cloned());
-        let spec = CallSpec {
-            args: &args,
-            env: &env,
-            grants: &self.grants,
-            limits: &self.limits,
-            deterministic: self.deterministic,
-            timeout: Some(self.limits.timeout),
-        };
+        // A warm instance serves every hook: the request's `"hook"` says which.
+        let (args, env) = self.argv_env(None);
+        let spec = self.spec(&args, &env);
         let inner = &self.host.inner;
         let taken = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut instance = match taken {
@@ -538,19 +554,8 @@ impl Formatter {
     /// Runs one call with `stdin` as the request bytes and returns the raw stdout. The guest's
     /// stderr goes to the log under the formatter's name either way.
     pub fn call_raw(&self, hook: Hook, stdin: &[u8]) -> Result<CallReport, FormatterError> {
-        let args = [self.name.clone(), hook.name().to_owned()];
-        let mut env = Vec::with_capacity(2 + self.grants.env.len());
-        env.push(("TIDINGS_ABI".to_owned(), "1".to_owned()));
-        env.push(("TIDINGS_HOOK".to_owned(), hook.name().to_owned()));
-        env.extend(self.grants.env.iter().cloned());
-        let spec = CallSpec {
-            args: &args,
-            env: &env,
-            grants: &self.grants,
-            limits: &self.limits,
-            deterministic: self.deterministic,
-            timeout: Some(self.limits.timeout),
-        };
+        let (args, env) = self.argv_env(Some(hook));
+        let spec = self.spec(&args, &env);
         let _slot = self.host.inner.slots.acquire();
         let started = Instant::now();
         let result = match &self.warm {
