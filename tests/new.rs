@@ -120,11 +120,17 @@ fn an_edit_is_rebuilt_and_a_config_deploys_the_project() {
     assert_eq!(std::fs::metadata(&wasm).unwrap().modified().unwrap(), built);
 
     // The author edits the formatter: `test` rebuilds it and shows what changed.
-    std::thread::sleep(std::time::Duration::from_millis(20));
     let source = dir.join("formatter.c");
     let code = std::fs::read_to_string(&source).unwrap();
     assert!(code.contains("STATUS: "), "{code}");
     std::fs::write(&source, code.replace("STATUS: ", "STATE: ")).unwrap();
+    // Newer than the module whatever the file system's clock granularity.
+    std::fs::File::options()
+        .write(true)
+        .open(&source)
+        .unwrap()
+        .set_modified(built + std::time::Duration::from_secs(1))
+        .unwrap();
     let out = tidings(&["test", "my-formatter"], tmp.path(), &[]);
     let report = text(&out);
     assert!(!out.status.success(), "{report}");

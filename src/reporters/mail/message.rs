@@ -337,14 +337,14 @@ mod tests {
         assert_eq!(two, ["runtests.run.stdio", "lint.run.stdio"]);
     }
 
-    #[test]
-    fn a_non_ascii_subject_is_encoded() {
+    /// A plain mail to a@example.org with `subject` and `body`, as text.
+    fn plain_mail(subject: &str, body: &str) -> String {
         let from = mailbox("CI <ci@example.org>").unwrap();
         let raw = compose(&Mail {
             from: &from,
-            subject: "☠ Buildbot: runtests échoué",
+            subject,
             html: false,
-            body: "corps: é",
+            body,
             to: Some((&["a@example.org".into()], &[])),
             headers: &[],
             attachments: &[],
@@ -352,7 +352,12 @@ mod tests {
             date: SystemTime::UNIX_EPOCH,
         })
         .unwrap();
-        let text = String::from_utf8(raw).unwrap();
+        String::from_utf8(raw).unwrap()
+    }
+
+    #[test]
+    fn a_non_ascii_subject_is_encoded() {
+        let text = plain_mail("☠ Buildbot: runtests échoué", "corps: é");
         let subject = text.lines().find(|l| l.starts_with("Subject:")).unwrap();
         assert!(
             subject.is_ascii() && subject.contains("=?utf-8?"),
@@ -364,21 +369,8 @@ mod tests {
 
     #[test]
     fn a_body_ends_with_one_line_break_and_no_added_blank_lines() {
-        let from = mailbox("CI <ci@example.org>").unwrap();
         let body_of = |body: &str| {
-            let raw = compose(&Mail {
-                from: &from,
-                subject: "s",
-                html: false,
-                body,
-                to: Some((&["a@example.org".into()], &[])),
-                headers: &[],
-                attachments: &[],
-                message_id: "<1@tidings>",
-                date: SystemTime::UNIX_EPOCH,
-            })
-            .unwrap();
-            let text = String::from_utf8(raw).unwrap();
+            let text = plain_mail("s", body);
             let at = text.find("\r\n\r\n").unwrap();
             text[at + 4..].replace("\r\n", "\n")
         };
