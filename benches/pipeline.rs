@@ -3,8 +3,11 @@
 //! loopback. Baseline, in the same run: the same clients posting straight to the same peer (a
 //! plain HTTP echo), which is the floor of any HTTP-in/HTTP-out relay on this machine.
 //!
-//! Prints sustained events/s (events over the time from the first post to the last arrival) and
-//! the p50/p99 of per-event latency (post sent → push received). `cargo bench --bench pipeline`
+//! Prints sustained events/s (events over the time from the first post to the last arrival),
+//! the p50/p99 of per-event latency (post sent → push received) and the CPU time the daemon
+//! and the bench itself spent per event, for: the clients posting as fast as they can, posting
+//! at 2,000 events/s, and (tidings only) posting builds that all belong to one build request,
+//! whose deliveries go out one at a time in order. `cargo bench --bench pipeline`
 //! (build the guests first with `cargo test`, which puts `short.wasm` in `<target>/guests`).
 //! Set `TIDINGS_BENCH_EVENTS` to change the event count (default 4000).
 
@@ -52,6 +55,11 @@ async fn receive(State(peer): State<Arc<Peer>>, headers: HeaderMap, body: String
 }
 
 fn sample(id: i64) -> String {
+    sample_of(id, id)
+}
+
+/// The sample as build `id` of build request `request`.
+fn sample_of(id: i64, request: i64) -> String {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/buildbot/failure-full.json"),
     )
@@ -59,7 +67,7 @@ fn sample(id: i64) -> String {
     let mut b: Value = serde_json::from_str(&text).unwrap();
     b["buildid"] = id.into();
     b["number"] = id.into();
-    b["buildrequestid"] = id.into();
+    b["buildrequestid"] = request.into();
     b["url"] = format!("http://127.0.0.1:8010/#/builders/1/builds/{id}").into();
     b.to_string()
 }
@@ -68,6 +76,24 @@ struct Figures {
     per_sec: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time the daemon spent per event (zero for the baseline, which has no daemon).
+    daemon_cpu: Duration,
+    /// CPU time this process (clients and peer) spent per event.
+    bench_cpu: Duration,
+}
+
+/// CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat` (Linux).
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    // USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
 }
 
 /// Posts `n` events to `url` from `CLIENTS` clients; `key(id)` is how the peer will know each.
@@ -78,11 +104,19 @@ async fn run(
     key: impl Fn(i64) -> String,
     first_id: i64,
     rate: Option<f64>,
+    daemon: Option<u32>,
 ) -> Figures {
+    let daemon_cpu = || daemon.map_or(Duration::ZERO, |p| cpu_time(&p.to_string()));
+    let (daemon_before, bench_before) = (daemon_cpu(), cpu_time("self"));
     peer.arrivals.lock().unwrap().clear();
     *peer.expect.lock().unwrap() = n;
     let bodies: Vec<(i64, String)> = (0..n as i64)
-        .map(|i| (first_id + i, sample(first_id + i)))
+        .map(|i| {
+            let id = first_id + i;
+            // From 7,000,000 on, every build belongs to one build request.
+            let request = if first_id >= 7_000_000 { first_id } else { id };
+            (id, sample_of(id, request))
+        })
         .collect();
     let sent: Arc<Mutex<HashMap<i64, Instant>>> = Default::default();
     let client = reqwest::Client::new();
@@ -139,6 +173,8 @@ async fn run(
         .collect();
     lat.sort();
     Figures {
+        daemon_cpu: daemon_cpu().saturating_sub(daemon_before) / n as u32,
+        bench_cpu: cpu_time("self").saturating_sub(bench_before) / n as u32,
         per_sec: n as f64 / last.duration_since(start).as_secs_f64(),
         p50: lat[lat.len() / 2],
         p99: lat[lat.len() * 99 / 100],
@@ -216,14 +252,17 @@ fn main() {
 
     // Warm up both paths (connections, the formatter's compiled module, SQLite pages).
     let direct = |id| format!("direct-{id}");
-    rt.block_on(run(&hook, 200, &peer, direct, 1_000_000, None));
-    rt.block_on(run(&ingest, 200, &peer, key, 2_000_000, None));
-    let base = rt.block_on(run(&hook, n, &peer, direct, 3_000_000, None));
-    let ours = rt.block_on(run(&ingest, n, &peer, key, 4_000_000, None));
+    let pid = Some(child.id());
+    rt.block_on(run(&hook, 200, &peer, direct, 1_000_000, None, None));
+    rt.block_on(run(&ingest, 200, &peer, key, 2_000_000, None, pid));
+    let base = rt.block_on(run(&hook, n, &peer, direct, 3_000_000, None, None));
+    let ours = rt.block_on(run(&ingest, n, &peer, key, 4_000_000, None, pid));
     // Latency at a sustained offered rate below saturation, for both.
     let paced = 2000.0;
-    let base_paced = rt.block_on(run(&hook, n, &peer, direct, 5_000_000, Some(paced)));
-    let ours_paced = rt.block_on(run(&ingest, n, &peer, key, 6_000_000, Some(paced)));
+    let base_paced = rt.block_on(run(&hook, n, &peer, direct, 5_000_000, Some(paced), None));
+    let ours_paced = rt.block_on(run(&ingest, n, &peer, key, 6_000_000, Some(paced), pid));
+    // Every delivery under one build request: they go out one after another, in order.
+    let one_request = rt.block_on(run(&ingest, n, &peer, key, 7_000_000, None, pid));
     let _ = child.kill();
     let _ = child.wait();
     println!(
@@ -238,12 +277,18 @@ fn main() {
             "2000/s offered, tidings: ingest → outbox → push",
             &ours_paced,
         ),
+        (
+            "one build request, tidings: in order, one at a time",
+            &one_request,
+        ),
     ] {
         println!(
-            "{name:<50} {:>8.0} events/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            "{name:<50} {:>8.0} events/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/event: daemon {:>4} µs, clients+peer {:>4} µs",
             f.per_sec,
             f.p50.as_secs_f64() * 1e3,
-            f.p99.as_secs_f64() * 1e3
+            f.p99.as_secs_f64() * 1e3,
+            f.daemon_cpu.as_micros(),
+            f.bench_cpu.as_micros(),
         );
     }
     println!(

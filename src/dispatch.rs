@@ -16,7 +16,7 @@ use crate::formatter::{Formatter, Request, WrapContext};
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::reporters::{Formatted, HookCall, Output, PrevBuild, RenderInput, Reporter};
-use crate::store::{BuildRecord, NewDelivery, Store, StoreError, StoredEvent};
+use crate::store::{BuildRecord, NewDelivery, Snapshot, Store, StoreError, StoredEvent};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,20 +155,15 @@ pub struct Planned {
     pub explanation: String,
 }
 
-/// One pass of dispatch over an event: whether it records the build in the history (not
-/// when planning), and the decisions, when someone asks for them.
+/// One pass of dispatch over an event: the decisions, when someone asks for them.
 struct Pass {
-    record: bool,
     decisions: Option<Vec<Decision>>,
 }
 
 impl Pass {
-    /// Dispatch itself: records builds, keeps no decisions.
+    /// Dispatch itself: keeps no decisions.
     fn dispatch() -> Pass {
-        Pass {
-            record: true,
-            decisions: None,
-        }
+        Pass { decisions: None }
     }
 
     /// Notes a decision about `r`, if decisions are kept (built only then).
@@ -268,6 +263,8 @@ pub struct Dispatcher {
     pub history: Option<Arc<dyn History>>,
     /// Per formatter, its run of failures: a formatter that keeps failing is short-circuited.
     pub breakers: Breakers,
+    /// Threads that call formatters at once (for different events); 0 means one per core.
+    pub workers: usize,
 }
 
 /// Failures in a row after which a formatter is short-circuited.
@@ -335,6 +332,36 @@ struct About<'a> {
     prev: Option<PrevBuild>,
 }
 
+/// The builds a batch of dispatch recorded, in order, not yet written: they are written in
+/// the transaction that enqueues the batch's deliveries and moves the cursor (so a crash keeps
+/// all or none), and a later event of the batch finds its previous build among them.
+#[derive(Default)]
+struct Ledger {
+    builds: Vec<BuildRecord>,
+}
+
+impl Ledger {
+    /// The latest version of each build of `master`'s builder `builderid`, by build id.
+    fn latest(&self, master: &str, builderid: i64) -> HashMap<i64, &BuildRecord> {
+        self.builds
+            .iter()
+            .filter(|b| b.builderid == builderid && b.master == master)
+            .map(|b| (b.buildid, b))
+            .collect()
+    }
+}
+
+/// An event read, with the previous build of each build it reports looked up: all that
+/// calling its formatters needs, so events can be rendered in parallel.
+struct Prepared {
+    event: Event,
+    /// A build event's build as JSON (the dict as received, when the body was one).
+    document: Option<String>,
+    /// The previous builds: one for a build event, one per build for a buildset, none
+    /// otherwise.
+    prevs: Vec<Option<BuildRecord>>,
+}
+
 /// A delivery rendered but not yet enqueued.
 struct Pending {
     key: String,
@@ -384,17 +411,26 @@ impl Dispatcher {
     /// An event that cannot be read is not passed over: it is recorded as unreadable, with
     /// the reason, in the same transaction that moves the cursor
     /// ([`Dispatcher::retry_unreadable`] tries it again at the next start).
+    ///
+    /// Three steps: each event is read and its build recorded, in order, on this thread (the
+    /// previous build of one event may be the build of the one before); the formatters are
+    /// called for the events in parallel ([`Dispatcher::render`]); and the builds, deliveries
+    /// and cursor are written in one transaction, the deliveries in event order, so the outbox
+    /// sees exactly the order a single thread would have produced.
     pub fn dispatch_pending(&self) -> Result<usize, StoreError> {
         let cursor = self.store.cursor(CURSOR)?;
-        let events = self.store.events_after(cursor, BATCH)?;
+        // One read transaction for the batch's reads (its events, their previous builds).
+        let snapshot = self.store.snapshot()?;
+        let events = snapshot.events_after(cursor, BATCH)?;
         let Some(last) = events.last().map(|e| e.id) else {
             return Ok(0);
         };
-        let mut pending = Vec::new();
+        let mut ledger = Ledger::default();
+        let mut prepared = Vec::with_capacity(events.len());
         let mut unreadable = Vec::new();
         for ev in &events {
-            match self.deliveries_for(ev, &mut Pass::dispatch())? {
-                Ok(p) => pending.extend(p),
+            match self.prepare(ev, &snapshot, Some(&mut ledger))? {
+                Ok(p) => prepared.push((ev, p)),
                 Err(reason) => {
                     tracing::error!(event = ev.id, key = %ev.key, %reason, "a stored event cannot be read; kept as unreadable (tidings outbox unreadable), tried again at the next start");
                     self.metrics.unreadable_event();
@@ -402,14 +438,67 @@ impl Dispatcher {
                 }
             }
         }
+        drop(snapshot);
+        let pending: Vec<Pending> = self.render(&prepared).into_iter().flatten().collect();
         let unreadable: Vec<(i64, &str)> =
             unreadable.iter().map(|(id, r)| (*id, r.as_str())).collect();
         let rows = new_rows(&pending);
-        let stored = self
-            .store
-            .enqueue_and_advance(&rows, &unreadable, now_ms(), CURSOR, last)?;
+        let stored = self.store.enqueue_and_advance(
+            &ledger.builds,
+            &rows,
+            &unreadable,
+            now_ms(),
+            CURSOR,
+            last,
+        )?;
         self.after_enqueue(&pending, &stored);
         Ok(events.len())
+    }
+
+    /// The deliveries of each prepared event, in order. The events are shared out among up to
+    /// [`Dispatcher::workers`] threads (this one among them); a formatter call is the slow part,
+    /// and calls for different events are independent once their previous builds are known.
+    fn render(&self, prepared: &[(&StoredEvent, Prepared)]) -> Vec<Vec<Pending>> {
+        let one =
+            |(ev, p): &(&StoredEvent, Prepared)| self.deliveries_for(ev, p, &mut Pass::dispatch());
+        let workers = self.workers().min(prepared.len());
+        if workers <= 1 {
+            return prepared.iter().map(one).collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = prepared.get(i) else {
+                    return done;
+                };
+                done.push((i, one(item)));
+            }
+        };
+        let mut out: Vec<Vec<Pending>> = Vec::new();
+        out.resize_with(prepared.len(), Vec::new);
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+            let mut all = work();
+            for h in helpers {
+                // A panic in a helper is a bug; it reaches this thread as it would have there.
+                all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            for (i, p) in all {
+                out[i] = p;
+            }
+        });
+        out
+    }
+
+    /// How many threads call formatters at once: [`Dispatcher::workers`], by default one per
+    /// core (as many calls as the formatter host lets run at once).
+    fn workers(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// Tries the events recorded as unreadable again (after an upgrade, they may read): each
@@ -418,12 +507,18 @@ impl Dispatcher {
     pub fn retry_unreadable(&self) -> Result<usize, StoreError> {
         let mut done = 0;
         for (ev, _) in self.store.unreadable()? {
-            let Ok(pending) = self.deliveries_for(&ev, &mut Pass::dispatch())? else {
+            let mut ledger = Ledger::default();
+            let prepared = self.prepare(&ev, &self.store.snapshot()?, Some(&mut ledger))?;
+            let Ok(prepared) = prepared else {
                 continue;
             };
-            let stored = self
-                .store
-                .resolve_unreadable(ev.id, &new_rows(&pending), now_ms())?;
+            let pending = self.deliveries_for(&ev, &prepared, &mut Pass::dispatch());
+            let stored = self.store.resolve_unreadable(
+                ev.id,
+                &ledger.builds,
+                &new_rows(&pending),
+                now_ms(),
+            )?;
             self.after_enqueue(&pending, &stored);
             tracing::info!(event = ev.id, key = %ev.key, "an event that could not be read before is dispatched now");
             done += 1;
@@ -436,13 +531,69 @@ impl Dispatcher {
     /// order (for `tidings explain` and `tidings replay`). Formatters are called as dispatch
     /// calls them. `Err(reason)` inside when the event cannot be read.
     pub fn plan(&self, ev: &StoredEvent) -> Result<Result<Vec<Decision>, String>, StoreError> {
+        let prepared = match self.prepare(ev, &self.store.snapshot()?, None)? {
+            Ok(p) => p,
+            Err(reason) => return Ok(Err(reason)),
+        };
         let mut pass = Pass {
-            record: false,
             decisions: Some(Vec::new()),
         };
-        Ok(self
-            .deliveries_for(ev, &mut pass)?
-            .map(|_| pass.decisions.unwrap_or_default()))
+        self.deliveries_for(ev, &prepared, &mut pass);
+        Ok(Ok(pass.decisions.unwrap_or_default()))
+    }
+
+    /// Reads `ev` and looks up the previous build of each build it reports. With a `ledger`
+    /// (dispatch, not planning), the event's build is recorded in it, where the next events'
+    /// lookups see it. `Err(reason)` inside when the event cannot be read.
+    fn prepare(
+        &self,
+        ev: &StoredEvent,
+        snapshot: &Snapshot<'_>,
+        mut ledger: Option<&mut Ledger>,
+    ) -> Result<Result<Prepared, String>, StoreError> {
+        let (event, raw_build) = match Event::from_stored(&ev.body, ev.format) {
+            Ok(e) => e,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let mut document = None;
+        let mut prevs = Vec::new();
+        match &event.subject {
+            Subject::Build(b) => {
+                // The build dict exactly as received, when the body is one.
+                let doc = if raw_build {
+                    ev.body.clone()
+                } else {
+                    serde_json::to_string(b).expect("a build serialises")
+                };
+                if matches!(
+                    event.kind,
+                    EventKind::BuildStarted | EventKind::BuildFinished
+                ) {
+                    prevs.push(self.record(&event, b, &doc, snapshot, ledger.as_deref_mut())?);
+                }
+                document = Some(doc);
+            }
+            Subject::Buildset { builds, .. } => {
+                for b in builds {
+                    prevs.push(match (b.builderid, b.number) {
+                        (Some(builder), Some(n)) => self.previous_build(
+                            &event.master,
+                            builder,
+                            n,
+                            snapshot,
+                            ledger.as_deref(),
+                        )?,
+                        _ => None,
+                    });
+                }
+            }
+            Subject::Worker(_) => {}
+        }
+        Ok(Ok(Prepared {
+            event,
+            document,
+            prevs,
+        }))
     }
 
     /// Logs repeats and wakes the workers of the reporters that got deliveries.
@@ -462,52 +613,42 @@ impl Dispatcher {
         }
     }
 
-    /// The deliveries for one stored event; `Err(reason)` inside when it cannot be read.
-    fn deliveries_for(
-        &self,
-        ev: &StoredEvent,
-        pass: &mut Pass,
-    ) -> Result<Result<Vec<Pending>, String>, StoreError> {
-        let (event, raw_build) = match Event::from_stored(&ev.body, ev.format) {
-            Ok(e) => e,
-            Err(reason) => return Ok(Err(reason)),
-        };
+    /// The deliveries for one prepared event.
+    fn deliveries_for(&self, ev: &StoredEvent, p: &Prepared, pass: &mut Pass) -> Vec<Pending> {
+        let event = &p.event;
         let mut out = Vec::new();
         match &event.subject {
             Subject::Build(b) => {
-                // The build dict exactly as received, when the body is one.
-                let document = if raw_build {
-                    ev.body.clone()
-                } else {
-                    serde_json::to_string(b).expect("a build serialises")
-                };
+                let document = p.document.as_deref().unwrap_or_default();
                 match event.kind {
                     EventKind::BuildStarted | EventKind::BuildFinished => {
-                        self.for_build(ev, &event, b, &document, &mut out, pass)?
+                        let prev = p.prevs.first().and_then(Option::as_ref);
+                        self.for_build(ev, event, b, prev, document, &mut out, pass)
                     }
-                    _ => self.for_request(ev, &event, b, &document, &mut out, pass),
+                    _ => self.for_request(ev, event, b, document, &mut out, pass),
                 }
             }
             Subject::Buildset { buildset, builds } => {
-                self.for_buildset(ev, &event, buildset, builds, &mut out, pass)?
+                self.for_buildset(ev, event, buildset, builds, &p.prevs, &mut out, pass)
             }
-            Subject::Worker(w) => self.for_worker(ev, &event, w, &mut out, pass),
+            Subject::Worker(w) => self.for_worker(ev, event, w, &mut out, pass),
         }
-        Ok(Ok(out))
+        out
     }
 
     /// `build_started` / `build_finished`: Buildbot's `BuildStatusGenerator`.
+    #[allow(clippy::too_many_arguments)]
     fn for_build(
         &self,
         ev: &StoredEvent,
         event: &Event,
         b: &Build,
+        prev: Option<&BuildRecord>,
         document: &str,
         out: &mut Vec<Pending>,
         pass: &mut Pass,
-    ) -> Result<(), StoreError> {
-        let prev = self.record(event, b, document, pass.record)?;
-        let prev_results = prev.as_ref().and_then(|p| p.results);
+    ) {
+        let prev_results = prev.and_then(|p| p.results);
         let mut changes: Option<Vec<Change>> = None;
         // What formatters get: the build, completed from the master when the event (say, from
         // HttpStatusPush) lacks the steps and logs a reporter wants; asked once per distinct
@@ -535,7 +676,7 @@ impl Dispatcher {
                 _ if !r.uses_mode() => format!(
                     "build finished (result {}, previous build {}); no mode: the reporter decides per destination",
                     Results::text_for(b.results),
-                    previous(prev.as_ref()),
+                    previous(prev),
                 ),
                 _ => {
                     let hits = mode_hits(sel, b.results, prev_results);
@@ -543,7 +684,7 @@ impl Dispatcher {
                         pass.note(r, || Verdict::ModeMissed {
                             mode: sel.mode.0.clone(),
                             result: Results::text_for(b.results).to_string(),
-                            previous: previous(prev.as_ref()),
+                            previous: previous(prev),
                         });
                         continue;
                     }
@@ -552,7 +693,7 @@ impl Dispatcher {
                         sel.mode.0.join(", "),
                         hits.join(", "),
                         Results::text_for(b.results),
-                        previous(prev.as_ref()),
+                        previous(prev),
                     )
                 }
             };
@@ -565,7 +706,7 @@ impl Dispatcher {
                     .unwrap_or(b),
                 _ => b,
             };
-            let message = match self.format(r, &call, full, prev.as_ref(), changes, false) {
+            let message = match self.format(r, &call, full, prev, changes, false) {
                 Ok(m) => m,
                 Err(why) => {
                     pass.note(r, || Verdict::Nothing { why });
@@ -577,14 +718,13 @@ impl Dispatcher {
                 build: Some(full),
                 builds: &[full],
                 users: &users,
-                prev: prev.as_ref().map(|p| PrevBuild {
+                prev: prev.map(|p| PrevBuild {
                     number: p.number,
                     results: p.results,
                 }),
             };
             self.emit(ev, event, r, &why, &message, document, &about, out, pass);
         }
-        Ok(())
     }
 
     /// The changes a finished build brought: from the event, else from the master.
@@ -598,49 +738,71 @@ impl Dispatcher {
         }
     }
 
-    /// Records a build in the history (when `record`); for a finished build, returns the
-    /// previous build.
+    /// Records a build in `ledger`, if there is one; for a finished build, returns the previous
+    /// build.
     fn record(
         &self,
         event: &Event,
         b: &Build,
         document: &str,
-        record: bool,
+        snapshot: &Snapshot<'_>,
+        ledger: Option<&mut Ledger>,
     ) -> Result<Option<BuildRecord>, StoreError> {
         let (Some(buildid), Some(builderid), Some(number)) = (b.buildid, b.builderid, b.number)
         else {
             return Ok(None);
         };
-        if !record {
-            return Ok(if b.complete {
-                self.previous_build(&event.master, builderid, number)?
-            } else {
-                None
+        let ledger = ledger.map(|l| {
+            l.builds.push(BuildRecord {
+                master: event.master.clone(),
+                buildid,
+                builderid,
+                number,
+                complete: b.complete,
+                results: b.results,
+                body: document.to_owned(),
             });
-        }
-        self.store.record_build(&BuildRecord {
-            master: event.master.clone(),
-            buildid,
-            builderid,
-            number,
-            complete: b.complete,
-            results: b.results,
-            body: document.to_owned(),
-        })?;
+            &*l
+        });
         if !b.complete {
             return Ok(None);
         }
-        self.previous_build(&event.master, builderid, number)
+        self.previous_build(&event.master, builderid, number, snapshot, ledger)
     }
 
-    /// The finished build before `number` of a builder: from the store, else the master.
+    /// The finished build before `number` of a builder: from `ledger` and the store (whichever
+    /// has the higher number; the ledger's version of a build replaces the store's), else the
+    /// master.
     fn previous_build(
         &self,
         master: &str,
         builderid: i64,
         number: i64,
+        snapshot: &Snapshot<'_>,
+        ledger: Option<&Ledger>,
     ) -> Result<Option<BuildRecord>, StoreError> {
-        let prev = self.store.previous_build(master, builderid, number)?;
+        let unwritten = ledger
+            .map(|l| l.latest(master, builderid))
+            .unwrap_or_default();
+        let own = unwritten
+            .values()
+            .filter(|b| {
+                b.number < number
+                    && b.complete
+                    && b.results.is_some_and(|r| r != Results::Retry.code())
+            })
+            .max_by_key(|b| b.number)
+            .map(|b| (*b).clone());
+        // The store's candidate counts only if it is newer than the ledger's; the builds the
+        // ledger holds are passed over there (the ledger's versions are the current ones).
+        let stored = snapshot.previous_build_except(
+            master,
+            builderid,
+            number,
+            own.as_ref().map_or(i64::MIN, |b| b.number),
+            |id| unwritten.contains_key(&id),
+        )?;
+        let prev = stored.or(own);
         Ok(prev.or_else(|| {
             self.history
                 .as_ref()
@@ -707,23 +869,17 @@ impl Dispatcher {
     /// `build_set_summary`: the builds that pass the filters and the mode (each against its own
     /// previous build); nothing when none does. The formatter is called per kept build and the
     /// messages merged as Buildbot merges them.
+    #[allow(clippy::too_many_arguments)]
     fn for_buildset(
         &self,
         ev: &StoredEvent,
         event: &Event,
         buildset: &crate::event::Buildset,
         builds: &[Build],
+        prevs: &[Option<BuildRecord>],
         out: &mut Vec<Pending>,
         pass: &mut Pass,
-    ) -> Result<(), StoreError> {
-        let mut prevs = Vec::with_capacity(builds.len());
-        for b in builds {
-            let prev = match (b.builderid, b.number) {
-                (Some(builder), Some(n)) => self.previous_build(&event.master, builder, n)?,
-                _ => None,
-            };
-            prevs.push(prev);
-        }
+    ) {
         for route in &self.routes {
             let r = route.reporter.as_ref();
             let sel = r.selection();
@@ -740,7 +896,7 @@ impl Dispatcher {
             let mut kept = Vec::new();
             let mut words = Vec::new();
             let mut left_out = Vec::new();
-            for (b, prev) in builds.iter().zip(&prevs) {
+            for (b, prev) in builds.iter().zip(prevs) {
                 let hits = mode_hits(sel, b.results, prev.as_ref().and_then(|p| p.results));
                 let name = || {
                     format!(
@@ -836,7 +992,6 @@ impl Dispatcher {
             };
             self.emit(ev, event, r, &why, &message, &document, &about, out, pass);
         }
-        Ok(())
     }
 
     /// `worker_missing`: Buildbot's `WorkerMissingGenerator`, for reporters whose `workers`
@@ -1133,12 +1288,9 @@ impl Dispatcher {
                 OnError::Skip => Err(format!("{why}; on_error = \"skip\": nothing sent")),
             };
         }
-        // Calls are made one at a time here, so the change is this call's.
-        let warm_before = formatter.warm_stats();
         let result = formatter.call(request);
         self.metrics.observe_call(name, started.elapsed());
-        self.metrics
-            .warm_instances(name, formatter.warm_stats().since(warm_before));
+        self.metrics.warm_instances(name, formatter.warm_stats());
         let failure = match result.map(Output::from_hook) {
             Ok(Some(output)) => match r.accepts(&output) {
                 Ok(()) => {

@@ -327,21 +327,32 @@ impl Event {
     /// flag says which (`true`: the body is the build dict itself). Only rows stored before
     /// tidings recorded the form (`None`) are told apart by a top-level `schema_version`.
     pub fn from_stored(body: &str, format: Option<BodyFormat>) -> Result<(Event, bool), String> {
-        let value: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-        let format = format.unwrap_or(if value.get("schema_version").is_some() {
-            BodyFormat::Envelope
-        } else {
-            BodyFormat::Build
-        });
+        // Parsed straight into its type when the form is known (every row stored since tidings
+        // records it): half the work of going through a `Value`.
+        let format = match format {
+            Some(f) => f,
+            None => {
+                let value: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+                if value.get("schema_version").is_some() {
+                    BodyFormat::Envelope
+                } else {
+                    BodyFormat::Build
+                }
+            }
+        };
+        let why = |what: &str, e: serde_json::Error| match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => e.to_string(),
+            _ => format!("{what}: {e}"),
+        };
         match format {
             BodyFormat::Envelope => {
-                let env: Envelope = serde_json::from_value(value)
-                    .map_err(|e| format!("not an event envelope: {e}"))?;
+                let env: Envelope =
+                    serde_json::from_str(body).map_err(|e| why("not an event envelope", e))?;
                 Ok((Event::from_envelope(env)?, false))
             }
             BodyFormat::Build => {
                 let build: Build =
-                    serde_json::from_value(value).map_err(|e| format!("not a build dict: {e}"))?;
+                    serde_json::from_str(body).map_err(|e| why("not a build dict", e))?;
                 Ok((Event::from_build(build)?, true))
             }
         }

@@ -84,6 +84,8 @@ pub struct Metrics {
     latency: Family<FormatterLabels, Histogram, fn() -> Histogram>,
     loads: Family<LoadLabels, Counter>,
     warm: Family<WarmLabels, Counter>,
+    /// Each formatter's warm-instance totals as last counted into `warm`.
+    warm_seen: std::sync::Mutex<std::collections::HashMap<String, crate::formatter::WarmStats>>,
     outbox: Family<StateLabels, Gauge>,
     unreadable_now: Gauge,
     unreadable_seen: Counter,
@@ -189,6 +191,7 @@ impl Default for Metrics {
             latency,
             loads,
             warm,
+            warm_seen: Default::default(),
             outbox,
         }
     }
@@ -254,8 +257,21 @@ impl Metrics {
         }
     }
 
-    /// Counts what `formatter`'s warm instances did (the change over one call).
-    pub fn warm_instances(&self, formatter: &str, delta: crate::formatter::WarmStats) {
+    /// Brings the counts of `formatter`'s warm instances up to `totals` (its
+    /// [`crate::formatter::Formatter::warm_stats`], read after a call). Calls made at once
+    /// from several threads each add what is new since the last count, so the counters stay
+    /// exact however calls interleave.
+    pub fn warm_instances(&self, formatter: &str, totals: crate::formatter::WarmStats) {
+        let delta = {
+            let mut seen = self.warm_seen.lock().unwrap_or_else(|e| e.into_inner());
+            let last = seen.entry(formatter.to_owned()).or_default();
+            let delta = totals.since(*last);
+            // A thread that read its totals earlier may come second: never count backwards.
+            last.created = last.created.max(totals.created);
+            last.reused = last.reused.max(totals.reused);
+            last.discarded = last.discarded.max(totals.discarded);
+            delta
+        };
         for (event, n) in [
             ("created", delta.created),
             ("reused", delta.reused),

@@ -16,13 +16,13 @@
 use crate::clock::now_ms;
 use crate::config::RetrySettings;
 use crate::metrics::Metrics;
-use crate::store::{Delivery, Outcome, Store, StoreError};
+use crate::store::{Delivery, Finished, Outcome, Store, StoreError};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 /// What to do after a failed attempt.
@@ -242,6 +242,10 @@ impl Worker {
         let batching = this.sink.batching();
         let concurrency = this.policy.settings.concurrency;
         let mut inflight: JoinSet<()> = JoinSet::new();
+        // Attempts hand their outcomes to one recorder, which writes all that are waiting in
+        // one transaction.
+        let (done, outcomes) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(this.clone().record(outcomes));
         loop {
             if *shutdown.borrow() {
                 break;
@@ -273,8 +277,8 @@ impl Worker {
                 {
                     Ok(claimed) if !claimed.is_empty() => {
                         for group in groups(claimed, batching) {
-                            let w = this.clone();
-                            inflight.spawn(async move { w.attempt(group).await });
+                            let (w, done) = (this.clone(), done.clone());
+                            inflight.spawn(async move { w.attempt(group, done).await });
                         }
                         continue;
                     }
@@ -318,10 +322,49 @@ impl Worker {
         if drained.is_err() {
             tracing::warn!(reporter = %this.reporter, left = inflight.len(), "grace period over; unfinished deliveries stay in the outbox for the next start");
             inflight.abort_all();
+            while inflight.join_next().await.is_some() {}
+        }
+        // Every sender is gone now: the recorder writes what is left and ends. A store that
+        // keeps failing leaves those rows in flight, pending again at the next start.
+        drop(done);
+        let mut recorder = recorder;
+        if tokio::time::timeout(grace.max(STORE_RETRY * 2), &mut recorder)
+            .await
+            .is_err()
+        {
+            tracing::warn!(reporter = %this.reporter, "the outcomes of the last attempts could not be recorded; those deliveries are attempted again at the next start");
+            recorder.abort();
         }
     }
 
-    async fn attempt(&self, group: Vec<Delivery>) {
+    /// Records the outcomes the attempts send, all that are waiting in one transaction, until
+    /// every sender is gone. Until its outcome is recorded a row stays in flight: should
+    /// tidings stop first, it is attempted again at the next start (at least once, with the
+    /// same idempotency key).
+    async fn record(self: Arc<Self>, mut outcomes: mpsc::UnboundedReceiver<Finished>) {
+        let mut batch = Vec::new();
+        while outcomes.recv_many(&mut batch, 1024).await > 0 {
+            let rows = Arc::new(std::mem::take(&mut batch));
+            let mut tries = 0u32;
+            loop {
+                let these = rows.clone();
+                match blocking(&self.store, move |s| s.finish_many(&these)).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        if tries == 0 {
+                            tracing::error!(reporter = %self.reporter, deliveries = rows.len(), error = %e, "cannot record deliveries' outcomes; trying again every second");
+                        }
+                        tries += 1;
+                        tokio::time::sleep(STORE_RETRY).await;
+                    }
+                }
+            }
+            // Finished heads of order-key queues let the next ones be claimed.
+            self.wake.notify_one();
+        }
+    }
+
+    async fn attempt(&self, group: Vec<Delivery>, done: mpsc::UnboundedSender<Finished>) {
         let outgoing: Vec<Outgoing> = group.iter().map(Outgoing::from).collect();
         let result = self.sink.deliver(&outgoing).await;
         let now = now_ms();
@@ -344,25 +387,13 @@ impl Worker {
                 }
             }
             self.metrics.delivery(&self.reporter, label);
-            let id = d.id;
-            // Until the outcome is recorded the row stays in flight; should tidings stop first,
-            // it is attempted again at the next start (at least once, same Idempotency-Key).
-            let mut tries = 0u32;
-            loop {
-                let outcome = outcome.clone();
-                match blocking(&self.store, move |s| s.finish(id, &outcome, now)).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        if tries == 0 {
-                            tracing::error!(reporter = %self.reporter, id, error = %e, "cannot record a delivery's outcome; trying again every second");
-                        }
-                        tries += 1;
-                        tokio::time::sleep(STORE_RETRY).await;
-                    }
-                }
-            }
+            // The recorder outlives every attempt; should it be gone, the row stays in flight.
+            let _ = done.send(Finished {
+                id: d.id,
+                outcome,
+                at: now,
+            });
         }
-        self.wake.notify_one();
     }
 }
 

@@ -111,6 +111,58 @@ CREATE TABLE bot_state (
 );
 
 /// A `builds` row selected as `master, buildid, builderid, number, complete, results, body`.
+/// A read transaction on the store's reader connection ([`Store::snapshot`]); ends when
+/// dropped.
+pub struct Snapshot<'a> {
+    conn: std::sync::MutexGuard<'a, Connection>,
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        // Only reads were made: ending the transaction cannot lose anything.
+        let _ = self.conn.execute_batch("COMMIT");
+    }
+}
+
+impl Snapshot<'_> {
+    /// Events stored after event `after`, oldest first, at most `limit`.
+    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT id, key, kind, source, body, format, received_at FROM events
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![after, limit as i64], stored_event)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// [`Store::previous_build`] among the builds numbered above `above`, passing over the
+    /// builds for which `superseded(buildid)` is true (dispatch holds newer versions of them,
+    /// not yet written).
+    pub fn previous_build_except(
+        &self,
+        master: &str,
+        builderid: i64,
+        number: i64,
+        above: i64,
+        superseded: impl Fn(i64) -> bool,
+    ) -> Result<Option<BuildRecord>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT master, buildid, builderid, number, complete, results, body FROM builds
+             WHERE master = ?1 AND builderid = ?2 AND number < ?3 AND number > ?5
+               AND complete = 1 AND results IS NOT NULL AND results != ?4
+             ORDER BY number DESC",
+        )?;
+        let mut rows = q.query(params![master, builderid, number, RETRY, above])?;
+        while let Some(row) = rows.next()? {
+            let b = build_record(row)?;
+            if !superseded(b.buildid) {
+                return Ok(Some(b));
+            }
+        }
+        Ok(None)
+    }
+}
+
 fn build_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRecord> {
     Ok(BuildRecord {
         master: r.get(0)?,
@@ -335,6 +387,16 @@ pub enum Outcome {
     },
 }
 
+/// How one attempt of a delivery ended, for [`Store::finish_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The delivery's id.
+    pub id: i64,
+    pub outcome: Outcome,
+    /// When the attempt ended (ms).
+    pub at: i64,
+}
+
 /// One line of the delivery log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -347,6 +409,10 @@ pub struct LogEntry {
 /// The store of one data directory.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// A second connection for dispatch's reads (the events to dispatch, previous builds):
+    /// in WAL mode they neither wait for the writers (ingest, the outbox workers) nor hold
+    /// them up.
+    read: Mutex<Connection>,
     /// The data directory (the database's and its WAL's sizes are read from there).
     dir: PathBuf,
     /// `max_store_size` in bytes, database and WAL together; 0 when there is none.
@@ -378,6 +444,7 @@ impl Store {
         let conn = Self::connect(dir, durability, true)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            read: Mutex::new(Self::connect(dir, durability, false)?),
             dir: dir.to_owned(),
             limit: Default::default(),
             refused: Mutex::default(),
@@ -400,6 +467,7 @@ impl Store {
         }
         Ok(Store {
             conn: Mutex::new(Self::connect(dir, Durability::Normal, false)?),
+            read: Mutex::new(Self::connect(dir, Durability::Normal, false)?),
             dir: dir.to_owned(),
             limit: Default::default(),
             refused: Mutex::default(),
@@ -410,6 +478,14 @@ impl Store {
     fn connect(dir: &Path, durability: Durability, create: bool) -> Result<Connection, StoreError> {
         let conn = Connection::open(dir.join("tidings.db"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Plans that do not depend on the values bound: without this, a statement whose
+        // parameter meets an indexed column or a LIMIT is compiled again at every step after a
+        // new binding (the bundled SQLite has STAT4), which was a fifth of dispatch's and the
+        // outbox's time. Every query here has one good plan through its index.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
             None,
@@ -480,6 +556,12 @@ impl Store {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back).
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection for reads that must not queue behind the writers. It sees what has been
+    /// committed, as of each statement.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.read.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores `events` in one transaction; a key already stored (or repeated in the batch) is
@@ -583,12 +665,18 @@ impl Store {
 
     /// Records (or updates) a build in the history.
     pub fn record_build(&self, b: &BuildRecord) -> Result<(), StoreError> {
-        self.conn().execute(
+        Self::record_builds_in(&self.conn(), std::slice::from_ref(b))
+    }
+
+    fn record_builds_in(conn: &Connection, builds: &[BuildRecord]) -> Result<(), StoreError> {
+        let mut insert = conn.prepare_cached(
             "INSERT INTO builds (master, buildid, builderid, number, complete, results, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (master, buildid) DO UPDATE SET
                complete = excluded.complete, results = excluded.results, body = excluded.body",
-            params![
+        )?;
+        for b in builds {
+            insert.execute(params![
                 b.master,
                 b.buildid,
                 b.builderid,
@@ -596,8 +684,8 @@ impl Store {
                 b.complete,
                 b.results,
                 b.body
-            ],
-        )?;
+            ])?;
+        }
         Ok(())
     }
 
@@ -610,17 +698,32 @@ impl Store {
         builderid: i64,
         number: i64,
     ) -> Result<Option<BuildRecord>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT master, buildid, builderid, number, complete, results, body FROM builds
-                 WHERE master = ?1 AND builderid = ?2 AND number < ?3 AND complete = 1
-                   AND results IS NOT NULL AND results != ?4
-                 ORDER BY number DESC LIMIT 1",
-                params![master, builderid, number, RETRY],
-                build_record,
-            )
-            .optional()?)
+        self.previous_build_except(master, builderid, number, i64::MIN, |_| false)
+    }
+
+    /// [`Store::previous_build`] among the builds numbered above `above`, passing over the
+    /// builds for which `superseded(buildid)` is true (dispatch holds newer versions of them,
+    /// not yet written).
+    pub fn previous_build_except(
+        &self,
+        master: &str,
+        builderid: i64,
+        number: i64,
+        above: i64,
+        superseded: impl Fn(i64) -> bool,
+    ) -> Result<Option<BuildRecord>, StoreError> {
+        self.snapshot()?
+            .previous_build_except(master, builderid, number, above, superseded)
+    }
+
+    /// A consistent view of what has been committed, for a run of reads (one dispatch batch):
+    /// one read transaction on the reader connection, which neither waits for the writers nor
+    /// holds them up, and whose page cache stays valid for the whole run (SQLite drops a
+    /// connection's cache at each new read transaction after another connection wrote).
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
+        let conn = self.reader();
+        conn.execute_batch("BEGIN")?;
+        Ok(Snapshot { conn })
     }
 
     /// Enqueues deliveries in one transaction, due at `now`. A key already in the outbox is
@@ -682,59 +785,79 @@ impl Store {
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let ids: Vec<i64> = {
+        let mut out: Vec<Delivery> = {
+            // Only the heads of the order-key queues (not blocked) are read: claiming costs
+            // the due heads, however long one queue is.
             let mut q = tx.prepare_cached(
-                // Only the heads of the order-key queues (not blocked) are read: claiming
-                // costs the due heads, however long one queue is.
-                "SELECT id FROM outbox
-                 WHERE reporter = ?1 AND state = 'pending' AND blocked = 0
-                   AND next_attempt_at <= ?2
-                 ORDER BY id LIMIT ?3",
+                "UPDATE outbox SET state = 'inflight', attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM outbox
+                              WHERE reporter = ?1 AND state = 'pending' AND blocked = 0
+                                AND next_attempt_at <= ?2
+                              ORDER BY id LIMIT ?3)
+                 RETURNING id, key, event_id, reporter, destination, order_key, payload,
+                           explanation, state, attempts, next_attempt_at, last_error, created_at",
             )?;
-            q.query_map(params![reporter, now, limit as i64], |r| r.get(0))?
+            q.query_map(params![reporter, now, limit as i64], delivery_row)?
                 .collect::<Result<_, _>>()?
         };
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            tx.execute(
-                "UPDATE outbox SET state = 'inflight', attempts = attempts + 1 WHERE id = ?1",
-                [id],
-            )?;
-            out.push(Self::delivery_in(&tx, id)?.ok_or(StoreError::NoSuchDelivery(id))?);
-        }
         tx.commit()?;
+        // RETURNING gives no order: oldest first, as claimed.
+        out.sort_unstable_by_key(|d| d.id);
         Ok(out)
     }
 
     /// Records how an attempt of delivery `id` ended, and logs it. The state changes only while
     /// the delivery is still in flight: if it was dropped or retried by hand meanwhile, that
-    /// decision stands and the attempt is only logged.
+    /// decision stands and the attempt is only logged. A row no longer there is skipped.
     pub fn finish(&self, id: i64, outcome: &Outcome, now: i64) -> Result<(), StoreError> {
+        self.finish_many(&[Finished {
+            id,
+            outcome: outcome.clone(),
+            at: now,
+        }])
+    }
+
+    /// Records many attempts' ends (as [`Store::finish`], in order) in one transaction: the
+    /// outbox workers record what finished since their last write at once. A delivery that is
+    /// no longer in the outbox (deleted meanwhile) has nothing to record and is skipped.
+    pub fn finish_many(&self, finished: &[Finished]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let attempt: i64 = tx
-            .query_row("SELECT attempts FROM outbox WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .ok_or(StoreError::NoSuchDelivery(id))?;
-        let (state, next, error, result, detail) = match outcome {
-            Outcome::Delivered { detail } => (State::Delivered, now, None, "delivered", detail),
-            Outcome::Retry { at, error } => (State::Pending, *at, Some(error), "retry", error),
-            Outcome::Dead { error } => (State::Dead, now, Some(error), "dead", error),
-        };
-        tx.execute(
-            "UPDATE outbox SET state = ?2, next_attempt_at = ?3, last_error = COALESCE(?4, last_error)
-             WHERE id = ?1 AND state = 'inflight'",
-            params![id, state.as_str(), next, error],
-        )?;
-        if state != State::Pending {
-            Self::unblock_next(&tx, id)?;
+        {
+            let mut attempts = tx.prepare_cached("SELECT attempts FROM outbox WHERE id = ?1")?;
+            let mut update = tx.prepare_cached(
+                "UPDATE outbox SET state = ?2, next_attempt_at = ?3,
+                                   last_error = COALESCE(?4, last_error)
+                 WHERE id = ?1 AND state = 'inflight'",
+            )?;
+            let mut log = tx.prepare_cached(
+                "INSERT INTO delivery_log (outbox_id, attempt, at, result, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for f in finished {
+                let id = f.id;
+                let Some(attempt): Option<i64> =
+                    attempts.query_row([id], |r| r.get(0)).optional()?
+                else {
+                    continue;
+                };
+                let now = f.at;
+                let (state, next, error, result, detail) = match &f.outcome {
+                    Outcome::Delivered { detail } => {
+                        (State::Delivered, now, None, "delivered", detail)
+                    }
+                    Outcome::Retry { at, error } => {
+                        (State::Pending, *at, Some(error), "retry", error)
+                    }
+                    Outcome::Dead { error } => (State::Dead, now, Some(error), "dead", error),
+                };
+                update.execute(params![id, state.as_str(), next, error])?;
+                if state != State::Pending {
+                    Self::unblock_next(&tx, id)?;
+                }
+                log.execute(params![id, attempt, now, result, detail])?;
+            }
         }
-        tx.execute(
-            "INSERT INTO delivery_log (outbox_id, attempt, at, result, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, attempt, now, result, detail],
-        )?;
         tx.commit()?;
         Ok(())
     }
@@ -751,13 +874,13 @@ impl Store {
     /// After delivery `id` left its queue (delivered, dead, dropped): the oldest unfinished
     /// delivery of its order key, if any, is its queue's head now.
     fn unblock_next(conn: &Connection, id: i64) -> Result<(), StoreError> {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE outbox SET blocked = 0 WHERE id = (
                  SELECT MIN(p.id) FROM outbox p, outbox o
                  WHERE o.id = ?1 AND p.reporter = o.reporter AND p.order_key = o.order_key
                    AND p.state IN ('pending', 'inflight'))",
-            [id],
-        )?;
+        )?
+        .execute([id])?;
         Ok(())
     }
 
@@ -850,13 +973,7 @@ impl Store {
 
     /// Events stored after event `after`, oldest first, at most `limit`.
     pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn = self.conn();
-        let mut q = conn.prepare_cached(
-            "SELECT id, key, kind, source, body, format, received_at FROM events
-             WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = q.query_map(params![after, limit as i64], stored_event)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.snapshot()?.events_after(after, limit)
     }
 
     /// The events dispatch could not read, oldest first, with the reason.
@@ -877,16 +994,18 @@ impl Store {
             .query_row("SELECT COUNT(*) FROM unreadable", [], |r| r.get(0))?)
     }
 
-    /// Dispatches an event that was unreadable and now reads: enqueues its deliveries and
-    /// forgets that it was unreadable, in one transaction.
+    /// Dispatches an event that was unreadable and now reads: records its builds, enqueues its
+    /// deliveries and forgets that it was unreadable, in one transaction.
     pub fn resolve_unreadable(
         &self,
         event_id: i64,
+        builds: &[BuildRecord],
         deliveries: &[NewDelivery<'_>],
         now: i64,
     ) -> Result<Vec<Stored>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        Self::record_builds_in(&tx, builds)?;
         let stored = Self::enqueue_in(&tx, deliveries, now)?;
         tx.execute("DELETE FROM unreadable WHERE event_id = ?1", [event_id])?;
         tx.commit()?;
@@ -1004,10 +1123,13 @@ impl Store {
             .is_some())
     }
 
-    /// Enqueues `deliveries` (as [`Store::enqueue`]) and moves cursor `name` to `to`, in one
-    /// transaction: a crash either keeps both or neither, so an event is dispatched once.
+    /// Records `builds` in the history (as [`Store::record_build`], in order), enqueues
+    /// `deliveries` (as [`Store::enqueue`]), notes the `unreadable` events and moves cursor
+    /// `name` to `to`, in one transaction: a crash either keeps all or none, so an event is
+    /// dispatched once.
     pub fn enqueue_and_advance(
         &self,
+        builds: &[BuildRecord],
         deliveries: &[NewDelivery<'_>],
         unreadable: &[(i64, &str)],
         now: i64,
@@ -1016,6 +1138,7 @@ impl Store {
     ) -> Result<Vec<Stored>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        Self::record_builds_in(&tx, builds)?;
         let stored = Self::enqueue_in(&tx, deliveries, now)?;
         for (event_id, reason) in unreadable {
             tx.execute(

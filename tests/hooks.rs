@@ -149,6 +149,7 @@ fn each_event_kind_gets_the_hook_its_reporter_asks_for() {
         metrics: Default::default(),
         history: None,
         breakers: Default::default(),
+        workers: 0,
     };
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 4);
     let payloads: Vec<Value> = (1..=3)
@@ -249,6 +250,7 @@ fn a_formatter_gets_what_its_reporter_wants_of_a_build() {
         metrics: Default::default(),
         history: None,
         breakers: Default::default(),
+        workers: 0,
     };
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 1);
     let request: Value =
@@ -267,4 +269,91 @@ fn a_formatter_gets_what_its_reporter_wants_of_a_build() {
             .contains("running")
     );
     assert_eq!(request["status_detected"], "failed build");
+}
+
+#[test]
+fn parallel_dispatch_enqueues_in_event_order_and_finds_previous_builds_within_a_batch() {
+    // 150 builds of one builder, each started then finished (300 events: more than one
+    // dispatch batch), results in an irregular pattern. Mode `change` reports a finished build
+    // only when its result differs from the previous build's, which for most builds is in the
+    // same batch and not yet written: a wrong previous build changes which builds report.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Durability::Normal).unwrap());
+    let host = Host::new(HostOptions::default()).unwrap();
+    let gerrit = host
+        .load(
+            "gerrit",
+            &support::guest("gerrit"),
+            Limits::default(),
+            Grants::default(),
+        )
+        .unwrap();
+    let result = |n: i64| if (n * 7 + n / 5) % 3 == 0 { 2 } else { 0 };
+    for n in 1..=150 {
+        store_envelope(
+            &store,
+            &json!({"schema_version": 1, "type": "build_started", "build": build(n, "runtests", None)}),
+        );
+        store_envelope(
+            &store,
+            &json!({"schema_version": 1, "type": "build_finished", "build": build(n, "runtests", Some(result(n)))}),
+        );
+    }
+    let reporter = Callbacks {
+        selection: Selection {
+            name: "review".into(),
+            mode: tidings::config::Mode(vec!["change".into()]),
+            ..Selection::default()
+        },
+    };
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        routes: vec![Route {
+            reporter: Arc::new(reporter),
+            wake: Default::default(),
+        }],
+        formatters: HashMap::from([("gerrit".to_owned(), Arc::new(gerrit))]),
+        master: Default::default(),
+        metrics: Default::default(),
+        history: None,
+        breakers: Default::default(),
+        // More threads than this machine may have cores: the parallel path runs anywhere.
+        workers: 3,
+    };
+    let mut dispatched = 0;
+    loop {
+        match dispatcher.dispatch_pending().unwrap() {
+            0 => break,
+            n => dispatched += n,
+        }
+    }
+    assert_eq!(dispatched, 300);
+    let deliveries: Vec<_> = (1..).map_while(|id| store.delivery(id).unwrap()).collect();
+    // The outbox holds them in the order of their events.
+    assert!(
+        deliveries.windows(2).all(|w| w[0].event_id < w[1].event_id),
+        "{:?}",
+        deliveries.iter().map(|d| d.event_id).collect::<Vec<_>>()
+    );
+    // Every start (startCB), and each finish whose result changed.
+    let changed: Vec<i64> = (2..=150).filter(|&n| result(n) != result(n - 1)).collect();
+    let reviews: Vec<i64> = deliveries
+        .iter()
+        .filter_map(|d| {
+            let p: Value = serde_json::from_str(&d.payload).unwrap();
+            p.get("review").map(|_| (d.event_id + 1) / 2)
+        })
+        .collect();
+    assert_eq!(reviews, changed);
+    assert_eq!(deliveries.len(), 150 + changed.len());
+    // And every build is in the history, the last one the previous of a next.
+    let latest = store.latest_builds().unwrap();
+    assert_eq!(latest.len(), 1, "one builder");
+    let b = &latest[0];
+    assert_eq!((b.number, b.results), (150, Some(result(150))));
+    let prev = store
+        .previous_build(&b.master, b.builderid, 150)
+        .unwrap()
+        .expect("recorded");
+    assert_eq!((prev.number, prev.results), (149, Some(result(149))));
 }

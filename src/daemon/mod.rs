@@ -223,6 +223,7 @@ pub fn planner(
         metrics: Arc::new(Metrics::default()),
         history,
         breakers: Default::default(),
+        workers: 0,
     })
 }
 
@@ -307,6 +308,7 @@ impl Pipeline {
             metrics: shared.metrics.clone(),
             history: shared.history.clone(),
             breakers: Default::default(),
+            workers: 0,
         };
         // The thread is parked on this channel and owns its other end: it cannot be gone.
         let _ = go.send(dispatcher);

@@ -379,6 +379,7 @@ fn an_unreadable_event_is_kept_and_tried_again() {
         metrics: metrics.clone(),
         history: None,
         breakers: Default::default(),
+        workers: 0,
     };
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 1);
     let kept = store.unreadable().unwrap();
@@ -493,7 +494,7 @@ fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
         )
         .unwrap();
     store
-        .enqueue_and_advance(&[], &[(ids[4], "a bug")], 0, "dispatch", ids[4])
+        .enqueue_and_advance(&[], &[], &[(ids[4], "a bug")], 0, "dispatch", ids[4])
         .unwrap();
     for n in 1..=60 {
         store.record_build(&build(n, n, true, Some(0))).unwrap();
@@ -754,4 +755,75 @@ fn a_version_2_store_marks_its_waiting_deliveries_when_upgraded() {
         claimed.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
         ["a", "c"]
     );
+}
+
+#[test]
+fn outcomes_finished_together_are_recorded_in_one_go_in_order() {
+    let (_dir, store) = open();
+    let ev = store.insert_events(&[event("e")], 1).unwrap()[0].id;
+    let q = Some("m|buildrequest/1");
+    store
+        .enqueue(
+            &[
+                delivery("a", ev, q),
+                delivery("b", ev, q),
+                delivery("c", ev, None),
+                delivery("d", ev, None),
+            ],
+            1,
+        )
+        .unwrap();
+    let claimed = store.claim_due("push", 1, 10).unwrap();
+    let keys: Vec<&str> = claimed.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, ["a", "c", "d"], "oldest first; b waits behind a");
+    let (a, c, d) = (claimed[0].id, claimed[1].id, claimed[2].id);
+    store
+        .finish_many(&[
+            Finished {
+                id: a,
+                outcome: Outcome::Delivered {
+                    detail: "HTTP 200".into(),
+                },
+                at: 2,
+            },
+            // Not in the outbox (deleted meanwhile): skipped, the others recorded.
+            Finished {
+                id: 999,
+                outcome: Outcome::Delivered {
+                    detail: String::new(),
+                },
+                at: 2,
+            },
+            Finished {
+                id: c,
+                outcome: Outcome::Retry {
+                    at: 50,
+                    error: "HTTP 503".into(),
+                },
+                at: 2,
+            },
+            Finished {
+                id: d,
+                outcome: Outcome::Dead {
+                    error: "HTTP 400".into(),
+                },
+                at: 2,
+            },
+        ])
+        .unwrap();
+    let state = |id| store.delivery(id).unwrap().unwrap().state;
+    assert_eq!(
+        (state(a), state(c), state(d)),
+        (State::Delivered, State::Pending, State::Dead)
+    );
+    assert_eq!(store.log(c).unwrap()[0].result, "retry");
+    // a is done: b, next in its queue, goes now; c only when due.
+    let next: Vec<String> = store
+        .claim_due("push", 3, 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.key)
+        .collect();
+    assert_eq!(next, ["b"]);
+    assert_eq!(store.claim_due("push", 50, 10).unwrap()[0].key, "c");
 }
