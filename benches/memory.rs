@@ -1,0 +1,206 @@
+//! Resident memory of an idle `tidings serve`: with ten formatters loaded (the `short` example
+//! in all seven guest languages, Python and JavaScript components among them, plus
+//! `default-mail`, `html-log-tail` and `gerrit`), each the formatter of an HTTP push reporter,
+//! beside the same daemon with one reporter and no formatter (the anchor), in the same run.
+//!
+//! Each daemon is started once to fill its compiled-module cache, then again and read three
+//! times: after start-up, after one build went through every
+//! reporter (every formatter called once, its delivery received by a peer on loopback), and
+//! again two seconds later, idle. `cargo bench --bench memory` (build the guests first with
+//! `cargo test`, which puts them in `<target>/guests`).
+
+use axum::Router;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The ten formatters: (name, module file in `<target>/guests`).
+const FORMATTERS: [(&str, &str); 10] = [
+    ("rust", "short-rust"),
+    ("c", "short-c"),
+    ("zig", "short-zig"),
+    ("go", "short-go"),
+    ("assemblyscript", "short-assemblyscript"),
+    ("javascript", "short-javascript"),
+    ("python", "short-python"),
+    ("default_mail", "default-mail"),
+    ("html_log_tail", "html-log-tail"),
+    ("gerrit", "gerrit"),
+];
+
+fn guests() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("guests");
+    for (_, file) in FORMATTERS {
+        let p = dir.join(format!("{file}.wasm"));
+        assert!(
+            p.exists(),
+            "{} is missing: run `cargo test` first",
+            p.display()
+        );
+    }
+    dir
+}
+
+/// `VmRSS` and `VmHWM` (peak) of process `pid`, in KiB.
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `tidings serve` with `reporters`, its data directory in `dir`.
+fn start(reporters: &str, dir: &Path) -> Daemon {
+    let config = dir.join("tidings.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{reporters}"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("TIDINGS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("tidings listening on ")
+        .unwrap_or_else(|| panic!("the daemon did not start: {line:?}"))
+        .to_owned();
+    Daemon { child, addr }
+}
+
+fn push(name: &str, hook: &str, formatter: Option<&str>) -> String {
+    let formatter = formatter.map_or(String::new(), |f| format!("message_formatter = \"{f}\"\n"));
+    format!(
+        "[[reporter.http_push]]\nname = \"{name}\"\nserver_url = \"{hook}\"\nmode = [\"all\"]\n{formatter}\n"
+    )
+}
+
+fn sample() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/buildbot/failure-full.json"),
+    )
+    .unwrap()
+}
+
+/// Memory after start, after one build through every reporter, and idle two seconds later. The
+/// daemon is started once before, on the same data directory, so that the one measured loads
+/// its formatters from the compiled-module cache, as every start but a new machine's first does.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    reporters: &str,
+    count: usize,
+    seen: &AtomicUsize,
+) -> [(u64, u64); 3] {
+    let dir = tempfile::tempdir().unwrap();
+    drop(start(reporters, dir.path()));
+    let daemon = start(reporters, dir.path());
+    let pid = daemon.child.id();
+    std::thread::sleep(Duration::from_secs(1));
+    let started = memory(pid);
+    seen.store(0, Ordering::SeqCst);
+    let url = format!("{}/api/v1/buildbot", daemon.addr);
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(sample())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.load(Ordering::SeqCst) < count {
+        assert!(Instant::now() < deadline, "every delivery arrives");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let worked = memory(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    [started, worked, memory(pid)]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("memory: bench");
+        return;
+    }
+    let guests = guests();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = Router::new().fallback({
+        let seen = seen.clone();
+        move || async move {
+            seen.fetch_add(1, Ordering::SeqCst);
+            "ok"
+        }
+    });
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let anchor = measure(&rt, &push("plain", &hook, None), 1, &seen);
+    let mut ten = String::new();
+    for (name, file) in FORMATTERS {
+        ten.push_str(&format!(
+            "[[formatter]]\nname = \"{name}\"\nmodule = {:?}\n\n",
+            guests.join(format!("{file}.wasm"))
+        ));
+    }
+    for (name, _) in FORMATTERS {
+        ten.push_str(&push(&format!("push_{name}"), &hook, Some(name)));
+    }
+    let loaded = measure(&rt, &ten, FORMATTERS.len(), &seen);
+
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!("resident memory of `tidings serve` (VmRSS; peak VmHWM), MiB");
+    for (name, m) in [
+        ("one reporter, no formatter (anchor)", &anchor),
+        ("ten formatters, each with a reporter", &loaded),
+    ] {
+        println!(
+            "{name:<40} started {:>6.1}   after one build {:>6.1}   idle 2 s later {:>6.1}   peak {:>6.1}",
+            mib(m[0].0),
+            mib(m[1].0),
+            mib(m[2].0),
+            mib(m[2].1)
+        );
+    }
+    println!(
+        "ten formatters cost {:.1} MiB idle over the anchor",
+        mib(loaded[2].0.saturating_sub(anchor[2].0))
+    );
+}
