@@ -253,6 +253,8 @@ impl Worker {
             while inflight.try_join_next().is_some() {}
             let free = concurrency.saturating_sub(inflight.len());
             let now = now_ms();
+            // When the next delivery that could be claimed falls due, as the claim found it.
+            let mut next = None;
             if free > 0 {
                 let limit = batching.map_or(free, |b| b.chunk_size.max(1) * free);
                 let reporter = this.reporter.clone();
@@ -270,19 +272,19 @@ impl Worker {
                         }
                     }
                 }
-                match blocking(&this.store, move |s| {
-                    s.claim_due(&reporter, now_ms(), limit)
-                })
-                .await
-                {
-                    Ok(claimed) if !claimed.is_empty() => {
+                match blocking(&this.store, move |s| s.claim(&reporter, now_ms(), limit)).await {
+                    Ok((claimed, due)) => {
+                        let full = claimed.len() >= limit;
                         for group in groups(claimed, batching) {
                             let (w, done) = (this.clone(), done.clone());
                             inflight.spawn(async move { w.attempt(group, done).await });
                         }
-                        continue;
+                        if full {
+                            // There may be more due now: claim again once slots free up.
+                            continue;
+                        }
+                        next = due;
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         tracing::error!(reporter = %this.reporter, error = %e, "cannot claim deliveries from the outbox; trying again in 1s");
                         tokio::select! {
@@ -293,16 +295,11 @@ impl Worker {
                     }
                 }
             }
-            let wait = match blocking(&this.store, {
-                let r = this.reporter.clone();
-                move |s| s.next_due(&r)
-            })
-            .await
-            {
-                Ok(Some(t)) if free > 0 => {
-                    Duration::from_millis(t.saturating_sub(now).clamp(0, 1000) as u64)
-                }
-                _ => IDLE_POLL,
+            // Woken by new deliveries, finished attempts (free slots, unblocked queues), or when
+            // the next delivery falls due.
+            let wait = match next {
+                Some(t) => Duration::from_millis(t.saturating_sub(now).clamp(0, 1000) as u64),
+                None => IDLE_POLL,
             };
             tokio::select! {
                 _ = this.wake.notified() => {}

@@ -783,6 +783,19 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self.claim(reporter, now, limit)?.0)
+    }
+
+    /// [`Store::claim_due`], and when the next of `reporter`'s deliveries that could be
+    /// claimed now falls due (ms), if any: one transaction per wake-up of an outbox worker.
+    /// Deliveries waiting behind an unfinished one of their order key are not counted: their
+    /// turn comes when that one finishes.
+    pub fn claim(
+        &self,
+        reporter: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<i64>), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut out: Vec<Delivery> = {
@@ -800,10 +813,16 @@ impl Store {
             q.query_map(params![reporter, now, limit as i64], delivery_row)?
                 .collect::<Result<_, _>>()?
         };
+        let next: Option<i64> = tx
+            .prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM outbox
+                 WHERE reporter = ?1 AND state = 'pending' AND blocked = 0",
+            )?
+            .query_row([reporter], |r| r.get(0))?;
         tx.commit()?;
         // RETURNING gives no order: oldest first, as claimed.
         out.sort_unstable_by_key(|d| d.id);
-        Ok(out)
+        Ok((out, next))
     }
 
     /// Records how an attempt of delivery `id` ended, and logs it. The state changes only while
@@ -1156,13 +1175,16 @@ impl Store {
         Ok(stored)
     }
 
-    /// When `reporter`'s next pending delivery is due (ms), if it has one.
+    /// When `reporter`'s next delivery that could be claimed is due (ms), if it has one (not
+    /// counting those waiting behind an unfinished one of their order key).
     pub fn next_due(&self, reporter: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.conn().query_row(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE reporter = ?1 AND state = 'pending'",
-            [reporter],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM outbox
+                 WHERE reporter = ?1 AND state = 'pending' AND blocked = 0",
+            )?
+            .query_row([reporter], |r| r.get(0))?)
     }
 
     /// The outbox, newest first, at most `limit` rows, optionally only in `state`.
