@@ -1035,9 +1035,8 @@ impl Store {
     pub fn cursor(&self, name: &str) -> Result<i64, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT value FROM cursors WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT value FROM cursors WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
             .optional()?
             .unwrap_or(0))
     }
@@ -1166,11 +1165,11 @@ impl Store {
                 params![event_id, reason, now],
             )?;
         }
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO cursors (name, value) VALUES (?1, ?2)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            params![name, to],
-        )?;
+        )?
+        .execute(params![name, to])?;
         tx.commit()?;
         Ok(stored)
     }
