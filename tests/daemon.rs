@@ -844,3 +844,29 @@ fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
     assert_eq!(created + count("reused"), builds as u64, "{metrics}");
     assert!(!metrics.contains("event=\"discarded\""), "{metrics}");
 }
+
+#[test]
+fn four_thousand_builds_of_one_build_request_are_delivered_in_order() {
+    // One build request's deliveries go out one at a time, each after the one before it was
+    // recorded: the outbox worker, its recorder and the claim of the next head in the queue,
+    // end to end against a real HTTP peer.
+    let peer = Arc::new(Peer::default());
+    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let reporters = push("push", &format!("http://{p}/push"), "report_new = false");
+    let daemon = Daemon::start(&write_config(dir.path(), &reporters));
+    let builds = 4000;
+    for n in 1..=builds {
+        let mut b = sample(n);
+        b["buildrequestid"] = 1.into();
+        daemon.post(&b);
+    }
+    wait_until("every build", Duration::from_secs(120), || {
+        seen_on(&peer, "/push").len() >= builds as usize
+    });
+    let order: Vec<i64> = seen_on(&peer, "/push")
+        .iter()
+        .map(|s| s.body["buildid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, (1..=builds).collect::<Vec<_>>());
+}
