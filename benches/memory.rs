@@ -9,10 +9,10 @@
 //! again two seconds later, idle. `cargo bench --bench memory` (build the guests first with
 //! `cargo test`, which puts them in `<target>/guests`).
 
+mod support;
+
 use axum::Router;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,22 +31,6 @@ const FORMATTERS: [(&str, &str); 10] = [
     ("gerrit", "gerrit"),
 ];
 
-fn guests() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let dir = target.join("guests");
-    for (_, file) in FORMATTERS {
-        let p = dir.join(format!("{file}.wasm"));
-        assert!(
-            p.exists(),
-            "{} is missing: run `cargo test` first",
-            p.display()
-        );
-    }
-    dir
-}
-
 /// `VmRSS` and `VmHWM` (peak) of process `pid`, in KiB.
 fn memory(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -61,43 +45,15 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `tidings serve` with `reporters`, its data directory in `dir`.
-fn start(reporters: &str, dir: &Path) -> Daemon {
+fn start(reporters: &str, dir: &Path) -> support::Daemon {
     let config = dir.join("tidings.toml");
     std::fs::write(
         &config,
         format!("[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{reporters}"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("TIDINGS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("tidings listening on ")
-        .unwrap_or_else(|| panic!("the daemon did not start: {line:?}"))
-        .to_owned();
-    Daemon { child, addr }
+    support::serve(&config)
 }
 
 fn push(name: &str, hook: &str, formatter: Option<&str>) -> String {
@@ -156,7 +112,6 @@ fn main() {
         println!("memory: bench");
         return;
     }
-    let guests = guests();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
     let listener = rt
@@ -177,7 +132,7 @@ fn main() {
     for (name, file) in FORMATTERS {
         ten.push_str(&format!(
             "[[formatter]]\nname = \"{name}\"\nmodule = {:?}\n\n",
-            guests.join(format!("{file}.wasm"))
+            support::guest(file)
         ));
     }
     for (name, _) in FORMATTERS {

@@ -11,14 +11,14 @@
 //! (build the guests first with `cargo test`, which puts `short.wasm` in `<target>/guests`).
 //! Set `TIDINGS_BENCH_EVENTS` to change the event count (default 4000).
 
+mod support;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -181,19 +181,6 @@ async fn run(
     }
 }
 
-fn short_wasm() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let p = target.join("guests/short.wasm");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo test` first",
-        p.display()
-    );
-    p
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("pipeline: bench");
@@ -222,26 +209,12 @@ fn main() {
              [[formatter]]\nname = \"short\"\nmodule = {:?}\n\n\
              [[reporter.http_push]]\nname = \"push\"\nserver_url = \"{hook}\"\nmode = [\"all\"]\n\
              message_formatter = \"short\"\nconcurrency = 32\n",
-            short_wasm()
+            support::guest("short")
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("TIDINGS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("tidings listening on ")
-        .unwrap()
-        .to_owned();
+    let daemon = support::serve(&config);
+    let addr = daemon.addr.clone();
     let ingest = format!("{addr}/api/v1/buildbot");
     let key = |id: i64| {
         tidings::reporters::http_push::idempotency_key([format!(
@@ -252,7 +225,7 @@ fn main() {
 
     // Warm up both paths (connections, the formatter's compiled module, SQLite pages).
     let direct = |id| format!("direct-{id}");
-    let pid = Some(child.id());
+    let pid = Some(daemon.child.id());
     rt.block_on(run(&hook, 200, &peer, direct, 1_000_000, None, None));
     rt.block_on(run(&ingest, 200, &peer, key, 2_000_000, None, pid));
     let base = rt.block_on(run(&hook, n, &peer, direct, 3_000_000, None, None));
@@ -263,8 +236,7 @@ fn main() {
     let ours_paced = rt.block_on(run(&ingest, n, &peer, key, 6_000_000, Some(paced), pid));
     // Every delivery under one build request: they go out one after another, in order.
     let one_request = rt.block_on(run(&ingest, n, &peer, key, 7_000_000, None, pid));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
     println!(
         "{n} events, {CLIENTS} concurrent clients, payload: the failing sample build (~{} KiB)",
         sample(1).len() / 1024

@@ -698,22 +698,8 @@ impl Store {
         builderid: i64,
         number: i64,
     ) -> Result<Option<BuildRecord>, StoreError> {
-        self.previous_build_except(master, builderid, number, i64::MIN, |_| false)
-    }
-
-    /// [`Store::previous_build`] among the builds numbered above `above`, passing over the
-    /// builds for which `superseded(buildid)` is true (dispatch holds newer versions of them,
-    /// not yet written).
-    pub fn previous_build_except(
-        &self,
-        master: &str,
-        builderid: i64,
-        number: i64,
-        above: i64,
-        superseded: impl Fn(i64) -> bool,
-    ) -> Result<Option<BuildRecord>, StoreError> {
         self.snapshot()?
-            .previous_build_except(master, builderid, number, above, superseded)
+            .previous_build_except(master, builderid, number, i64::MIN, |_| false)
     }
 
     /// A consistent view of what has been committed, for a run of reads (one dispatch batch):

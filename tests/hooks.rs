@@ -83,6 +83,22 @@ fn build(buildid: i64, builder: &str, results: Option<i64>) -> Value {
     b
 }
 
+/// A store in a temporary directory, and the `gerrit` formatter loaded.
+fn store_and_gerrit() -> (tempfile::TempDir, Arc<Store>, tidings::formatter::Formatter) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Durability::Normal).unwrap());
+    let host = Host::new(HostOptions::default()).unwrap();
+    let gerrit = host
+        .load(
+            "gerrit",
+            &support::guest("gerrit"),
+            Limits::default(),
+            Grants::default(),
+        )
+        .unwrap();
+    (dir, store, gerrit)
+}
+
 /// Stores a native envelope as ingest would.
 fn store_envelope(store: &Store, e: &Value) {
     let event =
@@ -103,17 +119,7 @@ fn store_envelope(store: &Store, e: &Value) {
 
 #[test]
 fn each_event_kind_gets_the_hook_its_reporter_asks_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Durability::Normal).unwrap());
-    let host = Host::new(HostOptions::default()).unwrap();
-    let gerrit = host
-        .load(
-            "gerrit",
-            &support::guest("gerrit"),
-            Limits::default(),
-            Grants::default(),
-        )
-        .unwrap();
+    let (_dir, store, gerrit) = store_and_gerrit();
     let reporter = Callbacks {
         selection: Selection {
             name: "review".into(),
@@ -277,17 +283,7 @@ fn parallel_dispatch_enqueues_in_event_order_and_finds_previous_builds_within_a_
     // dispatch batch), results in an irregular pattern. Mode `change` reports a finished build
     // only when its result differs from the previous build's, which for most builds is in the
     // same batch and not yet written: a wrong previous build changes which builds report.
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Durability::Normal).unwrap());
-    let host = Host::new(HostOptions::default()).unwrap();
-    let gerrit = host
-        .load(
-            "gerrit",
-            &support::guest("gerrit"),
-            Limits::default(),
-            Grants::default(),
-        )
-        .unwrap();
+    let (_dir, store, gerrit) = store_and_gerrit();
     let result = |n: i64| if (n * 7 + n / 5) % 3 == 0 { 2 } else { 0 };
     for n in 1..=150 {
         store_envelope(

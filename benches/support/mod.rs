@@ -1,0 +1,54 @@
+//! What the daemon benchmarks share: starting `tidings serve` and finding the guests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A running `tidings serve`, killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub addr: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tidings serve` on the config at `config`, once it says where it listens.
+pub fn serve(config: &Path) -> Daemon {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("TIDINGS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("tidings listening on ")
+        .unwrap_or_else(|| panic!("the daemon did not start: {line:?}"))
+        .to_owned();
+    Daemon { child, addr }
+}
+
+/// The guest `name` built by the tests (`<target>/guests/<name>.wasm`).
+pub fn guest(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let p = target.join("guests").join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo test` first",
+        p.display()
+    );
+    p
+}
