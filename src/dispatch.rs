@@ -5,9 +5,11 @@
 //! (against the previous build, found by [`crate::store::Store::previous_build`]) and the
 //! blamelist. [`Dispatcher`] applies them to each stored event, in order: it records the build
 //! in the history, asks every reporter whether it reports the event, calls the reporter's
-//! formatter once, and writes the rendered deliveries to the outbox — in the same transaction
-//! that moves its cursor past the event, so an event is dispatched once even across a crash
-//! (and if a crash comes between the two, the deliveries' idempotency keys absorb the repeat).
+//! formatter once, and writes the build and the rendered deliveries to the outbox — in the same
+//! transaction that moves its cursor past the event, so an event is dispatched once even across
+//! a crash (and if a crash comes between the two, the deliveries' idempotency keys absorb the
+//! repeat). The formatter calls of a batch's events run in parallel; everything else, and the
+//! order in which deliveries are enqueued, is as one thread would do it.
 
 use crate::clock::now_ms;
 use crate::config::{LogsWanted, Mode, OnError, Selection, Wants};
@@ -250,8 +252,9 @@ pub struct Route {
     pub wake: Arc<Notify>,
 }
 
-/// Turns stored events into outbox rows. Runs on its own thread ([`Dispatcher::run`]):
-/// formatter calls are synchronous WASI, and one thread keeps events in order.
+/// Turns stored events into outbox rows. Runs on its own thread ([`Dispatcher::run`]), which
+/// reads each batch of events in order and commits its deliveries in order; formatter calls
+/// (synchronous WASI) for the batch's events run on up to [`Dispatcher::workers`] threads.
 pub struct Dispatcher {
     pub store: Arc<Store>,
     pub routes: Vec<Route>,

@@ -25,7 +25,8 @@ pub struct BuildRecord {
 /// over the master's REST API by [`crate::buildbot_api::RestHistory`] when
 /// `[source.buildbot]` is configured. Every method answers `None` for another master, on
 /// failure, and while the master is known to be unreachable: an implementation bounds how long
-/// one question may block the (single) dispatch thread.
+/// one question may block dispatch (previous builds are asked on the dispatch thread, in event
+/// order; changes and enrichment on the threads that call formatters).
 pub trait History: Send + Sync {
     /// The changes of build `buildid` since the last successful build.
     fn changes(&self, master: &str, buildid: i64) -> Option<Vec<Change>>;
