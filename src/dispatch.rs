@@ -254,7 +254,7 @@ pub struct Route {
 
 /// Turns stored events into outbox rows. Runs on its own thread ([`Dispatcher::run`]), which
 /// reads each batch of events in order and commits its deliveries in order; formatter calls
-/// (synchronous WASI) for the batch's events run on up to [`Dispatcher::workers`] threads.
+/// (synchronous WASI) for the batch's events run on up to `workers` threads.
 pub struct Dispatcher {
     pub store: Arc<Store>,
     pub routes: Vec<Route>,
@@ -417,7 +417,7 @@ impl Dispatcher {
     ///
     /// Three steps: each event is read and its build recorded, in order, on this thread (the
     /// previous build of one event may be the build of the one before); the formatters are
-    /// called for the events in parallel ([`Dispatcher::render`]); and the builds, deliveries
+    /// called for the events in parallel (on up to `workers` threads); and the builds, deliveries
     /// and cursor are written in one transaction, the deliveries in event order, so the outbox
     /// sees exactly the order a single thread would have produced.
     pub fn dispatch_pending(&self) -> Result<usize, StoreError> {
