@@ -210,6 +210,10 @@ fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
             .starts_with(first.sha256())
     );
 
+    // Damage is done in place, as a disk or a hand would: first let go of the modules that
+    // map the file (tidings itself only ever replaces an artifact by renaming).
+    drop((first, second));
+
     // Flip bytes in the middle of the artifact: detected, discarded, rebuilt.
     let mut bytes = std::fs::read(&artifact).unwrap();
     let mid = bytes.len() / 2;
@@ -220,11 +224,17 @@ fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
     let third = load(&host());
     assert_eq!(third.origin(), Origin::Compiled);
     assert_eq!(call(&third), "STATUS: Failure");
+    drop(third);
     assert_eq!(
         load(&host()).origin(),
         Origin::Cached,
         "the rebuilt artifact is used again"
     );
+    // Without its checksum file an artifact is not trusted.
+    let sum = artifact.with_extension("sum");
+    std::fs::remove_file(&sum).unwrap();
+    assert_eq!(load(&host()).origin(), Origin::Compiled);
+    assert!(sum.exists(), "written again with the artifact");
 
     // A truncated artifact, and a file that is not ours at all.
     for damage in [bytes[..100].to_vec(), b"not an artifact".to_vec()] {

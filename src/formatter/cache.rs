@@ -7,9 +7,14 @@
 //! setting never loads a stale artifact.
 //!
 //! Deserializing an artifact runs native code from it, so wasmtime marks it `unsafe`: only
-//! artifacts this host wrote may be loaded. Each file therefore starts with a magic line and
-//! the SHA-256 of the artifact; a file that fails either check (truncated, corrupted, or not
-//! ours) is discarded and rebuilt. The directory is created private to the user (0700), and an
+//! artifacts this host wrote may be loaded. Beside each artifact (`<name>.cwasm`) a checksum
+//! file (`<name>.sum`) holds a magic line and the artifact's SHA-256; an artifact that fails
+//! either check (truncated, corrupted, not ours, or without its checksum) is discarded and
+//! rebuilt. A checked artifact is mapped from its file, not copied into memory: its pages are
+//! shared with the page cache, and only those in use are resident (a Python component's
+//! artifact is 36 MiB). Files here are only ever replaced by renaming a new one over them,
+//! never written in place, so a mapped artifact does not change under a running module; do
+//! not edit them in place either. The directory is created private to the user (0700), and an
 //! existing directory is used only while it still is: owned by this user, no access for group
 //! or others ([`private_dir_problem`]). A directory that is not private is refused (logged; the
 //! module is compiled instead), since anyone who can write there could plant native code.
@@ -17,12 +22,12 @@
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module, Precompiled};
 
-const MAGIC: &[u8] = b"TIDINGS-CWASM-1\n";
+const MAGIC: &[u8] = b"TIDINGS-CWASM-2\n";
 
 /// Where an artifact came from: how `load` got the module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,15 +85,18 @@ impl ArtifactCache {
         // a directory private to this user, of the module kind, named with this engine's
         // compatibility hash; wasmtime additionally checks the version and settings recorded
         // inside and refuses a mismatch.
-        if let Some(module) = self.cached(module_sha256, Precompiled::Module, |a| unsafe {
-            Module::deserialize(engine, a)
-        }) {
+        let de = |f, _: &Path| unsafe { Module::deserialize_open_file(engine, f) };
+        if let Some(module) = self.cached(module_sha256, Precompiled::Module, de) {
             return Ok((module, Origin::Cached));
         }
         let artifact = engine.precompile_module(wasm)?;
         self.store(module_sha256, &artifact);
-        // SAFETY: `artifact` was produced by `precompile_module` on this very engine a moment ago.
-        let module = unsafe { Module::deserialize(engine, &artifact)? };
+        // Mapped from the file just written, or else (the cache cannot be written) copied.
+        let module = match self.cached(module_sha256, Precompiled::Module, de) {
+            Some(m) => m,
+            // SAFETY: produced by `precompile_module` on this very engine a moment ago.
+            None => unsafe { Module::deserialize(engine, &artifact)? },
+        };
         Ok((module, Origin::Compiled))
     }
 
@@ -100,15 +108,20 @@ impl ArtifactCache {
         sha256: &str,
     ) -> wasmtime::Result<(Component, Origin)> {
         // SAFETY: as for modules: our own artifact, checksummed, in a private directory.
-        if let Some(component) = self.cached(sha256, Precompiled::Component, |a| unsafe {
-            Component::deserialize(engine, a)
-        }) {
+        // Components are mapped by path (wasmtime takes no open file for them): the file checked
+        // was opened under the same name, which is only ever replaced by a rename, with an
+        // artifact of the same module from the same engine.
+        let de = |_, path: &Path| unsafe { Component::deserialize_file(engine, path) };
+        if let Some(component) = self.cached(sha256, Precompiled::Component, de) {
             return Ok((component, Origin::Cached));
         }
         let artifact = engine.precompile_component(wasm)?;
         self.store(sha256, &artifact);
-        // SAFETY: produced by this engine a moment ago.
-        let component = unsafe { Component::deserialize(engine, &artifact)? };
+        let component = match self.cached(sha256, Precompiled::Component, de) {
+            Some(c) => c,
+            // SAFETY: produced by this engine a moment ago.
+            None => unsafe { Component::deserialize(engine, &artifact)? },
+        };
         Ok((component, Origin::Compiled))
     }
 
@@ -119,34 +132,36 @@ impl ArtifactCache {
         }
     }
 
-    /// The artifact of the module with `sha256`, deserialized by `de`, from this cache or else
-    /// from one it also reads (then copied here). A damaged or unusable artifact of this cache
-    /// is removed; one of another cache is only passed over.
+    /// The artifact of the module with `sha256`, deserialized by `de` from its open file (and
+    /// path), from this cache or else from one it also reads (then copied here). A damaged or
+    /// unusable artifact of this cache is removed; one of another cache is only passed over.
     fn cached<T>(
         &self,
         sha256: &str,
         kind: Precompiled,
-        de: impl Fn(&[u8]) -> wasmtime::Result<T>,
+        de: impl Fn(fs::File, &Path) -> wasmtime::Result<T>,
     ) -> Option<T> {
         let name = self.file_name(sha256);
         for (i, dir) in std::iter::once(&self.dir).chain(&self.also).enumerate() {
             let own = i == 0;
             let path = dir.join(&name);
-            let Some(artifact) = read_checked(dir, &path, kind, own) else {
+            let Some(file) = read_checked(dir, &path, kind, own) else {
                 continue;
             };
-            match de(&artifact) {
+            match de(file, &path) {
                 Ok(v) => {
                     if !own {
                         tracing::debug!(from = %dir.display(), "compiled module taken from another tidings cache");
-                        self.store(sha256, &artifact);
+                        if let Ok(artifact) = fs::read(&path) {
+                            self.store(sha256, &artifact);
+                        }
                     }
                     return Some(v);
                 }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "passing over an unusable compiled artifact; recompiling");
                     if own {
-                        let _ = fs::remove_file(&path);
+                        remove(&path);
                     }
                 }
             }
@@ -162,22 +177,45 @@ impl ArtifactCache {
                 why,
             ));
         }
-        // Write to a temporary name and rename, so a reader never sees half a file.
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(MAGIC)?;
-        f.write_all(&Sha256::digest(artifact))?;
-        f.write_all(artifact)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
+        // The old checksum goes first: until the new one is in place, the artifact reads as
+        // damaged, never as a new artifact with an old checksum. Each file is written under a
+        // temporary name and renamed, so a reader never sees half a file and a mapped artifact
+        // is never changed.
+        let sum = sum_path(path);
+        match fs::remove_file(&sum) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let put = |to: &Path, parts: &[&[u8]]| -> std::io::Result<()> {
+            let tmp = to.with_extension(format!("tmp.{}", std::process::id()));
+            let mut f = fs::File::create(&tmp)?;
+            for p in parts {
+                f.write_all(p)?;
+            }
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, to)
+        };
+        put(path, &[artifact])?;
+        put(&sum, &[MAGIC, &Sha256::digest(artifact)])
     }
 }
 
-/// The artifact at `path` in cache directory `dir` when the directory is private to this user
-/// and the file is whole (magic, checksum) and of `kind`. A damaged file of our own cache
-/// (`own`) is removed.
-fn read_checked(dir: &Path, path: &Path, kind: Precompiled, own: bool) -> Option<Vec<u8>> {
+/// The checksum file of artifact `path`.
+fn sum_path(path: &Path) -> PathBuf {
+    path.with_extension("sum")
+}
+
+/// Removes an artifact and its checksum.
+fn remove(path: &Path) {
+    let _ = fs::remove_file(sum_path(path));
+    let _ = fs::remove_file(path);
+}
+
+/// The artifact at `path` in cache directory `dir`, open, when the directory is private to
+/// this user and the file is whole (its checksum matches) and of `kind`. A damaged artifact
+/// of our own cache (`own`) is removed.
+fn read_checked(dir: &Path, path: &Path, kind: Precompiled, own: bool) -> Option<fs::File> {
     if let Some(why) = private_dir_problem(dir) {
         if own {
             tracing::warn!(dir = %dir.display(), "not using the compiled-module cache: {why}; modules are compiled instead");
@@ -186,24 +224,32 @@ fn read_checked(dir: &Path, path: &Path, kind: Precompiled, own: bool) -> Option
         }
         return None;
     }
-    let bytes = fs::read(path).ok()?;
-    let artifact = bytes
-        .strip_prefix(MAGIC)
-        .filter(|rest| rest.len() > 32)
-        .map(|rest| rest.split_at(32))
-        .filter(|(sum, artifact)| Sha256::digest(artifact).as_slice() == *sum)
-        .map(|(_, artifact)| artifact)
-        .filter(|artifact| Engine::detect_precompiled(artifact) == Some(kind));
-    match artifact {
-        Some(a) => Some(a.to_vec()),
-        None => {
-            tracing::warn!(path = %path.display(), "passing over a damaged compiled artifact; recompiling");
-            if own {
-                let _ = fs::remove_file(path);
-            }
-            None
+    let mut file = fs::File::open(path).ok()?;
+    let expected = fs::read(sum_path(path))
+        .ok()
+        .and_then(|s| s.strip_prefix(MAGIC).map(<[u8]>::to_vec))
+        .filter(|s| s.len() == 32);
+    // Hashed from the open file, which is what a module maps: what was checked is what runs.
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let whole = loop {
+        match file.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(_) => break false,
         }
+    };
+    let good = whole
+        && expected.is_some_and(|e| hasher.finalize().as_slice() == e.as_slice())
+        && Engine::detect_precompiled_file(path).ok().flatten() == Some(kind);
+    if good {
+        return Some(file);
     }
+    tracing::warn!(path = %path.display(), "passing over a damaged compiled artifact; recompiling");
+    if own {
+        remove(path);
+    }
+    None
 }
 
 /// Why `dir` cannot hold artifacts this process will load, if it cannot: it must be a real
