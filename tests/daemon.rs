@@ -870,3 +870,79 @@ fn four_thousand_builds_of_one_build_request_are_delivered_in_order() {
         .collect();
     assert_eq!(order, (1..=builds).collect::<Vec<_>>());
 }
+
+#[test]
+fn an_attempt_that_ends_during_shutdown_is_recorded_before_the_daemon_exits() {
+    // The peer holds its answer until the daemon is shutting down and waiting for the attempt;
+    // the outcome then goes through the worker's recorder, which must write it before the
+    // process ends (else the row stays in flight and is sent again at the next start).
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (arrived, on_arrival) = std::sync::mpsc::channel();
+    let (release, on_release) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        // The whole request: headers, then as many body bytes as Content-Length says.
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "the daemon closed the connection");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if got.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        arrived.send(()).unwrap();
+        on_release.recv().unwrap();
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &push(
+            "p",
+            &format!("http://127.0.0.1:{port}/hook"),
+            "report_new = false",
+        ),
+    );
+    let mut daemon = Daemon::start_with(&config, "warn,tidings::outbox=info", &[]);
+    daemon.post(&sample(1));
+    on_arrival
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the delivery reaches the peer");
+    daemon.signal("-TERM");
+    wait_until(
+        "the daemon waits for the attempt",
+        Duration::from_secs(30),
+        || {
+            daemon
+                .log
+                .contents()
+                .contains("waiting for deliveries in flight")
+        },
+    );
+    release.send(()).unwrap();
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", daemon.log.contents());
+    peer.join().unwrap();
+    let store = Store::open_shared(&dir.path().join("data")).unwrap();
+    let d = store.delivery(1).unwrap().expect("the delivery");
+    assert_eq!((d.state, d.attempts), (DState::Delivered, 1));
+    let log: Vec<String> = store
+        .log(1)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.result)
+        .collect();
+    assert_eq!(log, ["delivered"]);
+}
