@@ -99,6 +99,33 @@ fn store_and_gerrit() -> (tempfile::TempDir, Arc<Store>, tidings::formatter::For
     (dir, store, gerrit)
 }
 
+/// A dispatcher over `store` with one reporter and, if given, the `gerrit` formatter; the
+/// master is "CI" at http://ci/.
+fn dispatcher(
+    store: &Arc<Store>,
+    reporter: impl Reporter + 'static,
+    gerrit: Option<tidings::formatter::Formatter>,
+) -> Dispatcher {
+    Dispatcher {
+        store: store.clone(),
+        routes: vec![Route {
+            reporter: Arc::new(reporter),
+            wake: Default::default(),
+        }],
+        formatters: gerrit
+            .map(|g| HashMap::from([("gerrit".to_owned(), Arc::new(g))]))
+            .unwrap_or_default(),
+        master: tidings_guest::Master {
+            title: "CI".into(),
+            buildbot_url: "http://ci/".into(),
+        },
+        metrics: Default::default(),
+        history: None,
+        breakers: Default::default(),
+        workers: 0,
+    }
+}
+
 /// Stores a native envelope as ingest would.
 fn store_envelope(store: &Store, e: &Value) {
     let event =
@@ -141,22 +168,7 @@ fn each_event_kind_gets_the_hook_its_reporter_asks_for() {
     for e in &events {
         store_envelope(&store, e);
     }
-    let dispatcher = Dispatcher {
-        store: store.clone(),
-        routes: vec![Route {
-            reporter: Arc::new(reporter),
-            wake: Default::default(),
-        }],
-        formatters: HashMap::from([("gerrit".to_owned(), Arc::new(gerrit))]),
-        master: tidings_guest::Master {
-            title: "CI".into(),
-            buildbot_url: "http://ci/".into(),
-        },
-        metrics: Default::default(),
-        history: None,
-        breakers: Default::default(),
-        workers: 0,
-    };
+    let dispatcher = dispatcher(&store, reporter, Some(gerrit));
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 4);
     let payloads: Vec<Value> = (1..=3)
         .map(|id| {
@@ -245,19 +257,7 @@ fn a_formatter_gets_what_its_reporter_wants_of_a_build() {
         &store,
         &json!({"schema_version": 1, "type": "build_finished", "build": build(7, "runtests", Some(2))}),
     );
-    let dispatcher = Dispatcher {
-        store: store.clone(),
-        routes: vec![Route {
-            reporter: Arc::new(Echo { selection }),
-            wake: Default::default(),
-        }],
-        formatters: HashMap::new(),
-        master: Default::default(),
-        metrics: Default::default(),
-        history: None,
-        breakers: Default::default(),
-        workers: 0,
-    };
+    let dispatcher = dispatcher(&store, Echo { selection }, None);
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 1);
     let request: Value =
         serde_json::from_str(&store.delivery(1).unwrap().unwrap().payload).unwrap();
@@ -303,18 +303,9 @@ fn parallel_dispatch_enqueues_in_event_order_and_finds_previous_builds_within_a_
         },
     };
     let dispatcher = Dispatcher {
-        store: store.clone(),
-        routes: vec![Route {
-            reporter: Arc::new(reporter),
-            wake: Default::default(),
-        }],
-        formatters: HashMap::from([("gerrit".to_owned(), Arc::new(gerrit))]),
-        master: Default::default(),
-        metrics: Default::default(),
-        history: None,
-        breakers: Default::default(),
         // More threads than this machine may have cores: the parallel path runs anywhere.
         workers: 3,
+        ..dispatcher(&store, reporter, Some(gerrit))
     };
     let mut dispatched = 0;
     loop {
