@@ -11,6 +11,7 @@
 //! `url`, so an event from the stream and the same build from HttpStatusPush are alike.
 
 use crate::config::{BuildbotSource, LogsWanted, Secret};
+use crate::history::Recent;
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -447,6 +448,10 @@ pub struct RestHistory {
     /// Until when the master is taken to be unreachable.
     down_until: std::sync::Mutex<Option<std::time::Instant>>,
     timeout: Duration,
+    /// Recent answers: every reporter's lane asks about the same builds.
+    changes: Recent<(String, i64), Option<Vec<crate::event::Change>>>,
+    enriched: Recent<(String, i64, crate::config::Wants), Option<crate::event::Build>>,
+    previous: Recent<(String, i64, i64), Option<crate::history::BuildRecord>>,
 }
 
 impl RestHistory {
@@ -456,6 +461,9 @@ impl RestHistory {
     /// How long a master that did not answer is left alone.
     pub const PAUSE: Duration = Duration::from_secs(30);
 
+    /// Answers kept per kind of question (two batches of dispatch).
+    const RECENT: usize = 512;
+
     /// A history for `api`'s master; `runtime` runs the requests.
     pub fn new(api: BuildbotApi, runtime: tokio::runtime::Handle) -> RestHistory {
         RestHistory {
@@ -464,6 +472,9 @@ impl RestHistory {
             url: std::sync::Mutex::new(None),
             down_until: std::sync::Mutex::new(None),
             timeout: Self::TIMEOUT,
+            changes: Recent::new(Self::RECENT),
+            enriched: Recent::new(Self::RECENT),
+            previous: Recent::new(Self::RECENT),
         }
     }
 
@@ -524,6 +535,41 @@ impl crate::history::History for RestHistory {
         build: &crate::event::Build,
         wants: &crate::config::Wants,
     ) -> Option<crate::event::Build> {
+        let Some(id) = build.buildid else {
+            return self.ask_enrich(master, build, wants);
+        };
+        self.enriched
+            .get_or((master.to_owned(), id, wants.clone()), || {
+                self.ask_enrich(master, build, wants)
+            })
+    }
+
+    fn changes(&self, master: &str, buildid: i64) -> Option<Vec<crate::event::Change>> {
+        self.changes.get_or((master.to_owned(), buildid), || {
+            self.ask_changes(master, buildid)
+        })
+    }
+
+    fn previous_build(
+        &self,
+        master: &str,
+        builderid: i64,
+        number: i64,
+    ) -> Option<crate::history::BuildRecord> {
+        self.previous
+            .get_or((master.to_owned(), builderid, number), || {
+                self.ask_previous_build(master, builderid, number)
+            })
+    }
+}
+
+impl RestHistory {
+    fn ask_enrich(
+        &self,
+        master: &str,
+        build: &crate::event::Build,
+        wants: &crate::config::Wants,
+    ) -> Option<crate::event::Build> {
         // What the reporter wants, and what `[source.buildbot]` adds for every reporter.
         let contents = crate::config::LogsWanted::union(
             wants.logs_content.as_ref(),
@@ -561,7 +607,7 @@ impl crate::history::History for RestHistory {
         Some(full)
     }
 
-    fn changes(&self, master: &str, buildid: i64) -> Option<Vec<crate::event::Change>> {
+    fn ask_changes(&self, master: &str, buildid: i64) -> Option<Vec<crate::event::Change>> {
         if !self.is_ours(master) {
             return None;
         }
@@ -577,7 +623,7 @@ impl crate::history::History for RestHistory {
         )
     }
 
-    fn previous_build(
+    fn ask_previous_build(
         &self,
         master: &str,
         builderid: i64,
@@ -607,6 +653,7 @@ impl crate::history::History for RestHistory {
             complete: true,
             results: dict.get("results").and_then(Value::as_i64),
             body: dict.to_string(),
+            event_id: 0,
         })
     }
 }

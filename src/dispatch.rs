@@ -3,13 +3,23 @@
 //! This module holds the decisions, as pure functions over a build and a reporter's
 //! [`Selection`]: the filters (`builders`, `tags`, `branches`, `schedulers`), the mode words
 //! (against the previous build, found by [`crate::store::Store::previous_build`]) and the
-//! blamelist. [`Dispatcher`] applies them to each stored event, in order: it records the build
-//! in the history, asks every reporter whether it reports the event, calls the reporter's
-//! formatter once, and writes the build and the rendered deliveries to the outbox — in the same
-//! transaction that moves its cursor past the event, so an event is dispatched once even across
-//! a crash (and if a crash comes between the two, the deliveries' idempotency keys absorb the
-//! repeat). The formatter calls of a batch's events run in parallel; everything else, and the
-//! order in which deliveries are enqueued, is as one thread would do it.
+//! blamelist. [`Dispatcher`] applies them to each stored event, in order, in two steps:
+//!
+//! - the *history step* ([`Dispatcher::record_pending`]) records each build event's build in
+//!   the build history, noting which event wrote it, in the transaction that moves cursor
+//!   [`CURSOR`];
+//! - each reporter's *lane* ([`Dispatcher::dispatch_lane`]) follows it under a cursor of its
+//!   own: asks its reporter whether it reports the event (against the previous build as the
+//!   history stood at that event, so a lane that lags decides as one that does not), calls the
+//!   reporter's formatter once, and enqueues the rendered deliveries in the transaction that
+//!   moves its cursor past the event, so an event is dispatched once to each reporter even
+//!   across a crash (and if a crash comes between the two, the deliveries' idempotency keys
+//!   absorb the repeat).
+//!
+//! In the daemon each lane has its own thread, so a reporter whose formatter is slow holds up
+//! only its own deliveries. Within a lane, the formatter calls of a batch's events run in
+//! parallel; everything else, and the order in which deliveries are enqueued, is as one thread
+//! would do it.
 
 use crate::clock::now_ms;
 use crate::config::{LogsWanted, Mode, OnError, Selection, Wants};
@@ -21,9 +31,10 @@ use crate::reporters::{Formatted, HookCall, Output, PrevBuild, RenderInput, Repo
 use crate::store::{BuildRecord, NewDelivery, Snapshot, Store, StoreError, StoredEvent};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tidings_guest::{Hook, Master, Message, ReporterInfo};
 use tokio::sync::Notify;
@@ -157,15 +168,21 @@ pub struct Planned {
     pub explanation: String,
 }
 
-/// One pass of dispatch over an event: the decisions, when someone asks for them.
+/// One pass of dispatch over an event: for which reporters (a lane's one, or all), and the
+/// decisions, when someone asks for them.
 struct Pass {
+    /// The routes (by index) this pass decides for.
+    lanes: Range<usize>,
     decisions: Option<Vec<Decision>>,
 }
 
 impl Pass {
-    /// Dispatch itself: keeps no decisions.
-    fn dispatch() -> Pass {
-        Pass { decisions: None }
+    /// Dispatch itself, for the routes `lanes`: keeps no decisions.
+    fn dispatch(lanes: Range<usize>) -> Pass {
+        Pass {
+            lanes,
+            decisions: None,
+        }
     }
 
     /// Notes a decision about `r`, if decisions are kept (built only then).
@@ -240,8 +257,27 @@ pub fn merge_messages(messages: Vec<Message>) -> Option<Message> {
     Some(merged)
 }
 
-/// The cursor under which dispatch records how far it got in the event log.
+/// The cursor of dispatch's history step: every event up to it has had its build recorded in
+/// the build history (and, if it cannot be read, been noted as unreadable). Each reporter's
+/// lane follows behind it under its own cursor ([`lane_cursor`]).
 pub const CURSOR: &str = "dispatch";
+
+/// The cursor of reporter `name`'s lane: every event up to it has had its deliveries for that
+/// reporter enqueued.
+pub fn lane_cursor(name: &str) -> String {
+    format!("{CURSOR}/{name}")
+}
+
+/// How far dispatch got for every reporter: the lowest of its cursors (the history step's and
+/// every lane's; 0 when none is set). Retention keeps the events above it.
+pub fn dispatched(store: &Store) -> Result<i64, StoreError> {
+    Ok(store
+        .cursors_under(CURSOR)?
+        .into_iter()
+        .map(|(_, at)| at)
+        .min()
+        .unwrap_or(0))
+}
 
 /// Most events dispatched in one outbox transaction.
 const BATCH: usize = 256;
@@ -335,29 +371,12 @@ struct About<'a> {
     prev: Option<PrevBuild>,
 }
 
-/// The builds a batch of dispatch recorded, in order, not yet written: they are written in
-/// the transaction that enqueues the batch's deliveries and moves the cursor (so a crash keeps
-/// all or none), and a later event of the batch finds its previous build among them.
-#[derive(Default)]
-struct Ledger {
-    builds: Vec<BuildRecord>,
-}
-
-impl Ledger {
-    /// The latest version of each build of `master`'s builder `builderid`, by build id.
-    fn latest(&self, master: &str, builderid: i64) -> HashMap<i64, &BuildRecord> {
-        self.builds
-            .iter()
-            .filter(|b| b.builderid == builderid && b.master == master)
-            .map(|b| (b.buildid, b))
-            .collect()
-    }
-}
-
 /// An event read, with the previous build of each build it reports looked up: all that
 /// calling its formatters needs, so events can be rendered in parallel.
 struct Prepared {
     event: Event,
+    /// Whether the event's body is the build dict itself.
+    raw: bool,
     /// A build event's build as JSON (the dict as received, when the body was one).
     document: Option<String>,
     /// The previous builds: one for a build event, one per build for a buildset, none
@@ -376,10 +395,49 @@ struct Pending {
     explanation: String,
 }
 
+/// How lanes learn that the history step moved on: a counter of its batches, and a condition
+/// to wait on (also signalled to stop).
+#[derive(Default)]
+struct Progress {
+    batches: Mutex<u64>,
+    moved: Condvar,
+}
+
+impl Progress {
+    fn now(&self) -> u64 {
+        *self.batches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        *self.batches.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.moved.notify_all();
+    }
+
+    /// Waits until the counter differs from `seen`, for at most `timeout`.
+    fn wait(&self, seen: u64, timeout: Duration) {
+        let guard = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .moved
+            .wait_timeout_while(guard, timeout, |now| *now == seen);
+    }
+}
+
 impl Dispatcher {
     /// Dispatches until `stop` is set: everything stored so far, then each time `wake` fires
     /// (the committer signals every commit), checking at least once a second.
+    ///
+    /// This thread runs the history step ([`Dispatcher::record_pending`]); each reporter has a
+    /// lane on a thread of its own ([`Dispatcher::dispatch_lane`]) that follows it, so a
+    /// reporter whose formatter is slow or keeps timing out holds up only its own lane. Each
+    /// lane finishes the batch in hand when `stop` is set.
     pub fn run(&self, wake: &Receiver<()>, stop: &AtomicBool) {
+        while let Err(e) = self.open_lanes() {
+            tracing::error!(error = %e, "dispatch cannot read its cursors; retrying in 1s");
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
         match self.retry_unreadable() {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -388,52 +446,141 @@ impl Dispatcher {
             ),
             Err(e) => tracing::error!(error = %e, "cannot try the unreadable events again"),
         }
+        let progress = Progress::default();
+        std::thread::scope(|scope| {
+            // A lane whose thread cannot be started runs on this one, after each history batch.
+            let mut inline = Vec::new();
+            for lane in 0..self.routes.len() {
+                let progress = &progress;
+                let spawned = std::thread::Builder::new()
+                    .name(format!("tidings-lane-{lane}"))
+                    .spawn_scoped(scope, move || self.run_lane(lane, progress, stop));
+                if let Err(e) = spawned {
+                    tracing::warn!(reporter = %self.lane_name(lane), error = %e, "cannot start a thread for the reporter's dispatch lane; it runs on the dispatch thread");
+                    inline.push(lane);
+                }
+            }
+            while !stop.load(Ordering::Relaxed) {
+                match self.record_pending() {
+                    Ok(n) if n > 0 => {
+                        progress.bump();
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "dispatch cannot use the store; retrying in 1s");
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                }
+                for &lane in &inline {
+                    self.catch_up(lane);
+                }
+                match wake.recv_timeout(Duration::from_secs(1)) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+            // The lanes see `stop` when they next look; this makes that at once.
+            progress.bump();
+        });
+    }
+
+    /// One lane's loop: dispatches for its reporter whatever the history step has passed, then
+    /// waits for the history step to move on (or a second).
+    fn run_lane(&self, lane: usize, progress: &Progress, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
-            match self.dispatch_pending() {
+            let seen = progress.now();
+            match self.dispatch_lane(lane) {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "dispatch cannot use the store; retrying in 1s");
+                    tracing::error!(reporter = %self.lane_name(lane), error = %e, "dispatch cannot use the store; retrying in 1s");
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
             }
-            match wake.recv_timeout(Duration::from_secs(1)) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+            progress.wait(seen, Duration::from_secs(1));
+        }
+    }
+
+    /// Dispatches lane `lane` up to the history step (logging a failure).
+    fn catch_up(&self, lane: usize) {
+        loop {
+            match self.dispatch_lane(lane) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(reporter = %self.lane_name(lane), error = %e, "dispatch cannot use the store; trying again later");
+                    return;
                 }
             }
         }
     }
 
-    /// Dispatches the events stored after the cursor (at most one batch); returns how many.
-    /// An event that cannot be read is not passed over: it is recorded as unreadable, with
-    /// the reason, in the same transaction that moves the cursor
-    /// ([`Dispatcher::retry_unreadable`] tries it again at the next start).
-    ///
-    /// Three steps: each event is read and its build recorded, in order, on this thread (the
-    /// previous build of one event may be the build of the one before); the formatters are
-    /// called for the events in parallel (on up to `workers` threads); and the builds, deliveries
-    /// and cursor are written in one transaction, the deliveries in event order, so the outbox
-    /// sees exactly the order a single thread would have produced.
+    /// The name of the reporter of lane `lane`.
+    fn lane_name(&self, lane: usize) -> &str {
+        &self.routes[lane].reporter.selection().name
+    }
+
+    /// Gets the lanes' cursors ready: a reporter new to the store starts where the history
+    /// step is (it reports what arrives from now on, as when it was added to a running
+    /// Buildbot), and the cursors of reporters no longer configured are forgotten (so that
+    /// they hold back no retention, and a reporter configured again later starts afresh).
+    pub fn open_lanes(&self) -> Result<(), StoreError> {
+        let history = self.store.cursor(CURSOR)?;
+        let names: Vec<String> = (0..self.routes.len())
+            .map(|lane| lane_cursor(self.lane_name(lane)))
+            .collect();
+        let existing = self.store.cursors_under(CURSOR)?;
+        for (name, _) in &existing {
+            if name != CURSOR && !names.contains(name) {
+                self.store.forget_cursor(name)?;
+            }
+        }
+        for name in names {
+            if !existing.iter().any(|(n, _)| *n == name) {
+                self.store.set_cursor(&name, history)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Dispatches the events stored after the cursor (at most one batch) to every reporter;
+    /// returns how many. The history step ([`Dispatcher::record_pending`]) runs first, then
+    /// each lane catches up with it ([`Dispatcher::dispatch_lane`]), all on this thread.
+    /// [`Dispatcher::run`] does the same with a thread per lane.
     pub fn dispatch_pending(&self) -> Result<usize, StoreError> {
+        self.open_lanes()?;
+        let n = self.record_pending()?;
+        for lane in 0..self.routes.len() {
+            while self.dispatch_lane(lane)? > 0 {}
+        }
+        Ok(n)
+    }
+
+    /// The history step over the events stored after [`CURSOR`] (at most one batch); returns
+    /// how many. Each event is read; a build event's build is recorded in the build history
+    /// (with the event's id: [`crate::store::Snapshot::previous_build_before`] sees the history
+    /// as of each event); an event that cannot be read is not passed over: it is recorded as
+    /// unreadable, with the reason ([`Dispatcher::retry_unreadable`] tries it again at the next
+    /// start). All in the transaction that moves the cursor.
+    pub fn record_pending(&self) -> Result<usize, StoreError> {
         let cursor = self.store.cursor(CURSOR)?;
-        // One read transaction for the batch's reads (its events, their previous builds).
-        let snapshot = self.store.snapshot()?;
-        let events = snapshot.events_after(cursor, BATCH)?;
+        let events = self.store.snapshot()?.events_after(cursor, BATCH)?;
         let Some(last) = events.last().map(|e| e.id) else {
             return Ok(0);
         };
-        let mut ledger = Ledger::default();
-        let mut prepared = Vec::with_capacity(events.len());
+        let mut builds = Vec::new();
         let mut unreadable = Vec::new();
         for ev in &events {
-            match self.prepare(ev, &snapshot, Some(&mut ledger))? {
-                Ok(p) => prepared.push((ev, p)),
+            match Event::from_stored(&ev.body, ev.format) {
+                Ok((event, raw)) => builds.extend(build_record(ev, &event, raw)),
                 Err(reason) => {
                     tracing::error!(event = ev.id, key = %ev.key, %reason, "a stored event cannot be read; kept as unreadable (tidings outbox unreadable), tried again at the next start");
                     self.metrics.unreadable_event();
@@ -441,29 +588,69 @@ impl Dispatcher {
                 }
             }
         }
-        drop(snapshot);
-        let pending: Vec<Pending> = self.render(&prepared).into_iter().flatten().collect();
         let unreadable: Vec<(i64, &str)> =
             unreadable.iter().map(|(id, r)| (*id, r.as_str())).collect();
-        let rows = new_rows(&pending);
-        let stored = self.store.enqueue_and_advance(
-            &ledger.builds,
-            &rows,
-            &unreadable,
-            now_ms(),
-            CURSOR,
-            last,
-        )?;
-        self.after_enqueue(&pending, &stored);
+        self.store
+            .enqueue_and_advance(&builds, &[], &unreadable, now_ms(), CURSOR, last)?;
         Ok(events.len())
     }
 
-    /// The deliveries of each prepared event, in order. The events are shared out among up to
-    /// [`Dispatcher::workers`] threads (this one among them); a formatter call is the slow part,
-    /// and calls for different events are independent once their previous builds are known.
-    fn render(&self, prepared: &[(&StoredEvent, Prepared)]) -> Vec<Vec<Pending>> {
-        let one =
-            |(ev, p): &(&StoredEvent, Prepared)| self.deliveries_for(ev, p, &mut Pass::dispatch());
+    /// Dispatches, for the reporter of lane `lane`, the events after the lane's cursor that the
+    /// history step has passed (at most one batch); returns how many.
+    ///
+    /// Two steps: each event is read and the previous build of each build it reports looked
+    /// up, as the history stood at that event; then the reporter's formatter is called for the
+    /// events in parallel (on up to `workers` threads), and the deliveries are enqueued in
+    /// event order in the transaction that moves the lane's cursor, so the outbox sees exactly
+    /// the order a single thread would have produced, and an event is dispatched once even
+    /// across a crash. An event that cannot be read is passed over here: the history step
+    /// keeps it as unreadable.
+    pub fn dispatch_lane(&self, lane: usize) -> Result<usize, StoreError> {
+        let name = lane_cursor(self.lane_name(lane));
+        let cursor = self.store.cursor(&name)?;
+        let upto = self.store.cursor(CURSOR)?;
+        if upto <= cursor {
+            return Ok(0);
+        }
+        // One read transaction for the batch's reads (its events, their previous builds).
+        let snapshot = self.store.snapshot()?;
+        let events = snapshot.events_between(cursor, upto, BATCH)?;
+        let last = match events.last() {
+            Some(e) if events.len() == BATCH => e.id,
+            // Nothing else up to the history step's cursor.
+            _ => upto,
+        };
+        let mut prepared = Vec::with_capacity(events.len());
+        for ev in &events {
+            if let Ok(p) = self.prepare(ev, &snapshot)? {
+                prepared.push((ev, p));
+            }
+        }
+        drop(snapshot);
+        let pending: Vec<Pending> = self
+            .render(&prepared, lane..lane + 1)
+            .into_iter()
+            .flatten()
+            .collect();
+        let stored =
+            self.store
+                .enqueue_and_advance(&[], &new_rows(&pending), &[], now_ms(), &name, last)?;
+        self.after_enqueue(&pending, &stored);
+        Ok(events.len().max(1))
+    }
+
+    /// The deliveries of each prepared event for the routes `lanes`, in order. The events are
+    /// shared out among up to [`Dispatcher::workers`] threads (this one among them); a
+    /// formatter call is the slow part, and calls for different events are independent once
+    /// their previous builds are known.
+    fn render(
+        &self,
+        prepared: &[(&StoredEvent, Prepared)],
+        lanes: Range<usize>,
+    ) -> Vec<Vec<Pending>> {
+        let one = |(ev, p): &(&StoredEvent, Prepared)| {
+            self.deliveries_for(ev, p, &mut Pass::dispatch(lanes.clone()))
+        };
         let workers = self.workers().min(prepared.len());
         if workers <= 1 {
             return prepared.iter().map(one).collect();
@@ -505,20 +692,31 @@ impl Dispatcher {
     }
 
     /// Tries the events recorded as unreadable again (after an upgrade, they may read): each
-    /// one that reads now is dispatched, out of order, and forgotten as unreadable. Returns
-    /// how many were dispatched.
+    /// one that reads now has its build recorded and is dispatched, out of order, to the
+    /// reporters whose lanes have passed it (the others reach it in order), and is forgotten as
+    /// unreadable. Returns how many were dispatched.
     pub fn retry_unreadable(&self) -> Result<usize, StoreError> {
         let mut done = 0;
         for (ev, _) in self.store.unreadable()? {
-            let mut ledger = Ledger::default();
-            let prepared = self.prepare(&ev, &self.store.snapshot()?, Some(&mut ledger))?;
+            let prepared = self.prepare(&ev, &self.store.snapshot()?)?;
             let Ok(prepared) = prepared else {
                 continue;
             };
-            let pending = self.deliveries_for(&ev, &prepared, &mut Pass::dispatch());
+            let builds = build_record(&ev, &prepared.event, prepared.raw);
+            let mut pending = Vec::new();
+            for lane in 0..self.routes.len() {
+                let passed = self.store.cursor(&lane_cursor(self.lane_name(lane)))?;
+                if passed >= ev.id {
+                    pending.extend(self.deliveries_for(
+                        &ev,
+                        &prepared,
+                        &mut Pass::dispatch(lane..lane + 1),
+                    ));
+                }
+            }
             let stored = self.store.resolve_unreadable(
                 ev.id,
-                &ledger.builds,
+                builds.as_slice(),
                 &new_rows(&pending),
                 now_ms(),
             )?;
@@ -532,29 +730,29 @@ impl Dispatcher {
     /// What dispatch decides for `ev` with this dispatcher's reporters and formatters, without
     /// recording anything or touching the outbox: one [`Decision`] per reporter, in config
     /// order (for `tidings explain` and `tidings replay`). Formatters are called as dispatch
-    /// calls them. `Err(reason)` inside when the event cannot be read.
+    /// calls them; previous builds are those of the history as it stood at `ev`. `Err(reason)`
+    /// inside when the event cannot be read.
     pub fn plan(&self, ev: &StoredEvent) -> Result<Result<Vec<Decision>, String>, StoreError> {
-        let prepared = match self.prepare(ev, &self.store.snapshot()?, None)? {
+        let prepared = match self.prepare(ev, &self.store.snapshot()?)? {
             Ok(p) => p,
             Err(reason) => return Ok(Err(reason)),
         };
         let mut pass = Pass {
+            lanes: 0..self.routes.len(),
             decisions: Some(Vec::new()),
         };
         self.deliveries_for(ev, &prepared, &mut pass);
         Ok(Ok(pass.decisions.unwrap_or_default()))
     }
 
-    /// Reads `ev` and looks up the previous build of each build it reports. With a `ledger`
-    /// (dispatch, not planning), the event's build is recorded in it, where the next events'
-    /// lookups see it. `Err(reason)` inside when the event cannot be read.
+    /// Reads `ev` and looks up the previous build of each build it reports, as the history
+    /// stood at `ev`. `Err(reason)` inside when the event cannot be read.
     fn prepare(
         &self,
         ev: &StoredEvent,
         snapshot: &Snapshot<'_>,
-        mut ledger: Option<&mut Ledger>,
     ) -> Result<Result<Prepared, String>, StoreError> {
-        let (event, raw_build) = match Event::from_stored(&ev.body, ev.format) {
+        let (event, raw) = match Event::from_stored(&ev.body, ev.format) {
             Ok(e) => e,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -562,30 +760,22 @@ impl Dispatcher {
         let mut prevs = Vec::new();
         match &event.subject {
             Subject::Build(b) => {
-                // The build dict exactly as received, when the body is one.
-                let doc = if raw_build {
-                    ev.body.clone()
-                } else {
-                    serde_json::to_string(b).expect("a build serialises")
-                };
-                if matches!(
-                    event.kind,
-                    EventKind::BuildStarted | EventKind::BuildFinished
-                ) {
-                    prevs.push(self.record(&event, b, &doc, snapshot, ledger.as_deref_mut())?);
+                if event.kind == EventKind::BuildFinished || event.kind == EventKind::BuildStarted {
+                    prevs.push(match (b.builderid, b.number) {
+                        (Some(builder), Some(n)) if b.complete => {
+                            self.previous_build(&event.master, builder, n, ev.id, snapshot)?
+                        }
+                        _ => None,
+                    });
                 }
-                document = Some(doc);
+                document = Some(build_document(ev, b, raw));
             }
             Subject::Buildset { builds, .. } => {
                 for b in builds {
                     prevs.push(match (b.builderid, b.number) {
-                        (Some(builder), Some(n)) => self.previous_build(
-                            &event.master,
-                            builder,
-                            n,
-                            snapshot,
-                            ledger.as_deref(),
-                        )?,
+                        (Some(builder), Some(n)) => {
+                            self.previous_build(&event.master, builder, n, ev.id, snapshot)?
+                        }
                         _ => None,
                     });
                 }
@@ -594,6 +784,7 @@ impl Dispatcher {
         }
         Ok(Ok(Prepared {
             event,
+            raw,
             document,
             prevs,
         }))
@@ -657,7 +848,7 @@ impl Dispatcher {
         // HttpStatusPush) lacks the steps and logs a reporter wants; asked once per distinct
         // set of wants.
         let mut enriched: HashMap<Wants, Option<Build>> = HashMap::new();
-        for route in &self.routes {
+        for route in &self.routes[pass.lanes.clone()] {
             let r = route.reporter.as_ref();
             let sel = r.selection();
             let Some(call) = r.hook(event.kind) else {
@@ -741,72 +932,18 @@ impl Dispatcher {
         }
     }
 
-    /// Records a build in `ledger`, if there is one; for a finished build, returns the previous
-    /// build.
-    fn record(
-        &self,
-        event: &Event,
-        b: &Build,
-        document: &str,
-        snapshot: &Snapshot<'_>,
-        ledger: Option<&mut Ledger>,
-    ) -> Result<Option<BuildRecord>, StoreError> {
-        let (Some(buildid), Some(builderid), Some(number)) = (b.buildid, b.builderid, b.number)
-        else {
-            return Ok(None);
-        };
-        let ledger = ledger.map(|l| {
-            l.builds.push(BuildRecord {
-                master: event.master.clone(),
-                buildid,
-                builderid,
-                number,
-                complete: b.complete,
-                results: b.results,
-                body: document.to_owned(),
-            });
-            &*l
-        });
-        if !b.complete {
-            return Ok(None);
-        }
-        self.previous_build(&event.master, builderid, number, snapshot, ledger)
-    }
-
-    /// The finished build before `number` of a builder: from `ledger` and the store (whichever
-    /// has the higher number; the ledger's version of a build replaces the store's), else the
-    /// master.
+    /// The finished build before `number` of a builder, as the history stood at event
+    /// `event`, else the master's.
     fn previous_build(
         &self,
         master: &str,
         builderid: i64,
         number: i64,
+        event: i64,
         snapshot: &Snapshot<'_>,
-        ledger: Option<&Ledger>,
     ) -> Result<Option<BuildRecord>, StoreError> {
-        let unwritten = ledger
-            .map(|l| l.latest(master, builderid))
-            .unwrap_or_default();
-        let own = unwritten
-            .values()
-            .filter(|b| {
-                b.number < number
-                    && b.complete
-                    && b.results.is_some_and(|r| r != Results::Retry.code())
-            })
-            .max_by_key(|b| b.number)
-            .map(|b| (*b).clone());
-        // The store's candidate counts only if it is newer than the ledger's; the builds the
-        // ledger holds are passed over there (the ledger's versions are the current ones).
-        let stored = snapshot.previous_build_except(
-            master,
-            builderid,
-            number,
-            own.as_ref().map_or(i64::MIN, |b| b.number),
-            |id| unwritten.contains_key(&id),
-        )?;
-        let prev = stored.or(own);
-        Ok(prev.or_else(|| {
+        let stored = snapshot.previous_build_before(master, builderid, number, event)?;
+        Ok(stored.or_else(|| {
             self.history
                 .as_ref()
                 .and_then(|h| h.previous_build(master, builderid, number))
@@ -824,7 +961,7 @@ impl Dispatcher {
         out: &mut Vec<Pending>,
         pass: &mut Pass,
     ) {
-        for route in &self.routes {
+        for route in &self.routes[pass.lanes.clone()] {
             let r = route.reporter.as_ref();
             let sel = r.selection();
             let Some(call) = r.hook(event.kind) else {
@@ -883,7 +1020,7 @@ impl Dispatcher {
         out: &mut Vec<Pending>,
         pass: &mut Pass,
     ) {
-        for route in &self.routes {
+        for route in &self.routes[pass.lanes.clone()] {
             let r = route.reporter.as_ref();
             let sel = r.selection();
             let Some(call) = r.hook(event.kind) else {
@@ -1011,7 +1148,7 @@ impl Dispatcher {
         // Buildbot reports a worker missing only when it has a `notify` list; a worker back
         // online goes only to reporters that ask for it (the IRC bot).
         if event.kind == EventKind::WorkerMissing && w.notify.is_empty() {
-            for route in &self.routes {
+            for route in &self.routes[pass.lanes.clone()] {
                 pass.note(route.reporter.as_ref(), || Verdict::Nothing {
                     why: format!(
                         "worker {:?} has no notify list: a missing worker is reported only to it",
@@ -1024,7 +1161,7 @@ impl Dispatcher {
         let document = serde_json::to_string(w).expect("a worker serialises");
         let worker: tidings_guest::WorkerInfo =
             serde_json::from_str(&document).expect("a worker reads back");
-        for route in &self.routes {
+        for route in &self.routes[pass.lanes.clone()] {
             let r = route.reporter.as_ref();
             let sel = r.selection();
             let Some(call) = r.hook(event.kind) else {
@@ -1338,6 +1475,39 @@ impl Dispatcher {
     }
 }
 
+/// A build event's build as JSON: the dict exactly as received when the body is one (`raw`).
+fn build_document(ev: &StoredEvent, b: &Build, raw: bool) -> String {
+    if raw {
+        ev.body.clone()
+    } else {
+        serde_json::to_string(b).expect("a build serialises")
+    }
+}
+
+/// The build history's row for a `build_started` / `build_finished` event's build (none for
+/// other events, or a build without ids).
+fn build_record(ev: &StoredEvent, event: &Event, raw: bool) -> Option<BuildRecord> {
+    let Subject::Build(b) = &event.subject else {
+        return None;
+    };
+    if !matches!(
+        event.kind,
+        EventKind::BuildStarted | EventKind::BuildFinished
+    ) {
+        return None;
+    }
+    Some(BuildRecord {
+        master: event.master.clone(),
+        buildid: b.buildid?,
+        builderid: b.builderid?,
+        number: b.number?,
+        complete: b.complete,
+        results: b.results,
+        body: build_document(ev, b, raw),
+        event_id: ev.id,
+    })
+}
+
 /// The outbox rows for `pending`.
 fn new_rows(pending: &[Pending]) -> Vec<NewDelivery<'_>> {
     pending
@@ -1473,6 +1643,7 @@ mod tests {
                     complete: true,
                     results: Some(*results),
                     body: "{}".into(),
+                    event_id: 0,
                 })
                 .unwrap();
         }

@@ -18,6 +18,9 @@ pub struct BuildRecord {
     pub results: Option<i64>,
     /// The build dict as JSON.
     pub body: String,
+    /// The event whose dispatch wrote this version (0 when none did: a version from the
+    /// master's REST API, or from a store older than the column).
+    pub event_id: i64,
 }
 
 /// What a master can tell dispatch besides its events: a build's changes (for the blamelist)
@@ -35,4 +38,87 @@ pub trait History: Send + Sync {
     /// `build` with what `wants` (a reporter's `want_*` options) and the source's own settings
     /// ask for and the event lacks (steps, log contents); `None` when there is nothing to add.
     fn enrich(&self, master: &str, build: &Build, wants: &crate::config::Wants) -> Option<Build>;
+}
+
+/// The latest answers to questions asked of a master, so that the reporters' lanes, which ask
+/// the same questions about the same build at about the same time, cause one request: the first
+/// to ask asks, the others wait for its answer (a failure, `None`, is shared too, so every
+/// reporter sees the build the same way). Keeps the `capacity` most recent questions.
+pub struct Recent<K, V> {
+    capacity: usize,
+    kept: std::sync::Mutex<RecentMap<K, V>>,
+}
+
+type RecentMap<K, V> = (
+    std::collections::HashMap<K, std::sync::Arc<std::sync::OnceLock<V>>>,
+    std::collections::VecDeque<K>,
+);
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Recent<K, V> {
+    /// Keeps the answers to the `capacity` most recent questions.
+    pub fn new(capacity: usize) -> Recent<K, V> {
+        Recent {
+            capacity: capacity.max(1),
+            kept: std::sync::Mutex::new(Default::default()),
+        }
+    }
+
+    /// The answer to `key`: kept, or being found by another thread (waited for), or found by
+    /// `ask` now.
+    pub fn get_or(&self, key: K, ask: impl FnOnce() -> V) -> V {
+        let cell = {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            let (map, order) = &mut *kept;
+            match map.get(&key) {
+                Some(cell) => cell.clone(),
+                None => {
+                    if order.len() >= self.capacity
+                        && let Some(oldest) = order.pop_front()
+                    {
+                        map.remove(&oldest);
+                    }
+                    let cell = std::sync::Arc::new(std::sync::OnceLock::new());
+                    map.insert(key.clone(), cell.clone());
+                    order.push_back(key);
+                    cell
+                }
+            }
+        };
+        // Outside the lock: other questions go on while this one is asked.
+        cell.get_or_init(ask).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Recent;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_question_asked_at_once_by_several_threads_is_asked_once() {
+        let recent: Recent<i64, Option<String>> = Recent::new(2);
+        let asked = AtomicUsize::new(0);
+        let ask = |answer: &str| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            Some(answer.to_owned())
+        };
+        std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| recent.get_or(1, || ask("one"))))
+                .collect();
+            for t in threads {
+                assert_eq!(t.join().unwrap().as_deref(), Some("one"));
+            }
+        });
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // A failure is shared too.
+        assert_eq!(recent.get_or(2, || None), None);
+        assert_eq!(recent.get_or(2, || ask("late")), None);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // Only the two most recent questions are kept: 1 was forgotten when 3 came.
+        recent.get_or(3, || ask("three"));
+        assert_eq!(recent.get_or(1, || ask("again")).as_deref(), Some("again"));
+        assert_eq!(asked.load(Ordering::SeqCst), 3);
+    }
 }

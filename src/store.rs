@@ -48,7 +48,7 @@ CREATE TABLE unreadable (
 }
 
 /// The schema version this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = concat!(
     "
@@ -69,6 +69,7 @@ CREATE TABLE builds (
     complete     INTEGER NOT NULL,
     results      INTEGER,
     body         TEXT NOT NULL,
+    event_id     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (master, buildid)
 );
 CREATE INDEX builds_by_builder ON builds (master, builderid, number);
@@ -110,7 +111,8 @@ CREATE TABLE bot_state (
     unreadable_table!()
 );
 
-/// A `builds` row selected as `master, buildid, builderid, number, complete, results, body`.
+/// A `builds` row selected as `master, buildid, builderid, number, complete, results, body,
+/// event_id`.
 /// A read transaction on the store's reader connection ([`Store::snapshot`]); ends when
 /// dropped.
 pub struct Snapshot<'a> {
@@ -135,31 +137,45 @@ impl Snapshot<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// [`Store::previous_build`] among the builds numbered above `above`, passing over the
-    /// builds for which `superseded(buildid)` is true (dispatch holds newer versions of them,
-    /// not yet written).
-    pub fn previous_build_except(
+    /// Events stored after event `after` up to event `upto` (included), oldest first, at most
+    /// `limit`.
+    pub fn events_between(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT id, key, kind, source, body, format, received_at FROM events
+             WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = q.query_map(params![after, upto, limit as i64], stored_event)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// [`Store::previous_build`] as the history stood when event `event` was dispatched: rows
+    /// written by that event or a later one are passed over. (A row holds a build's latest
+    /// version; a build finished after `event` was not finished then, so passing over its row
+    /// loses nothing a previous build could be.)
+    pub fn previous_build_before(
         &self,
         master: &str,
         builderid: i64,
         number: i64,
-        above: i64,
-        superseded: impl Fn(i64) -> bool,
+        event: i64,
     ) -> Result<Option<BuildRecord>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT master, buildid, builderid, number, complete, results, body FROM builds
-             WHERE master = ?1 AND builderid = ?2 AND number < ?3 AND number > ?5
+            "SELECT master, buildid, builderid, number, complete, results, body, event_id
+             FROM builds
+             WHERE master = ?1 AND builderid = ?2 AND number < ?3 AND event_id < ?5
                AND complete = 1 AND results IS NOT NULL AND results != ?4
-             ORDER BY number DESC",
+             ORDER BY number DESC LIMIT 1",
         )?;
-        let mut rows = q.query(params![master, builderid, number, RETRY, above])?;
-        while let Some(row) = rows.next()? {
-            let b = build_record(row)?;
-            if !superseded(b.buildid) {
-                return Ok(Some(b));
-            }
-        }
-        Ok(None)
+        Ok(q.query_row(
+            params![master, builderid, number, RETRY, event],
+            build_record,
+        )
+        .optional()?)
     }
 }
 
@@ -172,6 +188,7 @@ fn build_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRecord> {
         complete: r.get(4)?,
         results: r.get(5)?,
         body: r.get(6)?,
+        event_id: r.get(7)?,
     })
 }
 
@@ -515,7 +532,7 @@ impl Store {
                          COMMIT;"
                     ))?;
                 }
-                _ => {
+                2 => {
                     // Version 3 marks the deliveries waiting behind an earlier one of their
                     // order key (`blocked`), so claiming reads only the heads of the queues.
                     conn.execute_batch(
@@ -528,6 +545,18 @@ impl Store {
                                         AND p.order_key = outbox.order_key
                                         AND p.state IN ('pending', 'inflight'));
                          PRAGMA user_version = 3;
+                         COMMIT;",
+                    )?;
+                }
+                _ => {
+                    // Version 4 notes which event wrote each build's row, so that dispatch's
+                    // lanes (one per reporter, each at its own place in the event log) see
+                    // the history as of their event. Older rows count as written before every
+                    // event.
+                    conn.execute_batch(
+                        "BEGIN;
+                         ALTER TABLE builds ADD COLUMN event_id INTEGER NOT NULL DEFAULT 0;
+                         PRAGMA user_version = 4;
                          COMMIT;",
                     )?;
                 }
@@ -670,10 +699,12 @@ impl Store {
 
     fn record_builds_in(conn: &Connection, builds: &[BuildRecord]) -> Result<(), StoreError> {
         let mut insert = conn.prepare_cached(
-            "INSERT INTO builds (master, buildid, builderid, number, complete, results, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO builds
+               (master, buildid, builderid, number, complete, results, body, event_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (master, buildid) DO UPDATE SET
-               complete = excluded.complete, results = excluded.results, body = excluded.body",
+               complete = excluded.complete, results = excluded.results, body = excluded.body,
+               event_id = excluded.event_id",
         )?;
         for b in builds {
             insert.execute(params![
@@ -683,7 +714,8 @@ impl Store {
                 b.number,
                 b.complete,
                 b.results,
-                b.body
+                b.body,
+                b.event_id
             ])?;
         }
         Ok(())
@@ -699,7 +731,7 @@ impl Store {
         number: i64,
     ) -> Result<Option<BuildRecord>, StoreError> {
         self.snapshot()?
-            .previous_build_except(master, builderid, number, i64::MIN, |_| false)
+            .previous_build_before(master, builderid, number, i64::MAX)
     }
 
     /// A consistent view of what has been committed, for a run of reads (one dispatch batch):
@@ -1100,7 +1132,7 @@ impl Store {
     ) -> Result<Vec<BuildRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT master, buildid, builderid, number, complete, results, body FROM builds {clause}"
+            "SELECT master, buildid, builderid, number, complete, results, body, event_id FROM builds {clause}"
         ))?;
         let rows = stmt
             .query_map(params, build_record)?
@@ -1115,6 +1147,25 @@ impl Store {
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             params![name, value],
         )?;
+        Ok(())
+    }
+
+    /// Cursor `prefix` and the cursors named `prefix/…`, with their values, by name.
+    pub fn cursors_under(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn.prepare_cached(
+            "SELECT name, value FROM cursors
+             WHERE name = ?1 OR substr(name, 1, length(?1) + 1) = ?1 || '/'
+             ORDER BY name",
+        )?;
+        let rows = q.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets cursor `name`.
+    pub fn forget_cursor(&self, name: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM cursors WHERE name = ?1", [name])?;
         Ok(())
     }
 

@@ -712,9 +712,10 @@ fn an_acknowledged_build_dict_with_a_schema_version_key_is_delivered() {
 #[test]
 fn a_formatter_that_keeps_timing_out_does_not_slow_other_reporters() {
     // Two daemons in one run: one with only a fast reporter (the baseline), one where another
-    // reporter's formatter times out on every call. After TRIP_AFTER timeouts the formatter is
-    // short-circuited (its reporter gets the built-in payload at once, marked degraded), so the
-    // fast reporter's builds arrive about as fast as in the baseline.
+    // reporter's formatter times out on every call. The fast reporter's lane does not wait for
+    // the slow one's, and after TRIP_AFTER timeouts the formatter is short-circuited (its
+    // reporter gets the built-in payload at once, marked degraded), so the slow reporter's own
+    // builds do not take builds × the time limit either.
     let builds = 100;
     let run = |with_slow: bool| -> (Duration, Arc<Peer>, String) {
         let peer = Arc::new(Peer::default());
@@ -750,6 +751,13 @@ fn a_formatter_that_keeps_timing_out_does_not_slow_other_reporters() {
             || seen_on(&peer, "/fast").len() == builds as usize,
         );
         let took = started.elapsed();
+        if with_slow {
+            wait_until(
+                "the slow reporter's builds",
+                Duration::from_secs(30),
+                || seen_on(&peer, "/slow").len() == builds as usize,
+            );
+        }
         let metrics = client::get(&format!("{}/metrics", daemon.addr));
         drop(daemon);
         (took, peer, metrics)
@@ -787,11 +795,110 @@ fn a_formatter_that_keeps_timing_out_does_not_slow_other_reporters() {
         builds as u64 - timeouts,
         "{metrics}"
     );
-    // The slow reporter still delivered every build: the built-in payload, degraded.
-    wait_until(
-        "the slow reporter's builds",
-        Duration::from_secs(30),
-        || seen_on(&peer, "/slow").len() == builds as usize,
+    // The slow reporter still delivered every build (the built-in payload, degraded).
+    assert_eq!(seen_on(&peer, "/slow").len(), builds as usize);
+}
+
+#[test]
+fn a_slow_formatter_holds_up_only_its_own_reporter() {
+    // A formatter that answers (`null`: send nothing) after a long computation never trips the
+    // breaker: what keeps the other reporter going is that each reporter is dispatched on its
+    // own lane, and that one formatter may hold only some of the host's call slots. Two
+    // daemons in one run: the fast reporter alone (the baseline), then beside a reporter whose
+    // formatter takes ~100 ms per call.
+    let builds = 100;
+    let run = |with_slow: bool| -> (Duration, Option<Duration>, String) {
+        let peer = Arc::new(Peer::default());
+        let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("slow.wasm"),
+            support::wat(
+                r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "null")
+  (func (export "_start") (local $i i32)
+    (local.set $i (i32.const 300000000))
+    (loop $l
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $l (local.get $i)))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+            ),
+        )
+        .unwrap();
+        // The fast reporter's formatter competes with the slow one for the host's call slots.
+        let mut reporters = format!(
+            "[[formatter]]\nname = \"short\"\nmodule = \"{}\"\n\n{}",
+            support::guest("short").display(),
+            push(
+                "fast",
+                &format!("http://{p}/fast"),
+                "report_new = false\nmessage_formatter = \"short\""
+            )
+        );
+        if with_slow {
+            reporters = format!(
+                "[[formatter]]\nname = \"slow\"\nmodule = \"slow.wasm\"\ntimeout = \"20s\"\n\n{reporters}{}",
+                push(
+                    "slow",
+                    &format!("http://{p}/slow"),
+                    "report_new = false\nmessage_formatter = \"slow\""
+                )
+            );
+        }
+        let config = write_config(dir.path(), &reporters);
+        let daemon = Daemon::start(&config);
+        let started = std::time::Instant::now();
+        for n in 1..=builds {
+            daemon.post(&sample(n));
+        }
+        wait_until(
+            "the fast reporter's builds",
+            Duration::from_secs(300),
+            || seen_on(&peer, "/fast").len() == builds as usize,
+        );
+        let fast = started.elapsed();
+        let calls = format!(
+            "tidings_formatter_calls_total{{formatter=\"slow\",result=\"nothing\"}} {builds}"
+        );
+        let slow = with_slow.then(|| {
+            wait_until(
+                "the slow formatter's calls",
+                Duration::from_secs(300),
+                || {
+                    client::get(&format!("{}/metrics", daemon.addr))
+                        .lines()
+                        .any(|l| l == calls)
+                },
+            );
+            started.elapsed()
+        });
+        let metrics = client::get(&format!("{}/metrics", daemon.addr));
+        drop(daemon);
+        (fast, slow, metrics)
+    };
+    let (baseline, _, _) = run(false);
+    let (fast, slow, metrics) = run(true);
+    let slow = slow.unwrap();
+    eprintln!(
+        "{builds} builds to the fast reporter: {baseline:?} alone, {fast:?} beside a slow formatter, whose own {builds} calls took {slow:?}"
+    );
+    // One lane for all would deliver the fast reporter's last build only after the slow
+    // formatter's last call.
+    assert!(
+        fast < slow / 2,
+        "the fast reporter waited for the slow one: {fast:?}, slow {slow:?}"
+    );
+    assert!(
+        fast < baseline * 3 + Duration::from_secs(1),
+        "{fast:?} beside a slow formatter, {baseline:?} without"
+    );
+    assert!(
+        !metrics.contains("short_circuited"),
+        "the slow formatter never failed: {metrics}"
     );
 }
 

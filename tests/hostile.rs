@@ -487,3 +487,64 @@ fn calls_beyond_the_concurrency_bound_wait_their_turn() {
         started.elapsed()
     );
 }
+
+#[test]
+fn one_slow_formatter_cannot_take_every_call_slot() {
+    let _serial = serial();
+    // One call of a formatter at a time, two of all formatters: while a spinner holds its slot
+    // (and a second call of it waits for that slot), another formatter's call runs at once
+    // instead of waiting for the spinner's deadline.
+    let host = tidings::formatter::Host::new(tidings::formatter::HostOptions {
+        concurrency: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let deadline = Duration::from_secs(3);
+    let spin = std::sync::Arc::new(
+        host.load_bytes(
+            "spin",
+            &module(r#"(func (export "_start") (loop $l (br $l)))"#),
+            Limits {
+                timeout: deadline,
+                ..Limits::default()
+            },
+            Grants::default(),
+        )
+        .unwrap(),
+    );
+    let quick = host
+        .load_bytes(
+            "quick",
+            &module(
+                r#"(data (i32.const 16) "null")
+                   (func (export "_start") (call $write (i32.const 1) (i32.const 16) (i32.const 4)))"#,
+            ),
+            limits(),
+            Grants::default(),
+        )
+        .unwrap();
+    let started = Instant::now();
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let f = spin.clone();
+            std::thread::spawn(move || f.call(&request()).unwrap_err())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    let answer = quick.call(&request());
+    assert!(
+        matches!(answer, Ok(tidings::formatter::HookOutput::Message(None))),
+        "{answer:?}"
+    );
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "another formatter's call waited {took:?} behind the spinner"
+    );
+    for t in spinners {
+        assert_eq!(t.join().unwrap().kind(), "Timeout");
+    }
+    // The spinner's two calls ran one after the other (its own bound is one).
+    assert!(started.elapsed() >= deadline * 2, "{:?}", started.elapsed());
+}

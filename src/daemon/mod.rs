@@ -1,7 +1,8 @@
 //! `tidings serve`: the daemon that ties the pieces together.
 //!
 //! ```text
-//! HTTP ingest ─▶ Committer (group commit) ─▶ store.events ─▶ Dispatcher thread ─▶ store.outbox
+//! HTTP ingest ─▶ Committer (group commit) ─▶ store.events ─▶ Dispatcher thread (history)
+//!                                                      one lane per reporter ─▶ store.outbox
 //!                                                                      │ wakes
 //!                                              one outbox Worker per reporter ─▶ its Sink
 //! ```
@@ -605,7 +606,7 @@ async fn retention_loop(store: Arc<Store>, r: Retention, mut stop: watch::Receiv
         while !*stop.borrow() {
             let (s, after) = (store.clone(), total.events_after);
             let pruned = tokio::task::spawn_blocking(move || {
-                s.prune(r, now_ms(), dispatch::CURSOR, 200, after)
+                s.prune(r, now_ms(), dispatch::dispatched(&s)?, 200, after)
             })
             .await;
             match pruned {

@@ -43,7 +43,9 @@ pub struct HostOptions {
     /// Other caches to take artifacts from, never written (the daemon reads the user's cache,
     /// where `tidings render`, `test` and `check` compiled). Only with `cache_dir`.
     pub read_caches: Vec<PathBuf>,
-    /// How many calls may run at once; `None` means one per core.
+    /// How many calls of one formatter may run at once; `None` means one per core. All
+    /// formatters together may run twice as many, so that one slow formatter (say, one that
+    /// keeps running into its time limit) cannot hold every slot while the others wait.
     pub concurrency: Option<usize>,
     /// Bytes of each pooled linear memory kept mapped between calls and zeroed with `memset`,
     /// instead of returned to the kernel; `None` means [`DEFAULT_KEEP_RESIDENT`]. Keeping the
@@ -76,8 +78,9 @@ struct HostInner {
     linker: Linker<CallState>,
     component_linker: wasmtime::component::Linker<CallState>,
     cache: Option<ArtifactCache>,
+    /// Calls of all formatters that may run at once: twice `concurrency`.
     slots: Slots,
-    /// Calls that may run at once (the size of `slots`).
+    /// Calls of one formatter that may run at once.
     concurrency: usize,
     /// Warm instances kept idle, all formatters together (at most [`WARM_ROOM`]).
     warm_idle: AtomicUsize,
@@ -165,10 +168,11 @@ impl Host {
         let concurrency = options
             .concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        // Slots in the pool: every running call holds one; `tidings run` and instantiation
-        // races need a few more. Each reserves address space (not memory) for one instance.
-        // Warm instances keep theirs between calls: room for [`WARM_ROOM`] of them.
-        let slots = (concurrency as u32) * 2 + 8 + WARM_ROOM as u32;
+        // Slots in the pool: every running call holds one (up to twice `concurrency`, all
+        // formatters together); `tidings run` and instantiation races need a few more. Each
+        // reserves address space (not memory) for one instance. Warm instances keep theirs
+        // between calls: room for [`WARM_ROOM`] of them.
+        let slots = (concurrency as u32) * 3 + 8 + WARM_ROOM as u32;
         let mut pool = wasmtime::PoolingAllocationConfig::new();
         // A component is many core instances (CPython's is over a dozen, each with tables, some
         // with memories); address space is what the extra room costs.
@@ -217,7 +221,7 @@ impl Host {
                 linker,
                 component_linker,
                 cache,
-                slots: Slots::new(concurrency),
+                slots: Slots::new(concurrency.saturating_mul(2)),
                 concurrency,
                 warm_idle: AtomicUsize::new(0),
                 ticker_stop,
@@ -298,6 +302,7 @@ impl Host {
         Ok(Formatter {
             warm_capable,
             warm: None,
+            slots: Slots::new(self.inner.concurrency),
             host: self.clone(),
             name: name.to_owned(),
             pre,
@@ -348,6 +353,9 @@ pub struct Formatter {
     warm_capable: bool,
     /// Set when the formatter runs warm.
     warm: Option<WarmPool>,
+    /// This formatter's calls that may run at once (the host's `concurrency`); each also
+    /// holds one of the host's slots, taken after this one.
+    slots: Slots,
     host: Host,
     name: String,
     pre: Program,
@@ -556,6 +564,7 @@ impl Formatter {
     pub fn call_raw(&self, hook: Hook, stdin: &[u8]) -> Result<CallReport, FormatterError> {
         let (args, env) = self.argv_env(Some(hook));
         let spec = self.spec(&args, &env);
+        let _own = self.slots.acquire();
         let _slot = self.host.inner.slots.acquire();
         let started = Instant::now();
         let result = match &self.warm {

@@ -55,14 +55,15 @@ impl Pruned {
 impl Store {
     /// Deletes at most `batch` rows of each kind that `r` no longer keeps, as of `now`, in one
     /// short transaction (so ingest and delivery wait for it only briefly); events are kept
-    /// while dispatch (cursor `dispatched`) has not passed them, and only events above id
+    /// while dispatch has not passed them (every lane is past event `dispatched`: the lowest of
+    /// dispatch's cursors, [`crate::dispatch::dispatched`]), and only events above id
     /// `after` are considered (0 at the start of a cycle; then the previous call's
     /// [`Pruned::events_after`]).
     pub fn prune(
         &self,
         r: Retention,
         now: i64,
-        dispatched: &str,
+        dispatched: i64,
         batch: usize,
         after: i64,
     ) -> Result<Pruned, StoreError> {
@@ -93,7 +94,7 @@ impl Store {
                 "SELECT e.id FROM events e
                  WHERE e.id > ?4
                    AND e.id <= MIN(
-                         COALESCE((SELECT value FROM cursors WHERE name = ?2), 0),
+                         ?2,
                          COALESCE((SELECT id FROM events WHERE received_at < ?1
                                    ORDER BY received_at DESC LIMIT 1), 0))
                    AND e.received_at < ?1

@@ -113,6 +113,7 @@ fn build(buildid: i64, number: i64, complete: bool, results: Option<i64>) -> Bui
         complete,
         results,
         body: format!("{{\"number\":{number}}}"),
+        event_id: 0,
     }
 }
 
@@ -411,7 +412,8 @@ fn a_version_1_store_is_upgraded_in_place() {
         // Version 1: today's tables without events.format and without `unreadable`.
         let v1 = SCHEMA[..SCHEMA.find("CREATE TABLE unreadable").unwrap()]
             .replace(",\n    format      TEXT NOT NULL DEFAULT ''", "")
-            .replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "");
+            .replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "")
+            .replace(",\n    event_id     INTEGER NOT NULL DEFAULT 0", "");
         assert!(!v1.contains("blocked"));
         assert!(!v1.contains("format"));
         conn.execute_batch(&v1).unwrap();
@@ -501,7 +503,7 @@ fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
     }
 
     // Within retention nothing goes, whatever the batch size.
-    let p = store.prune(r, 30 * day, "dispatch", 1000, 0).unwrap();
+    let p = store.prune(r, 30 * day, ids[4], 1000, 0).unwrap();
     assert_eq!((p.deliveries, p.events), (0, 0));
     assert_eq!(
         p.builds, 10,
@@ -514,7 +516,7 @@ fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
     let mut total = Pruned::default();
     loop {
         let p = store
-            .prune(r, 32 * day, "dispatch", 1, total.events_after)
+            .prune(r, 32 * day, ids[4], 1, total.events_after)
             .unwrap();
         total.events_after = p.events_after;
         assert!(p.deliveries <= 1 && p.events <= 1 && p.builds <= 1);
@@ -546,7 +548,7 @@ fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
         dead_ms: Some(7 * day),
         ..r
     };
-    let p = store.prune(r, 32 * day, "dispatch", 100, 0).unwrap();
+    let p = store.prune(r, 32 * day, ids[4], 100, 0).unwrap();
     assert_eq!((p.deliveries, p.events), (1, 1));
     assert!(store.delivery(deliveries[1]).unwrap().is_none());
 }
@@ -735,7 +737,10 @@ fn a_version_2_store_marks_its_waiting_deliveries_when_upgraded() {
     let dir = tempfile::tempdir().unwrap();
     {
         let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
-        let v2 = SCHEMA.replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "");
+        let v2 = SCHEMA
+            .replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "")
+            .replace(",\n    event_id     INTEGER NOT NULL DEFAULT 0", "");
+        assert!(!v2.contains("event_id     INTEGER NOT NULL DEFAULT 0"));
         conn.execute_batch(&v2).unwrap();
         conn.execute_batch(
             "INSERT INTO events (key, kind, source, received_at, body)
@@ -755,6 +760,57 @@ fn a_version_2_store_marks_its_waiting_deliveries_when_upgraded() {
         claimed.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
         ["a", "c"]
     );
+}
+
+#[test]
+fn a_version_3_store_keeps_its_build_history_when_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
+        let v3 = SCHEMA.replace(",\n    event_id     INTEGER NOT NULL DEFAULT 0", "");
+        assert!(!v3.contains("event_id     INTEGER NOT NULL DEFAULT 0"));
+        conn.execute_batch(&v3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO builds (master, buildid, builderid, number, complete, results, body)
+             VALUES ('m1', 7, 3, 1, 1, 2, '{}');
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    // Rows from before the column count as written before every event.
+    let prev = store
+        .snapshot()
+        .unwrap()
+        .previous_build_before("m1", 3, 2, 1)
+        .unwrap();
+    assert_eq!(prev.map(|b| (b.number, b.event_id)), Some((1, 0)));
+}
+
+#[test]
+fn the_previous_build_is_looked_up_as_of_an_event() {
+    let (_dir, store) = open();
+    let at = |mut b: BuildRecord, event_id| {
+        b.event_id = event_id;
+        store.record_build(&b).unwrap();
+    };
+    at(build(10, 1, true, Some(0)), 1);
+    at(build(11, 2, false, None), 2); // started at event 2…
+    at(build(12, 3, true, Some(2)), 3);
+    at(build(11, 2, true, Some(2)), 4); // …finished at event 4
+    let prev = |n, event| {
+        let snapshot = store.snapshot().unwrap();
+        let prev = snapshot.previous_build_before("m1", 3, n, event).unwrap();
+        prev.map(|b| b.number)
+    };
+    // Build 3 finished at event 3, when build 2 was still running.
+    assert_eq!(prev(3, 3), Some(1));
+    // A build finishing at event 5 finds build 3, then finished; event 3's own row is not seen
+    // as of event 3.
+    assert_eq!(prev(4, 5), Some(3));
+    assert_eq!(prev(4, 3), Some(1));
+    assert_eq!(prev(3, 5), Some(2), "as of event 5, build 2 had finished");
+    assert_eq!(prev(2, 1), None, "as of event 1, nothing was recorded");
 }
 
 #[test]

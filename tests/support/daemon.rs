@@ -353,8 +353,8 @@ pub fn settled(data: &Path) -> bool {
     let Ok(store) = Store::open_shared(data) else {
         return false;
     };
-    let dispatched = store
-        .cursor(tidings::dispatch::CURSOR)
+    // Every lane (and the history step before them) has passed every stored event.
+    let dispatched = tidings::dispatch::dispatched(&store)
         .and_then(|c| store.events_after(c, 1))
         .is_ok_and(|rest| rest.is_empty());
     let idle = store.counts().is_ok_and(|counts| {
