@@ -342,6 +342,50 @@ fn every_sdks_helpers_agree_with_the_rust_sdk() {
 }
 
 #[test]
+fn text_outside_ascii_crosses_the_javascript_sdk_unchanged() {
+    let wasm = build_app("javascript", "echo.js");
+    let dir = tempfile::tempdir().unwrap();
+    let mut build: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(support::repo().join("tests/data/buildbot/failure-full.json")).unwrap(),
+    )
+    .unwrap();
+    // ASCII, Latin-1, a 3-byte CJK sequence, an emoji (a surrogate pair in JavaScript), a
+    // character JSON escapes, and one long enough to cross the SDK's 4096-unit slices; echo.js
+    // adds a lone surrogate, which must arrive as U+FFFD.
+    let said = format!(
+        "failed — tést 日本 💥 \"q\" lone surrogate {}ü",
+        "x".repeat(5000)
+    );
+    build["state_string"] = said.clone().into();
+    let input = dir.path().join("build.json");
+    std::fs::write(&input, build.to_string()).unwrap();
+    for instances in ["fresh", "warm"] {
+        let out = tidings(&[
+            "render".as_ref(),
+            "--formatter".as_ref(),
+            wasm.as_os_str(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--instances".as_ref(),
+            instances.as_ref(),
+            "--repeat".as_ref(),
+            "3".as_ref(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{instances}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            result["body"],
+            format!("«{said}»\u{fffd}").as_str(),
+            "{instances}"
+        );
+    }
+}
+
+#[test]
 fn python_and_javascript_components_answer_warm_and_a_failure_costs_only_its_instance() {
     use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
     for lang in ["python", "javascript"] {
