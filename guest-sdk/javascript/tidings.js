@@ -132,6 +132,14 @@ export function writeStdout(text) { write(getStdout(), text); }
 /** Writes text on stderr (tidings logs each line under the formatter's name). */
 export function writeStderr(text) { write(getStderr(), text); }
 
+/** A lone surrogate (a JavaScript string that is not Unicode text) as U+FFFD: JSON.stringify
+ * would write it as an escape that JSON readers, tidings among them, refuse. A replacer for
+ * JSON.stringify. */
+function wellFormed(key, value) {
+  if (typeof value !== "string") return value;
+  return value.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+}
+
 /** A plain-text message. */
 export function plain(body, subject) { return subject === undefined ? { body, type: "plain" } : { body, type: "plain", subject }; }
 
@@ -198,7 +206,7 @@ export function messageFormatter(f) {
           throw new Error(`this formatter serves messageFormatter (ABI 1), not ${request.hook}`);
         }
         const message = f(request);
-        out = JSON.stringify(message === undefined ? null : message) + "\n";
+        out = JSON.stringify(message === undefined ? null : message, wellFormed) + "\n";
       } catch (e) {
         // Said on stderr, then exit status 1: the call fails with this error, not a trap.
         writeStderr(describeError(e));
