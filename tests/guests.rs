@@ -171,6 +171,52 @@ fn the_assemblyscript_short_passes_the_rust_shorts_cases() {
 fn the_zig_short_passes_the_rust_shorts_cases() {
     // build.sh also runs the Zig SDK's own tests (zig test) natively.
     passes(&build("zig"), SHORT, 5);
+    // tidings.zig's warm entry points: every case again in one warm instance.
+    let cases = support::repo().join(SHORT);
+    let out = tidings(&[
+        "test".as_ref(),
+        build("zig").as_os_str(),
+        "--cases".as_ref(),
+        cases.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches(" (fresh and warm)").count(), 5, "{stdout}");
+}
+
+#[test]
+fn a_zig_formatter_runs_warm_and_an_error_costs_only_its_instance() {
+    use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
+    // Built as its author builds it: `tidings new zig`, the app, `tidings build`.
+    let project = project_app(tidings::project::Language::Zig, "fails.zig");
+    let wasm = tidings::project::build(&project.path().join("p")).unwrap();
+    let mut f = support::shared_host()
+        .load("fails", &wasm, Limits::default(), Grants::default())
+        .unwrap();
+    f.set_instances(Instances::Warm { max_calls: 1000 })
+        .unwrap();
+    let request = |sample: &str| {
+        Request::parse(&support::sample(sample), None, &WrapContext::default()).unwrap()
+    };
+    let body =
+        |out: tidings::formatter::HookOutput| out.to_json()["body"].as_str().unwrap().to_owned();
+    let success = request("success-full.json");
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
+    match f.call(&request("failure-full.json")) {
+        Err(FormatterError::Exit {
+            code: 1,
+            stderr_tail,
+        }) => assert!(stderr_tail.contains("BuildFailed"), "{stderr_tail}"),
+        other => panic!("{other:?}"),
+    }
+    // The instance that failed is gone: a new one counts from 1 again.
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    let stats = f.warm_stats();
+    assert_eq!(
+        (stats.created, stats.reused, stats.discarded),
+        (2, 2, 1),
+        "{stats:?}"
+    );
 }
 
 #[test]

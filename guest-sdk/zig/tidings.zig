@@ -118,8 +118,9 @@ pub fn logTail(gpa: std.mem.Allocator, log: Log, lines: usize) ![]u8 {
     return std.mem.join(gpa, "\n", all.items[from..]);
 }
 
-/// Reads all of stdin.
+/// Reads all of stdin (in a warm call, the request the host handed over: see below).
 pub fn readRequest(io: std.Io, gpa: std.mem.Allocator) ![]u8 {
+    if (warm_request) |request| return request;
     var buf: [4096]u8 = undefined;
     var r = std.Io.File.stdin().readerStreaming(io, &buf);
     return r.interface.allocRemaining(gpa, .unlimited);
@@ -132,6 +133,96 @@ pub fn writeResult(io: std.Io, value: anytype) !void {
     try std.json.Stringify.value(value, .{ .emit_null_optional_fields = false }, &w.interface);
     try w.interface.writeAll("\n");
     try w.interface.flush();
+}
+
+// ABI v1's warm entry points (guest-sdk/README.md, "Warm instances"), exported by every
+// WASI program that imports this file and has `pub fn main(init: std.process.Init)`: a host
+// that keeps the instance for many calls writes each request into a buffer from
+// tidings_alloc_v1 and calls tidings_format_v1, which runs your `main` once more with
+// `readRequest` answering from that buffer, and returns main's status (1 after an error, whose
+// name goes to stderr as it does when main returns it). Nothing changes in your code; globals
+// keep their values from one call to the next. Each call gets an arena of its own (freed after
+// the call); `init.gpa`, `init.io`, the environment and the preopens are made once per instance.
+const builtin = @import("builtin");
+const root = @import("root");
+
+/// The request of the warm call in progress, until the call ends.
+var warm_request: ?[]u8 = null;
+
+/// What `main`'s `std.process.Init` holds besides the arena: made by the first warm call.
+var warm_threaded: std.Io.Threaded = undefined;
+var warm_environ: std.process.Environ.Map = undefined;
+var warm_preopens: std.process.Preopens = undefined;
+var warm_ready = false;
+
+fn mainTakesInit() bool {
+    if (!@hasDecl(root, "main")) return false;
+    const info = @typeInfo(@TypeOf(root.main));
+    if (info != .@"fn") return false;
+    const params = info.@"fn".param_types;
+    return params.len == 1 and params[0] == std.process.Init;
+}
+
+comptime {
+    if (builtin.os.tag == .wasi and builtin.cpu.arch.isWasm() and mainTakesInit()) {
+        @export(&warmAlloc, .{ .name = "tidings_alloc_v1" });
+        @export(&warmFormat, .{ .name = "tidings_format_v1" });
+    }
+}
+
+fn warmAlloc(len: usize) callconv(.c) [*]u8 {
+    const buf = std.heap.wasm_allocator.alloc(u8, len) catch @panic("out of memory");
+    return buf.ptr;
+}
+
+fn warmFormat(ptr: [*]u8, len: usize) callconv(.c) i32 {
+    const gpa = std.heap.wasm_allocator;
+    warm_request = ptr[0..len];
+    defer {
+        gpa.free(ptr[0..len]);
+        warm_request = null;
+    }
+    const environ = std.process.Environ.Block.global;
+    if (!warm_ready) {
+        warm_threaded = .init(gpa, .{
+            .argv0 = .init(.{ .vector = {} }),
+            .environ = .{ .block = environ },
+        });
+        warm_environ = std.process.Environ.createMap(.{ .block = environ }, gpa) catch |err| {
+            std.log.err("cannot read the environment: {t}", .{err});
+            return 1;
+        };
+        warm_preopens = std.process.Preopens.init(gpa) catch |err| {
+            std.log.err("cannot read the preopened directories: {t}", .{err});
+            return 1;
+        };
+        warm_ready = true;
+    }
+    var arena = std.heap.ArenaAllocator.init(gpa);
+    defer arena.deinit();
+    const result = root.main(.{
+        .minimal = .{ .args = .{ .vector = {} }, .environ = .{ .block = environ } },
+        .arena = &arena,
+        .gpa = gpa,
+        .io = warm_threaded.io(),
+        .environ_map = &warm_environ,
+        .preopens = warm_preopens,
+    });
+    return switch (@typeInfo(@TypeOf(result))) {
+        .error_union => if (result) |value| statusOf(value) else |err| {
+            std.log.err("{t}", .{err});
+            return 1;
+        },
+        else => statusOf(result),
+    };
+}
+
+fn statusOf(value: anytype) i32 {
+    return switch (@TypeOf(value)) {
+        void => 0,
+        u8 => value,
+        else => @compileError("main must return void, u8 or an error union of them"),
+    };
 }
 
 /// Runs `f` as the messageFormatter hook: decodes the request into `Args`, calls `f`, writes

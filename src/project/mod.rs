@@ -510,7 +510,9 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
             let mut cmd = zig()?;
             cmd.current_dir(dir)
                 .args(["build-exe", "formatter.zig", "-target", "wasm32-wasi"])
-                .args(["-O", "ReleaseSmall"])
+                // -rdynamic exports the SDK's warm entry points (wasm-ld keeps exports only
+                // when asked).
+                .args(["-O", "ReleaseSmall", "-rdynamic"])
                 .arg(format!("-femit-bin={}", out.display()))
                 .env("ZIG_LOCAL_CACHE_DIR", out_dir.join("zig-cache"));
             run(&mut cmd, Language::Zig).map_err(fail)?;
