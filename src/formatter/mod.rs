@@ -448,7 +448,7 @@ impl Formatter {
             Instances::Warm { .. } if !self.warm_capable => {
                 return Err(FormatterError::invalid(format!(
                     "cannot run warm: it does not export {WARM_ALLOC} and {WARM_FORMAT} (a \
-                     WASI command built with the Rust SDK's main! macro does; see \
+                     WASI command built with the Rust, C or Zig SDK does; see \
                      guest-sdk/README.md, \"Warm instances\"); use instances = \"fresh\""
                 )));
             }
