@@ -8,10 +8,10 @@
 #   guest-sdk/build.sh python|javascript APP
 #                                   -> <target>/guests/<app>-<lang>.wasm: your app, with the SDK
 #
-# <target> is $CARGO_TARGET_DIR, else ./target. C, Zig and Go also test their SDK: C builds
-# <target>/guests/tidings-h-test.wasm (run it with `tidings run`), Zig runs `zig test`, Go
-# `go vet` and `go test`; Go also builds the larger example, formatters/html-log-tail-go
-# (<target>/guests/html-log-tail-go.wasm). JavaScript and Python build WASI preview 2 components
+# <target> is $CARGO_TARGET_DIR, else ./target. C, Zig, Go and Python also test their SDK: C
+# builds <target>/guests/tidings-h-test.wasm (run it with `tidings run`), Zig runs `zig test`,
+# Go `go vet` and `go test`, Python `python3 -m unittest` (natively); Go also builds the larger
+# example, formatters/html-log-tail-go (<target>/guests/html-log-tail-go.wasm). JavaScript and Python build WASI preview 2 components
 # (componentize-qjs from npm, componentize-py from PyPI).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -153,6 +153,8 @@ build_python() {
   out="$name-python"
   [[ $app == "$ROOT/formatters/short-python/app.py" ]] && out=short-python
   local build="$TARGET/py-build/$out"
+  # The SDK's own tests, natively (any python3).
+  (cd "$ROOT/guest-sdk/python" && PYTHONDONTWRITEBYTECODE=1 python3 -m unittest -q test_tidings >&2)
   venv=$("$ROOT/scripts/python-venv" componentize-py-0.25.1 componentize-py==0.25.1)
   wit=$(wit_dir)
   mkdir -p "$build"

@@ -107,6 +107,32 @@ fn requests_the_host_writes_match_the_input_schemas() {
 }
 
 #[test]
+fn the_build_is_the_last_member_of_every_request_the_host_writes() {
+    // The Python and JavaScript SDKs decode `build` only when the formatter reads it, which
+    // relies on it coming last: after the other arguments, an argument this host does not
+    // model included.
+    let bytes = support::sample("failure-full.json");
+    for hook in [Hook::MessageFormatter, Hook::ReviewCb, Hook::StartCb] {
+        let req = Request::parse(&bytes, Some(hook), &WrapContext::default()).unwrap();
+        let mut doc: Value = serde_json::from_slice(&req.to_stdin()).unwrap();
+        doc["newer_argument"] = json!({"from": "a newer master"});
+        let again = Request::parse(
+            &serde_json::to_vec(&doc).unwrap(),
+            Some(hook),
+            &WrapContext::default(),
+        )
+        .unwrap();
+        let stdin = again.to_stdin();
+        let text = std::str::from_utf8(&stdin).unwrap();
+        let at = text.find(r#","build":"#).expect("a build member");
+        let head: Value = serde_json::from_str(&format!("{}}}", &text[..at])).unwrap();
+        assert_eq!(head["newer_argument"]["from"], "a newer master", "{hook}");
+        let build: Value = serde_json::from_str(&text[at + 9..text.len() - 1]).unwrap();
+        assert_eq!(build, doc["build"], "{hook}");
+    }
+}
+
+#[test]
 fn every_case_input_and_expected_result_fits_its_schema() {
     for p in all_case_files(".input.json") {
         let doc: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();

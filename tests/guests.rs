@@ -428,6 +428,8 @@ fn text_outside_ascii_crosses_the_javascript_sdk_unchanged() {
             format!("«{said}»\u{fffd}").as_str(),
             "{instances}"
         );
+        let subject = result["subject"].as_str().unwrap_or_default();
+        assert!(subject.contains(&said), "{instances}: {subject}");
     }
 }
 

@@ -2,7 +2,8 @@
 // with componentize-qjs (QuickJS). A formatter reads one JSON request on stdin and writes one
 // JSON result on stdout (guest-sdk/README.md); this module does the I/O through the
 // wasi:cli/stdin and wasi:cli/stdout imports and the UTF-8 coding (QuickJS here has no
-// TextEncoder/TextDecoder), so a formatter is:
+// TextEncoder/TextDecoder), and decodes the request's `build` only when it is read (see
+// parseRequest), so a formatter is:
 //
 //   import { messageFormatter, plain, titleCase } from "./tidings.js";
 //   export const run = messageFormatter((req) => plain("STATUS: " + titleCase(req.results_text)));
@@ -17,19 +18,31 @@ import { exit } from "wasi:cli/exit@0.2.12";
 
 /** UTF-8 bytes to a string. */
 export function decodeUtf8(bytes) {
-  // QuickJS runs a loop over bytes in its interpreter (~80 ns a turn), so this leaves the work
-  // to native code: the bytes as Latin-1 (a slice at a time), which is the string itself when
-  // they are all ASCII; else percent-escaped and decoded as UTF-8 by decodeURIComponent.
-  let latin1 = "";
-  for (let k = 0; k < bytes.length; k += 4096) {
-    latin1 += String.fromCharCode.apply(null, bytes.subarray(k, k + 4096));
-  }
+  return utf8Of(latin1Of(bytes), bytes);
+}
+
+/** The text of UTF-8 `bytes`, given them as Latin-1 too (`latin1Of(bytes)`). QuickJS runs a
+ * loop over bytes in its interpreter (~80 ns a turn), so this leaves the work to native code:
+ * ASCII is its own text; else the Latin-1 is percent-escaped and decoded by decodeURIComponent.
+ * The ASCII test is a regular expression, which costs ~14 ns a character here, so the request
+ * is tested (and decoded) a part at a time, as each is needed. */
+function utf8Of(latin1, bytes) {
   if (!/[^\x00-\x7f]/.test(latin1)) return latin1;
   try {
     return decodeURIComponent(escape(latin1));
   } catch (e) {
     return decodeUtf8Loose(bytes); // not valid UTF-8
   }
+}
+
+/** Bytes as a string of the same char codes (Latin-1). */
+function latin1Of(bytes) {
+  if (typeof bytes.toBase64 === "function") return atob(bytes.toBase64());
+  let latin1 = "";
+  for (let k = 0; k < bytes.length; k += 4096) {
+    latin1 += String.fromCharCode.apply(null, bytes.subarray(k, k + 4096));
+  }
+  return latin1;
 }
 
 /** UTF-8 bytes to a string, a malformed sequence read as U+FFFD. */
@@ -63,6 +76,17 @@ function decodeUtf8Loose(bytes) {
 
 /** A string to UTF-8 bytes. */
 export function encodeUtf8(s) {
+  // In C where QuickJS can: UTF-8 as a Latin-1 string (encodeURIComponent, then unescape), and
+  // that string as bytes through base64. A lone surrogate (encodeURIComponent refuses it) takes
+  // the loop below.
+  if (typeof Uint8Array.fromBase64 === "function") {
+    try {
+      const latin1 = /[^\x00-\x7f]/.test(s) ? unescape(encodeURIComponent(s)) : s;
+      return Uint8Array.fromBase64(btoa(latin1));
+    } catch (e) {
+      // a lone surrogate
+    }
+  }
   const out = new Uint8Array(s.length * 3);
   let n = 0;
   for (let i = 0; i < s.length; i++) {
@@ -98,6 +122,11 @@ export function encodeUtf8(s) {
 
 /** All of stdin, as a string. */
 export function readStdin() {
+  return decodeUtf8(readStdinBytes());
+}
+
+/** All of stdin, as bytes. */
+export function readStdinBytes() {
   const input = getStdin();
   const parts = [];
   for (;;) {
@@ -110,12 +139,13 @@ export function readStdin() {
     if (!chunk || chunk.length === 0) break;
     parts.push(chunk);
   }
+  if (parts.length === 1) return parts[0];
   let total = 0;
   for (const p of parts) total += p.length;
   const all = new Uint8Array(total);
   let off = 0;
   for (const p of parts) { all.set(p, off); off += p.length; }
-  return decodeUtf8(all);
+  return all;
 }
 
 function write(stream, text) {
@@ -137,6 +167,7 @@ export function writeStderr(text) { write(getStderr(), text); }
  * JSON.stringify. */
 function wellFormed(key, value) {
   if (typeof value !== "string") return value;
+  if (typeof value.toWellFormed === "function") return value.toWellFormed();
   return value.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
 }
 
@@ -195,13 +226,73 @@ export function describeError(e) {
   return `${stack}${name}: ${message}${where}\n`;
 }
 
+/**
+ * The request in stdin's `bytes`, with its `build` decoded (from UTF-8, then JSON) when first
+ * read. Decoding the build dict is most of what a small formatter costs; the host writes
+ * `build` after every other argument, so the rest is decoded alone and a formatter that reads
+ * only `results_text` never pays for the build. `build` is an enumerable property (a getter until it is read): `in`, Object.keys and
+ * JSON.stringify see it as usual.
+ */
+export function parseRequest(bytes) {
+  const text = (from, to) => {
+    const part = bytes.subarray(from, to);
+    return utf8Of(latin1Of(part), part);
+  };
+  // `,"build":` can only be structural (a quote inside a string is escaped), and the text
+  // before it closed by one `}` is JSON only when it is at the top level. It is looked for in
+  // the first KiB, then more: the bytes after it are not even made into a string until read.
+  let at = -1;
+  let window = "";
+  for (let n = 1024; ; n *= 4) {
+    window = latin1Of(bytes.subarray(0, n));
+    at = window.indexOf(',"build":');
+    if (at >= 0 || n >= bytes.length) break;
+  }
+  let head;
+  if (at > 0) {
+    try {
+      head = JSON.parse(utf8Of(window.slice(0, at), bytes.subarray(0, at)) + "}");
+    } catch (e) {
+      head = undefined;
+    }
+  }
+  let end = bytes.length;
+  while (end > 0 && (bytes[end - 1] === 0x20 || bytes[end - 1] === 0x0a ||
+                     bytes[end - 1] === 0x0d || bytes[end - 1] === 0x09)) end--;
+  if (!head || typeof head !== "object" || Array.isArray(head) || bytes[end - 1] !== 0x7d) {
+    return JSON.parse(text(0, bytes.length));
+  }
+  const settle = (value) => {
+    Object.defineProperty(head, "build", { value, writable: true, enumerable: true, configurable: true });
+    return value;
+  };
+  Object.defineProperty(head, "build", {
+    enumerable: true,
+    configurable: true,
+    get() {
+      let build;
+      try {
+        build = JSON.parse(text(at + 9, end - 1));
+      } catch (e) {
+        // Not the last member after all (a host other than tidings): take the whole request.
+        const whole = JSON.parse(text(0, bytes.length));
+        for (const key of Object.keys(whole)) if (!(key in head)) head[key] = whole[key];
+        build = whole.build;
+      }
+      return settle(build);
+    },
+    set: settle,
+  });
+  return head;
+}
+
 /** The wasi:cli/run export for a messageFormatter function: export const run = messageFormatter(f). */
 export function messageFormatter(f) {
   return {
     run() {
       let out;
       try {
-        const request = JSON.parse(readStdin());
+        const request = parseRequest(readStdinBytes());
         if (request.abi !== 1 || request.hook !== "messageFormatter") {
           throw new Error(`this formatter serves messageFormatter (ABI 1), not ${request.hook}`);
         }

@@ -72,7 +72,9 @@ impl Request {
     }
 
     /// The bytes for the guest's stdin: `{"abi":1,"hook":"…",…arguments}`. `abi` and `hook`
-    /// come first, always in this form, so guests can recognise them without parsing it all.
+    /// come first, always in this form, so guests can recognise them without parsing it all;
+    /// `build` comes after the other arguments, so a guest can leave it undecoded until it is
+    /// read (the Python SDK does).
     pub fn to_stdin(&self) -> Vec<u8> {
         let args = match self {
             Request::Message(a) => to_json(a),

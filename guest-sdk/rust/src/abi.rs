@@ -121,7 +121,6 @@ pub struct MessageArgs {
     /// The builder's name.
     #[serde(default)]
     pub name: String,
-    pub build: Build,
     /// The build's result code; `null` for a build that has not finished.
     #[serde(default)]
     pub results: Option<i64>,
@@ -186,6 +185,9 @@ pub struct MessageArgs {
     #[cfg_attr(feature = "unknown-fields", serde(flatten))]
     #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]
     pub extra: Map<String, Value>,
+    /// The build dict. Written last, after `extra` too, so that a guest that does not read it
+    /// can leave it undecoded (the Python and JavaScript SDKs do).
+    pub build: Build,
 }
 
 impl MessageArgs {
@@ -298,7 +300,6 @@ impl Message {
 #[serde(rename_all = "camelCase")]
 pub struct ReviewArgs {
     pub builder_name: String,
-    pub build: Build,
     /// The build's result code (an integer, as in Buildbot).
     #[serde(default)]
     pub result: Option<i64>,
@@ -308,6 +309,8 @@ pub struct ReviewArgs {
     #[cfg_attr(feature = "unknown-fields", serde(flatten))]
     #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]
     pub extra: Map<String, Value>,
+    /// The build dict (written last, as in [`MessageArgs`]).
+    pub build: Build,
 }
 
 /// Result of `reviewCB` and `summaryCB`. `{}` or `null` means "no review".
@@ -341,13 +344,14 @@ impl Review {
 #[serde(rename_all = "camelCase")]
 pub struct StartArgs {
     pub builder_name: String,
-    pub build: Build,
     /// The reporter's `start_arg`, any JSON; `null` when not configured.
     #[serde(default)]
     pub arg: Value,
     #[cfg_attr(feature = "unknown-fields", serde(flatten))]
     #[cfg_attr(not(feature = "unknown-fields"), serde(skip))]
     pub extra: Map<String, Value>,
+    /// The build dict (written last, as in [`MessageArgs`]).
+    pub build: Build,
 }
 
 /// Result of `startCB`. `null` means "say nothing".

@@ -5,5 +5,7 @@ import { messageFormatter, plain } from "./tidings.js";
 
 export const run = messageFormatter((request) => {
   const said = request.build.state_string;
-  return plain(`«${said}»` + (said.includes("lone surrogate") ? "\ud800" : ""));
+  // The summary (BUILD FAILED: <state_string>) is decoded with the request's head, the
+  // state_string with its build: both parts cross the SDK's UTF-8 decoding.
+  return plain(`«${said}»` + (said.includes("lone surrogate") ? "\ud800" : ""), request.summary);
 });
