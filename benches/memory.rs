@@ -33,6 +33,12 @@ const FORMATTERS: [(&str, &str); 10] = [
 
 /// `VmRSS` and `VmHWM` (peak) of process `pid`, in KiB.
 fn memory(pid: u32) -> (u64, u64) {
+    let m = status_fields(pid, ["VmRSS:", "VmHWM:"]);
+    (m[0], m[1])
+}
+
+/// Fields of `/proc/<pid>/status` (values in KiB), 0 for one that is missing.
+fn status_fields<const N: usize>(pid: u32, names: [&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| -> u64 {
         status
@@ -42,7 +48,7 @@ fn memory(pid: u32) -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    names.map(field)
 }
 
 /// `tidings serve` with `reporters`, its data directory in `dir`.
@@ -78,7 +84,7 @@ fn measure(
     reporters: &str,
     count: usize,
     seen: &AtomicUsize,
-) -> [(u64, u64); 3] {
+) -> Measured {
     let dir = tempfile::tempdir().unwrap();
     drop(start(reporters, dir.path()));
     let daemon = start(reporters, dir.path());
@@ -104,7 +110,21 @@ fn measure(
     }
     let worked = memory(pid);
     std::thread::sleep(Duration::from_secs(2));
-    [started, worked, memory(pid)]
+    let [anon, file] = status_fields(pid, ["RssAnon:", "RssFile:"]);
+    let idle = memory(pid);
+    Measured {
+        rss: [started, worked, idle],
+        anon,
+        file,
+    }
+}
+
+/// VmRSS and VmHWM after start, after one build and idle; the idle VmRSS split into anonymous
+/// memory and pages of mapped files (the binary, the compiled modules), in KiB.
+struct Measured {
+    rss: [(u64, u64); 3],
+    anon: u64,
+    file: u64,
 }
 
 fn main() {
@@ -141,21 +161,26 @@ fn main() {
     let loaded = measure(&rt, &ten, FORMATTERS.len(), &seen);
 
     let mib = |kib: u64| kib as f64 / 1024.0;
-    println!("resident memory of `tidings serve` (VmRSS; peak VmHWM), MiB");
+    println!(
+        "resident memory of `tidings serve` (VmRSS; peak VmHWM; idle: RssAnon + RssFile), MiB"
+    );
     for (name, m) in [
         ("one reporter, no formatter (anchor)", &anchor),
         ("ten formatters, each with a reporter", &loaded),
     ] {
         println!(
-            "{name:<40} started {:>6.1}   after one build {:>6.1}   idle 2 s later {:>6.1}   peak {:>6.1}",
-            mib(m[0].0),
-            mib(m[1].0),
-            mib(m[2].0),
-            mib(m[2].1)
+            "{name:<40} started {:>6.1}   after one build {:>6.1}   idle 2 s later {:>6.1} \
+             (anonymous {:.1}, file pages {:.1})   peak {:>6.1}",
+            mib(m.rss[0].0),
+            mib(m.rss[1].0),
+            mib(m.rss[2].0),
+            mib(m.anon),
+            mib(m.file),
+            mib(m.rss[2].1)
         );
     }
     println!(
         "ten formatters cost {:.1} MiB idle over the anchor",
-        mib(loaded[2].0.saturating_sub(anchor[2].0))
+        mib(loaded.rss[2].0.saturating_sub(anchor.rss[2].0))
     );
 }
