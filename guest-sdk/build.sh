@@ -195,7 +195,7 @@ build_zig() {
   cp "$ROOT/formatters/short-zig/short.zig" "$ROOT/guest-sdk/zig/tidings.zig" "$build/"
   export ZIG_GLOBAL_CACHE_DIR="$TARGET/zig-cache" ZIG_LOCAL_CACHE_DIR="$TARGET/zig-cache"
   (cd "$build" && "${zig[@]}" test tidings.zig >&2 &&
-    "${zig[@]}" build-exe short.zig -target wasm32-wasi -O ReleaseSmall -rdynamic \
+    "${zig[@]}" build-exe short.zig -target wasm32-wasi -O ReleaseSmall -rdynamic --stack 131072 \
       -femit-bin="$OUT/short-zig.wasm" >&2)
   echo "$OUT/short-zig.wasm"
 }

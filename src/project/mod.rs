@@ -511,8 +511,8 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
             cmd.current_dir(dir)
                 .args(["build-exe", "formatter.zig", "-target", "wasm32-wasi"])
                 // -rdynamic exports the SDK's warm entry points (wasm-ld keeps exports only
-                // when asked).
-                .args(["-O", "ReleaseSmall", "-rdynamic"])
+                // when asked); Zig's default 16 MiB stack would be faulted in on every call.
+                .args(["-O", "ReleaseSmall", "-rdynamic", "--stack", "131072"])
                 .arg(format!("-femit-bin={}", out.display()))
                 .env("ZIG_LOCAL_CACHE_DIR", out_dir.join("zig-cache"));
             run(&mut cmd, Language::Zig).map_err(fail)?;

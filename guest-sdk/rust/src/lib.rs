@@ -16,7 +16,8 @@
 //! ```
 //!
 //! A hook function takes any `Deserialize` type (the argument structs here, or a smaller view of
-//! your own: fields you do not name are skipped, which is faster) and returns
+//! your own: fields you do not name are skipped, which is faster, and a struct with no `build`
+//! field does not even skip the build dict, which the host writes last) and returns
 //! `Result<impl Serialize, impl Display>`. `Ok(None)` writes `null`: "send nothing". `Err(e)`
 //! prints `e` on stderr and exits 1, which the host reports as a failed call.
 //!
@@ -70,10 +71,86 @@ where
     O: Serialize,
     E: Display,
 {
-    let args: I = serde_json::from_slice(input)
+    // A struct with no `build` field skips the build dict anyway: when the host wrote it last,
+    // decode the rest alone (most of a small formatter's work is skipping the build).
+    let head = without_build::<I>(input);
+    let args: I = head
+        .and_then(|head| serde_json::from_slice(&head).ok())
+        .map_or_else(|| serde_json::from_slice(input), Ok)
         .map_err(|e| Error(format!("cannot decode the hook's arguments: {e}")))?;
     let out = f(args).map_err(|e| Error(e.to_string()))?;
     serde_json::to_vec(&out).map_err(|e| Error(format!("cannot encode the result: {e}")))
+}
+
+/// The request without its `build` member, closed after the member before it, when `I` is a
+/// struct with no `build` field and the request is one the host wrote with `build` last. `None`
+/// otherwise (decode all of it).
+///
+/// `,"build":` can only be structural (a quote inside a JSON string is escaped), and the text
+/// before it closed by one `}` is JSON only when it is at the top level, so a nested `build`
+/// key makes the head fail to decode, and the caller decodes the whole request. Hosts before
+/// the one that writes `build` last wrote it right after `name` (`messageFormatter`) or
+/// `builderName` (`reviewCB`, `startCB`): their head lacks `buildbot_url` and `arg`, which come
+/// before `build` now.
+fn without_build<I: DeserializeOwned>(input: &[u8]) -> Option<Vec<u8>> {
+    if reads_build::<I>() {
+        return None;
+    }
+    const KEY: &[u8] = br#","build":"#;
+    let at = input.windows(KEY.len()).position(|w| w == KEY)?;
+    let head = &input[..at];
+    let written_last = |name: &[u8]| head.windows(name.len()).any(|w| w == name);
+    if !written_last(br#""buildbot_url":"#) && !written_last(br#""arg":"#) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(at + 1);
+    out.extend_from_slice(head);
+    out.push(b'}');
+    Some(out)
+}
+
+/// Whether decoding an `I` may read a top-level `build`: true unless `I` is a struct (derived
+/// `Deserialize`, no `flatten`) without a field of that name. Asks `I` which fields it has by
+/// letting it start to decode from a deserializer that only listens.
+fn reads_build<I: DeserializeOwned>() -> bool {
+    use serde::de::{self, Deserializer, Visitor};
+    struct Listen<'a>(&'a mut Option<bool>);
+    #[derive(Debug)]
+    struct Heard;
+    impl std::fmt::Display for Heard {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("only listening")
+        }
+    }
+    impl std::error::Error for Heard {}
+    impl de::Error for Heard {
+        fn custom<T: Display>(_: T) -> Heard {
+            Heard
+        }
+    }
+    impl<'de> Deserializer<'de> for Listen<'_> {
+        type Error = Heard;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Heard> {
+            Err(Heard)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Heard> {
+            *self.0 = Some(fields.contains(&"build"));
+            Err(Heard)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut heard = None;
+    let _ = I::deserialize(Listen(&mut heard));
+    heard.unwrap_or(true)
 }
 
 /// Reads the request from stdin, works out the hook, calls `dispatch` and writes its result to
@@ -273,4 +350,74 @@ macro_rules! __hook {
     (message_formatter_missing_worker) => {
         $crate::Hook::MessageFormatterMissingWorker
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// A formatter's own view that does not read the build.
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Short {
+        results_text: String,
+        #[serde(default)]
+        results: Option<i64>,
+    }
+
+    /// One that does.
+    #[derive(Deserialize)]
+    struct WithBuild {
+        #[allow(dead_code)]
+        build: Build,
+    }
+
+    fn echo(s: Short) -> Result<String, String> {
+        Ok(format!("{} {:?}", s.results_text, s.results))
+    }
+
+    // As this host writes it (build last), as hosts before it did (build after name), and with
+    // a `build` key nested before the real one.
+    const NEW: &[u8] = br#"{"abi":1,"hook":"messageFormatter","mode":[],"name":"b","results":2,"results_text":"failure","buildbot_url":"u","build":{"number":3,"results":2}}"#;
+    const OLD: &[u8] = br#"{"abi":1,"hook":"messageFormatter","mode":[],"name":"b","build":{"number":3,"results":2},"results":2,"results_text":"failure","buildbot_url":"u"}"#;
+    const NESTED: &[u8] = br#"{"abi":1,"hook":"messageFormatter","changes":[{"build":1}],"results":2,"results_text":"failure","buildbot_url":"u","build":{"number":3}}"#;
+
+    #[test]
+    fn a_struct_says_whether_it_reads_the_build() {
+        assert!(!reads_build::<Short>());
+        assert!(reads_build::<WithBuild>());
+        assert!(reads_build::<MessageArgs>());
+        assert!(reads_build::<ReviewArgs>());
+        // Not a struct: anything may be read.
+        assert!(reads_build::<serde_json::Value>());
+        assert!(reads_build::<
+            std::collections::HashMap<String, serde_json::Value>,
+        >());
+    }
+
+    #[test]
+    fn the_head_is_decoded_alone_only_when_the_build_is_last() {
+        assert_eq!(
+            without_build::<Short>(NEW).as_deref(),
+            Some(&br#"{"abi":1,"hook":"messageFormatter","mode":[],"name":"b","results":2,"results_text":"failure","buildbot_url":"u"}"#[..])
+        );
+        assert_eq!(without_build::<Short>(OLD), None);
+        assert_eq!(without_build::<WithBuild>(NEW), None);
+    }
+
+    #[test]
+    fn every_order_gives_the_same_arguments() {
+        for input in [NEW, OLD, NESTED] {
+            let out = call(input, echo).unwrap();
+            assert_eq!(
+                out,
+                br#""failure Some(2)""#,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // And a formatter that reads the build gets it.
+        let build = call(NEW, |a: WithBuild| Ok::<_, String>(a.build.number)).unwrap();
+        assert_eq!(build, b"3");
+    }
 }
