@@ -428,6 +428,31 @@ fn tidings_run_is_a_cargo_runner_for_wasm_unit_tests() {
 }
 
 #[test]
+fn tidings_run_says_a_reactor_runs_only_as_a_formatter() {
+    // A reactor with the warm entry points is a formatter, but it has no main for `run`.
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("reactor.wasm");
+    std::fs::write(
+        &wasm,
+        support::wat(
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "_initialize"))
+                (func (export "tidings_alloc_v1") (param i32) (result i32) (i32.const 4096))
+                (func (export "tidings_format_v1") (param i32 i32) (result i32) (i32.const 0)))"#,
+        ),
+    )
+    .unwrap();
+    let out = tidings().arg("run").arg(&wasm).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("a reactor (no _start) runs only as a formatter"),
+        "{err}"
+    );
+}
+
+#[test]
 fn tidings_run_passes_exit_codes_and_grants_only_what_is_asked() {
     // Exits with the number of environment variables it can see.
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,9 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use tidings::formatter::{FormatterError, Grants, Limits, Request, Stream, WrapContext};
+use tidings::formatter::{
+    FormatterError, Grants, HookOutput, Instances, Limits, Request, Stream, WrapContext,
+};
 use tidings_guest::Hook;
 
 /// The time limit the hostile calls run under (shorter than the default to keep tests quick).
@@ -369,6 +371,59 @@ fn reactors_modules_without_memory_and_non_wasm_are_refused() {
             }
             Err(other) => panic!("{expect}: expected InvalidModule, got {other:?}"),
             Ok(_) => panic!("{expect}: loaded"),
+        }
+    }
+}
+
+/// A reactor with ABI v1's warm entry points: `_initialize` must have run (else status 7), the
+/// request must be the host's (else status 3); it answers `null`, or `status` when non-zero.
+fn reactor(status: i32) -> Vec<u8> {
+    module(&format!(
+        r#"(global $ready (mut i32) (i32.const 0))
+           (data (i32.const 16) "null\n")
+           (func (export "_initialize") (global.set $ready (i32.const 1)))
+           (func (export "tidings_alloc_v1") (param i32) (result i32) (i32.const 4096))
+           (func (export "tidings_format_v1") (param $ptr i32) (param $len i32) (result i32)
+             (if (i32.eqz (global.get $ready)) (then (return (i32.const 7))))
+             (if (i32.ne (i32.load8_u (local.get $ptr)) (i32.const 123))
+               (then (return (i32.const 3))))
+             (if (i32.ne (i32.const {status}) (i32.const 0)) (then (return (i32.const {status}))))
+             (call $write (i32.const 1) (i32.const 16) (i32.const 5))
+             (i32.const 0))"#
+    ))
+}
+
+#[test]
+fn a_reactor_with_the_warm_entry_points_runs_fresh_and_warm() {
+    let _serial = serial();
+    let host = support::shared_host();
+    let mut f = host
+        .load_bytes("reactor", &reactor(0), limits(), Grants::default())
+        .unwrap();
+    // Fresh: an instance per call, `_initialize`, then the entry points once.
+    for _ in 0..2 {
+        assert!(matches!(f.call(&request()), Ok(HookOutput::Message(None))));
+    }
+    f.set_instances(Instances::Warm { max_calls: 1000 })
+        .unwrap();
+    for _ in 0..3 {
+        assert!(matches!(f.call(&request()), Ok(HookOutput::Message(None))));
+    }
+    let stats = f.warm_stats();
+    assert_eq!((stats.created, stats.reused), (1, 2), "{stats:?}");
+    // Its status is the call's exit status, fresh and warm.
+    let mut failing = host
+        .load_bytes("reactor", &reactor(5), limits(), Grants::default())
+        .unwrap();
+    for warm in [false, true] {
+        if warm {
+            failing
+                .set_instances(Instances::Warm { max_calls: 1000 })
+                .unwrap();
+        }
+        match failing.call(&request()) {
+            Err(FormatterError::Exit { code: 5, .. }) => {}
+            other => panic!("warm {warm}: {other:?}"),
         }
     }
 }

@@ -122,9 +122,10 @@ pub struct CallSpec<'a> {
     pub timeout: Option<Duration>,
 }
 
-/// Runs `_start` of a fresh instance of `pre` under `spec`. On success returns the captured
-/// output; on any failure the matching [`FormatterError`], plus whatever stderr the guest
-/// wrote (for the log), plus the guest's exit code when it exited non-zero.
+/// Runs `_start` of a fresh instance of `pre` under `spec` (a reactor that exports the warm
+/// entry points instead: `_initialize`, then one call of them with the request). On success
+/// returns the captured output; on any failure the matching [`FormatterError`], plus whatever
+/// stderr the guest wrote (for the log), plus the guest's exit code when it exited non-zero.
 pub fn run(
     engine: &Engine,
     program: &Program,
@@ -134,6 +135,10 @@ pub fn run(
     let limits = spec.limits;
     let stdout = CappedPipe::new(limits.max_output);
     let stderr = CappedPipe::new(limits.max_stderr);
+    let request = match stdio {
+        Stdio::Captured { input } => Some(input),
+        Stdio::Inherited => None,
+    };
 
     let mut b = WasiCtxBuilder::new();
     b.args(spec.args).envs(spec.env);
@@ -178,6 +183,9 @@ pub fn run(
 
     let result = match program {
         Program::Module(pre) => pre.instantiate(&mut store).and_then(|instance| {
+            if pre.module().get_export("_start").is_none() {
+                return call_reactor(&mut store, &instance, request);
+            }
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call(&mut store, ())
         }),
@@ -205,6 +213,39 @@ pub fn run(
             peak_memory: state.limiter.peak,
         }),
         Some(f) => Err((f, err)),
+    }
+}
+
+/// A fresh call of a reactor (no `_start`; `validate` lets one in only with the warm entry
+/// points): its `_initialize`, then the request written into the buffer `tidings_alloc_v1`
+/// gives and `tidings_format_v1` called once, as a warm call would; a status other than 0 is
+/// that exit status.
+fn call_reactor(
+    store: &mut Store<CallState>,
+    instance: &wasmtime::Instance,
+    request: Option<&[u8]>,
+) -> wasmtime::Result<()> {
+    let request = request.ok_or_else(|| {
+        wasmtime::Error::msg("a reactor (no _start) runs only as a formatter, given a request")
+    })?;
+    if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+        init.call(&mut *store, ())?;
+    }
+    let alloc = instance.get_typed_func::<i32, i32>(&mut *store, WARM_ALLOC)?;
+    let format = instance.get_typed_func::<(i32, i32), i32>(&mut *store, WARM_FORMAT)?;
+    let memory = instance
+        .get_memory(&mut *store, "memory")
+        .ok_or_else(|| wasmtime::Error::msg("the module exports no memory"))?;
+    // `run` refused a request over max_input already; that limit is far below 2 GiB.
+    let len = i32::try_from(request.len())
+        .map_err(|_| wasmtime::Error::msg("the request is larger than a guest can address"))?;
+    let ptr = alloc.call(&mut *store, len)?;
+    memory
+        .write(&mut *store, ptr as u32 as usize, request)
+        .map_err(wasmtime::Error::new)?;
+    match format.call(&mut *store, (ptr, len))? {
+        0 => Ok(()),
+        code => Err(wasmtime::Error::new(I32Exit(code))),
     }
 }
 

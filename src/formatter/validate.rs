@@ -73,10 +73,14 @@ pub fn check_command(module: &Module, memory_limit: u64) -> Result<(), Formatter
                 "exports _start with a signature other than () -> (); expected a WASI command",
             ));
         }
+        // A reactor that exports ABI v1's warm entry points: each fresh call is `_initialize`
+        // and one call of them (guest-sdk/README.md, "Warm instances").
+        None if super::sandbox::supports_warm(module) => {}
         None if module.get_export("_initialize").is_some() => {
             return Err(FormatterError::invalid(
-                "is a WASI reactor (exports _initialize, no _start); expected a WASI command \
-                 with a main function",
+                "is a WASI reactor (exports _initialize, no _start) without ABI v1's warm entry \
+                 points (tidings_alloc_v1, tidings_format_v1); expected a WASI command with a \
+                 main function, or a reactor that exports them",
             ));
         }
         None => {
