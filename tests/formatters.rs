@@ -427,22 +427,26 @@ fn tidings_run_is_a_cargo_runner_for_wasm_unit_tests() {
     );
 }
 
+/// `text` (WAT) built into `<dir>/<name>.wasm`.
+fn wasm_file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let wasm = dir.path().join(format!("{name}.wasm"));
+    std::fs::write(&wasm, support::wat(text)).unwrap();
+    wasm
+}
+
 #[test]
 fn tidings_run_says_a_reactor_runs_only_as_a_formatter() {
     // A reactor with the warm entry points is a formatter, but it has no main for `run`.
     let dir = tempfile::tempdir().unwrap();
-    let wasm = dir.path().join("reactor.wasm");
-    std::fs::write(
-        &wasm,
-        support::wat(
-            r#"(module
-                (memory (export "memory") 1)
-                (func (export "_initialize"))
-                (func (export "tidings_alloc_v1") (param i32) (result i32) (i32.const 4096))
-                (func (export "tidings_format_v1") (param i32 i32) (result i32) (i32.const 0)))"#,
-        ),
-    )
-    .unwrap();
+    let wasm = wasm_file(
+        &dir,
+        "reactor",
+        r#"(module
+            (memory (export "memory") 1)
+            (func (export "_initialize"))
+            (func (export "tidings_alloc_v1") (param i32) (result i32) (i32.const 4096))
+            (func (export "tidings_format_v1") (param i32 i32) (result i32) (i32.const 0)))"#,
+    );
     let out = tidings().arg("run").arg(&wasm).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
@@ -456,20 +460,17 @@ fn tidings_run_says_a_reactor_runs_only_as_a_formatter() {
 fn tidings_run_passes_exit_codes_and_grants_only_what_is_asked() {
     // Exits with the number of environment variables it can see.
     let dir = tempfile::tempdir().unwrap();
-    let wasm = dir.path().join("envcount.wasm");
-    std::fs::write(
-        &wasm,
-        support::wat(
-            r#"(module
-                (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
-                (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-                (memory (export "memory") 1)
-                (func (export "_start")
-                  (drop (call $sizes (i32.const 0) (i32.const 4)))
-                  (call $exit (i32.add (i32.const 7) (i32.load (i32.const 0))))))"#,
-        ),
-    )
-    .unwrap();
+    let wasm = wasm_file(
+        &dir,
+        "envcount",
+        r#"(module
+            (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func (export "_start")
+              (drop (call $sizes (i32.const 0) (i32.const 4)))
+              (call $exit (i32.add (i32.const 7) (i32.load (i32.const 0))))))"#,
+    );
     // The host process has a secret in its environment; the guest must not see it.
     let out = tidings()
         .env("SECRET_TOKEN", "x")

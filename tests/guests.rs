@@ -54,8 +54,9 @@ fn tidings(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .unwrap()
 }
 
-/// Runs `tidings test wasm --cases <cases>` and checks that all `n` cases pass.
-fn passes(wasm: &std::path::Path, cases: &str, n: usize) {
+/// Runs `tidings test wasm --cases <cases>`, checks that all `n` cases pass, and returns what
+/// it printed.
+fn passes(wasm: &std::path::Path, cases: &str, n: usize) -> String {
     let cases = support::repo().join(cases);
     let out = tidings(&[
         "test".as_ref(),
@@ -76,6 +77,7 @@ fn passes(wasm: &std::path::Path, cases: &str, n: usize) {
             .ends_with(&format!("{n} passed, 0 failed")),
         "{stdout}"
     );
+    stdout.into_owned()
 }
 
 /// The shared cases of `short`.
@@ -83,16 +85,8 @@ const SHORT: &str = "formatters/short/tests";
 
 #[test]
 fn the_c_short_passes_the_rust_shorts_cases() {
-    passes(&build_c(), SHORT, 5);
+    let stdout = passes(&build_c(), SHORT, 5);
     // tidings.h's warm entry points: every case again in one warm instance.
-    let cases = support::repo().join(SHORT);
-    let out = tidings(&[
-        "test".as_ref(),
-        build_c().as_os_str(),
-        "--cases".as_ref(),
-        cases.as_os_str(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches(" (fresh and warm)").count(), 5, "{stdout}");
 }
 
@@ -170,16 +164,8 @@ fn the_assemblyscript_short_passes_the_rust_shorts_cases() {
 #[test]
 fn the_zig_short_passes_the_rust_shorts_cases() {
     // build.sh also runs the Zig SDK's own tests (zig test) natively.
-    passes(&build("zig"), SHORT, 5);
+    let stdout = passes(&build("zig"), SHORT, 5);
     // tidings.zig's warm entry points: every case again in one warm instance.
-    let cases = support::repo().join(SHORT);
-    let out = tidings(&[
-        "test".as_ref(),
-        build("zig").as_os_str(),
-        "--cases".as_ref(),
-        cases.as_os_str(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches(" (fresh and warm)").count(), 5, "{stdout}");
 }
 
