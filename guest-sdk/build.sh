@@ -182,7 +182,12 @@ build_assemblyscript() {
                             "optimizeLevel": 3, "shrinkLevel": 1, "noAssert": true } }
 }
 JSON
-  (cd "$build" && "$tools/node_modules/.bin/asc" short.ts --config asconfig.json --target release >&2)
+  # A formatter that re-exports the warm entry points is a reactor (its top-level code is
+  # _initialize); one that does not, a command.
+  local start=()
+  grep -q tidings_format_v1 "$build/short.ts" && start=(--exportStart _initialize)
+  (cd "$build" && "$tools/node_modules/.bin/asc" short.ts --config asconfig.json --target release \
+    "${start[@]}" >&2)
   echo "$OUT/short-assemblyscript.wasm"
 }
 

@@ -9,9 +9,17 @@
 //   import { readRequest, find, str, writeMessage } from "./tidings";
 //   const req = readRequest();
 //   writeMessage("STATUS: " + titleCase(str(req, find(req, "results_text"))), "plain");
+//
+// Top-level code like this runs once per instance, so it runs fresh only. To run warm too,
+// hand the same code to messageFormatter and re-export the warm entry points from your file
+// (the build makes it a reactor when it sees them; see "Warm instances" in the README):
+//
+//   export { tidings_alloc_v1, tidings_format_v1 } from "./tidings";
+//   messageFormatter((): void => { const req = readRequest(); … });
 
-/** All of stdin, decoded from UTF-8. */
+/** All of stdin, decoded from UTF-8 (in a call through the warm entry points, its request). */
 export function readRequest(): string {
+  if (warmRequest !== null) return warmRequest!;
   const chunks = new Array<ArrayBuffer>();
   let total = 0;
   while (true) {
@@ -267,4 +275,45 @@ export function titleCase(s: string): string {
 export function fail(reason: string): void {
   process.stderr.write(reason + "\n");
   process.exit(1);
+}
+
+// ABI v1's warm entry points (guest-sdk/README.md, "Warm instances"). A formatter that hands its
+// code to messageFormatter and re-exports these two from its own file (AssemblyScript exports
+// only from the entry file) is built as a reactor: its top-level code runs once per instance
+// (as `_initialize`), and each call, fresh or warm, is one call of tidings_format_v1, which runs
+// the handler with readRequest answering from the request the host wrote. Globals keep their
+// values from one call to the next.
+
+/** The formatter's code, given to messageFormatter. */
+let handler: (() => void) | null = null;
+/** The buffer tidings_alloc_v1 gave, kept alive until tidings_format_v1 takes it. */
+let warmBuffer: ArrayBuffer | null = null;
+/** The request of the call in progress. */
+let warmRequest: string | null = null;
+
+/** Runs `f` for each request: read it with readRequest, answer with writeMessage. */
+export function messageFormatter(f: () => void): void {
+  handler = f;
+}
+
+/** Room for a request of `len` bytes. */
+export function tidings_alloc_v1(len: i32): usize {
+  warmBuffer = new ArrayBuffer(len);
+  return changetype<usize>(warmBuffer);
+}
+
+/** One call: the request at `ptr` answered by the handler. The exit status: 0, or 1 when no
+ * handler was given (fail() exits with 1 itself). */
+export function tidings_format_v1(ptr: usize, len: i32): i32 {
+  warmRequest = String.UTF8.decodeUnsafe(ptr, <usize>len);
+  warmBuffer = null;
+  const f = handler;
+  if (f === null) {
+    process.stderr.write("no formatter: pass your code to messageFormatter\n");
+    warmRequest = null;
+    return 1;
+  }
+  f();
+  warmRequest = null;
+  return 0;
 }

@@ -545,6 +545,13 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
                 ])
                 .args(["--target", "release", "--outFile"])
                 .arg(&out);
+            // A formatter that re-exports the SDK's warm entry points is a reactor: its
+            // top-level code is `_initialize`, and every call goes through the entry points.
+            let source = std::fs::read_to_string(dir.join(Language::AssemblyScript.source()))
+                .unwrap_or_default();
+            if source.contains("tidings_format_v1") {
+                cmd.args(["--exportStart", "_initialize"]);
+            }
             run(&mut cmd, Language::AssemblyScript).map_err(fail)?;
         }
         Language::JavaScript => {
