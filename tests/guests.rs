@@ -208,6 +208,32 @@ fn a_zig_formatter_runs_warm_and_an_error_costs_only_its_instance() {
 }
 
 #[test]
+fn an_assemblyscript_reactor_that_gives_no_formatter_fails_each_call_saying_so() {
+    let project = project_app(tidings::project::Language::AssemblyScript, "nohandler.ts");
+    let wasm = tidings::project::build(&project.path().join("p")).unwrap();
+    for instances in ["fresh", "warm"] {
+        let out = tidings(&[
+            "render".as_ref(),
+            "--formatter".as_ref(),
+            wasm.as_os_str(),
+            "--input".as_ref(),
+            support::repo()
+                .join("tests/data/buildbot/failure-full.json")
+                .as_os_str(),
+            "--instances".as_ref(),
+            instances.as_ref(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{instances}: {err}");
+        assert!(
+            err.contains("exit status 1")
+                && err.contains("no formatter: pass your code to messageFormatter"),
+            "{instances}: {err}"
+        );
+    }
+}
+
+#[test]
 fn check_compiles_components_into_the_daemons_cache() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(support::component("short"), dir.path().join("short.wasm")).unwrap();
