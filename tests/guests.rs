@@ -212,17 +212,8 @@ fn an_assemblyscript_reactor_that_gives_no_formatter_fails_each_call_saying_so()
     let project = project_app(tidings::project::Language::AssemblyScript, "nohandler.ts");
     let wasm = tidings::project::build(&project.path().join("p")).unwrap();
     for instances in ["fresh", "warm"] {
-        let out = tidings(&[
-            "render".as_ref(),
-            "--formatter".as_ref(),
-            wasm.as_os_str(),
-            "--input".as_ref(),
-            support::repo()
-                .join("tests/data/buildbot/failure-full.json")
-                .as_os_str(),
-            "--instances".as_ref(),
-            instances.as_ref(),
-        ]);
+        let sample = support::repo().join("tests/data/buildbot/failure-full.json");
+        let out = render(&wasm, &sample, &["--instances", instances]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{instances}: {err}");
         assert!(
@@ -261,13 +252,20 @@ fn check_compiles_components_into_the_daemons_cache() {
 /// `tidings render` of `wasm` on the failing sample.
 fn render_sample(wasm: &std::path::Path) -> std::process::Output {
     let sample = support::repo().join("tests/data/buildbot/failure-full.json");
-    tidings(&[
+    render(wasm, &sample, &[])
+}
+
+/// `tidings render --formatter wasm --input input`, then `more` arguments.
+fn render(wasm: &std::path::Path, input: &std::path::Path, more: &[&str]) -> std::process::Output {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
         "render".as_ref(),
         "--formatter".as_ref(),
         wasm.as_os_str(),
         "--input".as_ref(),
-        sample.as_os_str(),
-    ])
+        input.as_os_str(),
+    ];
+    args.extend(more.iter().map(|a| std::ffi::OsStr::new(*a)));
+    tidings(&args)
 }
 
 /// [`render_sample`] of a formatter that fails: its stderr (the error).
@@ -420,17 +418,7 @@ fn text_outside_ascii_crosses_the_javascript_sdk_unchanged() {
     let input = dir.path().join("build.json");
     std::fs::write(&input, build.to_string()).unwrap();
     for instances in ["fresh", "warm"] {
-        let out = tidings(&[
-            "render".as_ref(),
-            "--formatter".as_ref(),
-            wasm.as_os_str(),
-            "--input".as_ref(),
-            input.as_os_str(),
-            "--instances".as_ref(),
-            instances.as_ref(),
-            "--repeat".as_ref(),
-            "3".as_ref(),
-        ]);
+        let out = render(&wasm, &input, &["--instances", instances, "--repeat", "3"]);
         assert!(
             out.status.success(),
             "{instances}: {}",

@@ -585,7 +585,11 @@ fn one_slow_formatter_cannot_take_every_call_slot() {
             std::thread::spawn(move || f.call(&request()).unwrap_err())
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until the spinner holds its call slot (and so one of the host's).
+    while spin.calls_in_progress() == 0 {
+        assert!(started.elapsed() < deadline, "the spinner never started");
+        std::thread::yield_now();
+    }
     let asked = Instant::now();
     let answer = quick.call(&request());
     assert!(

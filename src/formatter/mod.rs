@@ -463,6 +463,11 @@ impl Formatter {
         Ok(())
     }
 
+    /// Calls of this formatter running now (each holds one of its call slots).
+    pub fn calls_in_progress(&self) -> usize {
+        self.slots.taken()
+    }
+
     /// What the warm instances did so far (all zero for a fresh formatter).
     pub fn warm_stats(&self) -> WarmStats {
         self.warm
@@ -622,6 +627,7 @@ impl Formatter {
 /// (tokio's blocking pool, the CLI, a test) makes them.
 struct Slots {
     free: Mutex<usize>,
+    total: usize,
     cv: Condvar,
 }
 
@@ -631,8 +637,13 @@ impl Slots {
     fn new(n: usize) -> Slots {
         Slots {
             free: Mutex::new(n.max(1)),
+            total: n.max(1),
             cv: Condvar::new(),
         }
+    }
+
+    fn taken(&self) -> usize {
+        self.total - *self.free.lock().expect("slots lock")
     }
 
     fn acquire(&self) -> SlotGuard<'_> {
