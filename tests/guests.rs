@@ -107,13 +107,17 @@ fn the_c_sdk_json_reader_passes_its_own_tests() {
 fn the_go_short_and_html_log_tail_pass_the_rust_formatters_cases() {
     // build.sh also runs the Go SDK's own tests (go vet, go test) natively.
     let wasm = build("go");
-    passes(&wasm, SHORT, 5);
+    // Reactors (-buildmode=c-shared) with the warm entry points: every case fresh, then again
+    // in one warm instance.
+    let stdout = passes(&wasm, SHORT, 5);
+    assert_eq!(stdout.matches(" (fresh and warm)").count(), 5, "{stdout}");
     // The larger example: the Rust html-log-tail's HTML mail, character for character.
-    passes(
+    let stdout = passes(
         &wasm.with_file_name("html-log-tail-go.wasm"),
         "formatters/html-log-tail/tests",
         6,
     );
+    assert_eq!(stdout.matches(" (fresh and warm)").count(), 6, "{stdout}");
 }
 
 #[test]
@@ -203,6 +207,73 @@ fn a_zig_formatter_runs_warm_and_an_error_costs_only_its_instance() {
     assert_eq!(
         (stats.created, stats.reused, stats.discarded),
         (2, 2, 1),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_go_formatter_runs_warm_and_an_error_exit_or_panic_costs_only_its_instance() {
+    use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
+    // Built as its author builds it: `tidings new go`, the app, `tidings build` (a reactor).
+    let project = project_app(tidings::project::Language::Go, "fails.go");
+    let wasm = tidings::project::build(&project.path().join("p")).unwrap();
+    let mut f = support::shared_host()
+        .load("fails", &wasm, Limits::default(), Grants::default())
+        .unwrap();
+    assert!(f.prefers_warm());
+    f.set_instances(Instances::Warm { max_calls: 1000 })
+        .unwrap();
+    let request = |sample: &str, results: Option<i64>| {
+        let mut build: serde_json::Value =
+            serde_json::from_slice(&support::sample(sample)).unwrap();
+        if let Some(r) = results {
+            build["results"] = r.into();
+        }
+        Request::parse(
+            &serde_json::to_vec(&build).unwrap(),
+            None,
+            &WrapContext::default(),
+        )
+        .unwrap()
+    };
+    let body =
+        |out: tidings::formatter::HookOutput| out.to_json()["body"].as_str().unwrap().to_owned();
+    let success = request("success-full.json", None);
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
+    match f.call(&request("failure-full.json", None)) {
+        Err(FormatterError::Exit {
+            code: 1,
+            stderr_tail,
+        }) => assert!(stderr_tail.contains("BuildFailed"), "{stderr_tail}"),
+        other => panic!("{other:?}"),
+    }
+    // The instance that failed is gone: a new one counts from 1 again.
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    match f.call(&request("started-full.json", None)) {
+        Err(FormatterError::Exit { code: 3, .. }) => {}
+        other => panic!("os.Exit(3): {other:?}"),
+    }
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    match f.call(&request("success-full.json", Some(4))) {
+        Err(FormatterError::Exit {
+            code: 2,
+            stderr_tail,
+        }) => {
+            assert!(
+                stderr_tail
+                    .trim_end()
+                    .ends_with("panic: an exception, and a panic (main.go:32, in main.main.func1)"),
+                "{stderr_tail}"
+            )
+        }
+        other => panic!("a panic: {other:?}"),
+    }
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    let stats = f.warm_stats();
+    assert_eq!(
+        (stats.created, stats.reused, stats.discarded),
+        (4, 4, 3),
         "{stats:?}"
     );
 }

