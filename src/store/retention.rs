@@ -8,7 +8,9 @@
 //! - events that dispatch has passed, that no delivery still refers to and that are not kept as
 //!   unreadable;
 //! - build history beyond the newest [`BUILDS_KEPT`] builds of each builder (what a mode such as
-//!   `change` compares with is the previous build; a few more cover late arrivals).
+//!   `change` compares with is the previous build; a few more cover late arrivals), counting
+//!   only builds recorded by events that every dispatch lane has passed, so a lane that lags
+//!   still finds the previous build of each event it has yet to dispatch.
 //!
 //! Pending and in-flight deliveries, events not yet dispatched, and unreadable events are never
 //! deleted, whatever their age: nothing acknowledged is lost to retention.
@@ -116,15 +118,18 @@ impl Store {
         }
         let events = doomed.len();
         let events_after = doomed.last().copied().unwrap_or(after);
+        // Only rows that every lane has passed are counted and deleted: a lane that lags looks
+        // up the previous build as of each event it has yet to dispatch, and a row written
+        // after its cursor is one of those (or newer than they are).
         let builds = tx.execute(
             "DELETE FROM builds WHERE rowid IN (
                  SELECT rowid FROM (
                      SELECT rowid, ROW_NUMBER() OVER (
                          PARTITION BY master, builderid ORDER BY number DESC) AS newer
-                     FROM builds)
+                     FROM builds WHERE event_id <= ?3)
                  WHERE newer > ?1
                  LIMIT ?2)",
-            params![super::retention::BUILDS_KEPT, batch as i64],
+            params![super::retention::BUILDS_KEPT, batch as i64, dispatched],
         )?;
         tx.commit()?;
         drop(conn);

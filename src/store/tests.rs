@@ -788,6 +788,40 @@ fn a_version_3_store_keeps_its_build_history_when_upgraded() {
 }
 
 #[test]
+fn build_history_a_lagging_lane_still_needs_is_not_pruned() {
+    let (_dir, store) = open();
+    let r = Retention {
+        keep_ms: 1000,
+        dead_ms: None,
+    };
+    // 80 builds of one builder, build n recorded by event n; the slowest lane has passed
+    // event 20 only.
+    for n in 1..=80 {
+        let mut b = build(n, n, true, Some(0));
+        b.event_id = n;
+        store.record_build(&b).unwrap();
+    }
+    let prev = |n, event| {
+        let snapshot = store.snapshot().unwrap();
+        let prev = snapshot.previous_build_before("m1", 3, n, event).unwrap();
+        prev.map(|b| b.number)
+    };
+    let p = store.prune(r, 0, 20, 1000, 0).unwrap();
+    assert_eq!(
+        p.builds, 0,
+        "nothing a lane before event 21 may look up goes"
+    );
+    assert_eq!(prev(21, 21), Some(20));
+    // Once every lane has passed event 70, the newest 50 of the builds it passed stay: 21..=70
+    // (and 71..=80, newer than the cursor).
+    let p = store.prune(r, 0, 70, 1000, 0).unwrap();
+    assert_eq!(p.builds, 20);
+    assert_eq!(prev(71, 71), Some(70));
+    assert_eq!(prev(22, 22), Some(21));
+    assert_eq!(prev(21, 21), None, "build 20 is gone");
+}
+
+#[test]
 fn the_previous_build_is_looked_up_as_of_an_event() {
     let (_dir, store) = open();
     let at = |mut b: BuildRecord, event_id| {
