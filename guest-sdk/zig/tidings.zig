@@ -15,9 +15,13 @@
 //!         return tidings.plain(try std.fmt.allocPrint(gpa, "STATUS: {s}", .{a.results_text}));
 //!     }
 //!
-//!     pub fn main(init: std.process.Init) !void {
+//!     pub fn main(init: std.process.Init.Minimal) !void {
 //!         return tidings.messageFormatter(init, Args, format);
 //!     }
+//!
+//! `main` may take `std.process.Init` instead, when the formatter reads the environment or the
+//! granted directory (/templates): Zig then makes the environment map and the list of preopened
+//! directories before `main`, which doubles the time and memory of a fresh call.
 //!
 //! Return null to send nothing; return an error to fail the call (its name goes to stderr,
 //! which tidings logs, and the exit status is 1).
@@ -136,13 +140,14 @@ pub fn writeResult(io: std.Io, value: anytype) !void {
 }
 
 // ABI v1's warm entry points (guest-sdk/README.md, "Warm instances"), exported by every
-// WASI program that imports this file and has `pub fn main(init: std.process.Init)`: a host
-// that keeps the instance for many calls writes each request into a buffer from
-// tidings_alloc_v1 and calls tidings_format_v1, which runs your `main` once more with
-// `readRequest` answering from that buffer, and returns main's status (1 after an error, whose
-// name goes to stderr as it does when main returns it). Nothing changes in your code; globals
-// keep their values from one call to the next. Each call gets an arena of its own (freed after
-// the call); `init.gpa`, `init.io`, the environment and the preopens are made once per instance.
+// WASI program that imports this file and has `pub fn main(init: std.process.Init)` or
+// `pub fn main(init: std.process.Init.Minimal)`: a host that keeps the instance for many calls
+// writes each request into a buffer from tidings_alloc_v1 and calls tidings_format_v1, which
+// runs your `main` once more with `readRequest` answering from that buffer, and returns main's
+// status (1 after an error, whose name goes to stderr as it does when main returns it).
+// Nothing changes in your code; globals keep their values from one call to the next. Each call
+// gets an arena of its own (freed after the call); `init.gpa`, `init.io`, the environment and
+// the preopens are made once per instance.
 const builtin = @import("builtin");
 const root = @import("root");
 
@@ -155,16 +160,22 @@ var warm_environ: std.process.Environ.Map = undefined;
 var warm_preopens: std.process.Preopens = undefined;
 var warm_ready = false;
 
-fn mainTakesInit() bool {
-    if (!@hasDecl(root, "main")) return false;
+/// What the program's `main` takes.
+const MainTakes = enum { other, init, minimal };
+
+fn mainTakes() MainTakes {
+    if (!@hasDecl(root, "main")) return .other;
     const info = @typeInfo(@TypeOf(root.main));
-    if (info != .@"fn") return false;
+    if (info != .@"fn") return .other;
     const params = info.@"fn".param_types;
-    return params.len == 1 and params[0] == std.process.Init;
+    if (params.len != 1) return .other;
+    if (params[0] == std.process.Init) return .init;
+    if (params[0] == std.process.Init.Minimal) return .minimal;
+    return .other;
 }
 
 comptime {
-    if (builtin.os.tag == .wasi and builtin.cpu.arch.isWasm() and mainTakesInit()) {
+    if (builtin.os.tag == .wasi and builtin.cpu.arch.isWasm() and mainTakes() != .other) {
         @export(&warmAlloc, .{ .name = "tidings_alloc_v1" });
         @export(&warmFormat, .{ .name = "tidings_format_v1" });
     }
@@ -183,6 +194,11 @@ fn warmFormat(ptr: [*]u8, len: usize) callconv(.c) i32 {
         warm_request = null;
     }
     const environ = std.process.Environ.Block.global;
+    const minimal: std.process.Init.Minimal = .{
+        .args = .{ .vector = {} },
+        .environ = .{ .block = environ },
+    };
+    if (comptime mainTakes() == .minimal) return statusOfMain(root.main(minimal));
     if (!warm_ready) {
         warm_threaded = .init(gpa, .{
             .argv0 = .init(.{ .vector = {} }),
@@ -200,14 +216,19 @@ fn warmFormat(ptr: [*]u8, len: usize) callconv(.c) i32 {
     }
     var arena = std.heap.ArenaAllocator.init(gpa);
     defer arena.deinit();
-    const result = root.main(.{
-        .minimal = .{ .args = .{ .vector = {} }, .environ = .{ .block = environ } },
+    return statusOfMain(root.main(.{
+        .minimal = minimal,
         .arena = &arena,
         .gpa = gpa,
         .io = warm_threaded.io(),
         .environ_map = &warm_environ,
         .preopens = warm_preopens,
-    });
+    }));
+}
+
+/// The exit status a `main` that returned `result` has: an error's name goes to stderr, and the
+/// status is 1.
+fn statusOfMain(result: anytype) i32 {
     return switch (@typeInfo(@TypeOf(result))) {
         .error_union => if (result) |value| statusOf(value) else |err| {
             std.log.err("{t}", .{err});
@@ -253,15 +274,45 @@ test "withoutBuild takes the head of a request whose build is last" {
     try std.testing.expect((try withoutBuild(gpa, old)) == null);
 }
 
+/// The io of a program whose `main` takes `std.process.Init.Minimal`: made once per instance.
+var minimal_threaded: ?std.Io.Threaded = null;
+
 /// Runs `f` as the messageFormatter hook: decodes the request into `Args`, calls `f`, writes
 /// its result (`null` for none). On any error, its name goes to stderr and the status is 1.
+///
+/// `init` is `main`'s: `std.process.Init`, or `std.process.Init.Minimal`, which is cheaper (Zig
+/// makes neither an environment map nor the list of preopened directories before `main`: a
+/// fresh call takes half the time and memory) and enough unless the formatter reads the
+/// environment or the granted directory itself.
 pub fn messageFormatter(
-    init: std.process.Init,
+    init: anytype,
     comptime Args: type,
     comptime f: fn (std.mem.Allocator, Args) anyerror!?Message,
 ) !void {
-    const gpa = init.arena.allocator();
-    const raw = try readRequest(init.io, gpa);
+    switch (@TypeOf(init)) {
+        std.process.Init => return answer(init.io, init.arena.allocator(), Args, f),
+        std.process.Init.Minimal => {
+            const gpa = if (builtin.cpu.arch.isWasm()) std.heap.wasm_allocator else std.heap.page_allocator;
+            if (minimal_threaded == null) minimal_threaded = .init(gpa, .{
+                .argv0 = .init(init.args),
+                .environ = init.environ,
+            });
+            var arena = std.heap.ArenaAllocator.init(gpa);
+            defer arena.deinit();
+            return answer(minimal_threaded.?.io(), arena.allocator(), Args, f);
+        },
+        else => @compileError("messageFormatter takes main's std.process.Init or std.process.Init.Minimal"),
+    }
+}
+
+/// Reads the request, decodes it into `Args`, calls `f` and writes its result.
+fn answer(
+    io: std.Io,
+    gpa: std.mem.Allocator,
+    comptime Args: type,
+    comptime f: fn (std.mem.Allocator, Args) anyerror!?Message,
+) !void {
+    const raw = try readRequest(io, gpa);
     const options: std.json.ParseOptions = .{ .ignore_unknown_fields = true };
     // Args without a `build` field skips the build dict anyway: when the host wrote it last,
     // decode the rest alone (most of a small formatter's work is skipping the build).
@@ -275,7 +326,7 @@ pub fn messageFormatter(
     else
         try std.json.parseFromSliceLeaky(Args, gpa, raw, options);
     const message = try f(gpa, args);
-    try writeResult(init.io, message);
+    try writeResult(io, message);
 }
 
 test "titleCase is Python's str.title on ASCII" {
