@@ -156,8 +156,10 @@ struct WarmPool {
     discarded: AtomicU64,
 }
 
-/// The default of [`HostOptions::memory_keep_resident`].
-pub const DEFAULT_KEEP_RESIDENT: usize = 1 << 20;
+/// The default of [`HostOptions::memory_keep_resident`]: 512 KiB covers what the Rust, C, Zig
+/// and AssemblyScript `short` and the Rust formatters touch in a call (at most 448 KiB), and an
+/// idle daemon keeps it for every formatter, so more would cost memory for nothing.
+pub const DEFAULT_KEEP_RESIDENT: usize = 512 << 10;
 
 impl Host {
     /// Creates the engine, its pooling allocator and the epoch ticker.
