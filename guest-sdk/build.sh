@@ -124,8 +124,13 @@ build_javascript() {
   wit=$(wit_dir)
   mkdir -p "$build"
   cp "$app" "$ROOT/guest-sdk/javascript/tidings.js" "$build/"
-  "$tools/node_modules/.bin/componentize-qjs" --sync --wit "$wit" --js "$build/$name.js" \
-    -o "$OUT/$name-javascript.wasm" >&2
+  # An app that exports `format` too is in the world tidings:formatter/warm.
+  local world=formatter
+  if grep -Eq 'export[[:space:]]+(const|let|var|function)[[:space:]]+format([^[:alnum:]_$]|$)' "$app"; then
+    world=warm
+  fi
+  "$tools/node_modules/.bin/componentize-qjs" --sync --wit "$wit" -n "$world" \
+    --js "$build/$name.js" -o "$OUT/$name-javascript.wasm" >&2
   echo "$OUT/$name-javascript.wasm"
 }
 

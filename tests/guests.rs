@@ -150,8 +150,11 @@ fn a_component_runs_the_same_cases_and_its_compilation_is_cached() {
 
 #[test]
 fn the_javascript_short_component_passes_the_rust_shorts_cases() {
-    // componentize-qjs (npm) builds a WASI preview 2 component; tidings runs it like a module.
-    passes(&build("javascript"), SHORT, 5);
+    // It exports `format` (the world tidings:formatter/warm): every case fresh, then again in
+    // one warm instance, through `format`. componentize-qjs (npm) builds a WASI preview 2
+    // component; tidings runs it like a module.
+    let stdout = passes(&build("javascript"), SHORT, 5);
+    assert_eq!(stdout.matches(" (fresh and warm)").count(), 5, "{stdout}");
 }
 
 #[test]
@@ -558,6 +561,74 @@ fn python_and_javascript_components_answer_warm_and_a_failure_costs_only_its_ins
     }
     let stats = f.warm_stats();
     assert_eq!((stats.created, stats.discarded), (2, 2), "{stats:?}");
+}
+
+#[test]
+fn a_javascript_format_call_that_throws_overflows_or_never_ends_costs_only_its_instance() {
+    use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
+    // Exports `format`: the world tidings:formatter/warm, warm by default.
+    let wasm = build_app("javascript", "warm.js");
+    let mut f = support::shared_host()
+        .load("warm", &wasm, Limits::default(), Grants::default())
+        .unwrap();
+    assert!(f.prefers_warm());
+    let request = |sample: &str, results: Option<i64>| {
+        let mut build: serde_json::Value =
+            serde_json::from_slice(&support::sample(sample)).unwrap();
+        if let Some(r) = results {
+            build["results"] = r.into();
+        }
+        Request::parse(
+            &serde_json::to_vec(&build).unwrap(),
+            None,
+            &WrapContext::default(),
+        )
+        .unwrap()
+    };
+    let body =
+        |out: tidings::formatter::HookOutput| out.to_json()["body"].as_str().unwrap().to_owned();
+    let (success, failure) = (
+        request("success-full.json", None),
+        request("failure-full.json", None),
+    );
+    let thrown = |r: Result<tidings::formatter::HookOutput, FormatterError>| match r {
+        Err(FormatterError::Exit {
+            code: 1,
+            stderr_tail,
+        }) => assert!(
+            stderr_tail
+                .trim_end()
+                .ends_with("Error: the build failed (warm.js:11:40)"),
+            "{stderr_tail}"
+        ),
+        other => panic!("{other:?}"),
+    };
+    // Fresh, through `run`: the same answers.
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    thrown(f.call(&failure));
+
+    f.set_instances(Instances::Warm { max_calls: 1000 })
+        .unwrap();
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
+    thrown(f.call(&failure));
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    match f.call(&request("started-full.json", None)) {
+        Err(FormatterError::OutputTooLarge { .. }) => {}
+        other => panic!("2 MiB of result: {other:?}"),
+    }
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    match f.call(&request("success-full.json", Some(4))) {
+        Err(FormatterError::Timeout { .. }) => {}
+        other => panic!("a call that never ends: {other:?}"),
+    }
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    let stats = f.warm_stats();
+    assert_eq!(
+        (stats.created, stats.reused, stats.discarded),
+        (4, 4, 3),
+        "{stats:?}"
+    );
 }
 
 #[test]

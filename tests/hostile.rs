@@ -607,3 +607,46 @@ fn one_slow_formatter_cannot_take_every_call_slot() {
     // The spinner's two calls ran one after the other (its own bound is one).
     assert!(started.elapsed() >= deadline * 2, "{:?}", started.elapsed());
 }
+
+#[test]
+fn a_component_whose_format_has_another_signature_says_which_it_needs() {
+    use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
+    // A wasi:cli/command whose `format` takes a string but returns a number.
+    let wasm = support::wat(
+        r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    (func (export "run") (result i32) i32.const 0)
+    (func (export "format") (param i32 i32) (result i32) i32.const 7)
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 64))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $cli (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.12" (instance $cli))
+  (func (export "format") (param "request" string) (result u32)
+    (canon lift (core func $i "format") (memory (core memory $i "memory"))
+      (realloc (core func $i "realloc")))))"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.wasm");
+    std::fs::write(&path, wasm).unwrap();
+    let mut f = support::shared_host()
+        .load("odd", &path, Limits::default(), Grants::default())
+        .unwrap();
+    f.set_instances(Instances::Warm { max_calls: 1000 })
+        .unwrap();
+    let request = Request::parse(
+        &support::sample("failure-full.json"),
+        None,
+        &WrapContext::default(),
+    )
+    .unwrap();
+    match f.call(&request) {
+        Err(FormatterError::Trap { message, .. }) => assert!(
+            message.contains("exports format with a signature other than")
+                && message.contains("func(request: string) -> result<string, string>"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}

@@ -3,3 +3,5 @@
 import { messageFormatter, plain, titleCase } from "./tidings.js";
 
 export const run = messageFormatter((request) => plain("STATUS: " + titleCase(request.results_text)));
+// Kept warm, tidings calls this instead of `run`: the request as an argument, no stdin.
+export const format = run.format;

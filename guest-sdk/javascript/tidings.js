@@ -7,6 +7,7 @@
 //
 //   import { messageFormatter, plain, titleCase } from "./tidings.js";
 //   export const run = messageFormatter((req) => plain("STATUS: " + titleCase(req.results_text)));
+//   export const format = run.format; // optional: a fast warm instance (tidings:formatter/warm)
 //
 // Return null to send nothing; throw to fail the call: the stack and the error go to stderr
 // (tidings logs them under the formatter's name; the error ends with the file, line and column
@@ -286,18 +287,74 @@ export function parseRequest(bytes) {
   return head;
 }
 
-/** The wasi:cli/run export for a messageFormatter function: export const run = messageFormatter(f). */
+/**
+ * The request in `text` (a string), with its `build` decoded when first read: parseRequest's
+ * way, for a request that arrives as a string (the `format` export).
+ */
+export function parseRequestText(text) {
+  const at = text.indexOf(',"build":');
+  let head;
+  if (at > 0) {
+    try {
+      head = JSON.parse(text.slice(0, at) + "}");
+    } catch (e) {
+      head = undefined;
+    }
+  }
+  const end = text.trimEnd().length;
+  if (!head || typeof head !== "object" || Array.isArray(head) || text[end - 1] !== "}") {
+    return JSON.parse(text);
+  }
+  const settle = (value) => {
+    Object.defineProperty(head, "build", { value, writable: true, enumerable: true, configurable: true });
+    return value;
+  };
+  Object.defineProperty(head, "build", {
+    enumerable: true,
+    configurable: true,
+    get() {
+      let build;
+      try {
+        build = JSON.parse(text.slice(at + 9, end - 1));
+      } catch (e) {
+        const whole = JSON.parse(text);
+        for (const key of Object.keys(whole)) if (!(key in head)) head[key] = whole[key];
+        build = whole.build;
+      }
+      return settle(build);
+    },
+    set: settle,
+  });
+  return head;
+}
+
+/** The result of `f` for `request`, as the JSON text a formatter prints. */
+function answer(f, request) {
+  if (request.abi !== 1 || request.hook !== "messageFormatter") {
+    throw new Error(`this formatter serves messageFormatter (ABI 1), not ${request.hook}`);
+  }
+  const message = f(request);
+  return JSON.stringify(message === undefined ? null : message, wellFormed) + "\n";
+}
+
+/**
+ * The exports for a messageFormatter function `f`: `run` (wasi:cli/run: the request on stdin,
+ * the result on stdout), and `format`, which tidings calls instead when it keeps an instance
+ * warm (the world tidings:formatter/warm: the request as a string argument, the result as the
+ * return value, an error thrown). Export both:
+ *
+ *   export const run = messageFormatter(f);
+ *   export const format = run.format;
+ *
+ * (`export const run = messageFormatter(f)` alone builds in the world tidings:formatter, whose
+ * components run warm, when the operator asks, by having `run` called again.)
+ */
 export function messageFormatter(f) {
   return {
     run() {
       let out;
       try {
-        const request = parseRequest(readStdinBytes());
-        if (request.abi !== 1 || request.hook !== "messageFormatter") {
-          throw new Error(`this formatter serves messageFormatter (ABI 1), not ${request.hook}`);
-        }
-        const message = f(request);
-        out = JSON.stringify(message === undefined ? null : message, wellFormed) + "\n";
+        out = answer(f, parseRequest(readStdinBytes()));
       } catch (e) {
         // Said on stderr, then exit status 1: the call fails with this error, not a trap.
         writeStderr(describeError(e));
@@ -305,6 +362,14 @@ export function messageFormatter(f) {
         return;
       }
       writeStdout(out);
+    },
+    format(request) {
+      try {
+        return answer(f, parseRequestText(request));
+      } catch (e) {
+        // Thrown, the error's message is format's `err`: what a fresh call says on stderr.
+        throw new Error(describeError(e));
+      }
     },
   };
 }

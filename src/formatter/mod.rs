@@ -295,6 +295,16 @@ impl Host {
             Program::Module(pre) => validate::is_go_command(pre.module(), wasm),
             Program::Component(_) => false,
         };
+        // A component in the world tidings:formatter/warm answers warm calls through `format`,
+        // which is made to be called again and again.
+        let component_format = match &pre {
+            Program::Module(_) => false,
+            Program::Component(pre) => pre
+                .instance_pre()
+                .component()
+                .get_export_index(None, sandbox::COMPONENT_FORMAT)
+                .is_some(),
+        };
         tracing::debug!(formatter = name, ?origin, elapsed = ?started.elapsed(), "loaded formatter module");
         // A component runs warm by having its `run` called once per request on a kept instance,
         // with the request refilled on its stdin. The Python and JavaScript SDKs' components
@@ -308,6 +318,7 @@ impl Host {
         Ok(Formatter {
             warm_capable,
             go_command,
+            component_format,
             warm: None,
             slots: Slots::new(self.inner.concurrency),
             host: self.clone(),
@@ -360,6 +371,8 @@ pub struct Formatter {
     warm_capable: bool,
     /// A command built by Go ([`validate::is_go_command`]): it cannot run warm.
     go_command: bool,
+    /// A component that exports [`sandbox::COMPONENT_FORMAT`].
+    component_format: bool,
     /// Set when the formatter runs warm.
     warm: Option<WarmPool>,
     /// This formatter's calls that may run at once (the host's `concurrency`); each also
@@ -420,17 +433,18 @@ impl Formatter {
     }
 
     /// True when it can run with [`Instances::Warm`]: a module that exports the warm entry
-    /// points ([`WARM_ALLOC`], [`WARM_FORMAT`]), or a component (its `run` called once per
-    /// request; see [`Formatter::prefers_warm`]).
+    /// points ([`WARM_ALLOC`], [`WARM_FORMAT`]), or a component (its `format` called once per
+    /// request, else its `run`; see [`Formatter::prefers_warm`]).
     pub fn supports_warm(&self) -> bool {
         self.warm_capable
     }
 
-    /// True when warm is the better default: a module with the warm entry points. (A
-    /// component can run warm, but only its author knows whether its `run` may be called again;
-    /// `tidings test --instances warm` shows it.)
+    /// True when warm is the better default: a module with the warm entry points, or a
+    /// component that exports `format` (the world `tidings:formatter/warm`). (Any other
+    /// component can run warm too, but only its author knows whether its `run` may be called
+    /// again; `tidings test --instances warm` shows it.)
     pub fn prefers_warm(&self) -> bool {
-        self.warm_capable && matches!(self.pre, Program::Module(_))
+        self.warm_capable && (matches!(self.pre, Program::Module(_)) || self.component_format)
     }
 
     /// True for a WASI preview 2 component.

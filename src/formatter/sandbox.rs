@@ -274,6 +274,14 @@ fn clocks_and_grants(
     Ok(())
 }
 
+/// The export of a component in the world `tidings:formatter/warm`:
+/// `format: func(request: string) -> result<string, string>`. A warm instance's calls go
+/// through it: the request as the argument, the result (or the error) as the return value.
+pub const COMPONENT_FORMAT: &str = "format";
+
+/// [`COMPONENT_FORMAT`]'s type.
+type FormatFunc = wasmtime::component::TypedFunc<(String,), (Result<String, String>,)>;
+
 /// The exports of a module that can be kept warm: ABI v1's second entry point.
 pub const WARM_ALLOC: &str = "tidings_alloc_v1";
 /// See [`WARM_ALLOC`].
@@ -319,10 +327,12 @@ enum WarmKind {
         format: wasmtime::TypedFunc<(i32, i32), i32>,
         memory: wasmtime::Memory,
     },
-    /// A `wasi:cli/command` component whose `run` is called once per request, with the
-    /// request refilled on its stdin: how Python and JavaScript formatters run warm.
+    /// A `wasi:cli/command` component. One that exports [`COMPONENT_FORMAT`] (the world
+    /// `tidings:formatter/warm`) gets each request as its argument; any other has its `run`
+    /// called once per request, with the request refilled on its stdin.
     Component {
         command: wasmtime_wasi::p2::bindings::Command,
+        format: Option<FormatFunc>,
         stdin: RefillPipe,
         rt: tokio::runtime::Runtime,
     },
@@ -381,8 +391,31 @@ pub fn warm_instance(
             })
         }),
         Program::Component(pre) => call_runtime().and_then(|rt| {
-            let command = rt.block_on(pre.instantiate_async(&mut store))?;
-            Ok(WarmKind::Component { command, stdin, rt })
+            let instance = rt.block_on(pre.instance_pre().instantiate_async(&mut store))?;
+            let command = wasmtime_wasi::p2::bindings::Command::new(&mut store, &instance)?;
+            let format = match instance.get_export_index(&mut store, None, COMPONENT_FORMAT) {
+                None => None,
+                Some(_) => Some(
+                    instance
+                        .get_typed_func::<(String,), (Result<String, String>,)>(
+                            &mut store,
+                            COMPONENT_FORMAT,
+                        )
+                        .map_err(|e| {
+                            e.context(format!(
+                                "the component exports {COMPONENT_FORMAT} with a signature \
+                                 other than tidings:formatter/warm's \
+                                 func(request: string) -> result<string, string>"
+                            ))
+                        })?,
+                ),
+            };
+            Ok(WarmKind::Component {
+                command,
+                format,
+                stdin,
+                rt,
+            })
         }),
     };
     match made {
@@ -421,8 +454,8 @@ fn set_deadline(store: &mut Store<CallState>, timeout: Option<Duration>) {
 }
 
 /// One call of a warm instance under the call's deadline and caps: a module's request written
-/// into its memory and `tidings_format_v1` called, a component's request put on its stdin and
-/// `run` called. An error means the instance must be discarded.
+/// into its memory and `tidings_format_v1` called; a component's passed to its `format`, or
+/// put on its stdin and `run` called. An error means the instance must be discarded.
 pub fn warm_call(
     w: &mut WarmInstance,
     input: &[u8],
@@ -466,7 +499,42 @@ pub fn warm_call(
                 .map_err(wasmtime::Error::new)?;
             format.call(&mut *store, (ptr, len))
         })(),
-        WarmKind::Component { command, stdin, rt } => {
+        WarmKind::Component {
+            format: Some(format),
+            rt,
+            ..
+        } => {
+            // The request is JSON the host wrote from Rust strings: UTF-8 (the input limit
+            // above bounds it).
+            let request = String::from_utf8_lossy(input).into_owned();
+            let (stdout, stderr) = (&w.stdout, &w.stderr);
+            rt.block_on(async {
+                let call = format.call_async(&mut *store, (request,));
+                let (result,) = match spec.timeout {
+                    Some(t) => match tokio::time::timeout(t + TICK, call).await {
+                        Ok(r) => r?,
+                        Err(_) => {
+                            store.data_mut().slept_past_deadline = true;
+                            return Err(wasmtime::Error::new(SleptPastDeadline));
+                        }
+                    },
+                    None => call.await?,
+                };
+                // As a fresh call's `run` would have written it: the result on stdout, an error
+                // on stderr and exit status 1.
+                let (pipe, text, status) = match &result {
+                    Ok(text) => (stdout, text, 0),
+                    Err(text) => (stderr, text, 1),
+                };
+                if !pipe.append(text.as_bytes()) {
+                    return Err(wasmtime::Error::new(OutputCapExceeded(pipe.cap)));
+                }
+                Ok(status)
+            })
+        }
+        WarmKind::Component {
+            command, stdin, rt, ..
+        } => {
             stdin.refill(input);
             rt.block_on(async {
                 let call = command.wasi_cli_run().call_run(&mut *store);

@@ -569,11 +569,19 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
             npm_install(dir, "componentize-qjs", Language::JavaScript).map_err(&fail)?;
             let wit = out_dir.join("wit");
             write_wit(&wit)?;
+            // A formatter that exports `format` too is in the world tidings:formatter/warm.
+            let source = std::fs::read_to_string(dir.join(Language::JavaScript.source()))
+                .unwrap_or_default();
+            let world = if exports_js_function(&source, "format") {
+                "warm"
+            } else {
+                "formatter"
+            };
             let mut cmd = Command::new(dir.join("node_modules/.bin/componentize-qjs"));
             cmd.current_dir(dir)
                 .args(["--sync", "--wit"])
                 .arg(&wit)
-                .args(["--js", Language::JavaScript.source(), "-o"])
+                .args(["-n", world, "--js", Language::JavaScript.source(), "-o"])
                 .arg(&out);
             run(&mut cmd, Language::JavaScript).map_err(fail)?;
         }
@@ -591,6 +599,26 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
         }
     }
     Ok(out)
+}
+
+/// True when the ES module `source` exports `name` as a declaration: `export const name`,
+/// `let`, `var` or `function` (what guest-sdk/build.sh looks for too).
+fn exports_js_function(source: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    source.match_indices("export").any(|(at, _)| {
+        let rest = &source[at + "export".len()..];
+        if !rest.starts_with(char::is_whitespace) {
+            return false;
+        }
+        let rest = rest.trim_start();
+        ["const", "let", "var", "function"].iter().any(|kw| {
+            rest.strip_prefix(kw)
+                .filter(|r| r.starts_with(char::is_whitespace))
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix(name))
+                .is_some_and(|r| !r.starts_with(ident))
+        })
+    })
 }
 
 /// True when `out` exists and is newer than every file of the project outside `build/`,
@@ -759,6 +787,25 @@ fn venv((name, package): (&str, &str)) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_javascript_format_export_is_told_from_other_names() {
+        for yes in [
+            "export const format = run.format;",
+            "export function format(request) {}",
+            "export  let\tformat=1",
+        ] {
+            assert!(exports_js_function(yes, "format"), "{yes}");
+        }
+        for no in [
+            "export const run = messageFormatter(f);",
+            "export const formatter = 1;",
+            "const format = 1; export { format };",
+            "exportconst format = 1",
+        ] {
+            assert!(!exports_js_function(no, "format"), "{no}");
+        }
+    }
 
     #[test]
     fn the_examples_drop_only_their_repository_header() {
