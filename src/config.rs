@@ -306,20 +306,20 @@ pub struct FormatterConfig {
     #[serde(default)]
     pub hooks: Option<Vec<tidings_guest::Hook>>,
     /// `fresh` (an instance per call) or `warm` (instances kept between calls; needs a module
-    /// with the warm entry points) [default fresh].
+    /// with the warm entry points, or a component) [default: warm for a component that exports
+    /// `format` (the world tidings:formatter/warm), else fresh].
     #[serde(default)]
-    pub instances: InstancesMode,
+    pub instances: Option<InstancesMode>,
     /// Calls a warm instance answers before a fresh one takes its place [default 1000].
     #[serde(default)]
     pub max_calls: Option<u32>,
 }
 
 /// `[[formatter]] instances`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InstancesMode {
     /// A fresh instance per call.
-    #[default]
     Fresh,
     /// Instances kept between calls.
     Warm,
@@ -338,9 +338,22 @@ impl FormatterConfig {
         }
     }
 
-    /// How calls use instances, with `max_calls` filled in.
-    pub fn instances(&self) -> crate::formatter::Instances {
-        match self.instances {
+    /// How calls of `formatter` (loaded from this entry) use instances, with `max_calls` filled
+    /// in. Unset, a component that exports `format` runs warm (it is made to be called again
+    /// and again) and anything else fresh: warm is the operator's choice for a module, and for
+    /// a component that has only `run`, which not every program can answer twice.
+    pub fn instances(
+        &self,
+        formatter: &crate::formatter::Formatter,
+    ) -> crate::formatter::Instances {
+        let mode =
+            self.instances
+                .unwrap_or(if formatter.is_component() && formatter.prefers_warm() {
+                    InstancesMode::Warm
+                } else {
+                    InstancesMode::Fresh
+                });
+        match mode {
             InstancesMode::Fresh => crate::formatter::Instances::Fresh,
             InstancesMode::Warm => crate::formatter::Instances::Warm {
                 max_calls: self

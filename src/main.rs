@@ -668,7 +668,7 @@ fn check(path: &Path) -> Result<ExitCode> {
         };
         let loaded = host
             .load(&entry.name, &module, entry.limits(), entry.grants(base))
-            .and_then(|mut f| f.set_instances(entry.instances()).map(|()| f));
+            .and_then(|mut f| f.set_instances(entry.instances(&f)).map(|()| f));
         let formatter = match loaded {
             Ok(f) => f,
             Err(e) => {

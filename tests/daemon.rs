@@ -953,6 +953,54 @@ fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
 }
 
 #[test]
+fn a_component_that_exports_format_runs_warm_unless_the_config_says_fresh() {
+    // short-javascript is in the world tidings:formatter/warm. Unset, `instances` is warm for
+    // it; the same component with `instances = "fresh"` keeps no instance.
+    let built = std::process::Command::new(support::repo().join("guest-sdk/build.sh"))
+        .arg("javascript")
+        .env("CARGO_TARGET_DIR", support::target_dir())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let wasm = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+    for (instances, warm) in [("", true), ("instances = \"fresh\"\n", false)] {
+        let peer = Arc::new(Peer::default());
+        let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let reporters = format!(
+            "[[formatter]]\nname = \"js\"\nmodule = \"{wasm}\"\n{instances}\n{}",
+            push(
+                "push",
+                &format!("http://{p}/push"),
+                "report_new = false\nmessage_formatter = \"js\""
+            )
+        );
+        let daemon = Daemon::start(&write_config(dir.path(), &reporters));
+        let builds = 5;
+        for n in 1..=builds {
+            daemon.post(&sample(n));
+        }
+        wait_until("every build", Duration::from_secs(60), || {
+            seen_on(&peer, "/push").len() == builds as usize
+        });
+        assert!(
+            seen_on(&peer, "/push")
+                .iter()
+                .all(|b| b.body.to_string().contains("STATUS: Success")),
+            "{:?}",
+            seen_on(&peer, "/push")
+        );
+        let metrics = client::get(&format!("{}/metrics", daemon.addr));
+        let created = "tidings_formatter_warm_instances_total{formatter=\"js\",event=\"created\"}";
+        assert_eq!(metrics.contains(created), warm, "{instances:?}: {metrics}");
+    }
+}
+
+#[test]
 fn four_thousand_builds_of_one_build_request_are_delivered_in_order() {
     // One build request's deliveries go out one at a time, each after the one before it was
     // recorded: the outbox worker, its recorder and the claim of the next head in the queue,

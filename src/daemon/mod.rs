@@ -160,7 +160,7 @@ pub fn load_formatters(
             .load(&f.name, &path, f.limits(), f.grants(base))
             .with_context(|| format!("[[formatter]] {:?} ({})", f.name, path.display()))?;
         loaded
-            .set_instances(f.instances())
+            .set_instances(f.instances(&loaded))
             .with_context(|| format!("[[formatter]] {:?} ({})", f.name, path.display()))?;
         out.insert(f.name.clone(), Arc::new(loaded));
     }
