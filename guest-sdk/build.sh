@@ -12,7 +12,8 @@
 # builds <target>/guests/tidings-h-test.wasm (run it with `tidings run`), Zig runs `zig test`,
 # Go `go vet` and `go test`, Python `python3 -m unittest` (natively); Go also builds the larger
 # example, formatters/html-log-tail-go (<target>/guests/html-log-tail-go.wasm). JavaScript and Python build WASI preview 2 components
-# (componentize-qjs from npm, componentize-py from PyPI).
+# (componentize-qjs from npm, componentize-py from PyPI). Safe to run from several processes at
+# once: builds of one language take turns, and a module appears in <target>/guests whole.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -196,18 +197,34 @@ build_zig() {
   echo "$OUT/short-zig.wasm"
 }
 
+# Builds one language (and app): one build per language at a time (the tests build the same
+# one from several processes at once, and its build directory is shared), into a staging
+# directory whose modules are then renamed into <target>/guests, so that a test reading a module
+# never sees one half written by another test's build.
+build_one() {
+  local lang=$1 final=$OUT printed rc=0
+  shift
+  OUT="$final/.staging-$lang"
+  rm -rf "$OUT"
+  mkdir -p "$OUT"
+  printed=$("build_$lang" "$@") || rc=$?
+  local f
+  for f in "$OUT"/*; do
+    if [[ -e $f ]]; then mv -f "$f" "$final/"; fi
+  done
+  rm -rf "$OUT"
+  OUT=$final
+  if ((rc != 0)); then return "$rc"; fi
+  echo "${printed//$final\/.staging-$lang/$final}"
+}
+
 case "${1:-}" in
-  rust) build_rust ;;
-  c) build_c ;;
-  go) build_go ;;
-  javascript) build_javascript "${2:-}" ;;
-  python) build_python "${2:-}" ;;
-  assemblyscript) build_assemblyscript ;;
-  zig) build_zig ;;
+  rust | c | go | assemblyscript | zig) locked "build-$1" build_one "$1" ;;
+  javascript | python) locked "build-$1" build_one "$1" "${2:-}" ;;
   all)
     failed=()
     for lang in rust c zig go assemblyscript javascript python; do
-      "build_$lang" || failed+=("$lang")
+      locked "build-$lang" build_one "$lang" || failed+=("$lang")
     done
     if ((${#failed[@]})); then
       echo "guest-sdk/build.sh: FAILED: ${failed[*]}" >&2
