@@ -902,6 +902,24 @@ fn a_slow_formatter_holds_up_only_its_own_reporter() {
     );
 }
 
+/// Posts `builds` builds to `daemon` and waits until `peer` got each on `/push`, as `short`
+/// answers it.
+fn short_answers_every_build(daemon: &Daemon, peer: &Peer, builds: i64) {
+    for n in 1..=builds {
+        daemon.post(&sample(n));
+    }
+    wait_until("every build", Duration::from_secs(60), || {
+        seen_on(peer, "/push").len() == builds as usize
+    });
+    assert!(
+        seen_on(peer, "/push")
+            .iter()
+            .all(|b| b.body.to_string().contains("STATUS: Success")),
+        "{:?}",
+        seen_on(peer, "/push")
+    );
+}
+
 #[test]
 fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
     let peer = Arc::new(Peer::default());
@@ -918,19 +936,7 @@ fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
     );
     let daemon = Daemon::start(&write_config(dir.path(), &reporters));
     let builds = 20;
-    for n in 1..=builds {
-        daemon.post(&sample(n));
-    }
-    wait_until("every build", Duration::from_secs(60), || {
-        seen_on(&peer, "/push").len() == builds as usize
-    });
-    assert!(
-        seen_on(&peer, "/push")
-            .iter()
-            .all(|b| b.body.to_string().contains("STATUS: Success")),
-        "{:?}",
-        seen_on(&peer, "/push")
-    );
+    short_answers_every_build(&daemon, &peer, builds);
     // At most one instance per dispatch thread (one per core); every other call reuses one.
     let metrics = client::get(&format!("{}/metrics", daemon.addr));
     let count = |event: &str| -> u64 {
@@ -980,20 +986,7 @@ fn a_component_that_exports_format_runs_warm_unless_the_config_says_fresh() {
             )
         );
         let daemon = Daemon::start(&write_config(dir.path(), &reporters));
-        let builds = 5;
-        for n in 1..=builds {
-            daemon.post(&sample(n));
-        }
-        wait_until("every build", Duration::from_secs(60), || {
-            seen_on(&peer, "/push").len() == builds as usize
-        });
-        assert!(
-            seen_on(&peer, "/push")
-                .iter()
-                .all(|b| b.body.to_string().contains("STATUS: Success")),
-            "{:?}",
-            seen_on(&peer, "/push")
-        );
+        short_answers_every_build(&daemon, &peer, 5);
         let metrics = client::get(&format!("{}/metrics", daemon.addr));
         let created = "tidings_formatter_warm_instances_total{formatter=\"js\",event=\"created\"}";
         assert_eq!(metrics.contains(created), warm, "{instances:?}: {metrics}");

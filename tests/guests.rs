@@ -180,32 +180,7 @@ fn the_zig_short_passes_the_rust_shorts_cases() {
 
 #[test]
 fn a_zig_formatter_runs_warm_and_an_error_costs_only_its_instance() {
-    use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
-    // Built as its author builds it: `tidings new zig`, the app, `tidings build`.
-    let project = project_app(tidings::project::Language::Zig, "fails.zig");
-    let wasm = tidings::project::build(&project.path().join("p")).unwrap();
-    let mut f = support::shared_host()
-        .load("fails", &wasm, Limits::default(), Grants::default())
-        .unwrap();
-    f.set_instances(Instances::Warm { max_calls: 1000 })
-        .unwrap();
-    let request = |sample: &str| {
-        Request::parse(&support::sample(sample), None, &WrapContext::default()).unwrap()
-    };
-    let body =
-        |out: tidings::formatter::HookOutput| out.to_json()["body"].as_str().unwrap().to_owned();
-    let success = request("success-full.json");
-    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-    assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
-    match f.call(&request("failure-full.json")) {
-        Err(FormatterError::Exit {
-            code: 1,
-            stderr_tail,
-        }) => assert!(stderr_tail.contains("BuildFailed"), "{stderr_tail}"),
-        other => panic!("{other:?}"),
-    }
-    // The instance that failed is gone: a new one counts from 1 again.
-    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    let f = warm_app_that_fails_a_failing_build(tidings::project::Language::Zig, "fails.zig");
     let stats = f.warm_stats();
     assert_eq!(
         (stats.created, stats.reused, stats.discarded),
@@ -214,11 +189,16 @@ fn a_zig_formatter_runs_warm_and_an_error_costs_only_its_instance() {
     );
 }
 
-#[test]
-fn a_go_formatter_runs_warm_and_an_error_exit_or_panic_costs_only_its_instance() {
-    use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
-    // Built as its author builds it: `tidings new go`, the app, `tidings build` (a reactor).
-    let project = project_app(tidings::project::Language::Go, "fails.go");
+/// `tests/guests/<lang>/<app>` built as its author builds it (`tidings new`, the app, `tidings
+/// build`) and loaded warm. It answers the success sample twice from one instance (`success
+/// (call N)`), fails the failing one (status 1, `BuildFailed` on stderr), and then answers
+/// from a new instance, which counts from 1 again.
+fn warm_app_that_fails_a_failing_build(
+    lang: tidings::project::Language,
+    app: &str,
+) -> tidings::formatter::Formatter {
+    use tidings::formatter::{FormatterError, Grants, Instances, Limits};
+    let project = project_app(lang, app);
     let wasm = tidings::project::build(&project.path().join("p")).unwrap();
     let mut f = support::shared_host()
         .load("fails", &wasm, Limits::default(), Grants::default())
@@ -226,21 +206,6 @@ fn a_go_formatter_runs_warm_and_an_error_exit_or_panic_costs_only_its_instance()
     assert!(f.prefers_warm());
     f.set_instances(Instances::Warm { max_calls: 1000 })
         .unwrap();
-    let request = |sample: &str, results: Option<i64>| {
-        let mut build: serde_json::Value =
-            serde_json::from_slice(&support::sample(sample)).unwrap();
-        if let Some(r) = results {
-            build["results"] = r.into();
-        }
-        Request::parse(
-            &serde_json::to_vec(&build).unwrap(),
-            None,
-            &WrapContext::default(),
-        )
-        .unwrap()
-    };
-    let body =
-        |out: tidings::formatter::HookOutput| out.to_json()["body"].as_str().unwrap().to_owned();
     let success = request("success-full.json", None);
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
     assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
@@ -251,8 +216,35 @@ fn a_go_formatter_runs_warm_and_an_error_exit_or_panic_costs_only_its_instance()
         }) => assert!(stderr_tail.contains("BuildFailed"), "{stderr_tail}"),
         other => panic!("{other:?}"),
     }
-    // The instance that failed is gone: a new one counts from 1 again.
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    f
+}
+
+/// The messageFormatter request for a sample build, its `results` replaced when given.
+fn request(sample: &str, results: Option<i64>) -> tidings::formatter::Request {
+    let mut build: serde_json::Value = serde_json::from_slice(&support::sample(sample)).unwrap();
+    if let Some(r) = results {
+        build["results"] = r.into();
+    }
+    tidings::formatter::Request::parse(
+        &serde_json::to_vec(&build).unwrap(),
+        None,
+        &tidings::formatter::WrapContext::default(),
+    )
+    .unwrap()
+}
+
+/// The body of a message a call answered.
+fn body(out: tidings::formatter::HookOutput) -> String {
+    out.to_json()["body"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_go_formatter_runs_warm_and_an_error_exit_or_panic_costs_only_its_instance() {
+    use tidings::formatter::FormatterError;
+    // A reactor (`tidings build` passes -buildmode=c-shared).
+    let f = warm_app_that_fails_a_failing_build(tidings::project::Language::Go, "fails.go");
+    let success = request("success-full.json", None);
     match f.call(&request("started-full.json", None)) {
         Err(FormatterError::Exit { code: 3, .. }) => {}
         other => panic!("os.Exit(3): {other:?}"),
@@ -511,7 +503,7 @@ fn text_outside_ascii_crosses_the_javascript_sdk_unchanged() {
 
 #[test]
 fn python_and_javascript_components_answer_warm_and_a_failure_costs_only_its_instance() {
-    use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
+    use tidings::formatter::{FormatterError, Grants, Instances, Limits};
     for lang in ["python", "javascript"] {
         // Every shared case, in order, by one kept instance.
         let cases = support::repo().join(SHORT);
@@ -539,12 +531,7 @@ fn python_and_javascript_components_answer_warm_and_a_failure_costs_only_its_ins
         .unwrap();
     f.set_instances(Instances::Warm { max_calls: 1000 })
         .unwrap();
-    let request = Request::parse(
-        &support::sample("failure-full.json"),
-        None,
-        &WrapContext::default(),
-    )
-    .unwrap();
+    let request = request("failure-full.json", None);
     for _ in 0..2 {
         match f.call(&request) {
             Err(FormatterError::Exit {
@@ -565,28 +552,13 @@ fn python_and_javascript_components_answer_warm_and_a_failure_costs_only_its_ins
 
 #[test]
 fn a_javascript_format_call_that_throws_overflows_or_never_ends_costs_only_its_instance() {
-    use tidings::formatter::{FormatterError, Grants, Instances, Limits, Request, WrapContext};
+    use tidings::formatter::{FormatterError, Grants, Instances, Limits};
     // Exports `format`: the world tidings:formatter/warm, warm by default.
     let wasm = build_app("javascript", "warm.js");
     let mut f = support::shared_host()
         .load("warm", &wasm, Limits::default(), Grants::default())
         .unwrap();
     assert!(f.prefers_warm());
-    let request = |sample: &str, results: Option<i64>| {
-        let mut build: serde_json::Value =
-            serde_json::from_slice(&support::sample(sample)).unwrap();
-        if let Some(r) = results {
-            build["results"] = r.into();
-        }
-        Request::parse(
-            &serde_json::to_vec(&build).unwrap(),
-            None,
-            &WrapContext::default(),
-        )
-        .unwrap()
-    };
-    let body =
-        |out: tidings::formatter::HookOutput| out.to_json()["body"].as_str().unwrap().to_owned();
     let (success, failure) = (
         request("success-full.json", None),
         request("failure-full.json", None),

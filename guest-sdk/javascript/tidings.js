@@ -263,6 +263,16 @@ export function parseRequest(bytes) {
   if (!head || typeof head !== "object" || Array.isArray(head) || bytes[end - 1] !== 0x7d) {
     return JSON.parse(text(0, bytes.length));
   }
+  return withLazyBuild(head, () => JSON.parse(text(at + 9, end - 1)),
+                       () => JSON.parse(text(0, bytes.length)));
+}
+
+/**
+ * `head` with a `build` property that is `build()` when first read (a getter until then), or,
+ * when that throws (`build` was not the last member after all: a host other than tidings), the
+ * build of `whole()`, the whole request, whose other members `head` lacks are added too.
+ */
+function withLazyBuild(head, build, whole) {
   const settle = (value) => {
     Object.defineProperty(head, "build", { value, writable: true, enumerable: true, configurable: true });
     return value;
@@ -271,16 +281,15 @@ export function parseRequest(bytes) {
     enumerable: true,
     configurable: true,
     get() {
-      let build;
+      let value;
       try {
-        build = JSON.parse(text(at + 9, end - 1));
+        value = build();
       } catch (e) {
-        // Not the last member after all (a host other than tidings): take the whole request.
-        const whole = JSON.parse(text(0, bytes.length));
-        for (const key of Object.keys(whole)) if (!(key in head)) head[key] = whole[key];
-        build = whole.build;
+        const all = whole();
+        for (const key of Object.keys(all)) if (!(key in head)) head[key] = all[key];
+        value = all.build;
       }
-      return settle(build);
+      return settle(value);
     },
     set: settle,
   });
@@ -305,27 +314,7 @@ export function parseRequestText(text) {
   if (!head || typeof head !== "object" || Array.isArray(head) || text[end - 1] !== "}") {
     return JSON.parse(text);
   }
-  const settle = (value) => {
-    Object.defineProperty(head, "build", { value, writable: true, enumerable: true, configurable: true });
-    return value;
-  };
-  Object.defineProperty(head, "build", {
-    enumerable: true,
-    configurable: true,
-    get() {
-      let build;
-      try {
-        build = JSON.parse(text.slice(at + 9, end - 1));
-      } catch (e) {
-        const whole = JSON.parse(text);
-        for (const key of Object.keys(whole)) if (!(key in head)) head[key] = whole[key];
-        build = whole.build;
-      }
-      return settle(build);
-    },
-    set: settle,
-  });
-  return head;
+  return withLazyBuild(head, () => JSON.parse(text.slice(at + 9, end - 1)), () => JSON.parse(text));
 }
 
 /** The result of `f` for `request`, as the JSON text a formatter prints. */
