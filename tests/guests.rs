@@ -234,6 +234,21 @@ fn request(sample: &str, results: Option<i64>) -> tidings::formatter::Request {
     .unwrap()
 }
 
+/// Checks that a call ended with exit status `code` and a stderr whose last line ends `last`.
+fn exits_saying(
+    result: Result<tidings::formatter::HookOutput, tidings::formatter::FormatterError>,
+    code: i32,
+    last: &str,
+) {
+    match result {
+        Err(tidings::formatter::FormatterError::Exit {
+            code: c,
+            stderr_tail,
+        }) if c == code => assert!(stderr_tail.trim_end().ends_with(last), "{stderr_tail}"),
+        other => panic!("expected exit status {code}: {other:?}"),
+    }
+}
+
 /// The body of a message a call answered.
 fn body(out: tidings::formatter::HookOutput) -> String {
     out.to_json()["body"].as_str().unwrap().to_owned()
@@ -250,20 +265,11 @@ fn a_go_formatter_runs_warm_and_an_error_exit_or_panic_costs_only_its_instance()
         other => panic!("os.Exit(3): {other:?}"),
     }
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-    match f.call(&request("success-full.json", Some(4))) {
-        Err(FormatterError::Exit {
-            code: 2,
-            stderr_tail,
-        }) => {
-            assert!(
-                stderr_tail
-                    .trim_end()
-                    .ends_with("panic: an exception, and a panic (main.go:32, in main.main.func1)"),
-                "{stderr_tail}"
-            )
-        }
-        other => panic!("a panic: {other:?}"),
-    }
+    exits_saying(
+        f.call(&request("success-full.json", Some(4))),
+        2,
+        "panic: an exception, and a panic (main.go:32, in main.main.func1)",
+    );
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
     let stats = f.warm_stats();
     assert_eq!(
@@ -563,18 +569,7 @@ fn a_javascript_format_call_that_throws_overflows_or_never_ends_costs_only_its_i
         request("success-full.json", None),
         request("failure-full.json", None),
     );
-    let thrown = |r: Result<tidings::formatter::HookOutput, FormatterError>| match r {
-        Err(FormatterError::Exit {
-            code: 1,
-            stderr_tail,
-        }) => assert!(
-            stderr_tail
-                .trim_end()
-                .ends_with("Error: the build failed (warm.js:11:40)"),
-            "{stderr_tail}"
-        ),
-        other => panic!("{other:?}"),
-    };
+    let thrown = |r| exits_saying(r, 1, "Error: the build failed (warm.js:11:40)");
     // Fresh, through `run`: the same answers.
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
     thrown(f.call(&failure));
