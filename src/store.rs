@@ -72,7 +72,7 @@ CREATE TABLE builds (
     event_id     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (master, buildid)
 );
-CREATE INDEX builds_by_builder ON builds (master, builderid, number);
+CREATE INDEX builds_by_builder_event ON builds (master, builderid, number, event_id);
 CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY,
     key             TEXT NOT NULL UNIQUE,
@@ -569,14 +569,19 @@ impl Store {
         }
         if create {
             // What retention's deletes look rows up by (added without a version change: an
-            // older tidings reads a store with them as before).
+            // older tidings reads a store with them as before). `builds_by_builder_event`
+            // replaced `builds_by_builder`: its entries carry `event_id` too, so the history
+            // is pruned and looked up as of an event without reading builds' bodies.
             conn.execute_batch(
                 "CREATE INDEX IF NOT EXISTS outbox_event ON outbox (event_id);
                  CREATE INDEX IF NOT EXISTS outbox_state_at ON outbox (state, next_attempt_at);
                  CREATE INDEX IF NOT EXISTS delivery_log_outbox ON delivery_log (outbox_id);
                  CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
                  CREATE INDEX IF NOT EXISTS outbox_heads
-                     ON outbox (reporter, state, blocked, next_attempt_at);",
+                     ON outbox (reporter, state, blocked, next_attempt_at);
+                 CREATE INDEX IF NOT EXISTS builds_by_builder_event
+                     ON builds (master, builderid, number, event_id);
+                 DROP INDEX IF EXISTS builds_by_builder;",
             )?;
         }
         Ok(conn)

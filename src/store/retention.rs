@@ -16,7 +16,7 @@
 //! deleted, whatever their age: nothing acknowledged is lost to retention.
 
 use super::{Store, StoreError};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use std::sync::atomic::Ordering;
 
 /// Builds kept in the history per builder, newest first.
@@ -35,6 +35,22 @@ pub struct Retention {
 // kept as with none: delivered and dead deliveries by (state, next_attempt_at); events from the
 // lowest id up to the last one both dispatched and received before the cutoff (ids and
 // receive times grow together), skipping only rows still referred to.
+
+/// The statements [`Store::prune`] walks the build history with, builder by builder: the first
+/// builder, the next builder of a master, the first builder of the next master, the number of
+/// the oldest build kept (the [`BUILDS_KEPT`]-th newest counted one), and the delete.
+pub(super) const PRUNE_BUILDS: [&str; 5] = [
+    "SELECT master, builderid FROM builds ORDER BY master, builderid LIMIT 1",
+    "SELECT builderid FROM builds WHERE master = ?1 AND builderid > ?2
+     ORDER BY builderid LIMIT 1",
+    "SELECT master, builderid FROM builds WHERE master > ?1 ORDER BY master, builderid LIMIT 1",
+    "SELECT number FROM builds WHERE master = ?1 AND builderid = ?2 AND event_id <= ?3
+     ORDER BY number DESC LIMIT 1 OFFSET ?4",
+    "DELETE FROM builds WHERE rowid IN (
+         SELECT rowid FROM builds
+         WHERE master = ?1 AND builderid = ?2 AND number < ?3 AND event_id <= ?4
+         LIMIT ?5)",
+];
 
 /// What one [`Store::prune`] call deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,19 +134,7 @@ impl Store {
         }
         let events = doomed.len();
         let events_after = doomed.last().copied().unwrap_or(after);
-        // Only rows that every lane has passed are counted and deleted: a lane that lags looks
-        // up the previous build as of each event it has yet to dispatch, and a row written
-        // after its cursor is one of those (or newer than they are).
-        let builds = tx.execute(
-            "DELETE FROM builds WHERE rowid IN (
-                 SELECT rowid FROM (
-                     SELECT rowid, ROW_NUMBER() OVER (
-                         PARTITION BY master, builderid ORDER BY number DESC) AS newer
-                     FROM builds WHERE event_id <= ?3)
-                 WHERE newer > ?1
-                 LIMIT ?2)",
-            params![super::retention::BUILDS_KEPT, batch as i64, dispatched],
-        )?;
+        let builds = Self::prune_builds(&tx, dispatched, batch)?;
         tx.commit()?;
         drop(conn);
         let pruned = Pruned {
@@ -144,6 +148,60 @@ impl Store {
             *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         Ok(pruned)
+    }
+
+    /// Deletes at most `batch` builds beyond the newest [`BUILDS_KEPT`] of each builder, counting
+    /// and deleting only rows recorded by events that every lane has passed (up to
+    /// `dispatched`): a lane that lags looks up the previous build as of each event it has yet
+    /// to dispatch, and a row written after its cursor is one of those (or newer than they
+    /// are).
+    ///
+    /// Builder by builder, each step a seek in `builds_by_builder_event`, whose entries carry
+    /// `event_id`: no build's body is read. (`event_id` is the row's last column, after the
+    /// body's overflow pages; a single query ranking every row read them all, for every
+    /// batch, which under a burst of builds took most of the daemon's time.)
+    fn prune_builds(
+        tx: &rusqlite::Transaction<'_>,
+        dispatched: i64,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        let [first, next_builder, next_master, oldest_kept, delete] = PRUNE_BUILDS;
+        let mut first = tx.prepare_cached(first)?;
+        let mut next_builder = tx.prepare_cached(next_builder)?;
+        let mut next_master = tx.prepare_cached(next_master)?;
+        let mut oldest_kept = tx.prepare_cached(oldest_kept)?;
+        let mut delete = tx.prepare_cached(delete)?;
+        let pair = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
+        let mut builder: Option<(String, i64)> = first.query_row([], pair).optional()?;
+        let mut deleted = 0;
+        while let Some((master, builderid)) = builder {
+            if deleted >= batch {
+                break;
+            }
+            let cut: Option<i64> = oldest_kept
+                .query_row(
+                    params![master, builderid, dispatched, BUILDS_KEPT - 1],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(cut) = cut {
+                deleted += delete.execute(params![
+                    master,
+                    builderid,
+                    cut,
+                    dispatched,
+                    (batch - deleted) as i64
+                ])?;
+            }
+            builder = match next_builder
+                .query_row(params![master, builderid], |r| r.get(0))
+                .optional()?
+            {
+                Some(b) => Some((master, b)),
+                None => next_master.query_row([&master], pair).optional()?,
+            };
+        }
+        Ok(deleted)
     }
 
     /// Copies the WAL into the database and truncates it (SQLite's `wal_checkpoint(TRUNCATE)`),

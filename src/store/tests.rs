@@ -404,16 +404,27 @@ fn an_unreadable_event_is_kept_and_tried_again() {
     assert_eq!(store.unreadable_count().unwrap(), 0);
 }
 
+/// Version 3's schema: today's without `builds.event_id`, and so with the history's index of
+/// then.
+fn schema_before_build_events() -> String {
+    SCHEMA
+        .replace(",\n    event_id     INTEGER NOT NULL DEFAULT 0", "")
+        .replace(
+            "builds_by_builder_event ON builds (master, builderid, number, event_id)",
+            "builds_by_builder ON builds (master, builderid, number)",
+        )
+}
+
 #[test]
 fn a_version_1_store_is_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
     {
         let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
         // Version 1: today's tables without events.format and without `unreadable`.
-        let v1 = SCHEMA[..SCHEMA.find("CREATE TABLE unreadable").unwrap()]
+        let v3 = schema_before_build_events();
+        let v1 = v3[..v3.find("CREATE TABLE unreadable").unwrap()]
             .replace(",\n    format      TEXT NOT NULL DEFAULT ''", "")
-            .replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "")
-            .replace(",\n    event_id     INTEGER NOT NULL DEFAULT 0", "");
+            .replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "");
         assert!(!v1.contains("blocked"));
         assert!(!v1.contains("format"));
         conn.execute_batch(&v1).unwrap();
@@ -737,9 +748,8 @@ fn a_version_2_store_marks_its_waiting_deliveries_when_upgraded() {
     let dir = tempfile::tempdir().unwrap();
     {
         let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
-        let v2 = SCHEMA
-            .replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "")
-            .replace(",\n    event_id     INTEGER NOT NULL DEFAULT 0", "");
+        let v2 = schema_before_build_events()
+            .replace(",\n    blocked         INTEGER NOT NULL DEFAULT 0", "");
         assert!(!v2.contains("event_id     INTEGER NOT NULL DEFAULT 0"));
         conn.execute_batch(&v2).unwrap();
         conn.execute_batch(
@@ -767,7 +777,7 @@ fn a_version_3_store_keeps_its_build_history_when_upgraded() {
     let dir = tempfile::tempdir().unwrap();
     {
         let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
-        let v3 = SCHEMA.replace(",\n    event_id     INTEGER NOT NULL DEFAULT 0", "");
+        let v3 = schema_before_build_events();
         assert!(!v3.contains("event_id     INTEGER NOT NULL DEFAULT 0"));
         conn.execute_batch(&v3).unwrap();
         conn.execute_batch(
@@ -785,6 +795,20 @@ fn a_version_3_store_keeps_its_build_history_when_upgraded() {
         .previous_build_before("m1", 3, 2, 1)
         .unwrap();
     assert_eq!(prev.map(|b| (b.number, b.event_id)), Some((1, 0)));
+    // The history's index now carries the event.
+    let indexes: Vec<String> = store
+        .conn()
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'builds'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        indexes.contains(&"builds_by_builder_event".to_string())
+            && !indexes.contains(&"builds_by_builder".to_string()),
+        "{indexes:?}"
+    );
 }
 
 #[test]
@@ -819,6 +843,85 @@ fn build_history_a_lagging_lane_still_needs_is_not_pruned() {
     assert_eq!(prev(71, 71), Some(70));
     assert_eq!(prev(22, 22), Some(21));
     assert_eq!(prev(21, 21), None, "build 20 is gone");
+}
+
+#[test]
+fn build_history_is_pruned_builder_by_builder_across_masters_and_batches() {
+    let (_dir, store) = open();
+    let r = Retention {
+        keep_ms: 1000,
+        dead_ms: None,
+    };
+    // Builders of two masters, some with fewer builds than are kept.
+    let builders = [("m1", 3, 55), ("m1", 9, 49), ("m1", 40, 120), ("m2", 3, 51)];
+    let mut id = 0;
+    for (master, builderid, count) in builders {
+        for number in 1..=count {
+            id += 1;
+            let mut b = build(id, number, true, Some(0));
+            (b.master, b.builderid, b.event_id) = (master.into(), builderid, id);
+            store.record_build(&b).unwrap();
+        }
+    }
+    // In batches of 7, which end inside a builder and span two.
+    let mut deleted = 0;
+    loop {
+        let p = store.prune(r, 0, id, 7, 0).unwrap();
+        assert!(p.builds <= 7);
+        if p.builds == 0 {
+            break;
+        }
+        deleted += p.builds;
+    }
+    assert_eq!(deleted, 5 + 70 + 1);
+    for (master, builderid, count) in builders {
+        let kept: Vec<i64> = store
+            .builds_of(master, builderid, 1000)
+            .unwrap()
+            .iter()
+            .map(|b| b.number)
+            .collect();
+        let newest: Vec<i64> = ((count - super::retention::BUILDS_KEPT).max(0) + 1..=count)
+            .rev()
+            .collect();
+        assert_eq!(kept, newest, "{master} builder {builderid}");
+    }
+}
+
+#[test]
+fn pruning_the_build_history_reads_its_index_not_the_builds() {
+    let (_dir, store) = open();
+    let conn = store.conn();
+    let plan = |sql: &str, params: usize| -> Vec<String> {
+        let args: Vec<i64> = vec![0; params];
+        let mut q = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        q.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let [first, next_builder, next_master, oldest_kept, delete] = super::retention::PRUNE_BUILDS;
+    for (sql, params) in [
+        (first, 0),
+        (next_builder, 2),
+        (next_master, 1),
+        (oldest_kept, 4),
+        (delete, 5),
+    ] {
+        let plan = plan(sql, params);
+        assert!(
+            plan.iter().any(|l| l.contains("builds_by_builder_event")),
+            "{sql}: {plan:?}"
+        );
+        for line in &plan {
+            assert!(
+                !line.contains("builds")
+                    || line.contains("COVERING INDEX builds_by_builder_event")
+                    || line.contains("INTEGER PRIMARY KEY"),
+                "{sql} reads rows: {plan:?}"
+            );
+        }
+    }
 }
 
 #[test]
