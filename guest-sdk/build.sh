@@ -151,7 +151,13 @@ build_python() {
   wit=$(wit_dir)
   mkdir -p "$build"
   cp "$app" "$ROOT/guest-sdk/python/tidings.py" "$build/"
-  (cd "$build" && "$venv/bin/componentize-py" -d "$wit" -w formatter componentize "$name" \
+  # An app that defines `WitWorld` (`WitWorld = tidings.warm(f)`) is in the world
+  # tidings:formatter/warm.
+  local world=formatter
+  if grep -Eq '^(WitWorld[[:space:]]*=|class[[:space:]]+WitWorld[^[:alnum:]_])' "$app"; then
+    world=warm
+  fi
+  (cd "$build" && "$venv/bin/componentize-py" -d "$wit" -w "$world" componentize "$name" \
     -o "$OUT/$out.wasm" >&2)
   echo "$OUT/$out.wasm"
 }

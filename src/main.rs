@@ -536,9 +536,15 @@ fn render_repeat(formatter: &Formatter, request: &Request, n: usize) -> Result<E
     times.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let p99 = times[((n * 99) / 100).min(n - 1)];
+    // A warm component is called through `format` when it exports it, else through `run`.
+    let entry = match formatter.instances() {
+        Instances::Warm { .. } if formatter.exports_format() => ", each call to its format",
+        Instances::Warm { .. } if formatter.is_component() => ", each call to its run again",
+        _ => "",
+    };
     eprintln!(
         "per-call: min={:.1} median={:.1} p99={:.1} peak_memory={peak} (µs, {n} calls, {} \
-         instances)",
+         instances{entry})",
         us(times[0]),
         us(times[n / 2]),
         us(p99),

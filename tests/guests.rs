@@ -557,45 +557,62 @@ fn python_and_javascript_components_answer_warm_and_a_failure_costs_only_its_ins
 }
 
 #[test]
-fn a_javascript_format_call_that_throws_overflows_or_never_ends_costs_only_its_instance() {
+fn a_component_format_call_that_throws_overflows_or_never_ends_costs_only_its_instance() {
     use tidings::formatter::{FormatterError, Grants, Instances, Limits};
-    // Exports `format`: the world tidings:formatter/warm, warm by default.
-    let wasm = build_app("javascript", "warm.js");
-    let mut f = support::shared_host()
-        .load("warm", &wasm, Limits::default(), Grants::default())
-        .unwrap();
-    assert!(f.prefers_warm());
-    let (success, failure) = (
-        request("success-full.json", None),
-        request("failure-full.json", None),
-    );
-    let thrown = |r| exits_saying(r, 1, "Error: the build failed (warm.js:11:40)");
-    // Fresh, through `run`: the same answers.
-    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-    thrown(f.call(&failure));
+    for (lang, app, error) in [
+        (
+            "javascript",
+            "warm.js",
+            "Error: the build failed (warm.js:11:40)",
+        ),
+        (
+            "python",
+            "warm.py",
+            "RuntimeError: the build failed (warm.py, line 15, in count)",
+        ),
+    ] {
+        // Exports `format`: the world tidings:formatter/warm, warm by default.
+        let mut f = support::shared_host()
+            .load(
+                "warm",
+                &build_app(lang, app),
+                Limits::default(),
+                Grants::default(),
+            )
+            .unwrap();
+        assert!(f.prefers_warm(), "{lang}");
+        let (success, failure) = (
+            request("success-full.json", None),
+            request("failure-full.json", None),
+        );
+        let thrown = |r| exits_saying(r, 1, error);
+        // Fresh, through `run`: the same answers.
+        assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+        thrown(f.call(&failure));
 
-    f.set_instances(Instances::Warm { max_calls: 1000 })
-        .unwrap();
-    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-    assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
-    thrown(f.call(&failure));
-    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-    match f.call(&request("started-full.json", None)) {
-        Err(FormatterError::OutputTooLarge { .. }) => {}
-        other => panic!("2 MiB of result: {other:?}"),
+        f.set_instances(Instances::Warm { max_calls: 1000 })
+            .unwrap();
+        assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+        assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
+        thrown(f.call(&failure));
+        assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+        match f.call(&request("started-full.json", None)) {
+            Err(FormatterError::OutputTooLarge { .. }) => {}
+            other => panic!("{lang}: 2 MiB of result: {other:?}"),
+        }
+        assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+        match f.call(&request("success-full.json", Some(4))) {
+            Err(FormatterError::Timeout { .. }) => {}
+            other => panic!("{lang}: a call that never ends: {other:?}"),
+        }
+        assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+        let stats = f.warm_stats();
+        assert_eq!(
+            (stats.created, stats.reused, stats.discarded),
+            (4, 4, 3),
+            "{lang}: {stats:?}"
+        );
     }
-    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-    match f.call(&request("success-full.json", Some(4))) {
-        Err(FormatterError::Timeout { .. }) => {}
-        other => panic!("a call that never ends: {other:?}"),
-    }
-    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-    let stats = f.warm_stats();
-    assert_eq!(
-        (stats.created, stats.reused, stats.discarded),
-        (4, 4, 3),
-        "{stats:?}"
-    );
 }
 
 #[test]

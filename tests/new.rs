@@ -136,13 +136,37 @@ fn a_new_assemblyscript_project_passes_its_cases() {
 }
 
 #[test]
-fn a_new_javascript_project_passes_its_cases() {
-    scaffold_passes("javascript");
+fn a_new_javascript_project_passes_its_cases_and_runs_warm_through_format() {
+    runs_warm_through_format(scaffold_passes("javascript").1);
 }
 
 #[test]
-fn a_new_python_project_passes_its_cases() {
-    scaffold_passes("python");
+fn a_new_python_project_passes_its_cases_and_runs_warm_through_format() {
+    runs_warm_through_format(scaffold_passes("python").1);
+}
+
+/// The built component exports `format` (the world tidings:formatter/warm), and `render`
+/// calls it warm when not told otherwise.
+fn runs_warm_through_format(dir: PathBuf) {
+    let out = tidings(
+        &[
+            "render",
+            "--formatter",
+            "build/my-formatter.wasm",
+            "--input",
+            "tests/failure.input.json",
+            "--repeat",
+            "3",
+        ],
+        &dir,
+        &[],
+    );
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("3 calls, warm instances, each call to its format)"),
+        "{report}"
+    );
 }
 
 #[test]

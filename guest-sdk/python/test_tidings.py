@@ -1,9 +1,12 @@
 """Native tests of the Python SDK (`python3 -m unittest` in this directory; guest-sdk/build.sh
-python runs them): the lazily decoded request."""
+python runs them): the lazily decoded request, and the warm `format` export."""
 import copy
 import json
+import sys
+import types
 import unittest
 
+import tidings
 from tidings import Request
 
 # As the host writes it: abi and hook first, build last.
@@ -73,6 +76,50 @@ class LazyRequest(unittest.TestCase):
                 with self.assertRaises(ValueError):
                     r = Request(raw)
                     r["build"]
+
+
+class Err(Exception):
+    """componentize-py's `Err` (componentize_py_types), which exists only inside a component."""
+
+    def __init__(self, value):
+        super().__init__(value)
+        self.value = value
+
+
+class WarmFormat(unittest.TestCase):
+    def setUp(self):
+        sys.modules["componentize_py_types"] = types.SimpleNamespace(Err=Err)
+        self.addCleanup(sys.modules.pop, "componentize_py_types")
+
+    def format(self, f, raw):
+        return tidings.warm(f)().format(raw.decode())
+
+    def test_the_result_is_what_a_fresh_call_prints(self):
+        out = self.format(lambda req: tidings.plain("STATUS: " + req["results_text"]), RAW)
+        self.assertEqual(out, '{"body": "STATUS: failure", "type": "plain"}\n')
+        self.assertEqual(self.format(lambda req: None, RAW), "null\n")
+
+    def test_an_exception_is_the_error_with_its_traceback_and_where_it_was_raised(self):
+        def link(req):
+            return req["build"]["buildUrl"]
+
+        with self.assertRaises(Err) as e:
+            self.format(link, RAW)
+        self.assertTrue(e.exception.value.startswith("Traceback (most recent call last):\n"))
+        self.assertTrue(e.exception.value.endswith(
+            "KeyError: 'buildUrl' (test_tidings.py, line %d, in link)\n"
+            % (link.__code__.co_firstlineno + 1)), e.exception.value)
+
+    def test_another_hook_or_malformed_json_is_an_error_of_one_sentence(self):
+        other = RAW.replace(b'"messageFormatter"', b'"reviewCB"')
+        for raw, said in (
+            (other, "this formatter serves messageFormatter (ABI 1), not 'reviewCB'\n"),
+            (b"{not json", "the request is not JSON: "),
+        ):
+            with self.subTest(raw):
+                with self.assertRaises(Err) as e:
+                    self.format(lambda req: tidings.plain("x"), raw)
+                self.assertTrue(e.exception.value.startswith(said), e.exception.value)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,28 @@ calls your function and writes its result::
     import tidings
     from wit_world import exports
 
+    def short(req):
+        return tidings.plain("STATUS: " + req["results_text"].title())
+
     class Run(exports.Run):
         def run(self) -> None:
-            tidings.message_formatter(
-                lambda req: tidings.plain("STATUS: " + req["results_text"].title()))
+            tidings.message_formatter(short)
+
+    WitWorld = tidings.warm(short)  # optional: a fast warm instance (tidings:formatter/warm)
 
 Return None to send nothing; raise to fail the call: the traceback goes to stderr (tidings logs
 it under the formatter's name, and its end, with the last frame's file and line, is in the
 call's error), and the exit status is 1.
+
+`Run` answers a fresh call (the request on stdin). `WitWorld`, when the app defines it, puts the
+component in the world tidings:formatter/warm (guest-sdk/build.sh and `tidings build` look for
+it) and answers warm calls: the request is `format`'s argument and the result its return value,
+with no stdin or stdout in between.
 """
 import json
 import sys
 import traceback
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 Message = dict
 
@@ -165,23 +174,48 @@ def log_tail(log: dict, lines: int = 20) -> str:
 
 def message_formatter(f: Callable[[Request], Optional[Message]]) -> None:
     """Runs `f` as the messageFormatter hook: reads the request, writes f's result."""
-    try:
-        request = Request(sys.stdin.buffer.read())
-    except Exception as e:
-        sys.stderr.write(f"the request on stdin is not JSON: {e}\n")
+    failed, out = _answer(f, sys.stdin.buffer.read())
+    if failed:
+        sys.stderr.write(out)
+        sys.stderr.flush()
         sys.exit(1)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+
+
+def warm(f: Callable[[Request], Optional[Message]]) -> type:
+    """The world tidings:formatter/warm's export for the messageFormatter function `f`: define
+    it in the app as `WitWorld = tidings.warm(f)`, beside `Run`. tidings then keeps an instance
+    and calls its `format` with each request: what a fresh call would print is the return
+    value, and what it would say on stderr (status 1) is the error, which also ends the
+    instance. `f` is the function `Run` passes to `message_formatter`, unchanged."""
+
+    class WitWorld:
+        def format(self, request: str) -> str:
+            failed, out = _answer(f, request.encode())
+            if failed:
+                from componentize_py_types import Err  # only inside the component
+                raise Err(out)
+            return out
+
+    return WitWorld
+
+
+def _answer(f: Callable[[Request], Optional[Message]], raw: bytes) -> Tuple[bool, str]:
+    """f's result for the request `raw` as the line a formatter prints (False, line), or what
+    the call says on stderr when it fails (True, text)."""
+    try:
+        request = Request(raw)
+    except Exception as e:
+        return True, f"the request is not JSON: {e}\n"
     if request.get("abi") != 1 or request.get("hook") != "messageFormatter":
         # The config calls this formatter for a hook it does not serve: one sentence.
-        sys.stderr.write(
+        return True, (
             f"this formatter serves messageFormatter (ABI 1), not {request.get('hook')!r}\n")
-        sys.exit(1)
     try:
-        out = json.dumps(f(request))
+        return False, json.dumps(f(request)) + "\n"
     except Exception as e:  # any failure of the formatter is the call's failure
-        _report(e)
-        sys.exit(1)
-    sys.stdout.write(out + "\n")
-    sys.stdout.flush()
+        return True, _traceback(e)
 
 
 def _excepthook(kind, e: BaseException, tb) -> None:
@@ -196,8 +230,14 @@ sys.excepthook = _excepthook
 
 
 def _report(e: BaseException) -> None:
-    """Writes `e`'s traceback on stderr, without this module's own frames, ending with the
-    exception and where it was raised: `KeyError: 'buildUrl' (app.py, line 12, in format)`."""
+    """Writes `e`'s traceback on stderr, as `_traceback` gives it."""
+    sys.stderr.write(_traceback(e))
+    sys.stderr.flush()
+
+
+def _traceback(e: BaseException) -> str:
+    """`e`'s traceback, without this module's own frames, ending with the exception and where
+    it was raised: `KeyError: 'buildUrl' (app.py, line 12, in format)`."""
     frames = [f for f in traceback.extract_tb(e.__traceback__)
               if not f.filename.endswith("tidings.py")] or traceback.extract_tb(e.__traceback__)
     out = ["Traceback (most recent call last):\n"] + traceback.format_list(frames)
@@ -205,5 +245,4 @@ def _report(e: BaseException) -> None:
     if frames:
         f = frames[-1]
         last += f" ({f.filename.rsplit('/', 1)[-1]}, line {f.lineno}, in {f.name})"
-    sys.stderr.write("".join(out) + last + "\n")
-    sys.stderr.flush()
+    return "".join(out) + last + "\n"

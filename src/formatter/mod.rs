@@ -447,6 +447,12 @@ impl Formatter {
         self.warm_capable && (matches!(self.pre, Program::Module(_)) || self.component_format)
     }
 
+    /// True for a component that exports `format` (the world `tidings:formatter/warm`): its
+    /// warm calls go to `format`, those of other components to `run` again.
+    pub fn exports_format(&self) -> bool {
+        self.component_format
+    }
+
     /// True for a WASI preview 2 component.
     pub fn is_component(&self) -> bool {
         matches!(self.pre, Program::Component(_))

@@ -589,16 +589,43 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
             let venv = venv(COMPONENTIZE_PY).map_err(&fail)?;
             let wit = out_dir.join("wit");
             write_wit(&wit)?;
+            // An app that defines `WitWorld` is in the world tidings:formatter/warm.
+            let source =
+                std::fs::read_to_string(dir.join(Language::Python.source())).unwrap_or_default();
+            let world = if defines_python_name(&source, "WitWorld") {
+                "warm"
+            } else {
+                "formatter"
+            };
             let mut cmd = Command::new(venv.join("bin/componentize-py"));
             cmd.current_dir(dir)
                 .arg("-d")
                 .arg(&wit)
-                .args(["-w", "formatter", "componentize", "app", "-o"])
+                .args(["-w", world, "componentize", "app", "-o"])
                 .arg(&out);
             run(&mut cmd, Language::Python).map_err(fail)?;
         }
     }
     Ok(out)
+}
+
+/// True when the Python module `source` binds `name` at its top level: `name = …` or
+/// `class name` at the start of a line (what guest-sdk/build.sh looks for too).
+fn defines_python_name(source: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    source.lines().any(|line| {
+        let assigned = line
+            .strip_prefix(name)
+            .map(str::trim_start)
+            .is_some_and(|r| r.starts_with('=') && !r.starts_with("=="));
+        let class = line
+            .strip_prefix("class")
+            .filter(|r| r.starts_with(char::is_whitespace))
+            .map(str::trim_start)
+            .and_then(|r| r.strip_prefix(name))
+            .is_some_and(|r| !r.starts_with(ident));
+        assigned || class
+    })
 }
 
 /// True when the ES module `source` exports `name` as a declaration: `export const name`,
@@ -787,6 +814,28 @@ fn venv((name, package): (&str, &str)) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_python_witworld_is_told_from_other_names() {
+        for yes in [
+            "WitWorld = tidings.warm(short)",
+            "x = 1\nWitWorld=tidings.warm(f)\n",
+            "class WitWorld:\n    def format(self, request): ...",
+            "class  WitWorld(wit_world.WitWorld):",
+        ] {
+            assert!(defines_python_name(yes, "WitWorld"), "{yes}");
+        }
+        for no in [
+            "class Run(exports.Run):",
+            "    WitWorld = tidings.warm(short)",
+            "# WitWorld = tidings.warm(short)",
+            "WitWorlds = 1",
+            "class WitWorlds:",
+            "WitWorld == 1",
+        ] {
+            assert!(!defines_python_name(no, "WitWorld"), "{no}");
+        }
+    }
 
     #[test]
     fn a_javascript_format_export_is_told_from_other_names() {
