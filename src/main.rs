@@ -708,7 +708,8 @@ fn check(path: &Path) -> Result<ExitCode> {
                         reason: format!(
                             "cannot run warm: its second call by the same instance failed ({}: \
                          {e}); a component whose run cannot be called twice (a Rust \
-                         wasm32-wasip2 program, say) must run with instances = \"fresh\"",
+                         wasm32-wasip2 program without the SDK, say) must run with instances = \
+                         \"fresh\"",
                             e.kind()
                         ),
                     }

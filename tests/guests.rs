@@ -122,9 +122,11 @@ fn the_go_short_and_html_log_tail_pass_the_rust_formatters_cases() {
 
 #[test]
 fn a_component_runs_the_same_cases_and_its_compilation_is_cached() {
-    // The Rust `short` built for wasm32-wasip2 is a wasi:cli/command component.
+    // The Rust `short` built for wasm32-wasip2 is a wasi:cli/command component that also
+    // exports `format` (the SDK's `main!`): every case fresh, then in one warm instance.
     let wasm = support::component("short");
-    passes(&wasm, SHORT, 5);
+    let stdout = passes(&wasm, SHORT, 5);
+    assert_eq!(stdout.matches(" (fresh and warm)").count(), 5, "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();
     let host = |_| {
@@ -159,8 +161,10 @@ fn the_javascript_short_component_passes_the_rust_shorts_cases() {
 
 #[test]
 fn the_python_short_component_passes_the_rust_shorts_cases() {
-    // componentize-py (PyPI) builds a WASI preview 2 component with CPython inside.
-    passes(&build("python"), SHORT, 5);
+    // componentize-py (PyPI) builds a WASI preview 2 component with CPython inside; it
+    // defines `WitWorld` (the world tidings:formatter/warm): every case fresh, then warm.
+    let stdout = passes(&build("python"), SHORT, 5);
+    assert_eq!(stdout.matches(" (fresh and warm)").count(), 5, "{stdout}");
 }
 
 #[test]
@@ -559,26 +563,27 @@ fn python_and_javascript_components_answer_warm_and_a_failure_costs_only_its_ins
 #[test]
 fn a_component_format_call_that_throws_overflows_or_never_ends_costs_only_its_instance() {
     use tidings::formatter::{FormatterError, Grants, Instances, Limits};
-    for (lang, app, error) in [
+    for (lang, wasm, error) in [
         (
             "javascript",
-            "warm.js",
+            build_app("javascript", "warm.js"),
             "Error: the build failed (warm.js:11:40)",
         ),
         (
             "python",
-            "warm.py",
+            build_app("python", "warm.py"),
             "RuntimeError: the build failed (warm.py, line 15, in count)",
+        ),
+        // The Rust SDK built for wasm32-wasip2.
+        (
+            "rust",
+            support::component("warm"),
+            "tidings-guest: the build failed",
         ),
     ] {
         // Exports `format`: the world tidings:formatter/warm, warm by default.
         let mut f = support::shared_host()
-            .load(
-                "warm",
-                &build_app(lang, app),
-                Limits::default(),
-                Grants::default(),
-            )
+            .load("warm", &wasm, Limits::default(), Grants::default())
             .unwrap();
         assert!(f.prefers_warm(), "{lang}");
         let (success, failure) = (
@@ -616,15 +621,50 @@ fn a_component_format_call_that_throws_overflows_or_never_ends_costs_only_its_in
 }
 
 #[test]
+fn a_rust_component_that_panics_in_format_traps_with_the_panic_and_costs_only_its_instance() {
+    use tidings::formatter::{FormatterError, Grants, Instances, Limits};
+    let mut f = support::shared_host()
+        .load(
+            "warm",
+            &support::component("warm"),
+            Limits::default(),
+            Grants::default(),
+        )
+        .unwrap();
+    assert!(f.prefers_warm());
+    f.set_instances(Instances::Warm { max_calls: 1000 })
+        .unwrap();
+    let success = request("success-full.json", None);
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
+    match f.call(&request("success-full.json", Some(3))) {
+        Err(FormatterError::Trap { stderr_tail, .. }) => assert!(
+            stderr_tail.contains("panicked at src/bin/warm.rs")
+                && stderr_tail.contains("a skipped build"),
+            "{stderr_tail}"
+        ),
+        other => panic!("a panic: {other:?}"),
+    }
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    let stats = f.warm_stats();
+    assert_eq!(
+        (stats.created, stats.reused, stats.discarded),
+        (2, 2, 1),
+        "{stats:?}"
+    );
+}
+
+#[test]
 fn a_component_whose_run_cannot_be_called_twice_is_refused_warm_by_check() {
-    // A Rust wasm32-wasip2 program traps when its `run` is called a second time.
+    // A Rust wasm32-wasip2 program without the SDK (no `format` export) traps when its `run`
+    // is called a second time.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("tidings.toml"),
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n\
              [[formatter]]\nname = \"rust-component\"\nmodule = \"{}\"\ninstances = \"warm\"\n",
-            support::component("short").display()
+            support::component("once").display()
         ),
     )
     .unwrap();

@@ -306,11 +306,11 @@ impl Host {
                 .is_some(),
         };
         tracing::debug!(formatter = name, ?origin, elapsed = ?started.elapsed(), "loaded formatter module");
-        // A component runs warm by having its `run` called once per request on a kept instance,
-        // with the request refilled on its stdin. The Python and JavaScript SDKs' components
-        // answer every call that way; a program whose `run` cannot be called twice (a Rust
-        // wasm32-wasip2 command) traps on its second, so for components warm is the
-        // operator's choice, never the default, and `check` tries two calls.
+        // A component without `format` runs warm by having its `run` called once per request
+        // on a kept instance, with the request refilled on its stdin. A program whose `run`
+        // cannot be called twice (a Rust wasm32-wasip2 command without the SDK) traps on its
+        // second, so for such components warm is the operator's choice, never the default,
+        // and `check` tries two calls.
         let warm_capable = match &pre {
             Program::Module(pre) => sandbox::supports_warm(pre.module()) && !go_command,
             Program::Component(_) => true,

@@ -195,6 +195,10 @@ fn sdk(lang: Language) -> Vec<(&'static str, String)> {
                 "tidings-guest/src/text.rs",
                 include_str!("../../guest-sdk/rust/src/text.rs").into(),
             ),
+            (
+                "tidings-guest/src/component.rs",
+                include_str!("../../guest-sdk/rust/src/component.rs").into(),
+            ),
         ],
         Language::C => vec![(
             "tidings.h",

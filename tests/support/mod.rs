@@ -88,7 +88,7 @@ fn build_guests() -> PathBuf {
 }
 
 /// WASI preview 2 components (`wasm32-wasip2`), built on first use: `short` (the formatter)
-/// and the hostile programs of `tests/guests/hostile` (`spin`, `bomb`, `sleeper`).
+/// and the programs of `tests/guests/hostile` (`spin`, `bomb`, `sleeper`, `once`, `warm`).
 pub fn component(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
@@ -132,7 +132,7 @@ fn build_components() -> PathBuf {
             "building {manifest} for wasm32-wasip2 failed"
         );
     }
-    for name in ["short", "spin", "bomb", "sleeper"] {
+    for name in ["short", "spin", "bomb", "sleeper", "once", "warm"] {
         let from = dir.join(format!("wasm32-wasip2/release/{name}.wasm"));
         std::fs::copy(&from, out.join(format!("{name}.component.wasm")))
             .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));

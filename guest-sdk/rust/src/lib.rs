@@ -23,9 +23,16 @@
 //!
 //! The same crate builds natively, so a formatter's logic has ordinary `cargo test` unit tests,
 //! and the binary runs as `./my-formatter messageFormatter < request.json`.
+//!
+//! [`main!`] also exports the warm entry points: a module ([`warm`]) keeps its instance for
+//! many calls (`instances = "warm"`). Built for `wasm32-wasip2` the formatter is a component,
+//! and its warm entry point is the component's `format` export ([`component`], only on that
+//! target).
 
 pub mod abi;
 pub mod build;
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+pub mod component;
 pub mod text;
 
 pub use abi::{
@@ -300,6 +307,10 @@ pub mod warm {
 /// Hook keys: `message_formatter`, `review_cb`, `start_cb`, `summary_cb`,
 /// `message_formatter_missing_worker`. A hook not listed
 /// fails with "this formatter does not implement the … hook".
+///
+/// Besides `main` it exports the warm entry points, which answer every call as `main` does:
+/// `tidings_alloc_v1` and `tidings_format_v1` in a module ([`warm`]), the `format` export of
+/// the world `tidings:formatter/warm` in a `wasm32-wasip2` component.
 #[macro_export]
 macro_rules! main {
     ($($hook:ident = $f:path),+ $(,)?) => {
@@ -329,6 +340,21 @@ macro_rules! main {
             // SAFETY: the host passes back what `tidings_alloc_v1` returned, with its length.
             unsafe { $crate::warm::call(ptr, len, __tidings_dispatch) }
         }
+
+        // Built for wasm32-wasip2: the component's `format` export (see
+        // `tidings_guest::component`).
+        #[cfg(all(target_os = "wasi", target_env = "p2"))]
+        const _: () = {
+            struct Format;
+            impl $crate::component::Guest for Format {
+                fn format(
+                    request: ::std::string::String,
+                ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                    $crate::component::answer(request, __tidings_dispatch)
+                }
+            }
+            $crate::component::export_format!(Format with_types_in $crate::component);
+        };
     };
 }
 
