@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::reporters::{Formatted, HookCall, Output, PrevBuild, RenderInput, Reporter};
 use crate::store::{BuildRecord, NewDelivery, Snapshot, Store, StoreError, StoredEvent};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -304,6 +304,75 @@ pub struct Dispatcher {
     pub breakers: Breakers,
     /// Threads that call formatters at once (for different events); 0 means one per core.
     pub workers: usize,
+    /// The events the history step has just read, handed to the lanes, which read the same
+    /// events next.
+    pub read: ReadEvents,
+}
+
+/// Events read by the history step, kept for the lanes: an event is parsed once, not once
+/// more per reporter. Each one is dropped when every lane has taken it, or, when a lane lags
+/// (a slow formatter), once [`READ_ROOM`] newer events are kept. Only a cache: a lane that
+/// does not find an event here (after a restart, or lagging) reads it from the store, and the
+/// same body reads the same.
+#[derive(Default)]
+pub struct ReadEvents(std::sync::Mutex<BTreeMap<i64, (Arc<ReadEvent>, usize)>>);
+
+/// Events [`ReadEvents`] keeps at most: two batches.
+const READ_ROOM: usize = 2 * BATCH;
+
+/// A stored event, read.
+struct ReadEvent {
+    event: Event,
+    /// A build event's build as JSON (the dict as received, when the body was one).
+    document: Option<String>,
+}
+
+impl ReadEvent {
+    /// Reads a stored event's body.
+    fn of(ev: &StoredEvent) -> Result<ReadEvent, String> {
+        let (event, raw) = Event::from_stored(&ev.body, ev.format)?;
+        let document = match &event.subject {
+            Subject::Build(b) => Some(build_document(ev, b, raw)),
+            _ => None,
+        };
+        Ok(ReadEvent { event, document })
+    }
+}
+
+impl ReadEvents {
+    /// Keeps `read` for `lanes` lanes to take.
+    fn keep(&self, id: i64, read: ReadEvent, lanes: usize) {
+        if lanes == 0 {
+            return;
+        }
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(id, (Arc::new(read), lanes));
+        while map.len() > READ_ROOM {
+            map.pop_first();
+        }
+    }
+
+    /// Event `id` as read, for one lane, if it is kept.
+    fn take(&self, id: i64) -> Option<Arc<ReadEvent>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (read, left) = map.get_mut(&id)?;
+        let read = read.clone();
+        *left -= 1;
+        if *left == 0 {
+            map.remove(&id);
+        }
+        Some(read)
+    }
+
+    /// How many events are kept.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Failures in a row after which a formatter is short-circuited.
@@ -374,11 +443,7 @@ struct About<'a> {
 /// An event read, with the previous build of each build it reports looked up: all that
 /// calling its formatters needs, so events can be rendered in parallel.
 struct Prepared {
-    event: Event,
-    /// Whether the event's body is the build dict itself.
-    raw: bool,
-    /// A build event's build as JSON (the dict as received, when the body was one).
-    document: Option<String>,
+    read: Arc<ReadEvent>,
     /// The previous builds: one for a build event, one per build for a buildset, none
     /// otherwise.
     prevs: Vec<Option<BuildRecord>>,
@@ -578,9 +643,13 @@ impl Dispatcher {
         };
         let mut builds = Vec::new();
         let mut unreadable = Vec::new();
+        let mut read = Vec::with_capacity(events.len());
         for ev in &events {
-            match Event::from_stored(&ev.body, ev.format) {
-                Ok((event, raw)) => builds.extend(build_record(ev, &event, raw)),
+            match ReadEvent::of(ev) {
+                Ok(r) => {
+                    builds.extend(build_record(ev, &r));
+                    read.push((ev.id, r));
+                }
                 Err(reason) => {
                     tracing::error!(event = ev.id, key = %ev.key, %reason, "a stored event cannot be read; kept as unreadable (tidings outbox unreadable), tried again at the next start");
                     self.metrics.unreadable_event();
@@ -592,6 +661,9 @@ impl Dispatcher {
             unreadable.iter().map(|(id, r)| (*id, r.as_str())).collect();
         self.store
             .enqueue_and_advance(&builds, &[], &unreadable, now_ms(), CURSOR, last)?;
+        for (id, r) in read {
+            self.read.keep(id, r, self.routes.len());
+        }
         Ok(events.len())
     }
 
@@ -622,7 +694,7 @@ impl Dispatcher {
         };
         let mut prepared = Vec::with_capacity(events.len());
         for ev in &events {
-            if let Ok(p) = self.prepare(ev, &snapshot)? {
+            if let Ok(p) = self.prepare(ev, self.read.take(ev.id), &snapshot)? {
                 prepared.push((ev, p));
             }
         }
@@ -698,11 +770,11 @@ impl Dispatcher {
     pub fn retry_unreadable(&self) -> Result<usize, StoreError> {
         let mut done = 0;
         for (ev, _) in self.store.unreadable()? {
-            let prepared = self.prepare(&ev, &self.store.snapshot()?)?;
+            let prepared = self.prepare(&ev, None, &self.store.snapshot()?)?;
             let Ok(prepared) = prepared else {
                 continue;
             };
-            let builds = build_record(&ev, &prepared.event, prepared.raw);
+            let builds = build_record(&ev, &prepared.read);
             let mut pending = Vec::new();
             for lane in 0..self.routes.len() {
                 let passed = self.store.cursor(&lane_cursor(self.lane_name(lane)))?;
@@ -733,7 +805,7 @@ impl Dispatcher {
     /// calls them; previous builds are those of the history as it stood at `ev`. `Err(reason)`
     /// inside when the event cannot be read.
     pub fn plan(&self, ev: &StoredEvent) -> Result<Result<Vec<Decision>, String>, StoreError> {
-        let prepared = match self.prepare(ev, &self.store.snapshot()?)? {
+        let prepared = match self.prepare(ev, None, &self.store.snapshot()?)? {
             Ok(p) => p,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -745,18 +817,23 @@ impl Dispatcher {
         Ok(Ok(pass.decisions.unwrap_or_default()))
     }
 
-    /// Reads `ev` and looks up the previous build of each build it reports, as the history
-    /// stood at `ev`. `Err(reason)` inside when the event cannot be read.
+    /// Reads `ev` (unless the history step's reading of it is given) and looks up the
+    /// previous build of each build it reports, as the history stood at `ev`. `Err(reason)`
+    /// inside when the event cannot be read.
     fn prepare(
         &self,
         ev: &StoredEvent,
+        read: Option<Arc<ReadEvent>>,
         snapshot: &Snapshot<'_>,
     ) -> Result<Result<Prepared, String>, StoreError> {
-        let (event, raw) = match Event::from_stored(&ev.body, ev.format) {
-            Ok(e) => e,
-            Err(reason) => return Ok(Err(reason)),
+        let read = match read {
+            Some(r) => r,
+            None => match ReadEvent::of(ev) {
+                Ok(r) => Arc::new(r),
+                Err(reason) => return Ok(Err(reason)),
+            },
         };
-        let mut document = None;
+        let event = &read.event;
         let mut prevs = Vec::new();
         match &event.subject {
             Subject::Build(b) => {
@@ -768,7 +845,6 @@ impl Dispatcher {
                         _ => None,
                     });
                 }
-                document = Some(build_document(ev, b, raw));
             }
             Subject::Buildset { builds, .. } => {
                 for b in builds {
@@ -782,12 +858,7 @@ impl Dispatcher {
             }
             Subject::Worker(_) => {}
         }
-        Ok(Ok(Prepared {
-            event,
-            raw,
-            document,
-            prevs,
-        }))
+        Ok(Ok(Prepared { read, prevs }))
     }
 
     /// Logs repeats and wakes the workers of the reporters that got deliveries.
@@ -809,11 +880,11 @@ impl Dispatcher {
 
     /// The deliveries for one prepared event.
     fn deliveries_for(&self, ev: &StoredEvent, p: &Prepared, pass: &mut Pass) -> Vec<Pending> {
-        let event = &p.event;
+        let event = &p.read.event;
         let mut out = Vec::new();
         match &event.subject {
             Subject::Build(b) => {
-                let document = p.document.as_deref().unwrap_or_default();
+                let document = p.read.document.as_deref().unwrap_or_default();
                 match event.kind {
                     EventKind::BuildStarted | EventKind::BuildFinished => {
                         let prev = p.prevs.first().and_then(Option::as_ref);
@@ -1486,7 +1557,8 @@ fn build_document(ev: &StoredEvent, b: &Build, raw: bool) -> String {
 
 /// The build history's row for a `build_started` / `build_finished` event's build (none for
 /// other events, or a build without ids).
-fn build_record(ev: &StoredEvent, event: &Event, raw: bool) -> Option<BuildRecord> {
+fn build_record(ev: &StoredEvent, read: &ReadEvent) -> Option<BuildRecord> {
+    let event = &read.event;
     let Subject::Build(b) = &event.subject else {
         return None;
     };
@@ -1503,7 +1575,7 @@ fn build_record(ev: &StoredEvent, event: &Event, raw: bool) -> Option<BuildRecor
         number: b.number?,
         complete: b.complete,
         results: b.results,
-        body: build_document(ev, b, raw),
+        body: read.document.clone()?,
         event_id: ev.id,
     })
 }
@@ -1618,6 +1690,43 @@ fn explain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A build event as the history step reads it.
+    fn read(id: i64) -> ReadEvent {
+        let body = include_str!("../tests/data/buildbot/failure-full.json");
+        ReadEvent::of(&StoredEvent {
+            id,
+            key: format!("k{id}"),
+            kind: "build_finished".into(),
+            source: "test".into(),
+            body: body.into(),
+            format: Some(crate::event::BodyFormat::Build),
+            received_at: 0,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_read_event_is_kept_until_every_lane_took_it_and_a_lagging_lane_costs_only_room() {
+        let kept = ReadEvents::default();
+        kept.keep(1, read(1), 2);
+        let first = kept.take(1).expect("kept for two lanes");
+        assert_eq!(first.document.as_deref(), read(1).document.as_deref());
+        assert!(kept.take(1).is_some(), "the second lane's");
+        assert!(kept.take(1).is_none(), "gone when both took it");
+        assert!(kept.is_empty());
+        // No lanes: nothing to keep it for.
+        kept.keep(2, read(2), 0);
+        assert!(kept.is_empty());
+        // A lane that never takes its events: the oldest go, the room is never exceeded, and
+        // what went is read from the store again.
+        for id in 10..10 + READ_ROOM as i64 + 5 {
+            kept.keep(id, read(id), 2);
+        }
+        assert_eq!(kept.len(), READ_ROOM);
+        assert!(kept.take(10).is_none() && kept.take(14).is_none());
+        assert!(kept.take(15).is_some());
+    }
     use crate::config::Config;
     use crate::store::{BuildRecord, Durability, Store};
     use serde_json::Value;

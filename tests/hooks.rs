@@ -123,6 +123,7 @@ fn dispatcher(
         history: None,
         breakers: Default::default(),
         workers: 0,
+        read: Default::default(),
     }
 }
 
@@ -399,7 +400,10 @@ fn each_reporter_has_its_own_lane_and_sees_the_history_as_of_each_event() {
     d.open_lanes().unwrap();
     // The history step records every build first; then lane a goes, and b has not started.
     assert_eq!(d.record_pending().unwrap(), 6);
+    // The events the history step read are kept for the lanes, until both have taken them.
+    assert_eq!(d.read.len(), 6);
     assert_eq!(d.dispatch_lane(0).unwrap(), 6);
+    assert_eq!(d.read.len(), 6, "lane b has not taken them");
     assert_eq!(
         (
             cursor("dispatch"),
@@ -427,6 +431,7 @@ fn each_reporter_has_its_own_lane_and_sees_the_history_as_of_each_event() {
     // Lane b, going after the whole history was written, decides as lane a did.
     assert_eq!(d.dispatch_lane(1).unwrap(), 6);
     assert_eq!(d.dispatch_lane(1).unwrap(), 0, "caught up");
+    assert!(d.read.is_empty(), "every lane took them");
     assert_eq!(tidings::dispatch::dispatched(&store).unwrap(), 6);
     let all = outbox(&store);
     let of = |name: &str| -> Vec<(i64, String)> {
@@ -451,6 +456,7 @@ fn each_reporter_has_its_own_lane_and_sees_the_history_as_of_each_event() {
     );
     let d = lanes(&store, &gerrit, &["a", "c"]);
     d.open_lanes().unwrap();
+    assert!(d.read.is_empty(), "a new dispatcher reads from the store");
     assert_eq!(
         store.cursors_under("dispatch").unwrap(),
         [

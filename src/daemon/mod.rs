@@ -225,6 +225,7 @@ pub fn planner(
         history,
         breakers: Default::default(),
         workers: 0,
+        read: Default::default(),
     })
 }
 
@@ -310,6 +311,7 @@ impl Pipeline {
             history: shared.history.clone(),
             breakers: Default::default(),
             workers: 0,
+            read: Default::default(),
         };
         // The thread is parked on this channel and owns its other end: it cannot be gone.
         let _ = go.send(dispatcher);

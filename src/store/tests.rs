@@ -381,6 +381,7 @@ fn an_unreadable_event_is_kept_and_tried_again() {
         history: None,
         breakers: Default::default(),
         workers: 0,
+        read: Default::default(),
     };
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 1);
     let kept = store.unreadable().unwrap();
