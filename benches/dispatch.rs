@@ -1,19 +1,21 @@
 //! Dispatch alone, without formatters or delivery: the history step and every reporter's lane
 //! over one batch (256) of stored `build_finished` events of the failing sample (~4 KiB), with
 //! 1 and 4 HTTP push reporters (`mode = ["all"]`, so each event is a delivery per reporter).
+//! Three ways, same run:
 //!
-//! - `lanes-take-what-history-read/N`: as the daemon runs, each lane takes the events the
-//!   history step read ([`tidings::dispatch::ReadEvents`]);
-//! - `lanes-read-the-store/N`, the baseline in the same run: the same, with what the history
-//!   step read dropped before the lanes go, so each lane reads each event from the store again
-//!   (as after a restart, or when a lane lags).
+//! - `parsed-once/N`, as the daemon runs: ingest hands each event it parsed to the history
+//!   step, and each lane takes what the history step read ([`tidings::dispatch::ReadEvents`]);
+//! - `parsed-by-history/N`: nothing handed over by ingest (an event that came another way),
+//!   so the history step parses each stored body, and the lanes take what it read;
+//! - `parsed-by-every-step/N`, the baseline: the history step and every lane parse each stored
+//!   body (as after a restart, or when a lane lags).
 //!
 //! `cargo bench --bench dispatch`.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use std::path::Path;
 use std::sync::Arc;
-use tidings::dispatch::Dispatcher;
+use tidings::dispatch::{Dispatcher, ReadEvent};
 use tidings::event::BodyFormat;
 use tidings::store::{Durability, NewEvent, Store};
 
@@ -57,11 +59,29 @@ fn dispatcher(dir: &Path, reporters: usize) -> Dispatcher {
     d
 }
 
-/// The history step, then every lane to the end; `keep`: whether the lanes get what the
-/// history step read.
-fn dispatch(mut d: Dispatcher, keep: bool) -> Dispatcher {
+/// How many steps parse each event (see the module's comment).
+#[derive(Clone, Copy)]
+enum Parsed {
+    Once,
+    ByHistory,
+    ByEveryStep,
+}
+
+/// What ingest would have handed over for each stored event.
+fn hand_over(d: &Dispatcher) {
+    let events = d.store.snapshot().unwrap().events_after(0, EVENTS).unwrap();
+    for ev in events {
+        let build: tidings::event::Build = serde_json::from_str(&ev.body).unwrap();
+        let event = tidings::event::Event::from_build(build).unwrap();
+        let read = ReadEvent::new(event, BodyFormat::Build, &ev.body);
+        d.read.hand_over(ev.id, Arc::new(read));
+    }
+}
+
+/// The history step, then every lane to the end.
+fn dispatch(mut d: Dispatcher, parsed: Parsed) -> Dispatcher {
     assert_eq!(d.record_pending().unwrap(), EVENTS);
-    if !keep {
+    if let Parsed::ByEveryStep = parsed {
         d.read = Default::default();
     }
     for lane in 0..d.routes.len() {
@@ -75,18 +95,22 @@ fn lanes(c: &mut Criterion) {
     let mut g = c.benchmark_group("dispatch");
     g.sample_size(20);
     for reporters in [1, 4] {
-        for (name, keep) in [
-            ("lanes-take-what-history-read", true),
-            ("lanes-read-the-store", false),
+        for (name, parsed) in [
+            ("parsed-once", Parsed::Once),
+            ("parsed-by-history", Parsed::ByHistory),
+            ("parsed-by-every-step", Parsed::ByEveryStep),
         ] {
             g.bench_function(format!("{name}/{reporters}"), |b| {
                 b.iter_batched(
                     || {
                         let dir = tempfile::tempdir().unwrap();
                         let d = dispatcher(dir.path(), reporters);
+                        if let Parsed::Once = parsed {
+                            hand_over(&d);
+                        }
                         (dir, d)
                     },
-                    |(dir, d)| (dir, dispatch(d, keep)),
+                    |(dir, d)| (dir, dispatch(d, parsed)),
                     BatchSize::PerIteration,
                 )
             });

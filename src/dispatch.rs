@@ -23,7 +23,7 @@
 
 use crate::clock::now_ms;
 use crate::config::{LogsWanted, Mode, OnError, Selection, Wants};
-use crate::event::{Build, Change, Event, EventKind, Results, Subject, Worker};
+use crate::event::{BodyFormat, Build, Change, Event, EventKind, Results, Subject, Worker};
 use crate::formatter::{Formatter, Request, WrapContext};
 use crate::history::History;
 use crate::metrics::Metrics;
@@ -304,69 +304,126 @@ pub struct Dispatcher {
     pub breakers: Breakers,
     /// Threads that call formatters at once (for different events); 0 means one per core.
     pub workers: usize,
-    /// The events the history step has just read, handed to the lanes, which read the same
-    /// events next.
-    pub read: ReadEvents,
+    /// The events ingest has just parsed, handed to the history step, and the events the
+    /// history step has read, handed to the lanes: each reads what the one before read.
+    pub read: Arc<ReadEvents>,
 }
 
-/// Events read by the history step, kept for the lanes: an event is parsed once, not once
-/// more per reporter. Each one is dropped when every lane has taken it, or, when a lane lags
-/// (a slow formatter), once [`READ_ROOM`] newer events are kept. Only a cache: a lane that
-/// does not find an event here (after a restart, or lagging) reads it from the store, and the
+/// Events already parsed, kept for the next step that reads them, so that an event is parsed
+/// once (by ingest, which hands it over with [`ReadEvents::hand_over`] once it is committed),
+/// not once more by the history step and once more per reporter. The history step takes
+/// what ingest parsed; each lane takes what the history step read, and an event is dropped
+/// when every lane has taken it, or when [`READ_ROOM`] newer events are kept (a lane that lags
+/// behind a slow formatter). Only a cache: a step that does not find an event here (after a
+/// restart, a lagging lane, an event that came another way) reads it from the store, and the
 /// same body reads the same.
 #[derive(Default)]
-pub struct ReadEvents(std::sync::Mutex<BTreeMap<i64, (Arc<ReadEvent>, usize)>>);
+pub struct ReadEvents(std::sync::Mutex<Kept>);
 
-/// Events [`ReadEvents`] keeps at most: two batches.
+#[derive(Default)]
+struct Kept {
+    /// Parsed by ingest, for the history step.
+    ingested: BTreeMap<i64, Arc<ReadEvent>>,
+    /// Read by the history step, with how many lanes have yet to take each one.
+    read: BTreeMap<i64, (Arc<ReadEvent>, usize)>,
+}
+
+/// Events [`ReadEvents`] keeps at most for each step: two batches.
 const READ_ROOM: usize = 2 * BATCH;
 
-/// A stored event, read.
-struct ReadEvent {
+/// A stored event, read: what dispatch needs of its body.
+pub struct ReadEvent {
     event: Event,
     /// A build event's build as JSON (the dict as received, when the body was one).
     document: Option<String>,
 }
 
 impl ReadEvent {
+    /// What reading `body`, stored as `format`, gives: `event`, which is what `body` parses
+    /// to (ingest parsed it).
+    pub fn new(event: Event, format: BodyFormat, body: &str) -> ReadEvent {
+        let document = match &event.subject {
+            Subject::Build(b) => Some(if format == BodyFormat::Build {
+                body.to_owned()
+            } else {
+                serde_json::to_string(b).expect("a build serialises")
+            }),
+            _ => None,
+        };
+        ReadEvent { event, document }
+    }
+
     /// Reads a stored event's body.
     fn of(ev: &StoredEvent) -> Result<ReadEvent, String> {
         let (event, raw) = Event::from_stored(&ev.body, ev.format)?;
-        let document = match &event.subject {
-            Subject::Build(b) => Some(build_document(ev, b, raw)),
-            _ => None,
+        let format = if raw {
+            BodyFormat::Build
+        } else {
+            BodyFormat::Envelope
         };
-        Ok(ReadEvent { event, document })
+        Ok(ReadEvent::new(event, format, &ev.body))
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
     }
 }
 
 impl ReadEvents {
-    /// Keeps `read` for `lanes` lanes to take.
-    fn keep(&self, id: i64, read: ReadEvent, lanes: usize) {
-        if lanes == 0 {
-            return;
-        }
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(id, (Arc::new(read), lanes));
-        while map.len() > READ_ROOM {
-            map.pop_first();
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands event `id`, committed as `read` says, to the history step.
+    pub fn hand_over(&self, id: i64, read: Arc<ReadEvent>) {
+        let mut kept = self.lock();
+        kept.ingested.insert(id, read);
+        while kept.ingested.len() > READ_ROOM {
+            kept.ingested.pop_first();
         }
     }
 
-    /// Event `id` as read, for one lane, if it is kept.
+    /// Event `id` as ingest parsed it, for the history step, if it is kept.
+    fn take_ingested(&self, id: i64) -> Option<Arc<ReadEvent>> {
+        self.lock().ingested.remove(&id)
+    }
+
+    /// Forgets what ingest handed over up to event `last`, which the history step has passed
+    /// (an event it read before ingest could hand it over).
+    fn passed(&self, last: i64) {
+        let mut kept = self.lock();
+        kept.ingested = kept.ingested.split_off(&(last + 1));
+    }
+
+    /// Keeps `read` for `lanes` lanes to take.
+    fn keep(&self, id: i64, read: Arc<ReadEvent>, lanes: usize) {
+        if lanes == 0 {
+            return;
+        }
+        let mut kept = self.lock();
+        kept.read.insert(id, (read, lanes));
+        while kept.read.len() > READ_ROOM {
+            kept.read.pop_first();
+        }
+    }
+
+    /// Event `id` as the history step read it, for one lane, if it is kept.
     fn take(&self, id: i64) -> Option<Arc<ReadEvent>> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (read, left) = map.get_mut(&id)?;
+        let mut kept = self.lock();
+        let (read, left) = kept.read.get_mut(&id)?;
         let read = read.clone();
         *left -= 1;
         if *left == 0 {
-            map.remove(&id);
+            kept.read.remove(&id);
         }
         Some(read)
     }
 
-    /// How many events are kept.
+    /// How many events are kept, for either step.
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+        let kept = self.lock();
+        kept.ingested.len() + kept.read.len()
     }
 
     /// Whether none is.
@@ -645,7 +702,11 @@ impl Dispatcher {
         let mut unreadable = Vec::new();
         let mut read = Vec::with_capacity(events.len());
         for ev in &events {
-            match ReadEvent::of(ev) {
+            let r = match self.read.take_ingested(ev.id) {
+                Some(r) => Ok(r),
+                None => ReadEvent::of(ev).map(Arc::new),
+            };
+            match r {
                 Ok(r) => {
                     builds.extend(build_record(ev, &r));
                     read.push((ev.id, r));
@@ -661,6 +722,7 @@ impl Dispatcher {
             unreadable.iter().map(|(id, r)| (*id, r.as_str())).collect();
         self.store
             .enqueue_and_advance(&builds, &[], &unreadable, now_ms(), CURSOR, last)?;
+        self.read.passed(last);
         for (id, r) in read {
             self.read.keep(id, r, self.routes.len());
         }
@@ -1546,15 +1608,6 @@ impl Dispatcher {
     }
 }
 
-/// A build event's build as JSON: the dict exactly as received when the body is one (`raw`).
-fn build_document(ev: &StoredEvent, b: &Build, raw: bool) -> String {
-    if raw {
-        ev.body.clone()
-    } else {
-        serde_json::to_string(b).expect("a build serialises")
-    }
-}
-
 /// The build history's row for a `build_started` / `build_finished` event's build (none for
 /// other events, or a build without ids).
 fn build_record(ev: &StoredEvent, read: &ReadEvent) -> Option<BuildRecord> {
@@ -1709,19 +1762,19 @@ mod tests {
     #[test]
     fn a_read_event_is_kept_until_every_lane_took_it_and_a_lagging_lane_costs_only_room() {
         let kept = ReadEvents::default();
-        kept.keep(1, read(1), 2);
+        kept.keep(1, Arc::new(read(1)), 2);
         let first = kept.take(1).expect("kept for two lanes");
         assert_eq!(first.document.as_deref(), read(1).document.as_deref());
         assert!(kept.take(1).is_some(), "the second lane's");
         assert!(kept.take(1).is_none(), "gone when both took it");
         assert!(kept.is_empty());
         // No lanes: nothing to keep it for.
-        kept.keep(2, read(2), 0);
+        kept.keep(2, Arc::new(read(2)), 0);
         assert!(kept.is_empty());
         // A lane that never takes its events: the oldest go, the room is never exceeded, and
         // what went is read from the store again.
         for id in 10..10 + READ_ROOM as i64 + 5 {
-            kept.keep(id, read(id), 2);
+            kept.keep(id, Arc::new(read(id)), 2);
         }
         assert_eq!(kept.len(), READ_ROOM);
         assert!(kept.take(10).is_none() && kept.take(14).is_none());

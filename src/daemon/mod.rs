@@ -14,7 +14,7 @@
 
 use crate::buildbot_api::{BuildbotApi, RestHistory};
 use crate::config::{Config, Synchronous};
-use crate::dispatch::{Dispatcher, Route};
+use crate::dispatch::{Dispatcher, ReadEvents, Route};
 use crate::formatter::{Formatter, Host, HostOptions};
 use crate::history::History;
 use crate::metrics::Metrics;
@@ -311,7 +311,7 @@ impl Pipeline {
             history: shared.history.clone(),
             breakers: Default::default(),
             workers: 0,
-            read: Default::default(),
+            read: shared.read.clone(),
         };
         // The thread is parked on this channel and owns its other end: it cannot be gone.
         let _ = go.send(dispatcher);
@@ -349,6 +349,9 @@ struct Shared {
     /// The followed master's REST API, for changes and previous builds.
     history: Option<Arc<dyn History>>,
     dispatch_wake: Arc<Mutex<Receiver<()>>>,
+    /// Events parsed by ingest and read by the history step, for the dispatch steps after
+    /// (one for every config the daemon runs, across reloads).
+    read: Arc<ReadEvents>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Once the listener is up it prints
@@ -395,9 +398,10 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     metrics.formatters_loaded(&formatters);
     let (poke, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let read = Arc::new(ReadEvents::default());
     let committer = {
         let poke = poke.clone();
-        Committer::start_with(store.clone(), move || {
+        Committer::start_with(store.clone(), Some(read.clone()), move || {
             let _ = poke.try_send(());
         })
     };
@@ -413,6 +417,7 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         metrics: metrics.clone(),
         history,
         dispatch_wake: Arc::new(Mutex::new(wake_rx)),
+        read,
     };
     let api = match &config.source.buildbot {
         Some(bb) => Some(BuildbotApi::new(bb)?),

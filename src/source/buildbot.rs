@@ -330,6 +330,9 @@ impl BuildbotStream {
                 return Ok(false);
             }
         };
+        let format = crate::event::BodyFormat::Envelope;
+        let read = Arc::new(crate::dispatch::ReadEvent::new(event, format, &body));
+        let event = read.event();
         let stored = self
             .committer
             .commit(
@@ -337,11 +340,12 @@ impl BuildbotStream {
                 event.kind.name(),
                 "buildbot",
                 body,
-                crate::event::BodyFormat::Envelope,
+                format,
+                Some(read.clone()),
             )
             .await
             .map_err(StreamError::Store)?;
-        super::log_accepted(&event, "buildbot", stored);
+        super::log_accepted(event, "buildbot", stored);
         self.metrics
             .event("buildbot", event.kind.name(), stored.duplicate);
         Ok(!stored.duplicate)

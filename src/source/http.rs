@@ -18,6 +18,7 @@
 //! waiting and commits them together (group commit), so durability does not cap throughput.
 
 use crate::config::Secret;
+use crate::dispatch::ReadEvent;
 use crate::event::{BodyFormat, Build, Envelope, Event};
 use crate::metrics::Metrics;
 use crate::store::{Committer, Store};
@@ -225,20 +226,30 @@ async fn ingest_one(
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
     let body = String::from_utf8_lossy(body).into_owned();
-    accept(ingest, &event, source, body, format).await
+    // Dispatch gets the event as parsed here, and need not parse the stored body again.
+    let read = Arc::new(ReadEvent::new(event, format, &body));
+    accept(ingest, read, source, body, format).await
 }
 
 /// Commits a checked event and answers 202 (or 503 when the store cannot take it).
 async fn accept(
     ingest: &Ingest,
-    event: &Event,
+    read: Arc<ReadEvent>,
     source: &'static str,
     body: String,
     format: BodyFormat,
 ) -> Response {
+    let event = read.event();
     match ingest
         .committer
-        .commit(event.key(), event.kind.name(), source, body, format)
+        .commit(
+            event.key(),
+            event.kind.name(),
+            source,
+            body,
+            format,
+            Some(read.clone()),
+        )
         .await
     {
         Ok(stored) => {

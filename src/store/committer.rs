@@ -3,6 +3,7 @@
 //! event to [`Committer::commit`] and answers only once it is durable.
 
 use crate::clock::now_ms;
+use crate::dispatch::{ReadEvent, ReadEvents};
 use crate::event::BodyFormat;
 use crate::store::{NewEvent, Store, Stored};
 use std::sync::Arc;
@@ -14,6 +15,8 @@ struct Pending {
     source: &'static str,
     body: String,
     format: BodyFormat,
+    /// The event as ingest parsed it, for dispatch (which then need not parse it again).
+    read: Option<Arc<ReadEvent>>,
     reply: oneshot::Sender<Result<Stored, String>>,
 }
 
@@ -29,12 +32,17 @@ const MAX_BATCH: usize = 512;
 impl Committer {
     /// Starts the committer thread for `store`. It stops when every `Committer` clone is gone.
     pub fn start(store: Arc<Store>) -> Committer {
-        Self::start_with(store, || {})
+        Self::start_with(store, None, || {})
     }
 
-    /// [`Committer::start`], calling `committed` after each transaction that stored events
-    /// (dispatch listens to it).
-    pub fn start_with(store: Arc<Store>, committed: impl Fn() + Send + 'static) -> Committer {
+    /// [`Committer::start`], handing each new event that ingest parsed to dispatch through
+    /// `read` once it is committed, and calling `committed` after each transaction that stored
+    /// events (dispatch listens to it).
+    pub fn start_with(
+        store: Arc<Store>,
+        read: Option<Arc<ReadEvents>>,
+        committed: impl Fn() + Send + 'static,
+    ) -> Committer {
         let (tx, mut rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
         std::thread::Builder::new()
             .name("tidings-commit".into())
@@ -60,6 +68,13 @@ impl Committer {
                     let result = store.insert_events(&events, now_ms());
                     match result {
                         Ok(stored) => {
+                            if let Some(kept) = &read {
+                                for (p, s) in batch.iter_mut().zip(&stored) {
+                                    if let (false, Some(r)) = (s.duplicate, p.read.take()) {
+                                        kept.hand_over(s.id, r);
+                                    }
+                                }
+                            }
                             if stored.iter().any(|s| !s.duplicate) {
                                 committed();
                             }
@@ -81,7 +96,8 @@ impl Committer {
     }
 
     /// Commits one event (with whatever else is waiting) and returns once it is durable.
-    /// `format` is what ingest decided `body` is; dispatch reads it as that.
+    /// `format` is what ingest decided `body` is; dispatch reads it as that. `read`, what
+    /// `body` parses to, is handed to dispatch once the event is committed.
     pub async fn commit(
         &self,
         key: String,
@@ -89,6 +105,7 @@ impl Committer {
         source: &'static str,
         body: String,
         format: BodyFormat,
+        read: Option<Arc<ReadEvent>>,
     ) -> Result<Stored, String> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -98,6 +115,7 @@ impl Committer {
                 source,
                 body,
                 format,
+                read,
                 reply,
             })
             .await

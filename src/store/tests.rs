@@ -405,6 +405,66 @@ fn an_unreadable_event_is_kept_and_tried_again() {
     assert_eq!(store.unreadable_count().unwrap(), 0);
 }
 
+/// The history step takes an event as ingest parsed it, once committed, rather than parsing
+/// the stored body again; and forgets what ingest handed over for events it has passed.
+#[test]
+fn the_history_step_takes_what_ingest_handed_over_and_forgets_what_it_passed() {
+    use crate::dispatch::{Dispatcher, ReadEvent};
+    use crate::event::{BodyFormat, Build, Event};
+    use std::sync::Arc;
+    let (_dir, store) = open();
+    let store = Arc::new(store);
+    let body =
+        r#"{"buildid":400010,"builderid":7,"number":3,"masterid":1,"complete":true,"results":2}"#;
+    let parsed = || Event::from_build(serde_json::from_str::<Build>(body).unwrap()).unwrap();
+    let stored = |key: &str| {
+        store
+            .insert_events(&[NewEvent { body, ..event(key) }], 1)
+            .unwrap()[0]
+            .id
+    };
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        routes: Vec::new(),
+        formatters: Default::default(),
+        master: Default::default(),
+        metrics: Default::default(),
+        history: None,
+        breakers: Default::default(),
+        workers: 0,
+        read: Default::default(),
+    };
+    // What ingest handed over is what the history step records: here a copy of the body that
+    // differs only in its spacing, which reading the stored body could not give.
+    let id = stored("m/build/400010/finished");
+    let spaced = body.replace(',', ", ");
+    dispatcher.read.hand_over(
+        id,
+        Arc::new(ReadEvent::new(parsed(), BodyFormat::Build, &spaced)),
+    );
+    assert_eq!(dispatcher.read.len(), 1);
+    assert_eq!(dispatcher.record_pending().unwrap(), 1);
+    let recorded: String = store
+        .conn()
+        .query_row("SELECT body FROM builds", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recorded, spaced);
+    // No lanes to keep it for, and nothing left over.
+    assert!(dispatcher.read.is_empty());
+    // Handed over only after the history step read the event from the store: forgotten when
+    // the history step passes it, never kept.
+    let late = stored("m/build/400010/finished-again");
+    assert_eq!(dispatcher.record_pending().unwrap(), 1);
+    dispatcher.read.hand_over(
+        late,
+        Arc::new(ReadEvent::new(parsed(), BodyFormat::Build, body)),
+    );
+    let after = stored("m/build/400010/finished-once-more");
+    assert_eq!(dispatcher.record_pending().unwrap(), 1);
+    assert!(after > late);
+    assert!(dispatcher.read.is_empty(), "what it passed is forgotten");
+}
+
 /// Version 3's schema: today's without `builds.event_id`, and so with the history's index of
 /// then.
 fn schema_before_build_events() -> String {
