@@ -26,8 +26,8 @@
 //!
 //! [`main!`] also exports the warm entry points: a module ([`warm`]) keeps its instance for
 //! many calls (`instances = "warm"`). Built for `wasm32-wasip2` the formatter is a component,
-//! and its warm entry point is the component's `format` export ([`component`], only on that
-//! target).
+//! and its warm entry point is the component's `format` export (the module `component`, which
+//! exists only on that target).
 
 pub mod abi;
 pub mod build;
