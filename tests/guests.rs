@@ -201,15 +201,9 @@ fn warm_app_that_fails_a_failing_build(
     lang: tidings::project::Language,
     app: &str,
 ) -> tidings::formatter::Formatter {
-    use tidings::formatter::{FormatterError, Grants, Instances, Limits};
+    use tidings::formatter::FormatterError;
     let project = project_app(lang, app);
-    let wasm = tidings::project::build(&project.path().join("p")).unwrap();
-    let mut f = support::shared_host()
-        .load("fails", &wasm, Limits::default(), Grants::default())
-        .unwrap();
-    assert!(f.prefers_warm());
-    f.set_instances(Instances::Warm { max_calls: 1000 })
-        .unwrap();
+    let f = loaded_warm(&tidings::project::build(&project.path().join("p")).unwrap());
     let success = request("success-full.json", None);
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
     assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
@@ -221,6 +215,18 @@ fn warm_app_that_fails_a_failing_build(
         other => panic!("{other:?}"),
     }
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
+    f
+}
+
+/// The formatter `wasm`, which can run warm and prefers to, loaded to run warm.
+fn loaded_warm(wasm: &std::path::Path) -> tidings::formatter::Formatter {
+    use tidings::formatter::{Grants, Instances, Limits};
+    let mut f = support::shared_host()
+        .load("warm", wasm, Limits::default(), Grants::default())
+        .unwrap();
+    assert!(f.prefers_warm());
+    f.set_instances(Instances::Warm { max_calls: 1000 })
+        .unwrap();
     f
 }
 
@@ -622,18 +628,8 @@ fn a_component_format_call_that_throws_overflows_or_never_ends_costs_only_its_in
 
 #[test]
 fn a_rust_component_that_panics_in_format_traps_with_the_panic_and_costs_only_its_instance() {
-    use tidings::formatter::{FormatterError, Grants, Instances, Limits};
-    let mut f = support::shared_host()
-        .load(
-            "warm",
-            &support::component("warm"),
-            Limits::default(),
-            Grants::default(),
-        )
-        .unwrap();
-    assert!(f.prefers_warm());
-    f.set_instances(Instances::Warm { max_calls: 1000 })
-        .unwrap();
+    use tidings::formatter::FormatterError;
+    let f = loaded_warm(&support::component("warm"));
     let success = request("success-full.json", None);
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
     assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
