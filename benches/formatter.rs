@@ -84,10 +84,8 @@ fn calls(c: &mut Criterion) {
         let mut f = host
             .load_bytes(name, &guest(name), Limits::default(), Grants::default())
             .unwrap();
-        f.set_instances(Instances::Warm {
-            max_calls: tidings::formatter::DEFAULT_MAX_CALLS,
-        })
-        .unwrap();
+        f.set_instances(Instances::warm(tidings::formatter::DEFAULT_MAX_CALLS))
+            .unwrap();
         f.call(&req).unwrap();
         g.bench_function(name, |b| {
             b.iter(|| f.call_raw(Hook::MessageFormatter, &stdin).unwrap())

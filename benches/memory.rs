@@ -3,10 +3,11 @@
 //! `default-mail`, `html-log-tail` and `gerrit`), each the formatter of an HTTP push reporter,
 //! beside the same daemon with one reporter and no formatter (the anchor), in the same run.
 //!
-//! Each daemon is started once to fill its compiled-module cache, then again and read three
+//! Each daemon is started once to fill its compiled-module cache, then again and read four
 //! times: after start-up, after one build went through every
-//! reporter (every formatter called once, its delivery received by a peer on loopback), and
-//! again two seconds later, idle. `cargo bench --bench memory` (build the guests first with
+//! reporter (every formatter called once, its delivery received by a peer on loopback), two
+//! seconds later, and idle: once the warm instances (the components') have waited out their
+//! `max_idle` (10 s) and been dropped. `cargo bench --bench memory` (build the guests first with
 //! `cargo test`, which puts them in `<target>/guests`).
 
 mod support;
@@ -76,7 +77,8 @@ fn sample() -> String {
     .unwrap()
 }
 
-/// Memory after start, after one build through every reporter, and idle two seconds later. The
+/// Memory after start, after one build through every reporter, two seconds later, and idle
+/// (past the warm instances' `max_idle`). The
 /// daemon is started once before, on the same data directory, so that the one measured loads
 /// its formatters from the compiled-module cache, as every start but a new machine's first does.
 fn measure(
@@ -110,19 +112,23 @@ fn measure(
     }
     let worked = memory(pid);
     std::thread::sleep(Duration::from_secs(2));
+    let later = memory(pid);
+    // The epoch ticker drops warm instances idle for max_idle, looking every second.
+    std::thread::sleep(tidings::formatter::DEFAULT_MAX_IDLE + Duration::from_secs(2));
     let [anon, file] = status_fields(pid, ["RssAnon:", "RssFile:"]);
     let idle = memory(pid);
     Measured {
-        rss: [started, worked, idle],
+        rss: [started, worked, later, idle],
         anon,
         file,
     }
 }
 
-/// VmRSS and VmHWM after start, after one build and idle; the idle VmRSS split into anonymous
-/// memory and pages of mapped files (the binary, the compiled modules), in KiB.
+/// VmRSS and VmHWM after start, after one build, two seconds later and idle; the idle VmRSS
+/// split into anonymous memory and pages of mapped files (the binary, the compiled modules),
+/// in KiB.
 struct Measured {
-    rss: [(u64, u64); 3],
+    rss: [(u64, u64); 4],
     anon: u64,
     file: u64,
 }
@@ -169,18 +175,19 @@ fn main() {
         ("ten formatters, each with a reporter", &loaded),
     ] {
         println!(
-            "{name:<40} started {:>6.1}   after one build {:>6.1}   idle 2 s later {:>6.1} \
-             (anonymous {:.1}, file pages {:.1})   peak {:>6.1}",
+            "{name:<40} started {:>6.1}   after one build {:>6.1}   2 s later {:>6.1}   \
+             idle {:>6.1} (anonymous {:.1}, file pages {:.1})   peak {:>6.1}",
             mib(m.rss[0].0),
             mib(m.rss[1].0),
             mib(m.rss[2].0),
+            mib(m.rss[3].0),
             mib(m.anon),
             mib(m.file),
-            mib(m.rss[2].1)
+            mib(m.rss[3].1)
         );
     }
     println!(
         "ten formatters cost {:.1} MiB idle over the anchor",
-        mib(loaded.rss[2].0.saturating_sub(anchor.rss[2].0))
+        mib(loaded.rss[3].0.saturating_sub(anchor.rss[3].0))
     );
 }

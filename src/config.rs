@@ -313,6 +313,10 @@ pub struct FormatterConfig {
     /// Calls a warm instance answers before a fresh one takes its place [default 1000].
     #[serde(default)]
     pub max_calls: Option<u32>,
+    /// How long a warm instance may wait for a call before it is dropped, giving back its
+    /// memory [default 10s].
+    #[serde(default)]
+    pub max_idle: Option<DurationStr>,
 }
 
 /// `[[formatter]] instances`.
@@ -359,6 +363,9 @@ impl FormatterConfig {
                 max_calls: self
                     .max_calls
                     .unwrap_or(crate::formatter::DEFAULT_MAX_CALLS),
+                max_idle: self
+                    .max_idle
+                    .map_or(crate::formatter::DEFAULT_MAX_IDLE, |d| d.0),
             },
         }
     }

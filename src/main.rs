@@ -215,9 +215,7 @@ enum InstancesArg {
 
 /// Sets `formatter`'s instances from `--instances`, or to warm when it can run warm.
 fn choose_instances(formatter: &mut Formatter, arg: Option<InstancesArg>) -> Result<()> {
-    let warm = Instances::Warm {
-        max_calls: tidings::formatter::DEFAULT_MAX_CALLS,
-    };
+    let warm = Instances::warm(tidings::formatter::DEFAULT_MAX_CALLS);
     match arg {
         Some(InstancesArg::Fresh) => formatter.set_instances(Instances::Fresh)?,
         Some(InstancesArg::Warm) => formatter.set_instances(warm)?,
@@ -583,8 +581,10 @@ fn test(
     )?;
     formatter.set_deterministic(true);
     let ctx = WrapContext::default();
+    // One instance answers every case, however long the suite takes.
     let warm = Instances::Warm {
         max_calls: u32::MAX,
+        max_idle: Duration::MAX,
     };
     let modes: Vec<Instances> = match instances {
         Some(InstancesArg::Fresh) => vec![Instances::Fresh],

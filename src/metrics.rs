@@ -138,7 +138,7 @@ impl Default for Metrics {
         let warm = Family::<WarmLabels, Counter>::default();
         registry.register(
             "tidings_formatter_warm_instances",
-            "Warm formatter instances by event: created, reused (a call answered by an instance that answered one before), discarded (after a trap, a limit, an error or an exit)",
+            "Warm formatter instances by event: created, reused (a call answered by an instance that answered one before), discarded (after a trap, a limit, an error or an exit), retired (dropped after max_idle without a call; counted at the formatter's next call)",
             warm.clone(),
         );
         let outbox = Family::<StateLabels, Gauge>::default();
@@ -270,12 +270,14 @@ impl Metrics {
             last.created = last.created.max(totals.created);
             last.reused = last.reused.max(totals.reused);
             last.discarded = last.discarded.max(totals.discarded);
+            last.retired = last.retired.max(totals.retired);
             delta
         };
         for (event, n) in [
             ("created", delta.created),
             ("reused", delta.reused),
             ("discarded", delta.discarded),
+            ("retired", delta.retired),
         ] {
             if n > 0 {
                 self.warm

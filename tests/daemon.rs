@@ -959,6 +959,38 @@ fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
 }
 
 #[test]
+fn a_warm_instance_idle_past_max_idle_is_dropped_and_the_next_build_gets_a_new_one() {
+    let peer = Arc::new(Peer::default());
+    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let reporters = format!(
+        "[[formatter]]\nname = \"short\"\nmodule = \"{}\"\ninstances = \"warm\"\n\
+         max_idle = \"300ms\"\n\n{}",
+        support::guest("short").display(),
+        push(
+            "push",
+            &format!("http://{p}/push"),
+            "report_new = false\nmessage_formatter = \"short\""
+        )
+    );
+    let daemon = Daemon::start(&write_config(dir.path(), &reporters));
+    short_answers_every_build(&daemon, &peer, 1);
+    // The epoch ticker drops the instance within a second or two of max_idle; the next build
+    // is answered by a new instance, and the metrics count both.
+    std::thread::sleep(Duration::from_millis(2500));
+    daemon.post(&sample(2));
+    wait_until("the second build", Duration::from_secs(60), || {
+        seen_on(&peer, "/push").len() == 2
+    });
+    let metrics = client::get(&format!("{}/metrics", daemon.addr));
+    for event in ["created\"} 2", "retired\"} 1"] {
+        let line =
+            format!("tidings_formatter_warm_instances_total{{formatter=\"short\",event=\"{event}");
+        assert!(metrics.contains(&line), "{line}: {metrics}");
+    }
+}
+
+#[test]
 fn a_component_that_exports_format_runs_warm_unless_the_config_says_fresh() {
     // short-javascript is in the world tidings:formatter/warm. Unset, `instances` is warm for
     // it; the same component with `instances = "fresh"` keeps no instance.

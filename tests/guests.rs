@@ -225,8 +225,7 @@ fn loaded_warm(wasm: &std::path::Path) -> tidings::formatter::Formatter {
         .load("warm", wasm, Limits::default(), Grants::default())
         .unwrap();
     assert!(f.prefers_warm());
-    f.set_instances(Instances::Warm { max_calls: 1000 })
-        .unwrap();
+    f.set_instances(Instances::warm(1000)).unwrap();
     f
 }
 
@@ -545,8 +544,7 @@ fn python_and_javascript_components_answer_warm_and_a_failure_costs_only_its_ins
             Grants::default(),
         )
         .unwrap();
-    f.set_instances(Instances::Warm { max_calls: 1000 })
-        .unwrap();
+    f.set_instances(Instances::warm(1000)).unwrap();
     let request = request("failure-full.json", None);
     for _ in 0..2 {
         match f.call(&request) {
@@ -601,8 +599,7 @@ fn a_component_format_call_that_throws_overflows_or_never_ends_costs_only_its_in
         assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
         thrown(f.call(&failure));
 
-        f.set_instances(Instances::Warm { max_calls: 1000 })
-            .unwrap();
+        f.set_instances(Instances::warm(1000)).unwrap();
         assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
         assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
         thrown(f.call(&failure));

@@ -404,8 +404,7 @@ fn a_reactor_with_the_warm_entry_points_runs_fresh_and_warm() {
     for _ in 0..2 {
         assert!(matches!(f.call(&request()), Ok(HookOutput::Message(None))));
     }
-    f.set_instances(Instances::Warm { max_calls: 1000 })
-        .unwrap();
+    f.set_instances(Instances::warm(1000)).unwrap();
     for _ in 0..3 {
         assert!(matches!(f.call(&request()), Ok(HookOutput::Message(None))));
     }
@@ -417,9 +416,7 @@ fn a_reactor_with_the_warm_entry_points_runs_fresh_and_warm() {
         .unwrap();
     for warm in [false, true] {
         if warm {
-            failing
-                .set_instances(Instances::Warm { max_calls: 1000 })
-                .unwrap();
+            failing.set_instances(Instances::warm(1000)).unwrap();
         }
         match failing.call(&request()) {
             Err(FormatterError::Exit { code: 5, .. }) => {}
@@ -633,8 +630,7 @@ fn a_component_whose_format_has_another_signature_says_which_it_needs() {
     let mut f = support::shared_host()
         .load("odd", &path, Limits::default(), Grants::default())
         .unwrap();
-    f.set_instances(Instances::Warm { max_calls: 1000 })
-        .unwrap();
+    f.set_instances(Instances::warm(1000)).unwrap();
     let request = Request::parse(
         &support::sample("failure-full.json"),
         None,

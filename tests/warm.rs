@@ -45,7 +45,7 @@ fn load(wasm: &[u8], limits: Limits, max_calls: u32) -> Formatter {
     let mut f = support::shared_host()
         .load_bytes("warm", wasm, limits, Grants::default())
         .unwrap();
-    f.set_instances(Instances::Warm { max_calls }).unwrap();
+    f.set_instances(Instances::warm(max_calls)).unwrap();
     f
 }
 
@@ -77,6 +77,7 @@ fn stats(created: u64, reused: u64, discarded: u64) -> WarmStats {
         created,
         reused,
         discarded,
+        retired: 0,
     }
 }
 
@@ -148,6 +149,45 @@ fn a_warm_call_that_runs_past_its_deadline_is_stopped_and_the_instance_replaced(
 }
 
 #[test]
+fn a_warm_instance_idle_longer_than_max_idle_is_dropped_and_the_next_call_makes_a_new_one() {
+    let wasm = counting_guest("");
+    let mut warm = support::shared_host()
+        .load_bytes("idle", &wasm, Limits::default(), Grants::default())
+        .unwrap();
+    warm.set_instances(Instances::Warm {
+        max_calls: 1000,
+        max_idle: Duration::from_millis(500),
+    })
+    .unwrap();
+    assert_eq!(bodies(&warm, 2), ["call 1", "call 2"]);
+    // The epoch ticker looks every second: within a few, the idle instance is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while warm.warm_stats().retired == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle instance is retired"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A new instance answers: its count starts again.
+    assert_eq!(body(&warm).unwrap(), "call 1");
+    assert_eq!(
+        warm.warm_stats(),
+        WarmStats {
+            retired: 1,
+            ..stats(2, 1, 0)
+        }
+    );
+    // One in use keeps its instance: calls closer together than max_idle are all answered
+    // by it.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(20));
+        body(&warm).unwrap();
+    }
+    assert_eq!(warm.warm_stats().created, 2);
+}
+
+#[test]
 fn a_module_without_the_warm_entry_points_runs_fresh_and_says_why_not_warm() {
     let wasm = support::constant_formatter(r#"{"body":"x","type":"plain"}"#);
     let mut f = support::shared_host()
@@ -155,7 +195,7 @@ fn a_module_without_the_warm_entry_points_runs_fresh_and_says_why_not_warm() {
         .unwrap();
     assert!(!f.supports_warm());
     let e = f
-        .set_instances(Instances::Warm { max_calls: 10 })
+        .set_instances(Instances::warm(10))
         .unwrap_err()
         .to_string();
     assert!(
