@@ -18,6 +18,9 @@ pub struct HttpPushSink {
     client: reqwest::Client,
     auth: Option<HttpAuth>,
     url: String,
+    /// `url` parsed once, not at every request (a URL that does not parse is left to the
+    /// request, which fails with reqwest's reason).
+    parsed: Option<reqwest::Url>,
     batching: Option<Batching>,
 }
 
@@ -54,6 +57,7 @@ impl HttpPushSink {
             client,
             auth: c.auth.clone(),
             url: c.server_url.clone(),
+            parsed: reqwest::Url::parse(&c.server_url).ok(),
             batching,
         })
     }
@@ -66,9 +70,11 @@ impl HttpPushSink {
             batch.first().map(|d| d.payload.clone()).unwrap_or_default()
         };
         let key = idempotency_key(batch.iter().map(|d| d.key.as_str()));
-        let mut request = self
-            .client
-            .post(&self.url)
+        let request = match &self.parsed {
+            Some(url) => self.client.post(url.clone()),
+            None => self.client.post(&self.url),
+        };
+        let mut request = request
             .header(CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", &key)
             .body(body);
