@@ -213,7 +213,7 @@ fn parse_head<T: AsRef<[u8]>>(input: T) -> Result<(Hook, T), Error> {
         Some(hook) => (Some(1), Some(hook.to_owned())),
         None => {
             let head: Head = serde_json::from_slice(input.as_ref())
-                .map_err(|e| Error(format!("the request on stdin is not a JSON object: {e}")))?;
+                .map_err(|e| Error(format!("the request is not a JSON object: {e}")))?;
             let from_env = std::env::args()
                 .nth(1)
                 .or_else(|| std::env::var("TIDINGS_HOOK").ok());
