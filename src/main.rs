@@ -199,7 +199,8 @@ struct RenderArgs {
     #[arg(long)]
     show_request: bool,
     /// A fresh instance per call, or one kept warm between calls [default: warm for a module
-    /// with the warm entry points, else fresh; a component runs warm only when asked].
+    /// with the warm entry points or a component that exports format, else fresh; any other
+    /// component runs warm only when asked].
     #[arg(long)]
     instances: Option<InstancesArg>,
     #[command(flatten)]
