@@ -920,13 +920,15 @@ fn short_answers_every_build(daemon: &Daemon, peer: &Peer, builds: i64) {
     );
 }
 
-#[test]
-fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
+/// A daemon with one HTTP push reporter whose formatter is `short` kept warm (`extra`: more
+/// lines of its `[[formatter]]` entry), and the peer it pushes to (dropped in reverse order:
+/// the daemon first).
+fn warm_short(extra: &str) -> (Arc<Peer>, tempfile::TempDir, Daemon) {
     let peer = Arc::new(Peer::default());
     let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
     let dir = tempfile::tempdir().unwrap();
     let reporters = format!(
-        "[[formatter]]\nname = \"short\"\nmodule = \"{}\"\ninstances = \"warm\"\n\n{}",
+        "[[formatter]]\nname = \"short\"\nmodule = \"{}\"\ninstances = \"warm\"\n{extra}\n{}",
         support::guest("short").display(),
         push(
             "push",
@@ -935,6 +937,12 @@ fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
         )
     );
     let daemon = Daemon::start(&write_config(dir.path(), &reporters));
+    (peer, dir, daemon)
+}
+
+#[test]
+fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
+    let (peer, _dir, daemon) = warm_short("");
     let builds = 20;
     short_answers_every_build(&daemon, &peer, builds);
     // At most one instance per dispatch thread (one per core); every other call reuses one.
@@ -960,20 +968,7 @@ fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
 
 #[test]
 fn a_warm_instance_idle_past_max_idle_is_dropped_and_the_next_build_gets_a_new_one() {
-    let peer = Arc::new(Peer::default());
-    let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let reporters = format!(
-        "[[formatter]]\nname = \"short\"\nmodule = \"{}\"\ninstances = \"warm\"\n\
-         max_idle = \"300ms\"\n\n{}",
-        support::guest("short").display(),
-        push(
-            "push",
-            &format!("http://{p}/push"),
-            "report_new = false\nmessage_formatter = \"short\""
-        )
-    );
-    let daemon = Daemon::start(&write_config(dir.path(), &reporters));
+    let (peer, _dir, daemon) = warm_short("max_idle = \"300ms\"\n");
     short_answers_every_build(&daemon, &peer, 1);
     // The epoch ticker drops the instance within a second or two of max_idle; the next build
     // is answered by a new instance, and the metrics count both.
