@@ -921,8 +921,8 @@ fn short_answers_every_build(daemon: &Daemon, peer: &Peer, builds: i64) {
 }
 
 /// A daemon with one HTTP push reporter whose formatter is `short` kept warm (`extra`: more
-/// lines of its `[[formatter]]` entry), and the peer it pushes to (dropped in reverse order:
-/// the daemon first).
+/// lines of its `[[formatter]]` entry), logging the formatter host's debug lines, and the peer
+/// it pushes to (dropped in reverse order: the daemon first).
 fn warm_short(extra: &str) -> (Arc<Peer>, tempfile::TempDir, Daemon) {
     let peer = Arc::new(Peer::default());
     let p = start_peer("127.0.0.1:0".parse().unwrap(), peer.clone());
@@ -936,7 +936,11 @@ fn warm_short(extra: &str) -> (Arc<Peer>, tempfile::TempDir, Daemon) {
             "report_new = false\nmessage_formatter = \"short\""
         )
     );
-    let daemon = Daemon::start(&write_config(dir.path(), &reporters));
+    let daemon = Daemon::start_with(
+        &write_config(dir.path(), &reporters),
+        "warn,tidings::outbox=error,tidings::formatter=debug",
+        &[],
+    );
     (peer, dir, daemon)
 }
 
@@ -970,9 +974,14 @@ fn a_warm_formatter_answers_every_build_from_its_kept_instances() {
 fn a_warm_instance_idle_past_max_idle_is_dropped_and_the_next_build_gets_a_new_one() {
     let (peer, _dir, daemon) = warm_short("max_idle = \"300ms\"\n");
     short_answers_every_build(&daemon, &peer, 1);
-    // The epoch ticker drops the instance within a second or two of max_idle; the next build
-    // is answered by a new instance, and the metrics count both.
-    std::thread::sleep(Duration::from_millis(2500));
+    // The epoch ticker drops the instance within a second or so of max_idle, and says so; the
+    // next build is answered by a new instance, and the metrics count both.
+    wait_until("the idle instance dropped", Duration::from_secs(30), || {
+        daemon
+            .log
+            .contents()
+            .contains("dropped warm instances idle past max_idle")
+    });
     daemon.post(&sample(2));
     wait_until("the second build", Duration::from_secs(60), || {
         seen_on(&peer, "/push").len() == 2

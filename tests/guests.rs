@@ -185,12 +185,7 @@ fn the_zig_short_passes_the_rust_shorts_cases() {
 #[test]
 fn a_zig_formatter_runs_warm_and_an_error_costs_only_its_instance() {
     let f = warm_app_that_fails_a_failing_build(tidings::project::Language::Zig, "fails.zig");
-    let stats = f.warm_stats();
-    assert_eq!(
-        (stats.created, stats.reused, stats.discarded),
-        (2, 2, 1),
-        "{stats:?}"
-    );
+    assert_eq!(warm_counts(&f), (2, 2, 1));
 }
 
 /// `tests/guests/<lang>/<app>` built as its author builds it (`tidings new`, the app, `tidings
@@ -216,6 +211,12 @@ fn warm_app_that_fails_a_failing_build(
     }
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
     f
+}
+
+/// A warm formatter's instances so far: (created, reused, discarded).
+fn warm_counts(f: &tidings::formatter::Formatter) -> (u64, u64, u64) {
+    let s = f.warm_stats();
+    (s.created, s.reused, s.discarded)
 }
 
 /// The formatter `wasm`, which can run warm and prefers to, loaded to run warm.
@@ -280,12 +281,7 @@ fn a_go_formatter_runs_warm_and_an_error_exit_or_panic_costs_only_its_instance()
         "panic: an exception, and a panic (main.go:32, in main.main.func1)",
     );
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-    let stats = f.warm_stats();
-    assert_eq!(
-        (stats.created, stats.reused, stats.discarded),
-        (4, 4, 3),
-        "{stats:?}"
-    );
+    assert_eq!(warm_counts(&f), (4, 4, 3));
 }
 
 #[test]
@@ -614,12 +610,7 @@ fn a_component_format_call_that_throws_overflows_or_never_ends_costs_only_its_in
             other => panic!("{lang}: a call that never ends: {other:?}"),
         }
         assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-        let stats = f.warm_stats();
-        assert_eq!(
-            (stats.created, stats.reused, stats.discarded),
-            (4, 4, 3),
-            "{lang}: {stats:?}"
-        );
+        assert_eq!(warm_counts(&f), (4, 4, 3), "{lang}");
     }
 }
 
@@ -639,12 +630,7 @@ fn a_rust_component_that_panics_in_format_traps_with_the_panic_and_costs_only_it
         other => panic!("a panic: {other:?}"),
     }
     assert_eq!(body(f.call(&success).unwrap()), "success (call 1)");
-    let stats = f.warm_stats();
-    assert_eq!(
-        (stats.created, stats.reused, stats.discarded),
-        (2, 2, 1),
-        "{stats:?}"
-    );
+    assert_eq!(warm_counts(&f), (2, 2, 1));
 }
 
 #[test]

@@ -109,19 +109,7 @@ fn a_new_go_project_passes_its_cases_warm_and_one_from_an_older_sdk_runs_fresh()
         "{report}"
     );
     assert!(!report.contains("(fresh and warm)"), "{report}");
-    let out = tidings(
-        &[
-            "render",
-            "--formatter",
-            "build/my-formatter.wasm",
-            "--input",
-            "tests/failure.input.json",
-            "--instances",
-            "warm",
-        ],
-        &dir,
-        &[],
-    );
+    let out = render_failure(&dir, &["--instances", "warm"]);
     let report = text(&out);
     assert!(!out.status.success(), "{report}");
     assert!(
@@ -145,22 +133,24 @@ fn a_new_python_project_passes_its_cases_and_runs_warm_through_format() {
     runs_warm_through_format(scaffold_passes("python").1);
 }
 
+/// `tidings render` of the project in `dir`'s built formatter on its failure case, with `more`
+/// arguments.
+fn render_failure(dir: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
+        "render",
+        "--formatter",
+        "build/my-formatter.wasm",
+        "--input",
+        "tests/failure.input.json",
+    ];
+    args.extend_from_slice(more);
+    tidings(&args, dir, &[])
+}
+
 /// The built component exports `format` (the world tidings:formatter/warm), and `render`
 /// calls it warm when not told otherwise.
 fn runs_warm_through_format(dir: PathBuf) {
-    let out = tidings(
-        &[
-            "render",
-            "--formatter",
-            "build/my-formatter.wasm",
-            "--input",
-            "tests/failure.input.json",
-            "--repeat",
-            "3",
-        ],
-        &dir,
-        &[],
-    );
+    let out = render_failure(&dir, &["--repeat", "3"]);
     let report = text(&out);
     assert!(out.status.success(), "{report}");
     assert!(

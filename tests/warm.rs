@@ -161,14 +161,9 @@ fn a_warm_instance_idle_longer_than_max_idle_is_dropped_and_the_next_call_makes_
     .unwrap();
     assert_eq!(bodies(&warm, 2), ["call 1", "call 2"]);
     // The epoch ticker looks every second: within a few, the idle instance is gone.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while warm.warm_stats().retired == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the idle instance is retired"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::daemon::wait_until("the idle instance retired", Duration::from_secs(30), || {
+        warm.warm_stats().retired > 0
+    });
     // A new instance answers: its count starts again.
     assert_eq!(body(&warm).unwrap(), "call 1");
     assert_eq!(
@@ -178,13 +173,6 @@ fn a_warm_instance_idle_longer_than_max_idle_is_dropped_and_the_next_call_makes_
             ..stats(2, 1, 0)
         }
     );
-    // One in use keeps its instance: calls closer together than max_idle are all answered
-    // by it.
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(20));
-        body(&warm).unwrap();
-    }
-    assert_eq!(warm.warm_stats().created, 2);
 }
 
 #[test]

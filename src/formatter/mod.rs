@@ -174,6 +174,8 @@ impl WarmStats {
 
 /// The warm instances of one formatter.
 struct WarmPool {
+    /// The formatter's name, for the log.
+    name: String,
     /// Instances waiting for a call, the one used last at the end.
     idle: Mutex<Vec<Idle>>,
     max_calls: u32,
@@ -226,6 +228,7 @@ impl WarmRoom {
             pool.retired
                 .fetch_add(expired.len() as u64, Ordering::Relaxed);
             dropped += expired.len();
+            tracing::debug!(formatter = %pool.name, instances = expired.len(), max_idle_ms = pool.max_idle.as_millis() as u64, "dropped warm instances idle past max_idle");
             // Dropped outside the lock: giving back an instance's memory takes a moment.
             drop(expired);
         }
@@ -580,6 +583,7 @@ impl Formatter {
                 max_idle,
             } => {
                 let pool = Arc::new(WarmPool {
+                    name: self.name.clone(),
                     idle: Mutex::default(),
                     max_calls: max_calls.max(1),
                     max_idle,
