@@ -771,9 +771,16 @@ impl Formatter {
 /// A counting semaphore for blocking threads: at most `n` calls run at once, whichever thread
 /// (tokio's blocking pool, the CLI, a test) makes them.
 struct Slots {
-    free: Mutex<usize>,
+    state: Mutex<SlotState>,
     total: usize,
     cv: Condvar,
+}
+
+struct SlotState {
+    free: usize,
+    /// Threads waiting for a slot: a release signals the condition only when one waits (a
+    /// signal costs a system call even when nobody waits, twice per call otherwise).
+    waiting: usize,
 }
 
 struct SlotGuard<'a>(&'a Slots);
@@ -781,29 +788,74 @@ struct SlotGuard<'a>(&'a Slots);
 impl Slots {
     fn new(n: usize) -> Slots {
         Slots {
-            free: Mutex::new(n.max(1)),
+            state: Mutex::new(SlotState {
+                free: n.max(1),
+                waiting: 0,
+            }),
             total: n.max(1),
             cv: Condvar::new(),
         }
     }
 
     fn taken(&self) -> usize {
-        self.total - *self.free.lock().expect("slots lock")
+        self.total - self.state.lock().expect("slots lock").free
     }
 
     fn acquire(&self) -> SlotGuard<'_> {
-        let mut free = self.free.lock().expect("slots lock");
-        while *free == 0 {
-            free = self.cv.wait(free).expect("slots lock");
+        let mut state = self.state.lock().expect("slots lock");
+        while state.free == 0 {
+            state.waiting += 1;
+            state = self.cv.wait(state).expect("slots lock");
+            state.waiting -= 1;
         }
-        *free -= 1;
+        state.free -= 1;
         SlotGuard(self)
     }
 }
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().expect("slots lock") += 1;
-        self.0.cv.notify_one();
+        let mut state = self.0.state.lock().expect("slots lock");
+        state.free += 1;
+        if state.waiting > 0 {
+            self.0.cv.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_slot_released_goes_to_a_thread_waiting_for_it_and_every_waiter_gets_one() {
+        let slots = Slots::new(2);
+        let held = [slots.acquire(), slots.acquire()];
+        assert_eq!(slots.taken(), 2);
+        let (got, got_rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            for i in 0..3 {
+                let (slots, got) = (&slots, got.clone());
+                s.spawn(move || {
+                    let _slot = slots.acquire();
+                    got.send(i).unwrap();
+                });
+            }
+            // Three threads wait on two taken slots: none gets through until one is released.
+            while slots.state.lock().unwrap().waiting < 3 {
+                std::thread::yield_now();
+            }
+            assert!(got_rx.try_recv().is_err());
+            drop(held);
+            let mut all: Vec<i32> = (0..3)
+                .map(|_| got_rx.recv_timeout(Duration::from_secs(10)).unwrap())
+                .collect();
+            all.sort();
+            assert_eq!(all, [0, 1, 2]);
+        });
+        assert_eq!(slots.taken(), 0);
+        assert_eq!(slots.state.lock().unwrap().waiting, 0);
     }
 }

@@ -183,6 +183,7 @@ pub fn run(
 
     let result = match program {
         Program::Module(pre) => pre.instantiate(&mut store).and_then(|instance| {
+            let _ambient = ambient();
             if pre.module().get_export("_start").is_none() {
                 return call_reactor(&mut store, &instance, request);
             }
@@ -376,6 +377,7 @@ pub fn warm_instance(
     set_deadline(&mut store, spec.timeout);
     let made = match program {
         Program::Module(pre) => pre.instantiate(&mut store).and_then(|instance| {
+            let _ambient = ambient();
             if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
                 init.call(&mut store, ())?;
             }
@@ -443,6 +445,37 @@ fn call_runtime() -> wasmtime::Result<tokio::runtime::Runtime> {
         .map_err(|e| wasmtime::Error::msg(format!("cannot start the call's runtime: {e}")))
 }
 
+/// The runtime a module call's WASI functions find as the ambient one, entered for the call.
+///
+/// wasmtime-wasi runs each preview-1 function (every `fd_write` of the guest) as a future. With
+/// no runtime entered it falls back on one of its own and, there, yields to the scheduler once
+/// before each function: a thread wake-up per write, which was a tenth of a warm call. Here
+/// every such future completes in its first poll (in-memory pipes, blocking file reads allowed
+/// on the calling thread, [`poll_oneoff`] never waits), so with this runtime's handle entered
+/// each function runs straight through. Its one worker thread drives its timers and I/O should
+/// a future ever wait (none does today). `None` if it cannot start: wasmtime-wasi's fallback
+/// then serves, as before.
+fn ambient() -> Option<tokio::runtime::EnterGuard<'static>> {
+    static AMBIENT: std::sync::LazyLock<Option<tokio::runtime::Runtime>> = std::sync::LazyLock::new(
+        || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("tidings-wasi")
+                .enable_all()
+                .build()
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "cannot start the runtime for WASI calls; using wasmtime-wasi's own")
+                })
+                .ok()
+        },
+    );
+    // A caller already inside a runtime keeps it (wasmtime-wasi uses the current one).
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return None;
+    }
+    AMBIENT.as_ref().map(|rt| rt.enter())
+}
+
 /// Sets the store's epoch deadline for a call of `timeout` (or none).
 fn set_deadline(store: &mut Store<CallState>, timeout: Option<Duration>) {
     match timeout {
@@ -493,6 +526,7 @@ pub fn warm_call(
             format,
             memory,
         } => (|| {
+            let _ambient = ambient();
             let ptr = alloc.call(&mut *store, len)?;
             memory
                 .write(&mut *store, ptr as u32 as usize, input)
