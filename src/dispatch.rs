@@ -336,21 +336,25 @@ pub struct ReadEvent {
     event: Event,
     /// A build event's build as JSON (the dict as received, when the body was one).
     document: Option<String>,
+    /// Whether `document` is the event's body as stored (a build dict, not an envelope).
+    verbatim: bool,
 }
 
 impl ReadEvent {
     /// What reading `body`, stored as `format`, gives: `event`, which is what `body` parses
     /// to (ingest parsed it).
     pub fn new(event: Event, format: BodyFormat, body: &str) -> ReadEvent {
+        let verbatim = matches!(event.subject, Subject::Build(_)) && format == BodyFormat::Build;
         let document = match &event.subject {
-            Subject::Build(b) => Some(if format == BodyFormat::Build {
-                body.to_owned()
-            } else {
-                serde_json::to_string(b).expect("a build serialises")
-            }),
+            Subject::Build(_) if verbatim => Some(body.to_owned()),
+            Subject::Build(b) => Some(serde_json::to_string(b).expect("a build serialises")),
             _ => None,
         };
-        ReadEvent { event, document }
+        ReadEvent {
+            event,
+            document,
+            verbatim,
+        }
     }
 
     /// Reads a stored event's body.
@@ -694,15 +698,26 @@ impl Dispatcher {
     /// start). All in the transaction that moves the cursor.
     pub fn record_pending(&self) -> Result<usize, StoreError> {
         let cursor = self.store.cursor(CURSOR)?;
-        let events = self.store.snapshot()?.events_after(cursor, BATCH)?;
+        let snapshot = self.store.snapshot()?;
+        let mut events = snapshot.event_heads_between(cursor, i64::MAX, BATCH)?;
         let Some(last) = events.last().map(|e| e.id) else {
             return Ok(0);
         };
+        // What ingest handed over, taken first: only the other events' bodies are read.
+        let mut handed = Vec::with_capacity(events.len());
+        for ev in &mut events {
+            let r = self.read.take_ingested(ev.id);
+            if r.is_none() {
+                snapshot.read_body(ev)?;
+            }
+            handed.push(r);
+        }
+        drop(snapshot);
         let mut builds = Vec::new();
         let mut unreadable = Vec::new();
         let mut read = Vec::with_capacity(events.len());
-        for ev in &events {
-            let r = match self.read.take_ingested(ev.id) {
+        for (ev, handed) in events.iter().zip(handed) {
+            let r = match handed {
                 Some(r) => Ok(r),
                 None => ReadEvent::of(ev).map(Arc::new),
             };
@@ -748,15 +763,24 @@ impl Dispatcher {
         }
         // One read transaction for the batch's reads (its events, their previous builds).
         let snapshot = self.store.snapshot()?;
-        let events = snapshot.events_between(cursor, upto, BATCH)?;
+        let mut events = snapshot.event_heads_between(cursor, upto, BATCH)?;
         let last = match events.last() {
             Some(e) if events.len() == BATCH => e.id,
             // Nothing else up to the history step's cursor.
             _ => upto,
         };
+        // What the history step read, taken first: only the other events' bodies are read.
+        let mut kept = Vec::with_capacity(events.len());
+        for ev in &mut events {
+            let r = self.read.take(ev.id);
+            if r.is_none() {
+                snapshot.read_body(ev)?;
+            }
+            kept.push(r);
+        }
         let mut prepared = Vec::with_capacity(events.len());
-        for ev in &events {
-            if let Ok(p) = self.prepare(ev, self.read.take(ev.id), &snapshot)? {
+        for (ev, read) in events.iter().zip(kept) {
+            if let Ok(p) = self.prepare(ev, read, &snapshot)? {
                 prepared.push((ev, p));
             }
         }
@@ -1628,7 +1652,11 @@ fn build_record(ev: &StoredEvent, read: &ReadEvent) -> Option<BuildRecord> {
         number: b.number?,
         complete: b.complete,
         results: b.results,
-        body: read.document.clone()?,
+        // The event's body is the build dict: the row refers to it rather than copy it.
+        body: match (&read.document, read.verbatim) {
+            (Some(_), true) => String::new(),
+            (document, _) => document.clone()?,
+        },
         event_id: ev.id,
     })
 }

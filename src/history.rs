@@ -16,7 +16,9 @@ pub struct BuildRecord {
     pub number: i64,
     pub complete: bool,
     pub results: Option<i64>,
-    /// The build dict as JSON.
+    /// The build dict as JSON. Recorded empty when it is the body of event `event_id` as
+    /// stored (the store reads that back in its place, and keeps the event while the row is
+    /// kept), so a build is stored once.
     pub body: String,
     /// The event whose dispatch wrote this version (0 when none did: a version from the
     /// master's REST API, or from a store older than the column).

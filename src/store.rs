@@ -48,7 +48,7 @@ CREATE TABLE unreadable (
 }
 
 /// The schema version this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = concat!(
     "
@@ -73,6 +73,7 @@ CREATE TABLE builds (
     PRIMARY KEY (master, buildid)
 );
 CREATE INDEX builds_by_builder_event ON builds (master, builderid, number, event_id);
+CREATE INDEX builds_by_event ON builds (event_id) WHERE body = '';
 CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY,
     key             TEXT NOT NULL UNIQUE,
@@ -111,8 +112,17 @@ CREATE TABLE bot_state (
     unreadable_table!()
 );
 
-/// A `builds` row selected as `master, buildid, builderid, number, complete, results, body,
-/// event_id`.
+/// The columns [`build_record`] reads, of a query on `builds`: a row with an empty body has
+/// the body of the event that wrote it (see [`BuildRecord::body`]).
+macro_rules! build_columns {
+    () => {
+        "master, buildid, builderid, number, complete, results,
+         CASE WHEN body = '' THEN COALESCE((SELECT e.body FROM events e WHERE e.id = builds.event_id), '')
+              ELSE body END,
+         event_id"
+    };
+}
+
 /// A read transaction on the store's reader connection ([`Store::snapshot`]); ends when
 /// dropped.
 pub struct Snapshot<'a> {
@@ -153,6 +163,47 @@ impl Snapshot<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// [`Snapshot::events_between`] without the bodies: each event's `body` is empty and its
+    /// `format` `None` until [`Snapshot::read_body`] reads them. For dispatch, which has most
+    /// events parsed already (by ingest, or by the history step for the lanes): a body spills
+    /// into an overflow page, read again for nothing otherwise.
+    pub fn event_heads_between(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT id, key, kind, source, received_at FROM events
+             WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = q.query_map(params![after, upto, limit as i64], |r| {
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                key: r.get(1)?,
+                kind: r.get(2)?,
+                source: r.get(3)?,
+                body: String::new(),
+                format: None,
+                received_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Reads the body and format of `ev`, from [`Snapshot::event_heads_between`].
+    pub fn read_body(&self, ev: &mut StoredEvent) -> Result<(), StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT body, format FROM events WHERE id = ?1")?;
+        let (body, format) = q.query_row([ev.id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        ev.body = body;
+        ev.format = BodyFormat::parse(&format);
+        Ok(())
+    }
+
     /// [`Store::previous_build`] as the history stood when event `event` was dispatched: rows
     /// written by that event or a later one are passed over. (A row holds a build's latest
     /// version; a build finished after `event` was not finished then, so passing over its row
@@ -164,13 +215,14 @@ impl Snapshot<'_> {
         number: i64,
         event: i64,
     ) -> Result<Option<BuildRecord>, StoreError> {
-        let mut q = self.conn.prepare_cached(
-            "SELECT master, buildid, builderid, number, complete, results, body, event_id
-             FROM builds
+        let mut q = self.conn.prepare_cached(concat!(
+            "SELECT ",
+            build_columns!(),
+            " FROM builds
              WHERE master = ?1 AND builderid = ?2 AND number < ?3 AND event_id < ?5
                AND complete = 1 AND results IS NOT NULL AND results != ?4
              ORDER BY number DESC LIMIT 1",
-        )?;
+        ))?;
         Ok(q.query_row(
             params![master, builderid, number, RETRY, event],
             build_record,
@@ -179,6 +231,7 @@ impl Snapshot<'_> {
     }
 }
 
+/// A `builds` row selected as [`build_columns`].
 fn build_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRecord> {
     Ok(BuildRecord {
         master: r.get(0)?,
@@ -548,7 +601,7 @@ impl Store {
                          COMMIT;",
                     )?;
                 }
-                _ => {
+                3 => {
                     // Version 4 notes which event wrote each build's row, so that dispatch's
                     // lanes (one per reporter, each at its own place in the event log) see
                     // the history as of their event. Older rows count as written before every
@@ -557,6 +610,19 @@ impl Store {
                         "BEGIN;
                          ALTER TABLE builds ADD COLUMN event_id INTEGER NOT NULL DEFAULT 0;
                          PRAGMA user_version = 4;
+                         COMMIT;",
+                    )?;
+                }
+                _ => {
+                    // Version 5 lets a build's row leave its body to the event that wrote it
+                    // (`body` empty: the event's body is the build dict as received), so a
+                    // build is written once, not twice; retention keeps such an event while
+                    // its row is kept, found through `builds_by_event`. Older rows keep
+                    // their bodies.
+                    conn.execute_batch(
+                        "BEGIN;
+                         CREATE INDEX builds_by_event ON builds (event_id) WHERE body = '';
+                         PRAGMA user_version = 5;
                          COMMIT;",
                     )?;
                 }
@@ -1136,9 +1202,8 @@ impl Store {
         params: impl rusqlite::Params,
     ) -> Result<Vec<BuildRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT master, buildid, builderid, number, complete, results, body, event_id FROM builds {clause}"
-        ))?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT {} FROM builds {clause}", build_columns!()))?;
         let rows = stmt
             .query_map(params, build_record)?
             .collect::<Result<Vec<_>, _>>()?;

@@ -5,8 +5,9 @@
 //! - delivered deliveries and their delivery log (by when they were delivered);
 //! - dead letters only once older than `dead_retention`, when set — by default they are kept
 //!   until an operator drops or retries them;
-//! - events that dispatch has passed, that no delivery still refers to and that are not kept as
-//!   unreadable;
+//! - events that dispatch has passed, that no delivery still refers to, that are not kept as
+//!   unreadable and whose body is not a kept build's (a build's row leaves its body to the
+//!   event that wrote it when that event's body is the build dict);
 //! - build history beyond the newest [`BUILDS_KEPT`] builds of each builder (what a mode such as
 //!   `change` compares with is the previous build; a few more cover late arrivals), counting
 //!   only builds recorded by events that every dispatch lane has passed, so a lane that lags
@@ -118,6 +119,7 @@ impl Store {
                    AND e.received_at < ?1
                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id)
                    AND NOT EXISTS (SELECT 1 FROM unreadable u WHERE u.event_id = e.id)
+                   AND NOT EXISTS (SELECT 1 FROM builds b WHERE b.event_id = e.id AND b.body = '')
                  ORDER BY e.id
                  LIMIT ?3",
             )?;

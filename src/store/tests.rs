@@ -434,21 +434,42 @@ fn the_history_step_takes_what_ingest_handed_over_and_forgets_what_it_passed() {
         workers: 0,
         read: Default::default(),
     };
-    // What ingest handed over is what the history step records: here a copy of the body that
-    // differs only in its spacing, which reading the stored body could not give.
+    // What ingest handed over is what the history step records: here a result that differs
+    // from the stored body's, which reading the stored body could not give.
     let id = stored("m/build/400010/finished");
-    let spaced = body.replace(',', ", ");
+    let other = body.replace(r#""results":2"#, r#""results":3"#);
+    let handed = Event::from_build(serde_json::from_str::<Build>(&other).unwrap()).unwrap();
     dispatcher.read.hand_over(
         id,
-        Arc::new(ReadEvent::new(parsed(), BodyFormat::Build, &spaced)),
+        Arc::new(ReadEvent::new(handed, BodyFormat::Build, body)),
     );
     assert_eq!(dispatcher.read.len(), 1);
     assert_eq!(dispatcher.record_pending().unwrap(), 1);
-    let recorded: String = store
+    let (results, recorded): (i64, String) = store
         .conn()
-        .query_row("SELECT body FROM builds", [], |r| r.get(0))
+        .query_row("SELECT results, body FROM builds", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
-    assert_eq!(recorded, spaced);
+    assert_eq!(results, 3);
+    // The event's body is the build dict: the row refers to it instead of a copy, and reads
+    // back as it.
+    assert_eq!(recorded, "");
+    let back = store.latest_builds().unwrap();
+    assert_eq!(
+        back.iter()
+            .map(|b| (b.body.as_str(), b.event_id))
+            .collect::<Vec<_>>(),
+        [(body, id)]
+    );
+    // As the previous build of the builder's next build, as dispatch asks for it.
+    let prev = store
+        .snapshot()
+        .unwrap()
+        .previous_build_before(&back[0].master, 7, 4, i64::MAX)
+        .unwrap()
+        .unwrap();
+    assert_eq!((prev.number, prev.body.as_str()), (3, body));
     // No lanes to keep it for, and nothing left over.
     assert!(dispatcher.read.is_empty());
     // Handed over only after the history step read the event from the store: forgotten when
@@ -465,10 +486,20 @@ fn the_history_step_takes_what_ingest_handed_over_and_forgets_what_it_passed() {
     assert!(dispatcher.read.is_empty(), "what it passed is forgotten");
 }
 
-/// Version 3's schema: today's without `builds.event_id`, and so with the history's index of
-/// then.
+/// Version 4's schema: today's without `builds_by_event` (every build's row has its body).
+fn schema_4() -> String {
+    let v4 = SCHEMA.replace(
+        "CREATE INDEX builds_by_event ON builds (event_id) WHERE body = '';\n",
+        "",
+    );
+    assert_ne!(v4, SCHEMA);
+    v4
+}
+
+/// Version 3's schema: version 4's without `builds.event_id`, and so with the history's index
+/// of then.
 fn schema_before_build_events() -> String {
-    SCHEMA
+    schema_4()
         .replace(",\n    event_id     INTEGER NOT NULL DEFAULT 0", "")
         .replace(
             "builds_by_builder_event ON builds (master, builderid, number, event_id)",
@@ -623,6 +654,67 @@ fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
     let p = store.prune(r, 32 * day, ids[4], 100, 0).unwrap();
     assert_eq!((p.deliveries, p.events), (1, 1));
     assert!(store.delivery(deliveries[1]).unwrap().is_none());
+}
+
+/// A build's row that refers to its event's body keeps that event past retention, as long as
+/// the row is kept and still refers to it.
+#[test]
+fn retention_keeps_an_event_whose_body_a_kept_build_refers_to() {
+    let (_dir, store) = open();
+    let day = 86_400_000;
+    let r = Retention {
+        keep_ms: day,
+        dead_ms: None,
+    };
+    let bodies = [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#];
+    let events = ["first", "second", "third"]
+        .into_iter()
+        .zip(bodies)
+        .map(|(key, body)| NewEvent { body, ..event(key) })
+        .collect::<Vec<_>>();
+    let ids: Vec<i64> = store
+        .insert_events(&events, 0)
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let refer = |buildid: i64, event_id: i64| BuildRecord {
+        body: String::new(),
+        event_id,
+        ..build(buildid, buildid, true, Some(0))
+    };
+    // Build 1's row refers to the first event, build 2's to the second, and the third event
+    // (a later version of build 2) takes build 2's row over.
+    store.record_build(&refer(1, ids[0])).unwrap();
+    store.record_build(&refer(2, ids[1])).unwrap();
+    store.record_build(&refer(2, ids[2])).unwrap();
+    let prune = || {
+        let p = store.prune(r, 2 * day, ids[2], 100, 0).unwrap();
+        (p.events, p.builds)
+    };
+    assert_eq!(prune(), (1, 0), "only the event no row refers to goes");
+    assert_eq!(store.event_body(ids[1]).unwrap(), None);
+    for kept in [ids[0], ids[2]] {
+        assert!(store.event_body(kept).unwrap().is_some(), "event {kept}");
+    }
+    // Each row reads back with its event's body.
+    let read: Vec<(i64, String)> = store
+        .builds_of("m1", 3, 10)
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.number, b.body))
+        .collect();
+    assert_eq!(read, [(2, bodies[2].into()), (1, bodies[0].into())]);
+    // Once build 1's row is pruned (50 builds of its builder are newer), its event goes too,
+    // at the next pass (events are looked at before builds).
+    for n in 3..=51 {
+        store.record_build(&build(n, n, true, Some(0))).unwrap();
+    }
+    assert_eq!(prune(), (0, 1));
+    assert!(store.event_body(ids[0]).unwrap().is_some());
+    assert_eq!(prune(), (1, 0));
+    assert_eq!(store.event_body(ids[0]).unwrap(), None);
+    assert!(store.event_body(ids[2]).unwrap().is_some());
 }
 
 #[test]
@@ -870,6 +962,45 @@ fn a_version_3_store_keeps_its_build_history_when_upgraded() {
             && !indexes.contains(&"builds_by_builder".to_string()),
         "{indexes:?}"
     );
+}
+
+#[test]
+fn a_version_4_store_keeps_the_bodies_of_its_builds_when_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
+        conn.execute_batch(&schema_4()).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO events (id, key, kind, source, received_at, body, format)
+               VALUES (5, 'k', 'build_finished', 'http', 0, '{"event":"body"}', 'build');
+               INSERT INTO builds
+                 (master, buildid, builderid, number, complete, results, body, event_id)
+               VALUES ('m1', 7, 3, 1, 1, 2, '{"row":"body"}', 5);
+               PRAGMA user_version = 4;"#,
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path(), Durability::Normal).unwrap();
+    // A row written before version 5 has its own body, and is read with it.
+    let builds = store.builds_of("m1", 3, 5).unwrap();
+    assert_eq!(
+        builds.iter().map(|b| b.body.as_str()).collect::<Vec<_>>(),
+        [r#"{"row":"body"}"#]
+    );
+    let version: i64 = store
+        .conn()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let index: i64 = store
+        .conn()
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'builds_by_event'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1);
 }
 
 #[test]
