@@ -780,7 +780,7 @@ impl Dispatcher {
         }
         let mut prepared = Vec::with_capacity(events.len());
         for (ev, read) in events.iter().zip(kept) {
-            if let Ok(p) = self.prepare(ev, read, &snapshot)? {
+            if let Ok(p) = self.prepare(ev, read, &snapshot, lane..lane + 1)? {
                 prepared.push((ev, p));
             }
         }
@@ -856,7 +856,8 @@ impl Dispatcher {
     pub fn retry_unreadable(&self) -> Result<usize, StoreError> {
         let mut done = 0;
         for (ev, _) in self.store.unreadable()? {
-            let prepared = self.prepare(&ev, None, &self.store.snapshot()?)?;
+            let all = 0..self.routes.len();
+            let prepared = self.prepare(&ev, None, &self.store.snapshot()?, all)?;
             let Ok(prepared) = prepared else {
                 continue;
             };
@@ -891,10 +892,11 @@ impl Dispatcher {
     /// calls them; previous builds are those of the history as it stood at `ev`. `Err(reason)`
     /// inside when the event cannot be read.
     pub fn plan(&self, ev: &StoredEvent) -> Result<Result<Vec<Decision>, String>, StoreError> {
-        let prepared = match self.prepare(ev, None, &self.store.snapshot()?)? {
-            Ok(p) => p,
-            Err(reason) => return Ok(Err(reason)),
-        };
+        let prepared =
+            match self.prepare(ev, None, &self.store.snapshot()?, 0..self.routes.len())? {
+                Ok(p) => p,
+                Err(reason) => return Ok(Err(reason)),
+            };
         let mut pass = Pass {
             lanes: 0..self.routes.len(),
             decisions: Some(Vec::new()),
@@ -906,12 +908,19 @@ impl Dispatcher {
     /// Reads `ev` (unless the history step's reading of it is given) and looks up the
     /// previous build of each build it reports, as the history stood at `ev`. `Err(reason)`
     /// inside when the event cannot be read.
+    ///
+    /// A previous build's body is read only when a reporter of `lanes` sends it
+    /// ([`sends_prev_build`]); the others need only its result.
     fn prepare(
         &self,
         ev: &StoredEvent,
         read: Option<Arc<ReadEvent>>,
         snapshot: &Snapshot<'_>,
+        lanes: Range<usize>,
     ) -> Result<Result<Prepared, String>, StoreError> {
+        let with_body = self.routes[lanes]
+            .iter()
+            .any(|r| sends_prev_build(r.reporter.selection()));
         let read = match read {
             Some(r) => r,
             None => match ReadEvent::of(ev) {
@@ -925,9 +934,14 @@ impl Dispatcher {
             Subject::Build(b) => {
                 if event.kind == EventKind::BuildFinished || event.kind == EventKind::BuildStarted {
                     prevs.push(match (b.builderid, b.number) {
-                        (Some(builder), Some(n)) if b.complete => {
-                            self.previous_build(&event.master, builder, n, ev.id, snapshot)?
-                        }
+                        (Some(builder), Some(n)) if b.complete => self.previous_build(
+                            &event.master,
+                            builder,
+                            n,
+                            ev.id,
+                            snapshot,
+                            with_body,
+                        )?,
                         _ => None,
                     });
                 }
@@ -935,9 +949,14 @@ impl Dispatcher {
             Subject::Buildset { builds, .. } => {
                 for b in builds {
                     prevs.push(match (b.builderid, b.number) {
-                        (Some(builder), Some(n)) => {
-                            self.previous_build(&event.master, builder, n, ev.id, snapshot)?
-                        }
+                        (Some(builder), Some(n)) => self.previous_build(
+                            &event.master,
+                            builder,
+                            n,
+                            ev.id,
+                            snapshot,
+                            with_body,
+                        )?,
                         _ => None,
                     });
                 }
@@ -1098,8 +1117,9 @@ impl Dispatcher {
         number: i64,
         event: i64,
         snapshot: &Snapshot<'_>,
+        with_body: bool,
     ) -> Result<Option<BuildRecord>, StoreError> {
-        let stored = snapshot.previous_build_before(master, builderid, number, event)?;
+        let stored = snapshot.previous_build_as_of(master, builderid, number, event, with_body)?;
         Ok(stored.or_else(|| {
             self.history
                 .as_ref()
@@ -1521,8 +1541,7 @@ impl Dispatcher {
         if !sel.wants.properties {
             build.properties = Default::default();
         }
-        let wants_prev = sel.mode.0.iter().any(|w| w == "change" || w == "problem");
-        if wants_prev
+        if sends_prev_build(sel)
             && let Some(p) = prev
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&p.body)
         {
@@ -1630,6 +1649,12 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Whether a reporter's formatter requests carry `prev_build` (the previous build's dict): when
+/// its mode compares with the previous build (`change`, `problem`), as Buildbot's do.
+fn sends_prev_build(sel: &Selection) -> bool {
+    sel.mode.0.iter().any(|w| w == "change" || w == "problem")
 }
 
 /// The build history's row for a `build_started` / `build_finished` event's build (none for
@@ -1863,6 +1888,57 @@ mod tests {
 
     fn sample() -> Build {
         serde_json::from_str(include_str!("../tests/data/buildbot/failure-full.json")).unwrap()
+    }
+
+    /// A lane whose mode compares with the previous build gets the previous build's dict (its
+    /// requests carry it as `prev_build`); a lane that needs only results does not read it.
+    #[test]
+    fn the_previous_build_is_read_whole_only_for_a_lane_that_sends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), Durability::Normal).unwrap());
+        let body = |n: i64| {
+            let mut b: Value =
+                serde_json::from_str(include_str!("../tests/data/buildbot/failure-full.json"))
+                    .unwrap();
+            b["buildid"] = (500 + n).into();
+            b["number"] = n.into();
+            b.to_string()
+        };
+        let bodies = [body(1), body(2)];
+        let keys = ["m/build/501/finished", "m/build/502/finished"];
+        let events: Vec<crate::store::NewEvent<'_>> = keys
+            .iter()
+            .zip(&bodies)
+            .map(|(key, body)| crate::store::NewEvent {
+                key,
+                kind: "build_finished",
+                source: "test",
+                body,
+                format: crate::event::BodyFormat::Build,
+            })
+            .collect();
+        store.insert_events(&events, 1).unwrap();
+        let config = Config::parse(
+            "[[reporter.http_push]]\nname = \"all\"\nserver_url = \"http://127.0.0.1:9/\"\n\
+             mode = [\"all\"]\n\n\
+             [[reporter.http_push]]\nname = \"change\"\nserver_url = \"http://127.0.0.1:9/\"\n\
+             mode = [\"change\"]\n",
+        )
+        .unwrap();
+        let d = crate::daemon::planner(&config, dir.path(), store.clone(), &[], None).unwrap();
+        d.open_lanes().unwrap();
+        assert_eq!(d.record_pending().unwrap(), 2);
+        let second = &store.snapshot().unwrap().events_after(1, 1).unwrap()[0];
+        let prev_of = |lane: usize| {
+            let p = d
+                .prepare(second, None, &store.snapshot().unwrap(), lane..lane + 1)
+                .unwrap()
+                .unwrap();
+            let prev = p.prevs[0].clone().expect("build 1 is the previous build");
+            (prev.number, prev.results, prev.body)
+        };
+        assert_eq!(prev_of(0), (1, Some(2), String::new()));
+        assert_eq!(prev_of(1), (1, Some(2), bodies[0].clone()));
     }
 
     fn sel(f: impl FnOnce(&mut Selection)) -> Selection {

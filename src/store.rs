@@ -90,7 +90,6 @@ CREATE TABLE outbox (
     last_error      TEXT,
     blocked         INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX outbox_due ON outbox (reporter, state, next_attempt_at);
 CREATE INDEX outbox_order ON outbox (reporter, order_key, state);
 CREATE TABLE delivery_log (
     id        INTEGER PRIMARY KEY,
@@ -120,6 +119,16 @@ macro_rules! build_columns {
          CASE WHEN body = '' THEN COALESCE((SELECT e.body FROM events e WHERE e.id = builds.event_id), '')
               ELSE body END,
          event_id"
+    };
+}
+
+/// Where the previous build of build ?3 of builder ?2 of master ?1 is, as of event ?5 (?4:
+/// RETRY, which is never a previous build).
+macro_rules! previous_build_where {
+    () => {
+        " WHERE master = ?1 AND builderid = ?2 AND number < ?3 AND event_id < ?5
+            AND complete = 1 AND results IS NOT NULL AND results != ?4
+          ORDER BY number DESC LIMIT 1"
     };
 }
 
@@ -215,14 +224,34 @@ impl Snapshot<'_> {
         number: i64,
         event: i64,
     ) -> Result<Option<BuildRecord>, StoreError> {
-        let mut q = self.conn.prepare_cached(concat!(
-            "SELECT ",
-            build_columns!(),
-            " FROM builds
-             WHERE master = ?1 AND builderid = ?2 AND number < ?3 AND event_id < ?5
-               AND complete = 1 AND results IS NOT NULL AND results != ?4
-             ORDER BY number DESC LIMIT 1",
-        ))?;
+        self.previous_build_as_of(master, builderid, number, event, true)
+    }
+
+    /// [`Snapshot::previous_build_before`], with the build's body only when `with_body` (else
+    /// `body` is empty): the body is the larger part of the row, and most reporters' modes
+    /// need only the result.
+    pub fn previous_build_as_of(
+        &self,
+        master: &str,
+        builderid: i64,
+        number: i64,
+        event: i64,
+        with_body: bool,
+    ) -> Result<Option<BuildRecord>, StoreError> {
+        let mut q = if with_body {
+            self.conn.prepare_cached(concat!(
+                "SELECT ",
+                build_columns!(),
+                " FROM builds",
+                previous_build_where!()
+            ))?
+        } else {
+            self.conn.prepare_cached(concat!(
+                "SELECT master, buildid, builderid, number, complete, results, '', event_id
+                 FROM builds",
+                previous_build_where!()
+            ))?
+        };
         Ok(q.query_row(
             params![master, builderid, number, RETRY, event],
             build_record,
@@ -618,10 +647,13 @@ impl Store {
                     // (`body` empty: the event's body is the build dict as received), so a
                     // build is written once, not twice; retention keeps such an event while
                     // its row is kept, found through `builds_by_event`. Older rows keep
-                    // their bodies.
+                    // their bodies. And it drops `outbox_due`, which no query has used since
+                    // claiming reads `outbox_heads`, and which every change of a delivery's
+                    // state updated.
                     conn.execute_batch(
                         "BEGIN;
                          CREATE INDEX builds_by_event ON builds (event_id) WHERE body = '';
+                         DROP INDEX IF EXISTS outbox_due;
                          PRAGMA user_version = 5;
                          COMMIT;",
                     )?;

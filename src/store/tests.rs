@@ -486,12 +486,18 @@ fn the_history_step_takes_what_ingest_handed_over_and_forgets_what_it_passed() {
     assert!(dispatcher.read.is_empty(), "what it passed is forgotten");
 }
 
-/// Version 4's schema: today's without `builds_by_event` (every build's row has its body).
+/// Version 4's schema: today's without `builds_by_event` (every build's row has its body) and
+/// with `outbox_due`.
 fn schema_4() -> String {
-    let v4 = SCHEMA.replace(
-        "CREATE INDEX builds_by_event ON builds (event_id) WHERE body = '';\n",
-        "",
-    );
+    let v4 = SCHEMA
+        .replace(
+            "CREATE INDEX builds_by_event ON builds (event_id) WHERE body = '';\n",
+            "",
+        )
+        .replace(
+            "CREATE INDEX outbox_order",
+            "CREATE INDEX outbox_due ON outbox (reporter, state, next_attempt_at);\nCREATE INDEX outbox_order",
+        );
     assert_ne!(v4, SCHEMA);
     v4
 }
@@ -992,15 +998,18 @@ fn a_version_4_store_keeps_the_bodies_of_its_builds_when_upgraded() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    let index: i64 = store
-        .conn()
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'builds_by_event'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(index, 1);
+    let index = |name: &str| -> i64 {
+        store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(index("builds_by_event"), 1);
+    assert_eq!(index("outbox_due"), 0, "an index no query uses is dropped");
 }
 
 #[test]
