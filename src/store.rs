@@ -18,6 +18,7 @@
 //! Callers: the ingest sources (events), dispatch (builds, deliveries), the outbox workers
 //! (claim, finish), and `tidings outbox` (list, show, retry, drop).
 
+mod checkpointer;
 mod committer;
 mod inspect;
 mod retention;
@@ -522,6 +523,10 @@ pub struct Store {
     // Held for the store's life: the OS releases it when the process dies, even by kill -9.
     // `None` for a shared handle (`tidings outbox` beside a running daemon).
     _lock: Option<File>,
+    /// Runs the WAL checkpoints of `conn`'s writes on a thread of its own; `None` for a shared
+    /// handle (whose few writes checkpoint as SQLite does by default), or when the thread could
+    /// not start.
+    _checkpointer: Option<checkpointer::Checkpointer>,
 }
 
 impl Store {
@@ -540,7 +545,9 @@ impl Store {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        let conn = Self::connect(dir, durability, true)?;
+        let mut conn = Self::connect(dir, durability, true)?;
+        let checkpointer =
+            checkpointer::Checkpointer::start(&mut conn, Self::connect(dir, durability, false)?)?;
         Ok(Store {
             conn: Mutex::new(conn),
             read: Mutex::new(Self::connect(dir, durability, false)?),
@@ -548,6 +555,7 @@ impl Store {
             limit: Default::default(),
             refused: Mutex::default(),
             _lock: Some(lock),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -571,6 +579,7 @@ impl Store {
             limit: Default::default(),
             refused: Mutex::default(),
             _lock: None,
+            _checkpointer: None,
         })
     }
 

@@ -1221,3 +1221,62 @@ fn outcomes_finished_together_are_recorded_in_one_go_in_order() {
     assert_eq!(next, ["b"]);
     assert_eq!(store.claim_due("push", 50, 10).unwrap()[0].key, "c");
 }
+
+/// Commits do not checkpoint the WAL themselves: the checkpoint thread does, once a commit
+/// finds the WAL past the threshold, while the writers go on; the database file grows only
+/// by its copies.
+#[test]
+fn the_wal_is_checkpointed_by_its_own_thread_once_past_the_threshold() {
+    let (dir, store) = open();
+    let db_len = || {
+        std::fs::metadata(dir.path().join("tidings.db"))
+            .unwrap()
+            .len()
+    };
+    let runs = || {
+        store
+            ._checkpointer
+            .as_ref()
+            .expect("a checkpoint thread")
+            .runs()
+    };
+    let before = db_len();
+    // Each event spills into an overflow page: about two WAL frames per event.
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(5000));
+    let mut n = 0;
+    let mut insert = |count: usize| {
+        for _ in 0..count {
+            n += 1;
+            let key = format!("wal/{n}");
+            store
+                .insert_events(
+                    &[NewEvent {
+                        body: &body,
+                        ..event(&key)
+                    }],
+                    0,
+                )
+                .unwrap();
+        }
+    };
+    insert(100);
+    assert_eq!(
+        runs(),
+        0,
+        "not due below {} frames",
+        checkpointer::CHECKPOINT_PAGES
+    );
+    assert_eq!(db_len(), before, "nothing copied into the database yet");
+    insert(500);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while runs() == 0 || db_len() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after the WAL passed the threshold"
+        );
+        std::thread::yield_now();
+    }
+    assert!(db_len() > before);
+    // Every event is there, whatever the checkpoints did meanwhile.
+    assert_eq!(store.event_count().unwrap(), 600);
+}
