@@ -704,14 +704,7 @@ impl Dispatcher {
             return Ok(0);
         };
         // What ingest handed over, taken first: only the other events' bodies are read.
-        let mut handed = Vec::with_capacity(events.len());
-        for ev in &mut events {
-            let r = self.read.take_ingested(ev.id);
-            if r.is_none() {
-                snapshot.read_body(ev)?;
-            }
-            handed.push(r);
-        }
+        let handed = take_or_read(&mut events, &snapshot, |id| self.read.take_ingested(id))?;
         drop(snapshot);
         let mut builds = Vec::new();
         let mut unreadable = Vec::new();
@@ -770,14 +763,7 @@ impl Dispatcher {
             _ => upto,
         };
         // What the history step read, taken first: only the other events' bodies are read.
-        let mut kept = Vec::with_capacity(events.len());
-        for ev in &mut events {
-            let r = self.read.take(ev.id);
-            if r.is_none() {
-                snapshot.read_body(ev)?;
-            }
-            kept.push(r);
-        }
+        let kept = take_or_read(&mut events, &snapshot, |id| self.read.take(id))?;
         let mut prepared = Vec::with_capacity(events.len());
         for (ev, read) in events.iter().zip(kept) {
             if let Ok(p) = self.prepare(ev, read, &snapshot, lane..lane + 1)? {
@@ -929,19 +915,14 @@ impl Dispatcher {
             },
         };
         let event = &read.event;
+        let prev =
+            |builder, n| self.previous_build(&event.master, builder, n, ev.id, snapshot, with_body);
         let mut prevs = Vec::new();
         match &event.subject {
             Subject::Build(b) => {
                 if event.kind == EventKind::BuildFinished || event.kind == EventKind::BuildStarted {
                     prevs.push(match (b.builderid, b.number) {
-                        (Some(builder), Some(n)) if b.complete => self.previous_build(
-                            &event.master,
-                            builder,
-                            n,
-                            ev.id,
-                            snapshot,
-                            with_body,
-                        )?,
+                        (Some(builder), Some(n)) if b.complete => prev(builder, n)?,
                         _ => None,
                     });
                 }
@@ -949,14 +930,7 @@ impl Dispatcher {
             Subject::Buildset { builds, .. } => {
                 for b in builds {
                     prevs.push(match (b.builderid, b.number) {
-                        (Some(builder), Some(n)) => self.previous_build(
-                            &event.master,
-                            builder,
-                            n,
-                            ev.id,
-                            snapshot,
-                            with_body,
-                        )?,
+                        (Some(builder), Some(n)) => prev(builder, n)?,
                         _ => None,
                     });
                 }
@@ -1649,6 +1623,24 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// What `take` has of each of `events` (each as read already), in order; the body of each
+/// event it has not is read from `snapshot` instead (the events come without their bodies).
+fn take_or_read(
+    events: &mut [StoredEvent],
+    snapshot: &Snapshot<'_>,
+    take: impl Fn(i64) -> Option<Arc<ReadEvent>>,
+) -> Result<Vec<Option<Arc<ReadEvent>>>, StoreError> {
+    let mut taken = Vec::with_capacity(events.len());
+    for ev in events {
+        let r = take(ev.id);
+        if r.is_none() {
+            snapshot.read_body(ev)?;
+        }
+        taken.push(r);
+    }
+    Ok(taken)
 }
 
 /// Whether a reporter's formatter requests carry `prev_build` (the previous build's dict): when

@@ -158,23 +158,8 @@ impl Snapshot<'_> {
     }
 
     /// Events stored after event `after` up to event `upto` (included), oldest first, at most
-    /// `limit`.
-    pub fn events_between(
-        &self,
-        after: i64,
-        upto: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut q = self.conn.prepare_cached(
-            "SELECT id, key, kind, source, body, format, received_at FROM events
-             WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
-        )?;
-        let rows = q.query_map(params![after, upto, limit as i64], stored_event)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// [`Snapshot::events_between`] without the bodies: each event's `body` is empty and its
-    /// `format` `None` until [`Snapshot::read_body`] reads them. For dispatch, which has most
+    /// `limit`, without their bodies: each event's `body` is empty and its `format` `None`
+    /// until [`Snapshot::read_body`] reads them. For dispatch, which has most
     /// events parsed already (by ingest, or by the history step for the lanes): a body spills
     /// into an overflow page, read again for nothing otherwise.
     pub fn event_heads_between(
