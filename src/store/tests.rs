@@ -495,8 +495,9 @@ fn schema_4() -> String {
             "",
         )
         .replace(
-            "CREATE INDEX outbox_order",
-            "CREATE INDEX outbox_due ON outbox (reporter, state, next_attempt_at);\nCREATE INDEX outbox_order",
+            "CREATE INDEX outbox_order ON outbox (reporter, order_key, state)\n    WHERE state IN ('pending', 'inflight');",
+            "CREATE INDEX outbox_due ON outbox (reporter, state, next_attempt_at);\n\
+             CREATE INDEX outbox_order ON outbox (reporter, order_key, state);",
         );
     assert_ne!(v4, SCHEMA);
     v4
@@ -977,7 +978,8 @@ fn a_version_4_store_keeps_the_bodies_of_its_builds_when_upgraded() {
         let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
         conn.execute_batch(&schema_4()).unwrap();
         conn.execute_batch(
-            r#"INSERT INTO events (id, key, kind, source, received_at, body, format)
+            r#"CREATE INDEX outbox_heads ON outbox (reporter, state, blocked, next_attempt_at);
+               INSERT INTO events (id, key, kind, source, received_at, body, format)
                VALUES (5, 'k', 'build_finished', 'http', 0, '{"event":"body"}', 'build');
                INSERT INTO builds
                  (master, buildid, builderid, number, complete, results, body, event_id)
@@ -1010,6 +1012,19 @@ fn a_version_4_store_keeps_the_bodies_of_its_builds_when_upgraded() {
     };
     assert_eq!(index("builds_by_event"), 1);
     assert_eq!(index("outbox_due"), 0, "an index no query uses is dropped");
+    // The queues' indexes keep only what their queries look for.
+    let definition = |name: &str| -> String {
+        store
+            .conn()
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(definition("outbox_heads").ends_with("WHERE state = 'pending'"));
+    assert!(definition("outbox_order").ends_with("WHERE state IN ('pending', 'inflight')"));
 }
 
 #[test]
