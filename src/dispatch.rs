@@ -830,7 +830,12 @@ impl Dispatcher {
     /// core (as many calls as the formatter host lets run at once).
     fn workers(&self) -> usize {
         match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // Asked once: the standard library reads the cgroup's CPU quota from files each
+            // time (a hundredth of a lane's time when asked every batch).
+            0 => {
+                static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+                *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            }
             n => n,
         }
     }

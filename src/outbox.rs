@@ -237,31 +237,47 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// Delivers until `shutdown` turns true, then waits up to `grace` for attempts in flight.
+    ///
+    /// Each wake-up does its bookkeeping in one transaction
+    /// ([`Store::finish_and_claim`]): the outcomes of the attempts that ended since the last
+    /// one are recorded and the deliveries due now claimed, up to the free attempt slots.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let this = Arc::new(self);
         let batching = this.sink.batching();
         let concurrency = this.policy.settings.concurrency;
         let mut inflight: JoinSet<()> = JoinSet::new();
-        // Attempts hand their outcomes to one recorder, which writes all that are waiting in
-        // one transaction.
-        let (done, outcomes) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(this.clone().record(outcomes));
+        // Each attempt sends its deliveries' outcomes here, once, when it ends (also when it
+        // panics or is aborted: then with none, and its rows stay in flight until the next
+        // start); until then its slot is taken.
+        let (done, mut outcomes) = mpsc::unbounded_channel::<Vec<Finished>>();
+        let mut busy = 0usize;
+        let mut finished: Vec<Finished> = Vec::new();
+        let mut failing = false;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             while inflight.try_join_next().is_some() {}
-            let free = concurrency.saturating_sub(inflight.len());
+            while let Ok(rows) = outcomes.try_recv() {
+                busy -= 1;
+                finished.extend(rows);
+            }
+            let free = concurrency.saturating_sub(busy);
             let now = now_ms();
             // When the next delivery that could be claimed falls due, as the claim found it.
             let mut next = None;
-            if free > 0 {
-                let limit = batching.map_or(free, |b| b.chunk_size.max(1) * free);
-                let reporter = this.reporter.clone();
-                if let Some(b) = batching {
+            if free > 0 || !finished.is_empty() {
+                let limit = match (free, batching) {
+                    (0, _) => 0,
+                    (free, None) => free,
+                    (free, Some(b)) => b.chunk_size.max(1) * free,
+                };
+                if limit > 0
+                    && let Some(b) = batching
+                {
                     // Collect for `delay` once something is due, then claim all at once.
                     let due = blocking(&this.store, {
-                        let r = reporter.clone();
+                        let r = this.reporter.clone();
                         move |s| s.next_due(&r)
                     })
                     .await;
@@ -272,11 +288,19 @@ impl Worker {
                         }
                     }
                 }
-                match blocking(&this.store, move |s| s.claim(&reporter, now_ms(), limit)).await {
+                let rows = Arc::new(std::mem::take(&mut finished));
+                let (these, reporter) = (rows.clone(), this.reporter.clone());
+                let claim = move |s: &Store| s.finish_and_claim(&these, &reporter, now_ms(), limit);
+                match blocking(&this.store, claim).await {
                     Ok((claimed, due)) => {
-                        let full = claimed.len() >= limit;
+                        if failing {
+                            tracing::info!(reporter = %this.reporter, "the outbox can be written again");
+                            failing = false;
+                        }
+                        let full = limit > 0 && claimed.len() >= limit;
                         for group in groups(claimed, batching) {
                             let (w, done) = (this.clone(), done.clone());
+                            busy += 1;
                             inflight.spawn(async move { w.attempt(group, done).await });
                         }
                         if full {
@@ -286,7 +310,12 @@ impl Worker {
                         next = due;
                     }
                     Err(e) => {
-                        tracing::error!(reporter = %this.reporter, error = %e, "cannot claim deliveries from the outbox; trying again in 1s");
+                        // Nothing was recorded or claimed: the outcomes wait for the next try.
+                        finished = Arc::unwrap_or_clone(rows);
+                        if !failing {
+                            tracing::error!(reporter = %this.reporter, error = %e, unrecorded = finished.len(), "cannot record deliveries' outcomes or claim deliveries in the outbox; trying again every second");
+                            failing = true;
+                        }
                         tokio::select! {
                             _ = tokio::time::sleep(STORE_RETRY) => {}
                             _ = shutdown.changed() => {}
@@ -295,8 +324,8 @@ impl Worker {
                     }
                 }
             }
-            // Woken by new deliveries, finished attempts (free slots, unblocked queues), or when
-            // the next delivery falls due.
+            // Woken by new deliveries, ended attempts (outcomes to record, free slots, unblocked
+            // queues), or when the next delivery falls due.
             let wait = match next {
                 Some(t) => Duration::from_millis(t.saturating_sub(now).clamp(0, 1000) as u64),
                 None => IDLE_POLL,
@@ -304,64 +333,64 @@ impl Worker {
             tokio::select! {
                 _ = this.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
-                Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                Some(rows) = outcomes.recv() => {
+                    busy -= 1;
+                    finished.extend(rows);
+                    // Attempts that end together are recorded together.
+                    tokio::task::yield_now().await;
+                }
                 _ = shutdown.changed() => {}
             }
         }
-        let left = inflight.len();
-        if left > 0 {
-            tracing::info!(reporter = %this.reporter, in_flight = left, grace_ms = grace.as_millis() as u64, "waiting for deliveries in flight");
+        if busy > 0 {
+            tracing::info!(reporter = %this.reporter, in_flight = busy, grace_ms = grace.as_millis() as u64, "waiting for deliveries in flight");
         }
         let drained = tokio::time::timeout(grace, async {
-            while inflight.join_next().await.is_some() {}
+            while busy > 0
+                && let Some(rows) = outcomes.recv().await
+            {
+                busy -= 1;
+                finished.extend(rows);
+            }
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(reporter = %this.reporter, left = inflight.len(), "grace period over; unfinished deliveries stay in the outbox for the next start");
+            tracing::warn!(reporter = %this.reporter, left = busy, "grace period over; unfinished deliveries stay in the outbox for the next start");
             inflight.abort_all();
-            while inflight.join_next().await.is_some() {}
         }
-        // Every sender is gone now: the recorder writes what is left and ends. A store that
-        // keeps failing leaves those rows in flight, pending again at the next start.
-        drop(done);
-        let mut recorder = recorder;
-        if tokio::time::timeout(grace.max(STORE_RETRY * 2), &mut recorder)
+        while inflight.join_next().await.is_some() {}
+        while let Ok(rows) = outcomes.try_recv() {
+            finished.extend(rows);
+        }
+        // What ended and is not recorded yet; a store that keeps failing leaves those rows in
+        // flight, pending again at the next start.
+        if finished.is_empty() {
+            return;
+        }
+        let rows = Arc::new(finished);
+        let record = async {
+            loop {
+                let these = rows.clone();
+                match blocking(&this.store, move |s| s.finish_many(&these)).await {
+                    Ok(()) => break,
+                    Err(_) => tokio::time::sleep(STORE_RETRY).await,
+                }
+            }
+        };
+        if tokio::time::timeout(grace.max(STORE_RETRY * 2), record)
             .await
             .is_err()
         {
-            tracing::warn!(reporter = %this.reporter, "the outcomes of the last attempts could not be recorded; those deliveries are attempted again at the next start");
-            recorder.abort();
+            tracing::warn!(reporter = %this.reporter, deliveries = rows.len(), "the outcomes of the last attempts could not be recorded; those deliveries are attempted again at the next start");
         }
     }
 
-    /// Records the outcomes the attempts send, all that are waiting in one transaction, until
-    /// every sender is gone. Until its outcome is recorded a row stays in flight: should
-    /// tidings stop first, it is attempted again at the next start (at least once, with the
-    /// same idempotency key).
-    async fn record(self: Arc<Self>, mut outcomes: mpsc::UnboundedReceiver<Finished>) {
-        let mut batch = Vec::new();
-        while outcomes.recv_many(&mut batch, 1024).await > 0 {
-            let rows = Arc::new(std::mem::take(&mut batch));
-            let mut tries = 0u32;
-            loop {
-                let these = rows.clone();
-                match blocking(&self.store, move |s| s.finish_many(&these)).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        if tries == 0 {
-                            tracing::error!(reporter = %self.reporter, deliveries = rows.len(), error = %e, "cannot record deliveries' outcomes; trying again every second");
-                        }
-                        tries += 1;
-                        tokio::time::sleep(STORE_RETRY).await;
-                    }
-                }
-            }
-            // Finished heads of order-key queues let the next ones be claimed.
-            self.wake.notify_one();
-        }
-    }
-
-    async fn attempt(&self, group: Vec<Delivery>, done: mpsc::UnboundedSender<Finished>) {
+    async fn attempt(&self, group: Vec<Delivery>, done: mpsc::UnboundedSender<Vec<Finished>>) {
+        // Sent when dropped: at the end, or should the attempt panic or be aborted.
+        let mut report = Report {
+            done,
+            rows: Vec::with_capacity(group.len()),
+        };
         let outgoing: Vec<Outgoing> = group.iter().map(Outgoing::from).collect();
         let result = self.sink.deliver(&outgoing).await;
         let now = now_ms();
@@ -384,13 +413,25 @@ impl Worker {
                 }
             }
             self.metrics.delivery(&self.reporter, label);
-            // The recorder outlives every attempt; should it be gone, the row stays in flight.
-            let _ = done.send(Finished {
+            report.rows.push(Finished {
                 id: d.id,
                 outcome,
                 at: now,
             });
         }
+    }
+}
+
+/// One attempt's outcomes, sent to its worker when dropped (once, however the attempt ends).
+struct Report {
+    done: mpsc::UnboundedSender<Vec<Finished>>,
+    rows: Vec<Finished>,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        // The worker keeps its receiver until every attempt has ended.
+        let _ = self.done.send(std::mem::take(&mut self.rows));
     }
 }
 
@@ -581,5 +622,85 @@ mod tests {
         assert_eq!(sizes, vec![vec![1, 2], vec![3, 4], vec![5], vec![6, 7]]);
         let single = groups(vec![delivery(1, 1, "x"), delivery(2, 1, "y")], None);
         assert_eq!(single.len(), 2);
+    }
+
+    /// Panics on its first delivery, then delivers.
+    struct PanicsOnce(std::sync::atomic::AtomicBool);
+
+    impl Sink for PanicsOnce {
+        fn deliver<'a>(&'a self, _: &'a [Outgoing]) -> SinkFuture<'a> {
+            Box::pin(async {
+                if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    panic!("a sink bug");
+                }
+                Ok("sent".to_owned())
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_attempt_that_panics_gives_its_slot_back_and_its_row_stays_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), crate::store::Durability::Normal).unwrap());
+        let ev = store
+            .insert_events(
+                &[crate::store::NewEvent {
+                    key: "e",
+                    kind: "build_finished",
+                    source: "test",
+                    body: "{}",
+                    format: crate::event::BodyFormat::Build,
+                }],
+                1,
+            )
+            .unwrap()[0]
+            .id;
+        let row = |key| crate::store::NewDelivery {
+            key,
+            event_id: ev,
+            reporter: "r",
+            destination: "d",
+            order_key: None,
+            payload: "{}",
+            explanation: "",
+        };
+        let ids: Vec<i64> = store
+            .enqueue(&[row("a"), row("b"), row("c")], 1)
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        // One attempt at a time: had the panic kept its slot, nothing else would go out.
+        let worker = Worker {
+            reporter: "r".into(),
+            sink: Arc::new(PanicsOnce(Default::default())),
+            policy: policy(),
+            store: store.clone(),
+            metrics: Arc::new(Metrics::default()),
+            wake: Arc::new(Notify::new()),
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let run = tokio::spawn(worker.run(shutdown, Duration::from_secs(5)));
+        let states = || -> Vec<State> {
+            ids.iter()
+                .map(|id| store.delivery(*id).unwrap().unwrap().state)
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while states().iter().filter(|s| **s == State::Delivered).count() < 2 {
+            assert!(std::time::Instant::now() < deadline, "{:?}", states());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the worker stops")
+            .unwrap();
+        // The panicked attempt's row recorded nothing: in flight, pending again at the next start.
+        assert_eq!(
+            states(),
+            [State::InFlight, State::Delivered, State::Delivered]
+        );
+        assert_eq!(store.recover_in_flight().unwrap(), 1);
     }
 }

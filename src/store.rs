@@ -919,8 +919,27 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<(Vec<Delivery>, Option<i64>), StoreError> {
+        self.finish_and_claim(&[], reporter, now, limit)
+    }
+
+    /// Records `finished` ([`Store::finish_many`]), then claims as [`Store::claim`] does, in
+    /// one transaction: an outbox worker's bookkeeping for one wake-up. A delivery that
+    /// finished at the head of its order key's queue lets the next one of the queue be claimed
+    /// in the same transaction. Nothing is recorded or claimed if it fails.
+    pub fn finish_and_claim(
+        &self,
+        finished: &[Finished],
+        reporter: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<i64>), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        Self::finish_in(&tx, finished)?;
+        if limit == 0 {
+            tx.commit()?;
+            return Ok((Vec::new(), None));
+        }
         let mut out: Vec<Delivery> = {
             // Only the heads of the order-key queues (not blocked) are read: claiming costs
             // the due heads, however long one queue is.
@@ -965,6 +984,12 @@ impl Store {
     pub fn finish_many(&self, finished: &[Finished]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        Self::finish_in(&tx, finished)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn finish_in(tx: &Connection, finished: &[Finished]) -> Result<(), StoreError> {
         {
             let mut attempts = tx.prepare_cached("SELECT attempts FROM outbox WHERE id = ?1")?;
             let mut update = tx.prepare_cached(
@@ -995,12 +1020,11 @@ impl Store {
                 };
                 update.execute(params![id, state.as_str(), next, error])?;
                 if state != State::Pending {
-                    Self::unblock_next(&tx, id)?;
+                    Self::unblock_next(tx, id)?;
                 }
                 log.execute(params![id, attempt, now, result, detail])?;
             }
         }
-        tx.commit()?;
         Ok(())
     }
 

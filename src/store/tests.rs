@@ -1237,6 +1237,64 @@ fn outcomes_finished_together_are_recorded_in_one_go_in_order() {
     assert_eq!(store.claim_due("push", 50, 10).unwrap()[0].key, "c");
 }
 
+#[test]
+fn finishing_a_queue_head_and_claiming_the_next_is_one_transaction_that_fails_whole() {
+    let (_dir, store) = open();
+    let ev = store.insert_events(&[event("e")], 1).unwrap()[0].id;
+    let q = Some("m|buildrequest/1");
+    store
+        .enqueue(&[delivery("a", ev, q), delivery("b", ev, q)], 1)
+        .unwrap();
+    let a = store.claim_due("push", 1, 10).unwrap();
+    assert_eq!(a.len(), 1, "b waits behind a");
+    let a = a[0].id;
+    // The store is full: the outcome (its error needs new pages) cannot be written, and
+    // neither is anything claimed.
+    store.limit_size(1).unwrap();
+    let retry = |error: String| {
+        [Finished {
+            id: a,
+            outcome: Outcome::Retry { at: 1, error },
+            at: 2,
+        }]
+    };
+    let err = store
+        .finish_and_claim(&retry("x".repeat(1 << 20)), "push", 3, 10)
+        .unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    let row = store.delivery(a).unwrap().unwrap();
+    assert_eq!((row.state, row.attempts), (State::InFlight, 1));
+    assert!(store.log(a).unwrap().is_empty());
+    // Room again: a is recorded dead, which makes b its queue's head, claimed in the same go.
+    store.limit_size(1 << 30).unwrap();
+    let dead = [Finished {
+        id: a,
+        outcome: Outcome::Dead {
+            error: "HTTP 400".into(),
+        },
+        at: 2,
+    }];
+    let (claimed, next) = store.finish_and_claim(&dead, "push", 3, 10).unwrap();
+    assert_eq!(store.delivery(a).unwrap().unwrap().state, State::Dead);
+    let keys: Vec<&str> = claimed.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, ["b"]);
+    assert_eq!(next, None, "nothing else pending");
+    // With no free slot, outcomes are recorded and nothing is claimed.
+    let b = claimed[0].id;
+    store.enqueue(&[delivery("c", ev, None)], 4).unwrap();
+    let delivered = [Finished {
+        id: b,
+        outcome: Outcome::Delivered {
+            detail: "HTTP 200".into(),
+        },
+        at: 5,
+    }];
+    let (claimed, _) = store.finish_and_claim(&delivered, "push", 5, 0).unwrap();
+    assert!(claimed.is_empty());
+    assert_eq!(store.delivery(b).unwrap().unwrap().state, State::Delivered);
+    assert_eq!(store.claim_due("push", 5, 10).unwrap()[0].key, "c");
+}
+
 /// Commits do not checkpoint the WAL themselves: the checkpoint thread does, once a commit
 /// finds the WAL past the threshold, while the writers go on; the database file grows only
 /// by its copies.
