@@ -1,6 +1,7 @@
 //! What the daemon benchmarks share: starting `tidings serve` and finding the guests.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -20,13 +21,24 @@ impl Drop for Daemon {
 
 /// Starts `tidings serve` on the config at `config`, once it says where it listens.
 pub fn serve(config: &Path) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    command
         .args(["serve", "--config"])
         .arg(config)
         .env("TIDINGS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::piped());
+    // Stopped with the bench also when the bench is killed (Ctrl-C, a timeout), which skips
+    // `Drop`: the kernel sends it SIGKILL when its parent dies.
+    // SAFETY: the closure only makes one async-signal-safe system call.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
