@@ -638,10 +638,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_attempt_that_panics_gives_its_slot_back_and_its_row_stays_in_flight() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), crate::store::Durability::Normal).unwrap());
+    /// A store with one event and `keys` queued for reporter `r`, and their ids.
+    fn queued(dir: &std::path::Path, keys: &[&str]) -> (Arc<Store>, Vec<i64>) {
+        let store = Arc::new(Store::open(dir, crate::store::Durability::Normal).unwrap());
         let ev = store
             .insert_events(
                 &[crate::store::NewEvent {
@@ -655,30 +654,52 @@ mod tests {
             )
             .unwrap()[0]
             .id;
-        let row = |key| crate::store::NewDelivery {
-            key,
-            event_id: ev,
-            reporter: "r",
-            destination: "d",
-            order_key: None,
-            payload: "{}",
-            explanation: "",
-        };
-        let ids: Vec<i64> = store
-            .enqueue(&[row("a"), row("b"), row("c")], 1)
+        let rows: Vec<_> = keys
+            .iter()
+            .map(|key| crate::store::NewDelivery {
+                key,
+                event_id: ev,
+                reporter: "r",
+                destination: "d",
+                order_key: None,
+                payload: "{}",
+                explanation: "",
+            })
+            .collect();
+        let ids = store
+            .enqueue(&rows, 1)
             .unwrap()
             .iter()
             .map(|s| s.id)
             .collect();
-        // One attempt at a time: had the panic kept its slot, nothing else would go out.
-        let worker = Worker {
+        (store, ids)
+    }
+
+    fn worker(store: &Arc<Store>, sink: impl Sink) -> Worker {
+        Worker {
             reporter: "r".into(),
-            sink: Arc::new(PanicsOnce(Default::default())),
+            sink: Arc::new(sink),
             policy: policy(),
             store: store.clone(),
             metrics: Arc::new(Metrics::default()),
             wake: Arc::new(Notify::new()),
-        };
+        }
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "waited for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_attempt_that_panics_gives_its_slot_back_and_its_row_stays_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, ids) = queued(dir.path(), &["a", "b", "c"]);
+        // One attempt at a time: had the panic kept its slot, nothing else would go out.
+        let worker = worker(&store, PanicsOnce(Default::default()));
         let (stop, shutdown) = watch::channel(false);
         let run = tokio::spawn(worker.run(shutdown, Duration::from_secs(5)));
         let states = || -> Vec<State> {
@@ -686,11 +707,10 @@ mod tests {
                 .map(|id| store.delivery(*id).unwrap().unwrap().state)
                 .collect()
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while states().iter().filter(|s| **s == State::Delivered).count() < 2 {
-            assert!(std::time::Instant::now() < deadline, "{:?}", states());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for("two deliveries", || {
+            states().iter().filter(|s| **s == State::Delivered).count() == 2
+        })
+        .await;
         stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(10), run)
             .await
@@ -702,5 +722,39 @@ mod tests {
             [State::InFlight, State::Delivered, State::Delivered]
         );
         assert_eq!(store.recover_in_flight().unwrap(), 1);
+    }
+
+    /// Delivers, with a receipt too large for a full store to log.
+    struct BigReceipt;
+
+    impl Sink for BigReceipt {
+        fn deliver<'a>(&'a self, _: &'a [Outgoing]) -> SinkFuture<'a> {
+            Box::pin(async { Ok("x".repeat(1 << 20)) })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outcomes_the_full_store_cannot_take_are_kept_and_recorded_once_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, ids) = queued(dir.path(), &["a"]);
+        store.limit_size(1).unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let run = tokio::spawn(worker(&store, BigReceipt).run(shutdown, Duration::from_secs(5)));
+        let a = || store.delivery(ids[0]).unwrap().unwrap();
+        // Claimed (that fits), sent, and its outcome refused by the full store.
+        wait_for("the attempt", || a().attempts == 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(a().state, State::InFlight);
+        assert!(store.log(ids[0]).unwrap().is_empty());
+        // Room again: the kept outcome is written within the retry second, without sending again.
+        store.limit_size(1 << 30).unwrap();
+        wait_for("the outcome recorded", || a().state == State::Delivered).await;
+        assert_eq!(a().attempts, 1, "sent once");
+        assert_eq!(store.log(ids[0]).unwrap().len(), 1);
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the worker stops")
+            .unwrap();
     }
 }
