@@ -665,9 +665,9 @@ impl Formatter {
         pool: &WarmPool,
         stdin: &[u8],
     ) -> Result<sandbox::Output, (FormatterError, Vec<u8>)> {
-        // A warm instance serves every hook: the request's `"hook"` says which.
-        let (args, env) = self.argv_env(None);
-        let spec = self.spec(&args, &env);
+        // A call reads only the limits: argv and environment are the instance's, from when it
+        // was made.
+        let spec = self.spec(&[], &[]);
         let inner = &self.host.inner;
         let taken = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut instance = match taken {
@@ -677,7 +677,9 @@ impl Formatter {
                 i.instance
             }
             None => {
-                let i = sandbox::warm_instance(&inner.engine, &self.pre, &spec)?;
+                // A warm instance serves every hook: the request's `"hook"` says which.
+                let (args, env) = self.argv_env(None);
+                let i = sandbox::warm_instance(&inner.engine, &self.pre, &self.spec(&args, &env))?;
                 pool.created.fetch_add(1, Ordering::Relaxed);
                 i
             }
@@ -712,19 +714,20 @@ impl Formatter {
     /// Runs one call with `stdin` as the request bytes and returns the raw stdout. The guest's
     /// stderr goes to the log under the formatter's name either way.
     pub fn call_raw(&self, hook: Hook, stdin: &[u8]) -> Result<CallReport, FormatterError> {
-        let (args, env) = self.argv_env(Some(hook));
-        let spec = self.spec(&args, &env);
         let _own = self.slots.acquire();
         let _slot = self.host.inner.slots.acquire();
         let started = Instant::now();
         let result = match &self.warm {
             Some(pool) => self.call_warm(pool, stdin),
-            None => sandbox::run(
-                &self.host.inner.engine,
-                &self.pre,
-                &spec,
-                Stdio::Captured { input: stdin },
-            ),
+            None => {
+                let (args, env) = self.argv_env(Some(hook));
+                sandbox::run(
+                    &self.host.inner.engine,
+                    &self.pre,
+                    &self.spec(&args, &env),
+                    Stdio::Captured { input: stdin },
+                )
+            }
         };
         let elapsed = started.elapsed();
         match result {

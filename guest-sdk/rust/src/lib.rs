@@ -104,9 +104,10 @@ fn without_build<I: DeserializeOwned>(input: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     const KEY: &[u8] = br#","build":"#;
-    let at = input.windows(KEY.len()).position(|w| w == KEY)?;
+    let at = find(input, KEY)?;
     let head = &input[..at];
-    let written_last = |name: &[u8]| head.windows(name.len()).any(|w| w == name);
+    // Both are written just before `build` (only `extra` may come between): look from the end.
+    let written_last = |name: &[u8]| head.windows(name.len()).rev().any(|w| w == name);
     if !written_last(br#""buildbot_url":"#) && !written_last(br#""arg":"#) {
         return None;
     }
@@ -114,6 +115,22 @@ fn without_build<I: DeserializeOwned>(input: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(head);
     out.push(b'}');
     Some(out)
+}
+
+/// Where `needle` first occurs in `hay`: memchr's word-at-a-time scan for its first byte, then a
+/// comparison there. (`windows` calls `memcmp` at every position, and `memmem` builds a searcher
+/// per call; in wasm either made the search a quarter of a small warm call.)
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(first, &hay[from..]) {
+        let at = from + i;
+        if hay[at + 1..].starts_with(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Whether decoding an `I` may read a top-level `build`: true unless `I` is a struct (derived
@@ -261,22 +278,28 @@ pub mod warm {
 
     /// Room for a request of `len` bytes, owned by the caller until it is passed to [`call`].
     pub fn alloc(len: usize) -> *mut u8 {
-        Box::into_raw(vec![0u8; len].into_boxed_slice()).cast::<u8>()
+        // Not zeroed: the host writes all `len` bytes before `call` reads them (zeroing first
+        // was a `memory.fill` of the whole request on every call).
+        let mut room = Vec::<u8>::with_capacity(len);
+        let ptr = room.as_mut_ptr();
+        std::mem::forget(room);
+        ptr
     }
 
     /// Answers the request at `ptr` (from [`alloc`], `len` bytes, written by the host) with
     /// `dispatch`, writes the result on stdout, and returns the exit status.
     ///
     /// # Safety
-    /// `ptr` and `len` must come from one [`alloc`] call, and the buffer must not be used after.
+    /// `ptr` and `len` must come from one [`alloc`] call, all `len` bytes written, and the buffer
+    /// must not be used after.
     pub unsafe fn call(
         ptr: *mut u8,
         len: usize,
         dispatch: impl FnOnce(Hook, &[u8]) -> Result<Vec<u8>, Error>,
     ) -> i32 {
-        // SAFETY: the caller passes back what `alloc` leaked, with its length.
-        let input: Box<[u8]> =
-            unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
+        // SAFETY: the caller passes back what `alloc` leaked (a `Vec` of capacity `len`),
+        // with all `len` bytes written.
+        let input: Vec<u8> = unsafe { Vec::from_raw_parts(ptr, len, len) };
         let result = super::parse_head(input).and_then(|(hook, input)| dispatch(hook, &input));
         match result {
             Ok(out) => {
@@ -407,6 +430,34 @@ mod tests {
     const NEW: &[u8] = br#"{"abi":1,"hook":"messageFormatter","mode":[],"name":"b","results":2,"results_text":"failure","buildbot_url":"u","build":{"number":3,"results":2}}"#;
     const OLD: &[u8] = br#"{"abi":1,"hook":"messageFormatter","mode":[],"name":"b","build":{"number":3,"results":2},"results":2,"results_text":"failure","buildbot_url":"u"}"#;
     const NESTED: &[u8] = br#"{"abi":1,"hook":"messageFormatter","changes":[{"build":1}],"results":2,"results_text":"failure","buildbot_url":"u","build":{"number":3}}"#;
+    // The first `,"build":` is a nested one: its head is not JSON, so all of it is decoded.
+    const NESTED_FIRST: &[u8] = br#"{"abi":1,"hook":"messageFormatter","buildbot_url":"u","changes":[{"a":1,"build":1}],"results":2,"results_text":"failure","build":{"number":3}}"#;
+
+    #[test]
+    fn find_gives_the_first_occurrence_as_a_search_at_every_position_does() {
+        let naive = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+        let needle = br#","build":"#;
+        let hays: [&[u8]; 9] = [
+            b"",
+            b",",
+            br#","build""#,
+            br#","build":"#,
+            br#",,,"build":{}"#,
+            br#"{"a":1,"builds":2,"build":3,"build":4}"#,
+            br#"{"a":","build":","b":1,"build":2}"#,
+            br#"x,"buil"#,
+            NEW,
+        ];
+        for hay in hays.into_iter().chain([OLD, NESTED, NESTED_FIRST]) {
+            assert_eq!(
+                find(hay, needle),
+                naive(hay, needle),
+                "{}",
+                String::from_utf8_lossy(hay)
+            );
+        }
+        assert_eq!(find(b"abc", b""), None);
+    }
 
     #[test]
     fn a_struct_says_whether_it_reads_the_build() {
@@ -428,12 +479,17 @@ mod tests {
             Some(&br#"{"abi":1,"hook":"messageFormatter","mode":[],"name":"b","results":2,"results_text":"failure","buildbot_url":"u"}"#[..])
         );
         assert_eq!(without_build::<Short>(OLD), None);
+        // A head that is not JSON: the caller decodes the whole request.
+        assert!(
+            without_build::<Short>(NESTED_FIRST)
+                .is_some_and(|head| serde_json::from_slice::<Short>(&head).is_err())
+        );
         assert_eq!(without_build::<WithBuild>(NEW), None);
     }
 
     #[test]
     fn every_order_gives_the_same_arguments() {
-        for input in [NEW, OLD, NESTED] {
+        for input in [NEW, OLD, NESTED, NESTED_FIRST] {
             let out = call(input, echo).unwrap();
             assert_eq!(
                 out,
