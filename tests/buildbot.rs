@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use support::daemon::{Daemon, Peer, client, seen_on, settled, start_peer, wait_until};
 
@@ -145,18 +146,66 @@ impl Master {
 
     /// Forces a build of `runtests` whose `run` step exits with `exit_code`; returns the
     /// buildset id.
+    ///
+    /// Once, under a whole test run's load, the master reset the connection of a force: the
+    /// force may or may not have been taken then. Each force has a reason of its own, so the
+    /// buildset it made is looked up by it before the force is asked again.
     fn force(&self, exit_code: u8) -> i64 {
-        let (status, body) = client::blocking_post(
-            &format!("{}api/v2/forceschedulers/force", self.url()),
-            &json!({"jsonrpc": "2.0", "method": "force", "id": 1, "params": {
-                "builderid": "1", "username": "tester <tester@example.org>",
-                "reason": format!("exit {exit_code}"), "exit_code": exit_code.to_string()}}),
-        );
+        self.force_as(exit_code, &Master::fresh_reason(exit_code))
+    }
+
+    /// A force's reason no other force of this process has.
+    fn fresh_reason(exit_code: u8) -> String {
+        static FORCES: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "exit {exit_code} (force {})",
+            FORCES.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// [`Master::force`] with `reason`.
+    fn force_as(&self, exit_code: u8, reason: &str) -> i64 {
+        let request = json!({"jsonrpc": "2.0", "method": "force", "id": 1, "params": {
+            "builderid": "1", "username": "tester <tester@example.org>",
+            "reason": reason, "exit_code": exit_code.to_string()}});
+        let url = format!("{}api/v2/forceschedulers/force", self.url());
+        for _ in 0..3 {
+            match client::try_post_raw(&url, "application/json", request.to_string()) {
+                Ok((status, body)) => {
+                    assert_eq!(status, 200, "{body}");
+                    let v: Value = serde_json::from_str(&body).unwrap();
+                    return v["result"][0]
+                        .as_i64()
+                        .unwrap_or_else(|| panic!("no buildset id in {body}"));
+                }
+                Err(e) => {
+                    eprintln!("forcing a build ({reason}) failed: {e:?}; looking for its buildset");
+                    std::thread::sleep(Duration::from_millis(500));
+                    if let Some(bsid) = self.buildset_with_reason(reason) {
+                        return bsid;
+                    }
+                }
+            }
+        }
+        panic!("the master did not take the force ({reason}) in three tries")
+    }
+
+    /// The id of a recent buildset whose reason ends with `reason` (Buildbot's force scheduler
+    /// puts who forced it before).
+    fn buildset_with_reason(&self, reason: &str) -> Option<i64> {
+        let (status, body) = client::get_with_status(&format!(
+            "{}api/v2/buildsets?order=-bsid&limit=50",
+            self.url()
+        ));
         assert_eq!(status, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
-        v["result"][0]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no buildset id in {body}"))
+        v["buildsets"].as_array()?.iter().find_map(|b| {
+            b["reason"]
+                .as_str()
+                .is_some_and(|r| r.ends_with(reason))
+                .then(|| b["bsid"].as_i64())
+                .flatten()
+        })
     }
 
     /// Posts a change by `author` to the master's base change hook (a form post).
@@ -345,7 +394,10 @@ retry_delay = "100ms"
     );
 
     // A passing build, then a failing one.
-    let bs_pass = master.force(0);
+    let reason = Master::fresh_reason(0);
+    let bs_pass = master.force_as(0, &reason);
+    // What `force` falls back on when the master resets its connection finds this buildset.
+    assert_eq!(master.buildset_with_reason(&reason), Some(bs_pass));
     wait_until(
         "the passing build's report",
         Duration::from_secs(90),

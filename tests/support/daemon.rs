@@ -305,15 +305,23 @@ pub mod client {
 
     /// POSTs `body` as `content_type`; returns the status and the answer.
     pub fn blocking_post_raw(url: &str, content_type: &str, body: String) -> (u16, String) {
+        try_post_raw(url, content_type, body).unwrap_or_else(|e| panic!("POST {url}: {e:?}"))
+    }
+
+    /// [`blocking_post_raw`], with a failure to reach the server or read its answer returned.
+    pub fn try_post_raw(
+        url: &str,
+        content_type: &str,
+        body: String,
+    ) -> Result<(u16, String), reqwest::Error> {
         block_on(async {
             let r = reqwest::Client::new()
                 .post(url)
                 .header("content-type", content_type)
                 .body(body)
                 .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
+                .await?;
+            Ok((r.status().as_u16(), r.text().await?))
         })
     }
 
