@@ -16,8 +16,14 @@ WHOLE = json.loads(RAW)
 
 
 class LazyRequest(unittest.TestCase):
+    """The request as stdin gives it (bytes)."""
+
+    @staticmethod
+    def form(raw: bytes):
+        return raw
+
     def test_the_build_is_decoded_only_when_read(self):
-        r = Request(RAW)
+        r = Request(self.form(RAW))
         self.assertEqual(r["results_text"], "failure")
         self.assertEqual(r.get("users"), ["a <a@x>"])
         self.assertFalse(dict.__contains__(r, "build"))
@@ -41,12 +47,12 @@ class LazyRequest(unittest.TestCase):
         }
         for name, read in readers.items():
             with self.subTest(name):
-                got = read(Request(RAW))
+                got = read(Request(self.form(RAW)))
                 expected = {"build": WHOLE["build"]} if name == "get" else WHOLE
                 self.assertEqual(got, expected)
 
     def test_a_missing_key_is_missing(self):
-        r = Request(RAW)
+        r = Request(self.form(RAW))
         with self.assertRaises(KeyError):
             r["nope"]
         self.assertEqual(r.get("nope", 5), 5)
@@ -54,18 +60,18 @@ class LazyRequest(unittest.TestCase):
 
     def test_a_request_whose_build_is_not_last_is_read_whole(self):
         raw = b'{"abi":1,"build":{"n":1},"results_text":"x"}'
-        r = Request(raw)
+        r = Request(self.form(raw))
         self.assertEqual(r["results_text"], "x")
         self.assertEqual(r, json.loads(raw))
 
     def test_a_nested_build_key_before_the_build_is_not_taken_for_it(self):
         raw = b'{"abi":1,"changes":[{"x":1,"build":2}],"results_text":"y","build":{"n":1}}'
-        r = Request(raw)
+        r = Request(self.form(raw))
         self.assertEqual((r["results_text"], r["build"]), ("y", {"n": 1}))
         self.assertEqual(r, json.loads(raw))
 
     def test_a_value_set_before_the_build_is_read_is_kept(self):
-        r = Request(RAW)
+        r = Request(self.form(RAW))
         r["results_text"] = "changed"
         self.assertEqual(r["build"]["number"], 3)
         self.assertEqual(r["results_text"], "changed")
@@ -74,8 +80,16 @@ class LazyRequest(unittest.TestCase):
         for raw in (b'{"abi":1,"build":', b"not json", b'{"abi":1,"build":{"n":}}'):
             with self.subTest(raw):
                 with self.assertRaises(ValueError):
-                    r = Request(raw)
+                    r = Request(self.form(raw))
                     r["build"]
+
+
+class LazyRequestFromAString(LazyRequest):
+    """The same, as a warm call's argument gives it (str, decoded by the component)."""
+
+    @staticmethod
+    def form(raw: bytes):
+        return raw.decode()
 
 
 class Err(Exception):

@@ -45,19 +45,22 @@ class Request(dict):
 
     __slots__ = ("_rest",)
 
-    def __init__(self, raw: bytes):
+    def __init__(self, raw):
+        # `raw`: the request as bytes (stdin) or as str (a warm call's argument, decoded
+        # already: working on it as it is saves encoding it and json decoding it again).
         # `,"build":` can only be structural (a quote inside a string is escaped), and the
         # text before it closed by one `}` is JSON only when it is at the top level.
-        at = raw.find(b',"build":')
+        key, close = (',"build":', "}") if isinstance(raw, str) else (b',"build":', b"}")
+        at = raw.find(key)
         head = None
         if at > 0:
             try:
-                head = json.loads(raw[:at] + b"}")
+                head = json.loads(raw[:at] + close)
             except ValueError:
                 head = None
         if isinstance(head, dict):
             super().__init__(head)
-            self._rest = (raw, at + len(b',"build":'))
+            self._rest = (raw, at + len(key))
         else:
             super().__init__(json.loads(raw))
             self._rest = None
@@ -71,7 +74,7 @@ class Request(dict):
         self._rest = None
         tail = raw[start:].rstrip()
         try:
-            if not tail.endswith(b"}"):
+            if not tail.endswith(b"}" if isinstance(tail, bytes) else "}"):
                 raise ValueError("not the last member")
             dict.__setitem__(self, "build", json.loads(tail[:-1]))
         except ValueError:
@@ -192,7 +195,7 @@ def warm(f: Callable[[Request], Optional[Message]]) -> type:
 
     class WitWorld:
         def format(self, request: str) -> str:
-            failed, out = _answer(f, request.encode())
+            failed, out = _answer(f, request)
             if failed:
                 from componentize_py_types import Err  # only inside the component
                 raise Err(out)
@@ -201,9 +204,9 @@ def warm(f: Callable[[Request], Optional[Message]]) -> type:
     return WitWorld
 
 
-def _answer(f: Callable[[Request], Optional[Message]], raw: bytes) -> Tuple[bool, str]:
-    """f's result for the request `raw` as the line a formatter prints (False, line), or what
-    the call says on stderr when it fails (True, text)."""
+def _answer(f: Callable[[Request], Optional[Message]], raw) -> Tuple[bool, str]:
+    """f's result for the request `raw` (bytes or str) as the line a formatter prints (False,
+    line), or what the call says on stderr when it fails (True, text)."""
     try:
         request = Request(raw)
     except Exception as e:
