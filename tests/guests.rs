@@ -634,6 +634,27 @@ fn a_rust_component_that_panics_in_format_traps_with_the_panic_and_costs_only_it
 }
 
 #[test]
+fn a_request_that_is_not_utf8_reaches_a_warm_component_with_replacement_characters() {
+    // `Formatter::call_raw` takes any bytes; a component's `format` takes a string. A byte that
+    // is not UTF-8 arrives as U+FFFD, and the instance answers and is kept.
+    let f = loaded_warm(&support::component("warm"));
+    let success = request("success-full.json", None);
+    let mut raw = success.to_stdin();
+    let at = raw
+        .windows(8)
+        .position(|w| w == br#""name":""#)
+        .expect("a name in the request")
+        + 8;
+    raw.insert(at, 0xff);
+    assert!(std::str::from_utf8(&raw).is_err());
+    let report = f.call_raw(success.hook(), &raw).unwrap();
+    let out = tidings::formatter::abi::parse_output(success.hook(), &report.stdout).unwrap();
+    assert_eq!(body(out), "success (call 1)");
+    assert_eq!(body(f.call(&success).unwrap()), "success (call 2)");
+    assert_eq!(warm_counts(&f), (1, 1, 0));
+}
+
+#[test]
 fn a_component_whose_run_cannot_be_called_twice_is_refused_warm_by_check() {
     // A Rust wasm32-wasip2 program without the SDK (no `format` export) traps when its `run`
     // is called a second time.
