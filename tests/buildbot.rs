@@ -180,9 +180,17 @@ impl Master {
                 }
                 Err(e) => {
                     eprintln!("forcing a build ({reason}) failed: {e:?}; looking for its buildset");
-                    std::thread::sleep(Duration::from_millis(500));
-                    if let Some(bsid) = self.buildset_with_reason(reason) {
-                        return bsid;
+                    // A force the master took has its buildset by the time it answers; give a
+                    // reset in the middle of that a moment to settle.
+                    let settled = std::time::Instant::now() + Duration::from_secs(2);
+                    loop {
+                        if let Some(bsid) = self.buildset_with_reason(reason) {
+                            return bsid;
+                        }
+                        if std::time::Instant::now() >= settled {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
                     }
                 }
             }
