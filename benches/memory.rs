@@ -4,11 +4,14 @@
 //! beside the same daemon with one reporter and no formatter (the anchor), in the same run.
 //!
 //! Each daemon is started once to fill its compiled-module cache, then again and read four
-//! times: after start-up, after one build went through every
+//! times (and the ten formatters once more on a new data directory, compiling them on start):
+//! after start-up, after one build went through every
 //! reporter (every formatter called once, its delivery received by a peer on loopback), two
 //! seconds later, and idle: once the warm instances (the components') have waited out their
 //! `max_idle` (10 s) and been dropped. `cargo bench --bench memory` (build the guests first with
-//! `cargo test`, which puts them in `<target>/guests`).
+//! `cargo test`, which puts them in `<target>/guests`). Set `TIDINGS_BIN` to measure another
+//! `tidings` binary (to compare two builds in one sitting: copy both the same way, since how a
+//! binary was written changes how much of it is resident).
 
 mod support;
 
@@ -60,7 +63,9 @@ fn start(reporters: &str, dir: &Path) -> support::Daemon {
         format!("[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{reporters}"),
     )
     .unwrap();
-    support::serve(&config)
+    // An empty user cache: what the daemon does not find in its own it compiles, never copies.
+    let user_cache = dir.join("user-cache");
+    support::serve_with(&config, &[("TIDINGS_CACHE_DIR", user_cache.as_os_str())])
 }
 
 fn push(name: &str, hook: &str, formatter: Option<&str>) -> String {
@@ -78,17 +83,21 @@ fn sample() -> String {
 }
 
 /// Memory after start, after one build through every reporter, two seconds later, and idle
-/// (past the warm instances' `max_idle`). The
-/// daemon is started once before, on the same data directory, so that the one measured loads
-/// its formatters from the compiled-module cache, as every start but a new machine's first does.
+/// (past the warm instances' `max_idle`). With `cached`, the daemon is started once before,
+/// on the same data directory, so that the one measured loads its formatters from the
+/// compiled-module cache, as every start but a new machine's first does; without, the one
+/// measured compiles them (a new machine, a new tidings version).
 fn measure(
     rt: &tokio::runtime::Runtime,
     reporters: &str,
     count: usize,
     seen: &AtomicUsize,
+    cached: bool,
 ) -> Measured {
     let dir = tempfile::tempdir().unwrap();
-    drop(start(reporters, dir.path()));
+    if cached {
+        drop(start(reporters, dir.path()));
+    }
     let daemon = start(reporters, dir.path());
     let pid = daemon.child.id();
     std::thread::sleep(Duration::from_secs(1));
@@ -153,7 +162,7 @@ fn main() {
     });
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let anchor = measure(&rt, &push("plain", &hook, None), 1, &seen);
+    let anchor = measure(&rt, &push("plain", &hook, None), 1, &seen, true);
     let mut ten = String::new();
     for (name, file) in FORMATTERS {
         ten.push_str(&format!(
@@ -164,7 +173,8 @@ fn main() {
     for (name, _) in FORMATTERS {
         ten.push_str(&push(&format!("push_{name}"), &hook, Some(name)));
     }
-    let loaded = measure(&rt, &ten, FORMATTERS.len(), &seen);
+    let loaded = measure(&rt, &ten, FORMATTERS.len(), &seen, true);
+    let compiled = measure(&rt, &ten, FORMATTERS.len(), &seen, false);
 
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
@@ -173,6 +183,7 @@ fn main() {
     for (name, m) in [
         ("one reporter, no formatter (anchor)", &anchor),
         ("ten formatters, each with a reporter", &loaded),
+        ("the same, compiled on start", &compiled),
     ] {
         println!(
             "{name:<40} started {:>6.1}   after one build {:>6.1}   2 s later {:>6.1}   \

@@ -9,7 +9,8 @@
 //! at 2,000 events/s, and (tidings only) posting builds that all belong to one build request,
 //! whose deliveries go out one at a time in order. `cargo bench --bench pipeline`
 //! (build the guests first with `cargo test`, which puts `short.wasm` in `<target>/guests`).
-//! Set `TIDINGS_BENCH_EVENTS` to change the event count (default 4000).
+//! Set `TIDINGS_BENCH_EVENTS` to change the event count (default 4000), `TIDINGS_BIN` to
+//! measure another `tidings` binary.
 
 mod support;
 

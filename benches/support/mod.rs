@@ -20,12 +20,24 @@ impl Drop for Daemon {
 }
 
 /// Starts `tidings serve` on the config at `config`, once it says where it listens.
+#[allow(dead_code)] // each bench includes this module; not all of them call every function
 pub fn serve(config: &Path) -> Daemon {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    serve_with(config, &[])
+}
+
+/// [`serve`] with more environment variables. The daemon is the `tidings` cargo built with
+/// the bench, or the binary `TIDINGS_BIN` names (to compare two builds in one sitting).
+pub fn serve_with(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+    let binary = std::env::var_os("TIDINGS_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_tidings")),
+        PathBuf::from,
+    );
+    let mut command = Command::new(binary);
     command
         .args(["serve", "--config"])
         .arg(config)
         .env("TIDINGS_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped());
     // Stopped with the bench also when the bench is killed (Ctrl-C, a timeout), which skips
     // `Drop`: the kernel sends it SIGKILL when its parent dies.
