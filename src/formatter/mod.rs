@@ -335,7 +335,8 @@ impl Host {
     /// cache (`cargo bench --bench memory`).
     /// The rest is free memory too scattered to give back, in the arenas of the threads that
     /// compiled in parallel; compiling on one thread left ~10 MiB less but took twice as long
-    /// (18 s against 10 s for the ten, on 2 cores).
+    /// (18 s against 10 s for the ten, on 2 cores). The engine of its own and the memory handed
+    /// back cost 5–7 ms per compile (`short`: 85 against 78–80 ms, `--bench formatter load/`).
     fn compile(
         &self,
         precompile: impl FnOnce(&Engine) -> wasmtime::Result<Vec<u8>>,
