@@ -136,12 +136,29 @@ fn loads(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // As the daemon compiles: in a child process of the tidings binary.
+    let in_child = Host::new(HostOptions {
+        compile_in: Some(tidings::formatter::ChildCompiler {
+            executable: env!("CARGO_BIN_EXE_tidings").into(),
+            time_limit: tidings::formatter::compiler::DEFAULT_COMPILE_TIME_LIMIT,
+        }),
+        ..HostOptions::default()
+    })
+    .unwrap();
+    g.bench_function("compile in a child", |b| {
+        b.iter(|| {
+            in_child
+                .load_bytes("short", &wasm, Limits::default(), Grants::default())
+                .unwrap()
+        })
+    });
     let dir = tempfile::tempdir().unwrap();
     let cached = Host::new(HostOptions {
         cache_dir: Some(dir.path().join("cache")),
         concurrency: None,
         read_caches: Vec::new(),
         memory_keep_resident: None,
+        compile_in: None,
     })
     .unwrap();
     cached

@@ -8,7 +8,8 @@
 //! after start-up, after one build went through every
 //! reporter (every formatter called once, its delivery received by a peer on loopback), two
 //! seconds later, and idle: once the warm instances (the components') have waited out their
-//! `max_idle` (10 s) and been dropped. `cargo bench --bench memory` (build the guests first with
+//! `max_idle` (10 s) and been dropped. Peak is the daemon's own: it compiles in child
+//! processes, whose memory is theirs. `cargo bench --bench memory` (build the guests first with
 //! `cargo test`, which puts them in `<target>/guests`). Set `TIDINGS_BIN` to measure another
 //! `tidings` binary (to compare two builds in one sitting: copy both the same way, since how a
 //! binary was written changes how much of it is resident).
@@ -98,7 +99,9 @@ fn measure(
     if cached {
         drop(start(reporters, dir.path()));
     }
+    let began = Instant::now();
     let daemon = start(reporters, dir.path());
+    let ready = began.elapsed();
     let pid = daemon.child.id();
     std::thread::sleep(Duration::from_secs(1));
     let started = memory(pid);
@@ -130,6 +133,7 @@ fn measure(
         rss: [started, worked, later, idle],
         anon,
         file,
+        ready,
     }
 }
 
@@ -140,6 +144,8 @@ struct Measured {
     rss: [(u64, u64); 4],
     anon: u64,
     file: u64,
+    /// From spawning the daemon to its listening line (formatters loaded).
+    ready: Duration,
 }
 
 fn main() {
@@ -178,7 +184,7 @@ fn main() {
 
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "resident memory of `tidings serve` (VmRSS; peak VmHWM; idle: RssAnon + RssFile), MiB"
+        "resident memory of `tidings serve` (VmRSS; peak VmHWM; idle: RssAnon + RssFile), MiB; ready: from spawn to listening"
     );
     for (name, m) in [
         ("one reporter, no formatter (anchor)", &anchor),
@@ -187,14 +193,15 @@ fn main() {
     ] {
         println!(
             "{name:<40} started {:>6.1}   after one build {:>6.1}   2 s later {:>6.1}   \
-             idle {:>6.1} (anonymous {:.1}, file pages {:.1})   peak {:>6.1}",
+             idle {:>6.1} (anonymous {:.1}, file pages {:.1})   peak {:>6.1}   ready in {:.2} s",
             mib(m.rss[0].0),
             mib(m.rss[1].0),
             mib(m.rss[2].0),
             mib(m.rss[3].0),
             mib(m.anon),
             mib(m.file),
-            mib(m.rss[3].1)
+            mib(m.rss[3].1),
+            m.ready.as_secs_f64()
         );
     }
     println!(

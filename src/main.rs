@@ -287,6 +287,12 @@ fn limit_malloc_arenas() {
 }
 
 fn main() -> ExitCode {
+    // The daemon's compiler children (not a command for people: see `ChildCompiler`).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(tidings::formatter::compiler::SUBCOMMAND) {
+        let code = tidings::formatter::compiler::child_main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     if let Command::Serve { config } = &cli.command {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -386,6 +392,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         read_caches: Vec::new(),
         concurrency: None,
         memory_keep_resident: None,
+        compile_in: None,
     })?;
     match cli.command {
         Command::Render(args) => render(&host, args),
@@ -662,6 +669,7 @@ fn check(path: &Path) -> Result<ExitCode> {
             .collect(),
         concurrency: None,
         memory_keep_resident: None,
+        compile_in: None,
     })?;
     let mut problems = 0;
     for entry in &config.formatter {

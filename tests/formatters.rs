@@ -172,6 +172,7 @@ fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
             concurrency: None,
             read_caches: Vec::new(),
             memory_keep_resident: None,
+            compile_in: None,
         })
         .unwrap()
     };
@@ -179,15 +180,7 @@ fn the_cache_is_used_and_a_corrupted_artifact_is_rebuilt() {
         h.load_bytes("short", &wasm, Limits::default(), Grants::default())
             .unwrap()
     };
-    let call = |f: &tidings::formatter::Formatter| {
-        let req = Request::parse(
-            &support::sample("failure-full.json"),
-            None,
-            &WrapContext::default(),
-        )
-        .unwrap();
-        f.call(&req).unwrap().to_json()["body"].clone()
-    };
+    let call = call_short;
 
     let first = load(&host());
     assert_eq!(first.origin(), Origin::Compiled);
@@ -576,6 +569,17 @@ fn a_module_compiled_by_render_or_check_is_not_compiled_again_by_serve() {
         "{}",
         daemon.log.contents()
     );
+    drop(daemon);
+    // With neither cache, serve compiles: in a child process of its own executable.
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    let empty = dir.path().join("empty-cache");
+    let daemon = Daemon::start_with(&config, log, &[("TIDINGS_CACHE_DIR", &empty)]);
+    assert_eq!(
+        loads(&daemon),
+        ["tidings_formatter_loads_total{formatter=\"short\",origin=\"compiled\"} 1"]
+    );
+    let text = daemon.log.contents();
+    assert!(text.contains("compiled in a child process"), "{text}");
 }
 
 #[test]
@@ -690,4 +694,177 @@ module = "nowhere.wasm"
         err.contains("timeuot_ms") && err.contains("line 4"),
         "{err}"
     );
+}
+
+/// A host that compiles in children of `executable` (as `tidings serve` does with itself),
+/// stopping them after `time_limit`, with a cache in `cache`.
+fn child_host(
+    executable: &std::path::Path,
+    time_limit: std::time::Duration,
+    cache: Option<&std::path::Path>,
+) -> Host {
+    Host::new(HostOptions {
+        cache_dir: cache.map(std::path::Path::to_path_buf),
+        compile_in: Some(tidings::formatter::ChildCompiler {
+            executable: executable.to_path_buf(),
+            time_limit,
+        }),
+        ..HostOptions::default()
+    })
+    .unwrap()
+}
+
+/// `short` called on the failing sample: its body.
+fn call_short(f: &tidings::formatter::Formatter) -> serde_json::Value {
+    let req = Request::parse(
+        &support::sample("failure-full.json"),
+        None,
+        &WrapContext::default(),
+    )
+    .unwrap();
+    f.call(&req).unwrap().to_json()["body"].clone()
+}
+
+#[test]
+fn modules_and_components_compiled_in_a_child_load_into_the_host_and_its_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_tidings"));
+    let limit = std::time::Duration::from_secs(300);
+    for wasm in [support::guest("short"), support::component("short")] {
+        let wasm = std::fs::read(wasm).unwrap();
+        // Without a cache: the child's artifact is deserialized as it comes.
+        let f = child_host(exe, limit, None)
+            .load_bytes("short", &wasm, Limits::default(), Grants::default())
+            .unwrap();
+        assert_eq!(f.origin(), Origin::Compiled);
+        assert_eq!(call_short(&f), "STATUS: Failure");
+        // With one: stored, and then taken by a host that compiles in-process (the same
+        // settings, or wasmtime would refuse it and the second load would compile again).
+        let f = child_host(exe, limit, Some(&cache))
+            .load_bytes("short", &wasm, Limits::default(), Grants::default())
+            .unwrap();
+        assert_eq!(f.origin(), Origin::Compiled);
+        let in_process = Host::new(HostOptions {
+            cache_dir: Some(cache.clone()),
+            ..HostOptions::default()
+        })
+        .unwrap();
+        let f = in_process
+            .load_bytes("short", &wasm, Limits::default(), Grants::default())
+            .unwrap();
+        assert_eq!(f.origin(), Origin::Cached);
+        assert_eq!(call_short(&f), "STATUS: Failure");
+    }
+}
+
+#[test]
+fn a_module_that_does_not_compile_in_a_child_says_what_wasmtime_says() {
+    // Valid as text, invalid as WebAssembly: `i32.add` with nothing on the stack.
+    let wasm = support::wat(
+        r#"(module (memory (export "memory") 1) (func (export "_start") i32.add drop))"#,
+    );
+    let reason =
+        |host: &Host| match host.load_bytes("bad", &wasm, Limits::default(), Grants::default()) {
+            Err(tidings::formatter::FormatterError::InvalidModule { reason }) => reason,
+            Err(other) => panic!("expected InvalidModule, got {other:?}"),
+            Ok(_) => panic!("loaded"),
+        };
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_tidings"));
+    let in_child = reason(&child_host(exe, std::time::Duration::from_secs(60), None));
+    assert!(in_child.starts_with("does not compile: "), "{in_child}");
+    assert!(in_child.contains("type mismatch"), "{in_child}");
+    assert_eq!(in_child, reason(&support::host()));
+}
+
+/// A stand-in for the compiler: a shell script in `dir` with `body`.
+fn fake_compiler(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_compiler_child_that_hangs_crashes_or_babbles_fails_only_that_load_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = std::fs::read(support::guest("short")).unwrap();
+    let pid_file = dir.path().join("pid");
+    let cases = [
+        (
+            // Reads nothing and never answers: killed at the time limit.
+            format!("echo $$ > {}\nexec sleep 60", pid_file.display()),
+            "compiling took longer than 1 s and was stopped",
+        ),
+        (
+            "cat > /dev/null\nkill -SEGV $$".to_owned(),
+            "the compiler process failed (signal 11: a crash)",
+        ),
+        (
+            "cat > /dev/null\nkill -KILL $$".to_owned(),
+            "signal 9: killed, perhaps by the kernel for want of memory",
+        ),
+        (
+            "cat > /dev/null\necho 'Cranelift gave up' >&2\nexit 1".to_owned(),
+            "does not compile: Cranelift gave up",
+        ),
+        (
+            "cat > /dev/null\necho 'hello'".to_owned(),
+            "does not speak the compile protocol",
+        ),
+        (
+            // The right start, then less than it announced.
+            "cat > /dev/null\nprintf 'tidingsA\\377\\000\\000\\000\\000\\000\\000\\000abc'"
+                .to_owned(),
+            "3 of 255 bytes",
+        ),
+        (
+            "exit 7".to_owned(),
+            "the compiler process failed (exit status 7",
+        ),
+    ];
+    for (i, (body, expect)) in cases.iter().enumerate() {
+        let exe = fake_compiler(dir.path(), &format!("compiler-{i}"), body);
+        let host = child_host(&exe, std::time::Duration::from_secs(1), None);
+        let started = std::time::Instant::now();
+        match host.load_bytes("short", &wasm, Limits::default(), Grants::default()) {
+            Err(tidings::formatter::FormatterError::InvalidModule { reason }) => {
+                assert!(reason.contains(expect), "{body}: {reason}")
+            }
+            Err(other) => panic!("{body}: expected InvalidModule, got {other:?}"),
+            Ok(_) => panic!("{body}: loaded"),
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{body}: took {:?}",
+            started.elapsed()
+        );
+    }
+    // The hanging child was killed and reaped, not left behind.
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the compiler child {pid} is still there"
+    );
+}
+
+#[test]
+fn a_compiler_that_cannot_be_started_leaves_the_compile_to_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = child_host(
+        &dir.path().join("no-such-tidings"),
+        std::time::Duration::from_secs(60),
+        None,
+    );
+    let wasm = std::fs::read(support::guest("short")).unwrap();
+    let f = host
+        .load_bytes("short", &wasm, Limits::default(), Grants::default())
+        .unwrap();
+    assert_eq!(f.origin(), Origin::Compiled);
+    assert_eq!(call_short(&f), "STATUS: Failure");
 }

@@ -15,7 +15,7 @@
 use crate::buildbot_api::{BuildbotApi, RestHistory};
 use crate::config::{Config, Synchronous};
 use crate::dispatch::{Dispatcher, ReadEvents, Route};
-use crate::formatter::{Formatter, Host, HostOptions};
+use crate::formatter::{ChildCompiler, Formatter, Host, HostOptions};
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::outbox::{RetryPolicy, Worker};
@@ -197,6 +197,7 @@ pub fn planner(
         read_caches: crate::formatter::default_cache_dir().into_iter().collect(),
         concurrency: None,
         memory_keep_resident: None,
+        compile_in: None,
     })?;
     let loaded = load_formatters(config, base, &host, formatters)?;
     let reporters = build_reporters(config, base, None, Some(&store))?;
@@ -356,6 +357,10 @@ struct Shared {
 
 /// Runs the daemon until SIGTERM/SIGINT. Once the listener is up it prints
 /// `tidings listening on http://ADDR` on stdout (for scripts and tests that listen on port 0).
+///
+/// Made for the `tidings` binary: modules are compiled in children of the running executable
+/// ([`ChildCompiler::this_executable`]), which must answer `tidings __compile` (else every
+/// compile fails with a message that says so).
 pub async fn serve(source: ConfigSource) -> Result<()> {
     let config = source.load()?;
     match listener::raise_fd_limit() {
@@ -389,6 +394,7 @@ pub async fn serve(source: ConfigSource) -> Result<()> {
         read_caches: crate::formatter::default_cache_dir().into_iter().collect(),
         concurrency: None,
         memory_keep_resident: None,
+        compile_in: ChildCompiler::this_executable().ok(),
     })?;
     let formatters = load_formatters(&config, &base, &host, &[])?;
     let mut services = Services::default();

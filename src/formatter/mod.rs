@@ -13,6 +13,7 @@
 
 pub mod abi;
 mod cache;
+pub mod compiler;
 mod error;
 mod limits;
 mod sandbox;
@@ -20,6 +21,7 @@ pub mod validate;
 
 pub use abi::{HookOutput, Request, WrapContext};
 pub use cache::{Origin, private_dir_problem};
+pub use compiler::ChildCompiler;
 pub use error::{FormatterError, Stream};
 pub use limits::{GUEST_DIR, Grants, Limits};
 pub use sandbox::{TICK, WARM_ALLOC, WARM_FORMAT};
@@ -52,6 +54,9 @@ pub struct HostOptions {
     /// instead of returned to the kernel; `None` means [`DEFAULT_KEEP_RESIDENT`]. Keeping the
     /// pages a formatter touches saves the page faults a fresh instance takes (Linux only).
     pub memory_keep_resident: Option<usize>,
+    /// Compile in a child process instead of in this one (the daemon does, see
+    /// [`ChildCompiler`]); `None` compiles in-process, as the CLI does.
+    pub compile_in: Option<ChildCompiler>,
 }
 
 /// The user's cache of compiled modules, which `tidings render` and `tidings test` use and the
@@ -78,6 +83,8 @@ struct HostInner {
     engine: Engine,
     /// The configuration that compiles modules for `engine`, see [`Host::compile`].
     compile_config: Config,
+    /// Where to compile, if not in this process.
+    compile_in: Option<ChildCompiler>,
     linker: Linker<CallState>,
     component_linker: wasmtime::component::Linker<CallState>,
     cache: Option<ArtifactCache>,
@@ -272,8 +279,7 @@ impl Host {
                     .unwrap_or(DEFAULT_KEEP_RESIDENT),
             )
             .table_keep_resident(64 << 10);
-        let mut compile_config = Config::new();
-        compile_config.epoch_interruption(true);
+        let compile_config = compiler::compile_config();
         let mut config = compile_config.clone();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(host_err)?;
@@ -311,6 +317,7 @@ impl Host {
             inner: Arc::new(HostInner {
                 engine,
                 compile_config,
+                compile_in: options.compile_in,
                 linker,
                 component_linker,
                 cache,
@@ -323,28 +330,44 @@ impl Host {
         })
     }
 
-    /// A module compiled by `precompile` for this host's engine, as an artifact to deserialize.
+    /// The module `wasm` compiled for this host's engine, as an artifact to deserialize.
     ///
-    /// Compiling is done by an engine of its own, made for it and dropped after, with the same
-    /// code-generation settings (so its artifacts load into `engine`; wasmtime checks), and
-    /// then the allocator's free memory goes back to the kernel. An engine keeps Cranelift's
-    /// working buffers for reuse, sized to the largest function it compiled, for as long as it
-    /// lives, and glibc keeps what was freed: a daemon that had compiled its ten formatters on
-    /// start (a new machine, a new tidings version) stayed at ~345 MiB resident; now at 60–81
-    /// MiB (it varies from start to start), against 49–52 for one that read them from the
-    /// cache (`cargo bench --bench memory`).
-    /// The rest is free memory too scattered to give back, in the arenas of the threads that
-    /// compiled in parallel; compiling on one thread left ~10 MiB less but took twice as long
-    /// (18 s against 10 s for the ten, on 2 cores). The engine of its own and the memory handed
-    /// back cost 5–7 ms per compile (`short`: 85 against 78–80 ms, `--bench formatter load/`).
-    fn compile(
-        &self,
-        precompile: impl FnOnce(&Engine) -> wasmtime::Result<Vec<u8>>,
-    ) -> wasmtime::Result<Vec<u8>> {
+    /// In a child process if the host has [`HostOptions::compile_in`] (all compile memory goes
+    /// back with the child, and a compiler blow-up stays there; see [`ChildCompiler`]), falling
+    /// back to this process when no child can be started. In this process, compiling is done
+    /// by an engine of its own, made for it and dropped after, with the same code-generation
+    /// settings (so its artifacts load into `engine`; wasmtime checks): an engine keeps
+    /// Cranelift's working buffers for as long as it lives, sized to the largest function it
+    /// compiled. [`Host::load_bytes`] then gives the allocator's free memory back to the
+    /// kernel. A daemon that compiled its ten formatters on start stayed at ~345 MiB resident
+    /// with neither; with both, at 60–81 MiB (freed memory scattered in the arenas of the
+    /// threads that compiled); compiling in children, at 51 MiB, as a start that found them
+    /// cached (`cargo bench --bench memory`). The engine of its own and the trim cost 5–7 ms
+    /// per compile (`short`: 85 against 78–80 ms, `--bench formatter load/`).
+    fn compile(&self, kind: compiler::Kind, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        if let Some(child) = &self.inner.compile_in {
+            let started = Instant::now();
+            match compiler::compile_in_child(child, kind, wasm) {
+                Ok(artifact) => {
+                    tracing::debug!(?kind, bytes = artifact.len(), elapsed = ?started.elapsed(), "compiled in a child process");
+                    return Ok(artifact);
+                }
+                Err(compiler::ChildError::Failed(message)) => {
+                    return Err(wasmtime::Error::msg(message));
+                }
+                Err(compiler::ChildError::Spawn(e)) => tracing::warn!(
+                    executable = %child.executable.display(),
+                    error = %e,
+                    "cannot start a process to compile in; compiling in this one"
+                ),
+            }
+        }
         let compiler = Engine::new(&self.inner.compile_config)?;
-        let artifact = precompile(&compiler);
+        let artifact = match kind {
+            compiler::Kind::Module => compiler.precompile_module(wasm),
+            compiler::Kind::Component => compiler.precompile_component(wasm),
+        };
         drop(compiler);
-        return_freed_memory();
         artifact
     }
 
@@ -377,7 +400,7 @@ impl Host {
         let does_not_compile =
             |e: wasmtime::Error| FormatterError::invalid(format!("does not compile: {e:#}"));
         let (pre, origin) = if kind == validate::BinaryKind::Component {
-            let compile = || self.compile(|c| c.precompile_component(wasm));
+            let compile = || self.compile(compiler::Kind::Component, wasm);
             let (component, origin) = match &self.inner.cache {
                 Some(cache) => cache.load_component(engine, &sha256, compile),
                 // SAFETY: compiled for this engine a moment ago (see `compile`).
@@ -398,7 +421,7 @@ impl Host {
             })?;
             (Program::Component(pre), origin)
         } else {
-            let compile = || self.compile(|c| c.precompile_module(wasm));
+            let compile = || self.compile(compiler::Kind::Module, wasm);
             let (module, origin) = match &self.inner.cache {
                 Some(cache) => cache.load(engine, &sha256, compile),
                 // SAFETY: compiled for this engine a moment ago (see `compile`).
@@ -415,6 +438,10 @@ impl Host {
                 .map_err(|e| FormatterError::invalid(format!("cannot be linked: {e:#}")))?;
             (Program::Module(pre), origin)
         };
+        if origin == Origin::Compiled {
+            // Compiling, or reading a child's artifact, freed memory in large pieces.
+            return_freed_memory();
+        }
         let go_command = match &pre {
             Program::Module(pre) => validate::is_go_command(pre.module(), wasm),
             Program::Component(_) => false,
