@@ -823,6 +823,13 @@ fn a_compiler_child_that_hangs_crashes_or_babbles_fails_only_that_load_and_says_
             "exit 7".to_owned(),
             "the compiler process failed (exit status 7",
         ),
+        (
+            // None of the daemon's environment (HOME stands for its secrets), its working
+            // directory, or core files.
+            "cat > /dev/null\necho \"home=[$HOME] cwd=$(pwd) core=$(ulimit -c)\" >&2\nexit 1"
+                .to_owned(),
+            "does not compile: home=[] cwd=/ core=0",
+        ),
     ];
     for (i, (body, expect)) in cases.iter().enumerate() {
         let exe = fake_compiler(dir.path(), &format!("compiler-{i}"), body);

@@ -110,17 +110,33 @@ pub fn compile_in_child(
     command
         .arg(SUBCOMMAND)
         .arg(kind.arg())
+        // It reads untrusted input: none of the daemon's environment (secrets may be there),
+        // nothing of its working directory. RAYON_NUM_THREADS bounds the compiling threads.
+        .env_clear()
+        .envs(std::env::var_os("RAYON_NUM_THREADS").map(|n| ("RAYON_NUM_THREADS", n)))
+        .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe and touches only the child. A child outlives
-        // neither the thread that waits for it nor a daemon killed with -9.
+        // `ps` shows `tidings __compile …`, not the name of the link it was started by.
+        command.arg0("tidings");
+        // SAFETY: prctl and setrlimit are async-signal-safe system calls that touch only the
+        // child. A child outlives neither the thread that waits for it nor a daemon killed with
+        // -9 (Linux), and a crash leaves no core file of a compiler's memory behind.
         unsafe {
             command.pre_exec(|| {
+                #[cfg(target_os = "linux")]
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let no_core = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -294,6 +310,12 @@ pub fn child_main(args: &[String]) -> i32 {
             return 2;
         }
     };
+    // Its name in `top` and the kernel's log (else "exe", after /proc/self/exe).
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"tidings-compile".as_ptr());
+    }
     let mut wasm = Vec::new();
     if let Err(e) = std::io::stdin().lock().read_to_end(&mut wasm) {
         eprintln!("cannot read the module from stdin: {e}");
