@@ -669,7 +669,8 @@ fn check(path: &Path) -> Result<ExitCode> {
             .collect(),
         concurrency: None,
         memory_keep_resident: None,
-        compile_in: None,
+        // As serve does: what check reports is what serve would meet.
+        compile_in: tidings::formatter::ChildCompiler::this_executable().ok(),
     })?;
     let mut problems = 0;
     for entry in &config.formatter {

@@ -731,12 +731,12 @@ fn modules_and_components_compiled_in_a_child_load_into_the_host_and_its_cache()
     let cache = dir.path().join("cache");
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_tidings"));
     let limit = std::time::Duration::from_secs(300);
-    for wasm in [support::guest("short"), support::component("short")] {
-        let wasm = std::fs::read(wasm).unwrap();
+    for path in [support::guest("short"), support::component("short")] {
+        let wasm = std::fs::read(&path).unwrap();
         // Without a cache: the child's artifact is deserialized as it comes.
         let f = child_host(exe, limit, None)
             .load_bytes("short", &wasm, Limits::default(), Grants::default())
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(f.origin(), Origin::Compiled);
         assert_eq!(call_short(&f), "STATUS: Failure");
         // With one: stored, and then taken by a host that compiles in-process (the same
@@ -874,4 +874,39 @@ fn a_compiler_that_cannot_be_started_leaves_the_compile_to_the_host() {
         .unwrap();
     assert_eq!(f.origin(), Origin::Compiled);
     assert_eq!(call_short(&f), "STATUS: Failure");
+}
+
+#[test]
+fn check_compiles_in_a_child_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // A module no cache has seen: its answer names this directory.
+    let body = format!(
+        r#"{{"body":"checked in {}","type":"plain","subject":"s"}}"#,
+        dir.path().display()
+    );
+    std::fs::write(
+        dir.path().join("fresh.wasm"),
+        support::constant_formatter(&body),
+    )
+    .unwrap();
+    let config = dir.path().join("fresh.toml");
+    std::fs::write(
+        &config,
+        "[[formatter]]\nname = \"fresh\"\nmodule = \"fresh.wasm\"\n",
+    )
+    .unwrap();
+    let out = tidings()
+        .env("TIDINGS_LOG", "warn,tidings::formatter=debug")
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("compiled in a child process"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("formatter \"fresh\": messageFormatter ok"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
