@@ -81,10 +81,22 @@ fn build_guests() -> PathBuf {
     let built = target.join("guest-build/wasm32-wasip1/release");
     for f in FORMATTERS {
         let from = built.join(format!("{f}.wasm"));
-        std::fs::copy(&from, out.join(format!("{f}.wasm")))
-            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        put_whole(&from, &out.join(format!("{f}.wasm")));
     }
     out
+}
+
+/// Puts a copy of `from` at `to` by renaming a whole copy over it: test processes read the
+/// guests while another process installs them again, and a copy made in place would let them
+/// read a file cut short (an empty `html-log-tail.wasm` did fail a test that way).
+fn put_whole(from: &Path, to: &Path) {
+    let bytes = std::fs::read(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    if std::fs::read(to).is_ok_and(|old| old == bytes) {
+        return;
+    }
+    let part = to.with_extension(format!("part-{}", std::process::id()));
+    std::fs::write(&part, &bytes).unwrap_or_else(|e| panic!("write {}: {e}", part.display()));
+    std::fs::rename(&part, to).unwrap_or_else(|e| panic!("rename to {}: {e}", to.display()));
 }
 
 /// WASI preview 2 components (`wasm32-wasip2`), built on first use: `short` (the formatter)
@@ -134,8 +146,7 @@ fn build_components() -> PathBuf {
     }
     for name in ["short", "spin", "bomb", "sleeper", "once", "warm"] {
         let from = dir.join(format!("wasm32-wasip2/release/{name}.wasm"));
-        std::fs::copy(&from, out.join(format!("{name}.component.wasm")))
-            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        put_whole(&from, &out.join(format!("{name}.component.wasm")));
     }
     out
 }
