@@ -4,7 +4,8 @@
 //! allocator), the ticker thread that drives time limits (and drops warm instances idle past
 //! their `max_idle`), the compiled-module cache, and the
 //! bound on concurrent calls (one per core). [`Host::load`] validates and compiles a module
-//! (or loads its cached artifact) into a [`Formatter`]; each [`Formatter::call`] then runs a
+//! (or loads its cached artifact) into a [`Formatter`] (the daemon compiles in child processes,
+//! see [`compiler`]); each [`Formatter::call`] then runs a
 //! fresh instance under the sandbox described in [`sandbox`], and [`abi`] turns its stdout
 //! into the hook's typed result.
 //!
