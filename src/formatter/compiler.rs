@@ -2,8 +2,9 @@
 //!
 //! The parent runs `<executable> __compile module|component`, writes the WebAssembly binary to
 //! its stdin and closes it; the child compiles with [`compile_config`] and answers on stdout
-//! with [`MAGIC`], the artifact's length (8 bytes, little-endian) and the artifact, and exits
-//! 0. A module that does not compile makes it print wasmtime's message on stderr and exit 1.
+//! with the bytes `tidingsA`, the artifact's length (8 bytes, little-endian) and the artifact,
+//! and exits 0. A module that does not compile makes it print wasmtime's message on stderr and
+//! exit 1.
 //! Anything else (no answer, a short one, a signal, the time limit) is an error of its own.
 
 use std::io::{Read, Write};
