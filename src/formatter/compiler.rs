@@ -52,8 +52,8 @@ impl Kind {
 }
 
 /// Compile in a child process, a `tidings` executable of this very build, instead of in the
-/// host's own process. Set by `tidings serve` (the daemon runs for months; the CLI compiles
-/// in-process).
+/// host's own process. Set by `tidings serve` (the daemon runs for months) and `tidings
+/// check` (which should meet what serve would); `render`, `test` and `run` compile in-process.
 ///
 /// Why: compiling takes memory that a long-running process does not get back. Cranelift keeps
 /// its working buffers for as long as an engine lives, sized to the largest function it

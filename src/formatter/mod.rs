@@ -55,8 +55,8 @@ pub struct HostOptions {
     /// instead of returned to the kernel; `None` means [`DEFAULT_KEEP_RESIDENT`]. Keeping the
     /// pages a formatter touches saves the page faults a fresh instance takes (Linux only).
     pub memory_keep_resident: Option<usize>,
-    /// Compile in a child process instead of in this one (the daemon does, see
-    /// [`ChildCompiler`]); `None` compiles in-process, as the CLI does.
+    /// Compile in a child process instead of in this one (`serve` and `check` do, see
+    /// [`ChildCompiler`]); `None` compiles in-process, as `render`, `test` and `run` do.
     pub compile_in: Option<ChildCompiler>,
 }
 
