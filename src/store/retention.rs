@@ -14,7 +14,11 @@
 //!   still finds the previous build of each event it has yet to dispatch.
 //!
 //! Pending and in-flight deliveries, events not yet dispatched, and unreadable events are never
-//! deleted, whatever their age: nothing acknowledged is lost to retention.
+//! deleted, whatever their age: nothing acknowledged is lost to retention. Nor is the newest
+//! event: SQLite numbers a new row one past the largest id in its table, so a log emptied by
+//! retention would number the next event 1 again, below the cursors that have passed the old
+//! ones, and dispatch would never see it (event ids must only grow: cursors, and the build
+//! history as of an event, compare them).
 
 use super::{Store, StoreError};
 use rusqlite::{OptionalExtension, params};
@@ -116,6 +120,7 @@ impl Store {
                          ?2,
                          COALESCE((SELECT id FROM events WHERE received_at < ?1
                                    ORDER BY received_at DESC LIMIT 1), 0))
+                   AND e.id < (SELECT MAX(id) FROM events)
                    AND e.received_at < ?1
                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id)
                    AND NOT EXISTS (SELECT 1 FROM unreadable u WHERE u.event_id = e.id)

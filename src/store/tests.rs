@@ -1353,3 +1353,37 @@ fn the_wal_is_checkpointed_by_its_own_thread_once_past_the_threshold() {
     // Every event is there, whatever the checkpoints did meanwhile.
     assert_eq!(store.event_count().unwrap(), 600);
 }
+
+#[test]
+fn an_event_after_retention_emptied_the_log_gets_an_id_past_every_cursor() {
+    let (_dir, store) = open();
+    let day = 86_400_000;
+    let r = Retention {
+        keep_ms: day,
+        dead_ms: None,
+    };
+    let ids: Vec<i64> = store
+        .insert_events(&[event("a"), event("b")], 0)
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    // Both old and dispatched: a quiet spell longer than retention. The newest stays, so the
+    // next event is numbered past it (SQLite numbers a row one past the table's largest id).
+    store.set_cursor("dispatch", ids[1]).unwrap();
+    let mut deleted = 0;
+    loop {
+        let pruned = store.prune(r, 2 * day, ids[1], 100, 0).unwrap();
+        deleted += pruned.events;
+        if !pruned.any() {
+            break;
+        }
+    }
+    assert_eq!(deleted, 1, "retention deletes every event but the newest");
+    let next = store.insert_events(&[event("c")], 2 * day).unwrap()[0].id;
+    assert!(
+        next > ids[1],
+        "event c got id {next}, which dispatch's cursor ({}) has passed",
+        ids[1]
+    );
+}
