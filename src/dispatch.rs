@@ -5,9 +5,12 @@
 //! (against the previous build, found by [`crate::store::Store::previous_build`]) and the
 //! blamelist. [`Dispatcher`] applies them to each stored event, in order, in two steps:
 //!
-//! - the *history step* ([`Dispatcher::record_pending`]) records each build event's build in
-//!   the build history, noting which event wrote it, in the transaction that moves cursor
-//!   [`CURSOR`];
+//! - the *history step* records each build event's build in the build history, noting which
+//!   event wrote it, in the transaction that moves cursor [`CURSOR`]. Ingest runs it in the
+//!   transaction that stores the events, when the step is caught up and ingest parsed them all
+//!   ([`crate::store::Store::insert_events_recording`]); otherwise (events stored while it
+//!   lagged, after a restart, or not parsed) the dispatch thread does
+//!   ([`Dispatcher::record_pending`]);
 //! - each reporter's *lane* ([`Dispatcher::dispatch_lane`]) follows it under a cursor of its
 //!   own: asks its reporter whether it reports the event (against the previous build as the
 //!   history stood at that event, so a lane that lags decides as one that does not), calls the
@@ -317,8 +320,21 @@ pub struct Dispatcher {
 /// behind a slow formatter). Only a cache: a step that does not find an event here (after a
 /// restart, a lagging lane, an event that came another way) reads it from the store, and the
 /// same body reads the same.
+///
+/// Ingest usually runs the history step itself, in the transaction that stores the events
+/// ([`crate::store::Store::insert_events_recording`]), and then hands what it parsed straight
+/// to the lanes ([`ReadEvents::recorded`]). So this is also where the lanes learn that the
+/// history moved on, whichever step moved it.
 #[derive(Default)]
-pub struct ReadEvents(std::sync::Mutex<Kept>);
+pub struct ReadEvents {
+    kept: std::sync::Mutex<Kept>,
+    /// Bumped each time the history step's cursor moves; the lanes wait on it.
+    progress: Progress,
+    /// The running dispatcher's lanes, once they are open (`None` before, and between two
+    /// dispatchers), and whether its own thread runs some of them (a lane whose thread could
+    /// not start), in which case it wants waking after every history batch.
+    lanes: std::sync::Mutex<Option<(usize, bool)>>,
+}
 
 #[derive(Default)]
 struct Kept {
@@ -376,7 +392,39 @@ impl ReadEvent {
 
 impl ReadEvents {
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether ingest may run the history step itself: only while a dispatcher runs with its
+    /// lanes open. Before (at start-up), a lane new to the store starts where the history step
+    /// is, and must find there the events that arrived while the dispatcher was starting.
+    pub fn lanes_open(&self) -> bool {
+        self.lanes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Ingest ran the history step for `events` (id, as parsed) in the transaction that stored
+    /// them: they are kept for the lanes, which are told. Returns whether the dispatch thread
+    /// wants to be woken as well (it runs a lane itself).
+    pub fn recorded(&self, events: impl IntoIterator<Item = (i64, Arc<ReadEvent>)>) -> bool {
+        let (lanes, inline) = self
+            .lanes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_default();
+        for (id, read) in events {
+            self.keep(id, read, lanes);
+        }
+        self.progress.bump();
+        inline
+    }
+
+    /// Notes the running dispatcher's lanes (how many, and whether its thread runs some), or
+    /// that none runs.
+    pub(crate) fn set_lanes(&self, lanes: Option<(usize, bool)>) {
+        *self.lanes.lock().unwrap_or_else(|e| e.into_inner()) = lanes;
     }
 
     /// Hands event `id`, committed as `read` says, to the history step.
@@ -550,12 +598,15 @@ impl Progress {
 
 impl Dispatcher {
     /// Dispatches until `stop` is set: everything stored so far, then each time `wake` fires
-    /// (the committer signals every commit), checking at least once a second.
+    /// (the committer signals each commit whose history step it left to this thread),
+    /// checking at least once a second.
     ///
-    /// This thread runs the history step ([`Dispatcher::record_pending`]); each reporter has a
-    /// lane on a thread of its own ([`Dispatcher::dispatch_lane`]) that follows it, so a
-    /// reporter whose formatter is slow or keeps timing out holds up only its own lane. Each
-    /// lane finishes the batch in hand when `stop` is set.
+    /// This thread runs the history step ([`Dispatcher::record_pending`]) for what ingest did
+    /// not record itself (events stored while the step lagged, after a restart, or that ingest
+    /// did not parse); each reporter has a lane on a thread of its own
+    /// ([`Dispatcher::dispatch_lane`]) that follows the history step's cursor, so a reporter
+    /// whose formatter is slow or keeps timing out holds up only its own lane. Each lane
+    /// finishes the batch in hand when `stop` is set.
     pub fn run(&self, wake: &Receiver<()>, stop: &AtomicBool) {
         while let Err(e) = self.open_lanes() {
             tracing::error!(error = %e, "dispatch cannot read its cursors; retrying in 1s");
@@ -572,12 +623,11 @@ impl Dispatcher {
             ),
             Err(e) => tracing::error!(error = %e, "cannot try the unreadable events again"),
         }
-        let progress = Progress::default();
+        let progress = &self.read.progress;
         std::thread::scope(|scope| {
             // A lane whose thread cannot be started runs on this one, after each history batch.
             let mut inline = Vec::new();
             for lane in 0..self.routes.len() {
-                let progress = &progress;
                 let spawned = std::thread::Builder::new()
                     .name(format!("tidings-lane-{lane}"))
                     .spawn_scoped(scope, move || self.run_lane(lane, progress, stop));
@@ -586,6 +636,8 @@ impl Dispatcher {
                     inline.push(lane);
                 }
             }
+            self.read
+                .set_lanes(Some((self.routes.len(), !inline.is_empty())));
             while !stop.load(Ordering::Relaxed) {
                 match self.record_pending() {
                     Ok(n) if n > 0 => {
@@ -615,6 +667,8 @@ impl Dispatcher {
             // The lanes see `stop` when they next look; this makes that at once.
             progress.bump();
         });
+        // Until the next dispatcher has its lanes open, the history step is this thread's.
+        self.read.set_lanes(None);
     }
 
     /// One lane's loop: dispatches for its reporter whatever the history step has passed, then
@@ -716,7 +770,7 @@ impl Dispatcher {
             };
             match r {
                 Ok(r) => {
-                    builds.extend(build_record(ev, &r));
+                    builds.extend(build_record(ev.id, &r));
                     read.push((ev.id, r));
                 }
                 Err(reason) => {
@@ -728,8 +782,22 @@ impl Dispatcher {
         }
         let unreadable: Vec<(i64, &str)> =
             unreadable.iter().map(|(id, r)| (*id, r.as_str())).collect();
-        self.store
-            .enqueue_and_advance(&builds, &[], &unreadable, now_ms(), CURSOR, last)?;
+        let moved = self.store.enqueue_and_advance(
+            &builds,
+            &[],
+            &unreadable,
+            now_ms(),
+            CURSOR,
+            cursor,
+            last,
+        );
+        match moved {
+            Ok(_) => {}
+            // Ingest recorded these events itself after this step read the cursor
+            // ([`Store::insert_events_recording`]): nothing is left to do for them.
+            Err(StoreError::CursorMoved { .. }) => return Ok(0),
+            Err(e) => return Err(e),
+        }
         self.read.passed(last);
         for (id, r) in read {
             self.read.keep(id, r, self.routes.len());
@@ -776,9 +844,15 @@ impl Dispatcher {
             .into_iter()
             .flatten()
             .collect();
-        let stored =
-            self.store
-                .enqueue_and_advance(&[], &new_rows(&pending), &[], now_ms(), &name, last)?;
+        let stored = self.store.enqueue_and_advance(
+            &[],
+            &new_rows(&pending),
+            &[],
+            now_ms(),
+            &name,
+            cursor,
+            last,
+        )?;
         self.after_enqueue(&pending, &stored);
         Ok(events.len().max(1))
     }
@@ -852,7 +926,7 @@ impl Dispatcher {
             let Ok(prepared) = prepared else {
                 continue;
             };
-            let builds = build_record(&ev, &prepared.read);
+            let builds = build_record(ev.id, &prepared.read);
             let mut pending = Vec::new();
             for lane in 0..self.routes.len() {
                 let passed = self.store.cursor(&lane_cursor(self.lane_name(lane)))?;
@@ -1656,7 +1730,7 @@ fn sends_prev_build(sel: &Selection) -> bool {
 
 /// The build history's row for a `build_started` / `build_finished` event's build (none for
 /// other events, or a build without ids).
-fn build_record(ev: &StoredEvent, read: &ReadEvent) -> Option<BuildRecord> {
+pub(crate) fn build_record(event_id: i64, read: &ReadEvent) -> Option<BuildRecord> {
     let event = &read.event;
     let Subject::Build(b) = &event.subject else {
         return None;
@@ -1679,7 +1753,7 @@ fn build_record(ev: &StoredEvent, read: &ReadEvent) -> Option<BuildRecord> {
             (Some(_), true) => String::new(),
             (document, _) => document.clone()?,
         },
-        event_id: ev.id,
+        event_id,
     })
 }
 

@@ -312,6 +312,14 @@ pub enum StoreError {
         state: State,
         why: &'static str,
     },
+    /// A cursor was not where its mover last saw it: something else moved it meanwhile (the
+    /// history step's cursor, which ingest moves when it records the history itself).
+    #[error("cursor {name} moved from {expected} to {found} meanwhile")]
+    CursorMoved {
+        name: String,
+        expected: i64,
+        found: i64,
+    },
 }
 
 /// How hard a commit is pushed to disk.
@@ -345,6 +353,11 @@ pub struct Stored {
     pub id: i64,
     pub duplicate: bool,
 }
+
+/// What [`Store::insert_events_recording`] needs to run the history step in ingest's
+/// transaction: the history step's cursor, and what gives the build rows of the events just
+/// stored (`None` when it cannot give them all).
+pub type RecordHistory<'a> = (&'a str, &'a dyn Fn(&[Stored]) -> Option<Vec<BuildRecord>>);
 
 /// A stored event, as dispatch reads it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -705,27 +718,75 @@ impl Store {
         events: &[NewEvent<'_>],
         now: i64,
     ) -> Result<Vec<Stored>, StoreError> {
+        self.insert_events_recording(events, now, None)
+            .map(|(stored, _)| stored)
+    }
+
+    /// [`Store::insert_events`], and the history step for them in the same transaction when
+    /// it can: when cursor `history.0` has passed every event stored before these, and
+    /// `history.1` gives the build rows of the new ones (`None`: it cannot, e.g. an event it
+    /// has not read), the rows are recorded and the cursor moved to the last new event.
+    /// Returns whether it did; when not, the history step records them later, as ever.
+    pub fn insert_events_recording(
+        &self,
+        events: &[NewEvent<'_>],
+        now: i64,
+        history: Option<RecordHistory<'_>>,
+    ) -> Result<(Vec<Stored>, bool), StoreError> {
         if let Some(why) = self.over_limit()? {
             return Err(StoreError::Full(why));
         }
-        let result = self.insert_once(
-            "events",
-            "INSERT INTO events (key, kind, source, received_at, body, format)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (key) DO NOTHING",
-            events,
-            |e| e.key,
-            |insert, e| {
-                insert.execute(params![
-                    e.key,
-                    e.kind,
-                    e.source,
-                    now,
-                    e.body,
-                    e.format.as_str()
-                ])
-            },
-        );
+        let result = (|| -> Result<(Vec<Stored>, bool), StoreError> {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            // Before the insert: whether the history step has passed every event stored so far
+            // (ids only grow, retention keeping the newest event).
+            let caught_up = match &history {
+                Some((cursor, _)) => {
+                    let at: i64 = tx
+                        .prepare_cached("SELECT value FROM cursors WHERE name = ?1")?
+                        .query_row([cursor], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(0);
+                    let top: Option<i64> = tx
+                        .prepare_cached("SELECT MAX(id) FROM events")?
+                        .query_row([], |r| r.get(0))?;
+                    top.is_none_or(|top| at >= top)
+                }
+                None => false,
+            };
+            let stored = Self::insert_once_in(
+                &tx,
+                "events",
+                "INSERT INTO events (key, kind, source, received_at, body, format)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (key) DO NOTHING",
+                events,
+                |e| e.key,
+                |insert, e| {
+                    insert.execute(params![
+                        e.key,
+                        e.kind,
+                        e.source,
+                        now,
+                        e.body,
+                        e.format.as_str()
+                    ])
+                },
+            )?;
+            let last = stored.iter().filter(|s| !s.duplicate).map(|s| s.id).max();
+            let mut recorded = false;
+            if caught_up
+                && let (Some((cursor, record)), Some(last)) = (history, last)
+                && let Some(builds) = record(&stored)
+            {
+                Self::record_builds_in(&tx, &builds)?;
+                Self::set_cursor_in(&tx, cursor, last)?;
+                recorded = true;
+            }
+            tx.commit()?;
+            Ok((stored, recorded))
+        })();
         let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         match &result {
             Ok(_) => *refused = None,
@@ -741,23 +802,6 @@ impl Store {
             Err(_) => {}
         }
         result
-    }
-
-    /// Inserts `rows` into `table` in one transaction with `insert` (whose SQL must do nothing
-    /// on a key conflict), and reports each row's id and whether its key was already there.
-    fn insert_once<R>(
-        &self,
-        table: &str,
-        insert: &str,
-        rows: &[R],
-        key: impl Fn(&R) -> &str,
-        execute: impl Fn(&mut rusqlite::CachedStatement<'_>, &R) -> rusqlite::Result<usize>,
-    ) -> Result<Vec<Stored>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let out = Self::insert_once_in(&tx, table, insert, rows, key, execute)?;
-        tx.commit()?;
-        Ok(out)
     }
 
     fn insert_once_in<R>(
@@ -1270,11 +1314,15 @@ impl Store {
 
     /// Sets cursor `name` to `value` (a source's bookmark in its peer's history).
     pub fn set_cursor(&self, name: &str, value: i64) -> Result<(), StoreError> {
-        self.conn().execute(
+        Self::set_cursor_in(&self.conn(), name, value)
+    }
+
+    fn set_cursor_in(conn: &Connection, name: &str, value: i64) -> Result<(), StoreError> {
+        conn.prepare_cached(
             "INSERT INTO cursors (name, value) VALUES (?1, ?2)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            params![name, value],
-        )?;
+        )?
+        .execute(params![name, value])?;
         Ok(())
     }
 
@@ -1308,8 +1356,10 @@ impl Store {
 
     /// Records `builds` in the history (as [`Store::record_build`], in order), enqueues
     /// `deliveries` (as [`Store::enqueue`]), notes the `unreadable` events and moves cursor
-    /// `name` to `to`, in one transaction: a crash either keeps all or none, so an event is
-    /// dispatched once.
+    /// `name` from `from` to `to`, in one transaction: a crash either keeps all or none, so an
+    /// event is dispatched once. When the cursor is no longer at `from`, nothing is written:
+    /// [`StoreError::CursorMoved`].
+    #[allow(clippy::too_many_arguments)]
     pub fn enqueue_and_advance(
         &self,
         builds: &[BuildRecord],
@@ -1317,10 +1367,23 @@ impl Store {
         unreadable: &[(i64, &str)],
         now: i64,
         name: &str,
+        from: i64,
         to: i64,
     ) -> Result<Vec<Stored>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let found: i64 = tx
+            .prepare_cached("SELECT value FROM cursors WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        if found != from {
+            return Err(StoreError::CursorMoved {
+                name: name.to_owned(),
+                expected: from,
+                found,
+            });
+        }
         Self::record_builds_in(&tx, builds)?;
         let stored = Self::enqueue_in(&tx, deliveries, now)?;
         for (event_id, reason) in unreadable {
@@ -1330,11 +1393,7 @@ impl Store {
                 params![event_id, reason, now],
             )?;
         }
-        tx.prepare_cached(
-            "INSERT INTO cursors (name, value) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        )?
-        .execute(params![name, to])?;
+        Self::set_cursor_in(&tx, name, to)?;
         tx.commit()?;
         Ok(stored)
     }

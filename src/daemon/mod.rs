@@ -350,8 +350,9 @@ struct Shared {
     /// The followed master's REST API, for changes and previous builds.
     history: Option<Arc<dyn History>>,
     dispatch_wake: Arc<Mutex<Receiver<()>>>,
-    /// Events parsed by ingest and read by the history step, for the dispatch steps after
-    /// (one for every config the daemon runs, across reloads).
+    /// Events parsed by ingest and read by the history step, for the dispatch steps after,
+    /// and how the lanes learn that the history moved on (one for every config the daemon
+    /// runs, across reloads).
     read: Arc<ReadEvents>,
 }
 

@@ -3,9 +3,9 @@
 //! event to [`Committer::commit`] and answers only once it is durable.
 
 use crate::clock::now_ms;
-use crate::dispatch::{ReadEvent, ReadEvents};
+use crate::dispatch::{CURSOR, ReadEvent, ReadEvents, build_record};
 use crate::event::BodyFormat;
-use crate::store::{NewEvent, Store, Stored};
+use crate::store::{BuildRecord, NewEvent, Store, Stored};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,9 +35,12 @@ impl Committer {
         Self::start_with(store, None, || {})
     }
 
-    /// [`Committer::start`], handing each new event that ingest parsed to dispatch through
-    /// `read` once it is committed, and calling `committed` after each transaction that stored
-    /// events (dispatch listens to it).
+    /// [`Committer::start`], and running dispatch's history step for the events it stores, in
+    /// their transaction, when the step has passed every event before them and ingest parsed
+    /// every new one: what ingest parsed then goes to dispatch's lanes through `read`, which
+    /// tells them. Otherwise each parsed event is handed over through `read` to the history
+    /// step, and `committed` is called (the dispatch thread listens to it); it is also called
+    /// when that thread runs a lane itself.
     pub fn start_with(
         store: Arc<Store>,
         read: Option<Arc<ReadEvents>>,
@@ -65,17 +68,41 @@ impl Committer {
                             format: p.format,
                         })
                         .collect();
-                    let result = store.insert_events(&events, now_ms());
+                    // The history step for these events, in their transaction, when every
+                    // new one was parsed (else the history step reads and records them).
+                    let record = |stored: &[Stored]| -> Option<Vec<BuildRecord>> {
+                        let mut builds = Vec::new();
+                        for (p, s) in batch.iter().zip(stored) {
+                            if !s.duplicate {
+                                builds.extend(build_record(s.id, p.read.as_deref()?));
+                            }
+                        }
+                        Some(builds)
+                    };
+                    let result = match read.as_ref().filter(|r| r.lanes_open()) {
+                        Some(_) => store.insert_events_recording(
+                            &events,
+                            now_ms(),
+                            Some((CURSOR, &record)),
+                        ),
+                        None => store.insert_events(&events, now_ms()).map(|s| (s, false)),
+                    };
                     match result {
-                        Ok(stored) => {
+                        Ok((stored, recorded)) => {
+                            let mut wake = !recorded;
                             if let Some(kept) = &read {
-                                for (p, s) in batch.iter_mut().zip(&stored) {
-                                    if let (false, Some(r)) = (s.duplicate, p.read.take()) {
-                                        kept.hand_over(s.id, r);
+                                let parsed = batch.iter_mut().zip(&stored).filter_map(|(p, s)| {
+                                    Some((s.id, p.read.take().filter(|_| !s.duplicate)?))
+                                });
+                                if recorded {
+                                    wake = kept.recorded(parsed);
+                                } else {
+                                    for (id, r) in parsed {
+                                        kept.hand_over(id, r);
                                     }
                                 }
                             }
-                            if stored.iter().any(|s| !s.duplicate) {
+                            if wake && stored.iter().any(|s| !s.duplicate) {
                                 committed();
                             }
                             for (p, s) in batch.into_iter().zip(stored) {

@@ -606,7 +606,7 @@ fn retention_deletes_only_what_is_old_delivered_and_dispatched() {
         )
         .unwrap();
     store
-        .enqueue_and_advance(&[], &[], &[(ids[4], "a bug")], 0, "dispatch", ids[4])
+        .enqueue_and_advance(&[], &[], &[(ids[4], "a bug")], 0, "dispatch", 0, ids[4])
         .unwrap();
     for n in 1..=60 {
         store.record_build(&build(n, n, true, Some(0))).unwrap();
@@ -1386,4 +1386,144 @@ fn an_event_after_retention_emptied_the_log_gets_an_id_past_every_cursor() {
         "event c got id {next}, which dispatch's cursor ({}) has passed",
         ids[1]
     );
+}
+
+/// Ingest runs the history step in the transaction that stores its events, but only when the
+/// history step has passed every event before them, when every new event was parsed, and while
+/// a dispatcher's lanes are open: events that arrive before (at start-up) stay with the history
+/// step, where a lane new to the store finds them.
+#[test]
+fn ingest_records_the_history_itself_only_when_the_history_step_is_caught_up() {
+    use crate::dispatch::{CURSOR, Dispatcher, ReadEvent, ReadEvents};
+    use crate::event::{BodyFormat, Build, Event};
+    use crate::store::committer::Committer;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (_dir, store) = open();
+    let store = Arc::new(store);
+    let body = |n: i64| {
+        format!(
+            r#"{{"buildid":{n},"builderid":7,"number":{n},"masterid":1,"complete":true,"results":0}}"#
+        )
+    };
+    let read = Arc::new(ReadEvents::default());
+    let pokes = Arc::new(AtomicUsize::new(0));
+    let committer = Committer::start_with(store.clone(), Some(read.clone()), {
+        let pokes = pokes.clone();
+        move || {
+            pokes.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let post = |n: i64, parsed: bool| {
+        let body = body(n);
+        let event = Event::from_build(serde_json::from_str::<Build>(&body).unwrap()).unwrap();
+        let read = parsed.then(|| Arc::new(ReadEvent::new(event, BodyFormat::Build, &body)));
+        rt.block_on(committer.commit(
+            format!("m/build/{n}/finished"),
+            "build_finished",
+            "test",
+            body,
+            BodyFormat::Build,
+            read,
+        ))
+        .unwrap()
+        .id
+    };
+    let recorded = || {
+        store
+            .conn()
+            .query_row("SELECT COUNT(*) FROM builds", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+
+    // No dispatcher yet: stored and handed over; the history step records it.
+    let first = post(1, true);
+    assert_eq!((store.cursor(CURSOR).unwrap(), recorded()), (0, 0));
+    assert_eq!(pokes.load(Ordering::SeqCst), 1);
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        routes: Vec::new(),
+        formatters: Default::default(),
+        master: Default::default(),
+        metrics: Default::default(),
+        history: None,
+        breakers: Default::default(),
+        workers: 0,
+        read: read.clone(),
+    };
+    read.set_lanes(Some((1, false)));
+    // Lanes open, but the history step has not passed event 1: still the step's.
+    let second = post(2, true);
+    assert_eq!((store.cursor(CURSOR).unwrap(), recorded()), (0, 0));
+    assert_eq!(pokes.load(Ordering::SeqCst), 2);
+    assert_eq!(dispatcher.record_pending().unwrap(), 2);
+    assert_eq!(store.cursor(CURSOR).unwrap(), second);
+    assert!(first < second);
+
+    // Caught up: ingest records it and moves the cursor, keeps it for the lane, and does not
+    // wake the dispatch thread.
+    let third = post(3, true);
+    assert_eq!((store.cursor(CURSOR).unwrap(), recorded()), (third, 3));
+    assert_eq!(pokes.load(Ordering::SeqCst), 2);
+    assert_eq!(read.len(), 1, "event 3 kept for the one lane");
+    assert_eq!(dispatcher.record_pending().unwrap(), 0);
+    // The same event again changes nothing.
+    rt.block_on(committer.commit(
+        "m/build/3/finished".into(),
+        "build_finished",
+        "test",
+        body(3),
+        BodyFormat::Build,
+        None,
+    ))
+    .unwrap();
+    assert_eq!(store.cursor(CURSOR).unwrap(), third);
+
+    // An event ingest did not parse is the history step's (it reads the stored body).
+    let fourth = post(4, false);
+    assert_eq!((store.cursor(CURSOR).unwrap(), recorded()), (third, 3));
+    assert_eq!(pokes.load(Ordering::SeqCst), 3);
+    assert_eq!(dispatcher.record_pending().unwrap(), 1);
+    assert_eq!((store.cursor(CURSOR).unwrap(), recorded()), (fourth, 4));
+
+    // The dispatcher runs a lane on its own thread: it is woken after ingest records too.
+    read.set_lanes(Some((1, true)));
+    let fifth = post(5, true);
+    assert_eq!(store.cursor(CURSOR).unwrap(), fifth);
+    assert_eq!(pokes.load(Ordering::SeqCst), 4);
+}
+
+/// A history step that read the cursor before ingest moved it writes nothing.
+#[test]
+fn a_cursor_moved_meanwhile_is_not_moved_again() {
+    let (_dir, store) = open();
+    let ids: Vec<i64> = store
+        .insert_events(&[event("a"), event("b")], 0)
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    store.set_cursor("dispatch", ids[1]).unwrap();
+    let stale = store.enqueue_and_advance(
+        &[build(1, 1, true, Some(0))],
+        &[delivery("d", ids[0], None)],
+        &[],
+        0,
+        "dispatch",
+        0,
+        ids[0],
+    );
+    assert!(
+        matches!(
+            &stale,
+            Err(StoreError::CursorMoved { name, expected: 0, found }) if name == "dispatch" && *found == ids[1]
+        ),
+        "{stale:?}"
+    );
+    assert_eq!(store.cursor("dispatch").unwrap(), ids[1]);
+    assert!(store.latest_builds().unwrap().is_empty());
+    assert!(store.list(None, 10).unwrap().is_empty());
 }
