@@ -355,7 +355,6 @@ fn in_flight_deliveries_are_pending_again_after_a_crash() {
 /// start can read it — never passed over.
 #[test]
 fn an_unreadable_event_is_kept_and_tried_again() {
-    use crate::dispatch::Dispatcher;
     use crate::event::BodyFormat;
     let (_dir, store) = open();
     let store = std::sync::Arc::new(store);
@@ -372,17 +371,8 @@ fn an_unreadable_event_is_kept_and_tried_again() {
         )
         .unwrap();
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
-    let dispatcher = Dispatcher {
-        store: store.clone(),
-        routes: Vec::new(),
-        formatters: Default::default(),
-        master: Default::default(),
-        metrics: metrics.clone(),
-        history: None,
-        breakers: Default::default(),
-        workers: 0,
-        read: Default::default(),
-    };
+    let mut dispatcher = no_reporters(&store, Default::default());
+    dispatcher.metrics = metrics.clone();
     assert_eq!(dispatcher.dispatch_pending().unwrap(), 1);
     let kept = store.unreadable().unwrap();
     assert_eq!(kept.len(), 1);
@@ -409,7 +399,7 @@ fn an_unreadable_event_is_kept_and_tried_again() {
 /// the stored body again; and forgets what ingest handed over for events it has passed.
 #[test]
 fn the_history_step_takes_what_ingest_handed_over_and_forgets_what_it_passed() {
-    use crate::dispatch::{Dispatcher, ReadEvent};
+    use crate::dispatch::ReadEvent;
     use crate::event::{BodyFormat, Build, Event};
     use std::sync::Arc;
     let (_dir, store) = open();
@@ -423,17 +413,7 @@ fn the_history_step_takes_what_ingest_handed_over_and_forgets_what_it_passed() {
             .unwrap()[0]
             .id
     };
-    let dispatcher = Dispatcher {
-        store: store.clone(),
-        routes: Vec::new(),
-        formatters: Default::default(),
-        master: Default::default(),
-        metrics: Default::default(),
-        history: None,
-        breakers: Default::default(),
-        workers: 0,
-        read: Default::default(),
-    };
+    let dispatcher = no_reporters(&store, Default::default());
     // What ingest handed over is what the history step records: here a result that differs
     // from the stored body's, which reading the stored body could not give.
     let id = stored("m/build/400010/finished");
@@ -1354,6 +1334,36 @@ fn the_wal_is_checkpointed_by_its_own_thread_once_past_the_threshold() {
     assert_eq!(store.event_count().unwrap(), 600);
 }
 
+/// A dispatcher of `store` without reporters: the history step alone.
+fn no_reporters(
+    store: &std::sync::Arc<Store>,
+    read: std::sync::Arc<crate::dispatch::ReadEvents>,
+) -> crate::dispatch::Dispatcher {
+    crate::dispatch::Dispatcher {
+        store: store.clone(),
+        routes: Vec::new(),
+        formatters: Default::default(),
+        master: Default::default(),
+        metrics: Default::default(),
+        history: None,
+        breakers: Default::default(),
+        workers: 0,
+        read,
+    }
+}
+
+/// Events `a` and `b`, received at time 0, which dispatch's history step has passed: their ids.
+fn two_dispatched_events(store: &Store) -> Vec<i64> {
+    let ids: Vec<i64> = store
+        .insert_events(&[event("a"), event("b")], 0)
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    store.set_cursor("dispatch", ids[1]).unwrap();
+    ids
+}
+
 #[test]
 fn an_event_after_retention_emptied_the_log_gets_an_id_past_every_cursor() {
     let (_dir, store) = open();
@@ -1362,15 +1372,9 @@ fn an_event_after_retention_emptied_the_log_gets_an_id_past_every_cursor() {
         keep_ms: day,
         dead_ms: None,
     };
-    let ids: Vec<i64> = store
-        .insert_events(&[event("a"), event("b")], 0)
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
     // Both old and dispatched: a quiet spell longer than retention. The newest stays, so the
     // next event is numbered past it (SQLite numbers a row one past the table's largest id).
-    store.set_cursor("dispatch", ids[1]).unwrap();
+    let ids = two_dispatched_events(&store);
     let mut deleted = 0;
     loop {
         let pruned = store.prune(r, 2 * day, ids[1], 100, 0).unwrap();
@@ -1394,7 +1398,7 @@ fn an_event_after_retention_emptied_the_log_gets_an_id_past_every_cursor() {
 /// step, where a lane new to the store finds them.
 #[test]
 fn ingest_records_the_history_itself_only_when_the_history_step_is_caught_up() {
-    use crate::dispatch::{CURSOR, Dispatcher, ReadEvent, ReadEvents};
+    use crate::dispatch::{CURSOR, ReadEvent, ReadEvents};
     use crate::event::{BodyFormat, Build, Event};
     use crate::store::committer::Committer;
     use std::sync::Arc;
@@ -1443,17 +1447,7 @@ fn ingest_records_the_history_itself_only_when_the_history_step_is_caught_up() {
     let first = post(1, true);
     assert_eq!((store.cursor(CURSOR).unwrap(), recorded()), (0, 0));
     assert_eq!(pokes.load(Ordering::SeqCst), 1);
-    let dispatcher = Dispatcher {
-        store: store.clone(),
-        routes: Vec::new(),
-        formatters: Default::default(),
-        master: Default::default(),
-        metrics: Default::default(),
-        history: None,
-        breakers: Default::default(),
-        workers: 0,
-        read: read.clone(),
-    };
+    let dispatcher = no_reporters(&store, read.clone());
     read.set_lanes(Some((1, false)));
     // Lanes open, but the history step has not passed event 1: still the step's.
     let second = post(2, true);
@@ -1500,13 +1494,7 @@ fn ingest_records_the_history_itself_only_when_the_history_step_is_caught_up() {
 #[test]
 fn a_cursor_moved_meanwhile_is_not_moved_again() {
     let (_dir, store) = open();
-    let ids: Vec<i64> = store
-        .insert_events(&[event("a"), event("b")], 0)
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
-    store.set_cursor("dispatch", ids[1]).unwrap();
+    let ids = two_dispatched_events(&store);
     let stale = store.enqueue_and_advance(
         &[build(1, 1, true, Some(0))],
         &[delivery("d", ids[0], None)],
