@@ -1,6 +1,8 @@
 //! Group commit: one thread takes every event waiting and commits them in one transaction, so
 //! durability does not cap ingest throughput. Ingest (HTTP and `[source.buildbot]`) hands each
-//! event to [`Committer::commit`] and answers only once it is durable.
+//! event to [`Committer::commit`] and answers only once it is durable. When dispatch's history
+//! step is caught up, the same transaction runs it for the new events
+//! ([`Committer::start_with`]).
 
 use crate::clock::now_ms;
 use crate::dispatch::{CURSOR, ReadEvent, ReadEvents, build_record};
