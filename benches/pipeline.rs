@@ -9,8 +9,10 @@
 //! at 2,000 events/s, and (tidings only) posting builds that all belong to one build request,
 //! whose deliveries go out one at a time in order. `cargo bench --bench pipeline`
 //! (build the guests first with `cargo test`, which puts `short.wasm` in `<target>/guests`).
-//! Set `TIDINGS_BENCH_EVENTS` to change the event count (default 4000), `TIDINGS_BIN` to
-//! measure another `tidings` binary.
+//! Every phase runs in each of three rounds, the phases in turn, and each row is the round
+//! with the median events/s (p99 for the paced rows), every round's figure beside it. Set `TIDINGS_BENCH_EVENTS` to
+//! change the event count (default 4000), `TIDINGS_BENCH_ROUNDS` the rounds (default 3),
+//! `TIDINGS_BIN` to measure another `tidings` binary.
 
 mod support;
 
@@ -25,6 +27,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 const CLIENTS: usize = 16;
+
+/// Build ids each round of a phase has to itself.
+const ROUND_IDS: i64 = 100_000;
 
 #[derive(Default)]
 struct Peer {
@@ -191,6 +196,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000);
+    assert!(n as i64 <= ROUND_IDS, "at most {ROUND_IDS} events a run");
+    let rounds: usize = std::env::var("TIDINGS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let peer = Arc::new(Peer::default());
     let listener = rt
@@ -229,41 +240,67 @@ fn main() {
     let pid = Some(daemon.child.id());
     rt.block_on(run(&hook, 200, &peer, direct, 1_000_000, None, None));
     rt.block_on(run(&ingest, 200, &peer, key, 2_000_000, None, pid));
-    let base = rt.block_on(run(&hook, n, &peer, direct, 3_000_000, None, None));
-    let ours = rt.block_on(run(&ingest, n, &peer, key, 4_000_000, None, pid));
-    // Latency at a sustained offered rate below saturation, for both.
+    // Rounds, each phase in turn, so that a slow minute of the machine weighs on one round of
+    // each rather than on one phase; each row is its median round.
+    let mut rows: [Vec<Figures>; 5] = Default::default();
     let paced = 2000.0;
-    let base_paced = rt.block_on(run(&hook, n, &peer, direct, 5_000_000, Some(paced), None));
-    let ours_paced = rt.block_on(run(&ingest, n, &peer, key, 6_000_000, Some(paced), pid));
-    // Every delivery under one build request: they go out one after another, in order.
-    let one_request = rt.block_on(run(&ingest, n, &peer, key, 7_000_000, None, pid));
+    for round in 0..rounds as i64 {
+        let at = |base: i64| base + round * ROUND_IDS;
+        rows[0].push(rt.block_on(run(&hook, n, &peer, direct, at(3_000_000), None, None)));
+        rows[1].push(rt.block_on(run(&ingest, n, &peer, key, at(4_000_000), None, pid)));
+        // Latency at a sustained offered rate below saturation, for both.
+        rows[2].push(rt.block_on(run(
+            &hook,
+            n,
+            &peer,
+            direct,
+            at(5_000_000),
+            Some(paced),
+            None,
+        )));
+        rows[3].push(rt.block_on(run(&ingest, n, &peer, key, at(6_000_000), Some(paced), pid)));
+        // Every delivery under one build request: they go out one after another, in order.
+        rows[4].push(rt.block_on(run(&ingest, n, &peer, key, at(7_000_000), None, pid)));
+    }
     drop(daemon);
     println!(
-        "{n} events, {CLIENTS} concurrent clients, payload: the failing sample build (~{} KiB)",
+        "{n} events, {CLIENTS} concurrent clients, payload: the failing sample build (~{} KiB); \
+         the median of {rounds} round(s), every round's figure in brackets",
         sample(1).len() / 1024
     );
-    for (name, f) in [
-        ("saturated, baseline: plain HTTP echo", &base),
-        ("saturated, tidings: ingest → outbox → push", &ours),
-        ("2000/s offered, baseline: plain HTTP echo", &base_paced),
-        (
-            "2000/s offered, tidings: ingest → outbox → push",
-            &ours_paced,
-        ),
-        (
-            "one build request, tidings: in order, one at a time",
-            &one_request,
-        ),
-    ] {
+    let names = [
+        "saturated, baseline: plain HTTP echo",
+        "saturated, tidings: ingest → outbox → push",
+        "2000/s offered, baseline: plain HTTP echo",
+        "2000/s offered, tidings: ingest → outbox → push",
+        "one build request, tidings: in order, one at a time",
+    ];
+    let mut medians = Vec::new();
+    for (row, (name, mut all)) in names.into_iter().zip(rows).enumerate() {
+        // A paced row's figure is its p99 (its events/s is the rate offered); the others'
+        // their events/s.
+        let each: Vec<String> = if row == 2 || row == 3 {
+            all.sort_by_key(|f| f.p99);
+            all.iter()
+                .map(|f| format!("p99 {:.2} ms", f.p99.as_secs_f64() * 1e3))
+                .collect()
+        } else {
+            all.sort_by(|a, b| a.per_sec.total_cmp(&b.per_sec));
+            all.iter().map(|f| format!("{:.0}/s", f.per_sec)).collect()
+        };
+        let f = all.swap_remove(all.len() / 2);
         println!(
-            "{name:<50} {:>8.0} events/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/event: daemon {:>4} µs, clients+peer {:>4} µs",
+            "{name:<50} {:>8.0} events/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/event: daemon {:>4} µs, clients+peer {:>4} µs   [{}]",
             f.per_sec,
             f.p50.as_secs_f64() * 1e3,
             f.p99.as_secs_f64() * 1e3,
             f.daemon_cpu.as_micros(),
             f.bench_cpu.as_micros(),
+            each.join(", "),
         );
+        medians.push(f);
     }
+    let (base, ours) = (&medians[0], &medians[1]);
     println!(
         "ratio: {:.2}× the baseline's time per event",
         base.per_sec / ours.per_sec
