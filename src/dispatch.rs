@@ -569,8 +569,8 @@ struct Pending {
     explanation: String,
 }
 
-/// How lanes learn that the history step moved on: a counter of its batches, and a condition
-/// to wait on (also signalled to stop).
+/// How lanes learn that the history step moved on (run by ingest or by the dispatch thread):
+/// a counter of its batches, and a condition to wait on (also signalled to stop).
 #[derive(Default)]
 struct Progress {
     batches: Mutex<u64>,

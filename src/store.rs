@@ -743,11 +743,7 @@ impl Store {
             // (ids only grow, retention keeping the newest event).
             let caught_up = match &history {
                 Some((cursor, _)) => {
-                    let at: i64 = tx
-                        .prepare_cached("SELECT value FROM cursors WHERE name = ?1")?
-                        .query_row([cursor], |r| r.get(0))
-                        .optional()?
-                        .unwrap_or(0);
+                    let at = Self::cursor_in(&tx, cursor)?;
                     let top: Option<i64> = tx
                         .prepare_cached("SELECT MAX(id) FROM events")?
                         .query_row([], |r| r.get(0))?;
@@ -1224,12 +1220,7 @@ impl Store {
 
     /// The value of cursor `name` (0 when never set): how far a consumer of the event log got.
     pub fn cursor(&self, name: &str) -> Result<i64, StoreError> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT value FROM cursors WHERE name = ?1")?
-            .query_row([name], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0))
+        Self::cursor_in(&self.conn(), name)
     }
 
     /// Caps the database at about `bytes` (SQLite's `max_page_count`): past it every write
@@ -1317,6 +1308,15 @@ impl Store {
         Self::set_cursor_in(&self.conn(), name, value)
     }
 
+    /// Cursor `name` as `conn` sees it (0 when never set).
+    fn cursor_in(conn: &Connection, name: &str) -> Result<i64, StoreError> {
+        Ok(conn
+            .prepare_cached("SELECT value FROM cursors WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
     fn set_cursor_in(conn: &Connection, name: &str, value: i64) -> Result<(), StoreError> {
         conn.prepare_cached(
             "INSERT INTO cursors (name, value) VALUES (?1, ?2)
@@ -1372,11 +1372,7 @@ impl Store {
     ) -> Result<Vec<Stored>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let found: i64 = tx
-            .prepare_cached("SELECT value FROM cursors WHERE name = ?1")?
-            .query_row([name], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
+        let found = Self::cursor_in(&tx, name)?;
         if found != from {
             return Err(StoreError::CursorMoved {
                 name: name.to_owned(),
